@@ -1,0 +1,81 @@
+//! Atom 1.0, written by `atom_syndication`.
+
+use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
+
+use super::{FeedDoc, Format, GENERATOR};
+use crate::config::Author;
+
+fn person(author: &Author) -> Person {
+    Person { name: author.name.clone(), email: author.email.clone(), uri: author.uri.clone(), ..Default::default() }
+}
+
+fn link(href: &str, rel: &str, mime_type: &str) -> Link {
+    Link { href: href.to_owned(), rel: rel.to_owned(), mime_type: Some(mime_type.to_owned()), ..Default::default() }
+}
+
+/// An Atom id must be an IRI: a front-matter id that is not one becomes a tag URI under the site's host.
+fn atom_id(id: &str, home_url: &str) -> String {
+    if url::Url::parse(id).is_ok() {
+        return id.to_owned();
+    }
+    let host = url::Url::parse(home_url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
+    let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
+    format!("tag:{host},2000:{id}")
+}
+
+/// Writes the feed as Atom 1.0 bytes.
+pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
+    let entries = doc
+        .items
+        .iter()
+        .map(|item| {
+            let meta = item.meta;
+            Entry {
+                id: atom_id(meta.guid(), doc.home_url),
+                title: Text::plain(meta.title.clone()),
+                links: vec![link(&meta.link, "alternate", "text/html")],
+                published: Some(meta.date),
+                updated: meta.updated.max(meta.date),
+                authors: vec![person(item.author(doc.author))],
+                categories: item
+                    .terms()
+                    .into_iter()
+                    .map(|name| Category { term: name.to_owned(), scheme: None, label: None })
+                    .collect(),
+                summary: Some(Text::plain(item.rendered.summary.clone())),
+                content: doc.full_content.then(|| Content {
+                    base: Some(meta.link.clone()),
+                    value: Some(item.rendered.content_html.clone()),
+                    content_type: Some("html".to_owned()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let feed = Feed {
+        id: doc.self_url.clone(),
+        title: Text::plain(doc.title.clone()),
+        subtitle: Some(Text::plain(doc.description.clone())),
+        updated: doc.updated,
+        links: vec![link(&doc.self_url, "self", Format::Atom.media_type()), link(doc.home_url, "alternate", "text/html")],
+        authors: vec![person(doc.author)],
+        generator: Some(Generator { value: GENERATOR.to_owned(), uri: None, version: None }),
+        lang: Some(doc.language.to_owned()),
+        entries,
+        ..Default::default()
+    };
+    Ok(feed.write_to(Vec::with_capacity(64 * 1024))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_iris() {
+        assert_eq!(atom_id("https://e.org/a", "https://e.org/"), "https://e.org/a");
+        assert_eq!(atom_id("urn:uuid:1234", "https://e.org/"), "urn:uuid:1234");
+        assert_eq!(atom_id("post 12", "https://e.org/"), "tag:e.org,2000:post%2012");
+    }
+}

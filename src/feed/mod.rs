@@ -1,0 +1,100 @@
+//! One feed model, written out in each format: RSS 2.0, Atom 1.0, JSON Feed 1.1, plus the OPML list.
+//!
+//! The writers are pure: a [`FeedDoc`] in, bytes out. Everything time-like comes from the posts,
+//! never the clock, so the same posts give byte-identical documents.
+
+pub mod atom;
+pub mod json;
+pub mod opml;
+pub mod rss;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::config::Author;
+use crate::post::PostMeta;
+use crate::render::Rendered;
+
+/// The three feed formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Format {
+    Rss,
+    Atom,
+    Json,
+}
+
+impl Format {
+    pub const ALL: [Format; 3] = [Format::Rss, Format::Atom, Format::Json];
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Rss => "rss",
+            Format::Atom => "atom",
+            Format::Json => "json",
+        }
+    }
+
+    /// The media type, as served and as announced in self links.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Rss => "application/rss+xml",
+            Format::Atom => "application/atom+xml",
+            Format::Json => "application/feed+json",
+        }
+    }
+}
+
+/// A post as a feed item.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    pub meta: &'a PostMeta,
+    pub rendered: &'a Rendered,
+}
+
+impl Item<'_> {
+    /// Categories then tags, each name once: what readers show as the item's categories.
+    pub fn terms(&self) -> Vec<&str> {
+        let mut terms: Vec<&str> = Vec::new();
+        for name in self.meta.categories.iter().chain(&self.meta.tags) {
+            if !terms.contains(&name.as_str()) {
+                terms.push(name);
+            }
+        }
+        terms
+    }
+
+    pub fn author<'a>(&'a self, site: &'a Author) -> &'a Author {
+        self.meta.author.as_ref().unwrap_or(site)
+    }
+}
+
+/// Everything a writer needs for one feed.
+#[derive(Debug, Clone)]
+pub struct FeedDoc<'a> {
+    pub title: String,
+    pub description: String,
+    /// The site's home page.
+    pub home_url: &'a str,
+    /// The public address of this feed in the format being written.
+    pub self_url: String,
+    pub language: &'a str,
+    pub author: &'a Author,
+    /// The newest `updated` of the items: the feed's own time.
+    pub updated: DateTime<FixedOffset>,
+    pub ttl_minutes: u64,
+    /// Whether items carry the whole post (else only the summary).
+    pub full_content: bool,
+    pub items: Vec<Item<'a>>,
+}
+
+/// The generator's name and version, as feeds announce it.
+pub const GENERATOR: &str = concat!("crier ", env!("CARGO_PKG_VERSION"));
+
+/// The time an empty feed claims: no post, no clock.
+pub fn epoch() -> DateTime<FixedOffset> {
+    DateTime::UNIX_EPOCH.fixed_offset()
+}
+
+/// The newest `updated` among the items; the epoch for an empty feed.
+pub fn newest_update(items: &[Item<'_>]) -> DateTime<FixedOffset> {
+    items.iter().map(|i| i.meta.updated.max(i.meta.date)).max_by_key(|d| d.to_utc()).unwrap_or_else(epoch)
+}

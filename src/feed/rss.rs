@@ -1,0 +1,94 @@
+//! RSS 2.0, written by the `rss` crate, then given the RSS Best Practices Profile's escapes.
+
+use quick_xml::events::{BytesText, Event};
+use quick_xml::{Reader, Writer};
+use rss::extension::atom::{AtomExtension, Link};
+use rss::extension::dublincore::DublinCoreExtension;
+use rss::{Category, Channel, Guid};
+
+use super::{FeedDoc, Format, GENERATOR};
+
+/// Writes the feed as RSS 2.0 bytes.
+pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
+    let items = doc
+        .items
+        .iter()
+        .map(|item| {
+            let meta = item.meta;
+            let summary_html = quick_xml::escape::escape(item.rendered.summary.as_str()).into_owned();
+            rss::Item {
+                title: Some(meta.title.clone()),
+                link: Some(meta.link.clone()),
+                description: Some(summary_html),
+                guid: Some(Guid { value: meta.guid().to_owned(), permalink: meta.id.is_none() }),
+                pub_date: Some(meta.date.to_rfc2822()),
+                categories: item.terms().into_iter().map(|name| Category { name: name.to_owned(), domain: None }).collect(),
+                content: doc.full_content.then(|| item.rendered.content_html.clone()),
+                dublin_core_ext: Some(DublinCoreExtension {
+                    creators: vec![item.author(doc.author).name.clone()],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let channel = Channel {
+        title: doc.title.clone(),
+        link: doc.home_url.to_owned(),
+        description: doc.description.clone(),
+        language: Some(doc.language.to_owned()),
+        generator: Some(GENERATOR.to_owned()),
+        last_build_date: Some(doc.updated.to_rfc2822()),
+        ttl: Some(doc.ttl_minutes.to_string()),
+        atom_ext: Some(AtomExtension {
+            links: vec![Link {
+                href: doc.self_url.clone(),
+                rel: "self".to_owned(),
+                mime_type: Some(Format::Rss.media_type().to_owned()),
+                ..Default::default()
+            }],
+        }),
+        items,
+        ..Default::default()
+    };
+    let mut out = Vec::with_capacity(64 * 1024);
+    out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let out = channel.write_to(out)?;
+    best_practice_escapes(&out)
+}
+
+/// Rewrites `&amp;` and `&lt;` in text as `&#x26;` and `&#x3C;`, which the RSS Best Practices
+/// Profile asks for in plain-text elements (and the W3C validator checks). CDATA (the HTML in
+/// `description` and `content:encoded`) and attributes are left alone; the document means the same.
+fn best_practice_escapes(xml: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut reader = Reader::from_reader(xml);
+    let mut writer = Writer::new(Vec::with_capacity(xml.len() + 1024));
+    loop {
+        match reader.read_event()? {
+            Event::Eof => break,
+            Event::GeneralRef(name) if &*name == b"amp" => {
+                writer.write_event(Event::Text(BytesText::from_escaped("&#x26;")))?
+            }
+            Event::GeneralRef(name) if &*name == b"lt" => {
+                writer.write_event(Event::Text(BytesText::from_escaped("&#x3C;")))?
+            }
+            event => writer.write_event(event)?,
+        }
+    }
+    Ok(writer.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_plain_text_only() {
+        let xml = b"<?xml version=\"1.0\"?><rss><title>A &amp; B &lt; C &gt; D</title><description><![CDATA[<p>x &amp; y</p>]]></description><a href=\"?a=1&amp;b=2\"/></rss>";
+        let out = String::from_utf8(best_practice_escapes(xml).unwrap()).unwrap();
+        assert_eq!(
+            out,
+            "<?xml version=\"1.0\"?><rss><title>A &#x26; B &#x3C; C &gt; D</title><description><![CDATA[<p>x &amp; y</p>]]></description><a href=\"?a=1&amp;b=2\"/></rss>"
+        );
+    }
+}

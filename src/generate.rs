@@ -1,0 +1,303 @@
+//! The build: a posts folder in, every feed document out.
+//!
+//! Reading and parsing run in parallel and keep only metadata; bodies are read again and rendered
+//! only for the posts that end up in some feed, so memory does not grow with the size of the
+//! archive's text.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+
+use crate::config::{Config, ContentMode};
+use crate::feed::opml::{Opml, Outline};
+use crate::feed::{self, FeedDoc, Format, Item};
+use crate::post::{self, PostContext, PostError, PostMeta, PostWarning};
+use crate::publish::{FeedsDir, Levels, Outcome};
+use crate::render::{self, Rendered, SummaryRule};
+use crate::site::{FeedKey, FeedPlan, Site};
+use crate::text::xml_safe;
+
+/// The post context a configuration implies.
+pub fn post_context(config: &Config) -> PostContext<'_> {
+    PostContext {
+        timezone: config.timezone,
+        base_url: &config.base_url,
+        permalink: &config.permalink,
+        max_bytes: config.max_post_bytes,
+    }
+}
+
+/// Every post file under `root`, sorted; folders and files that are hidden or editor leftovers
+/// are skipped. Folders that cannot be read are reported as problems.
+pub fn post_files(root: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
+    let walker = walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        match entry {
+            Ok(entry) if entry.file_type().is_file() => {
+                if entry.file_name().to_str().is_some_and(post::is_post_file_name) {
+                    files.push(entry.into_path());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(PostError {
+                path: e.path().unwrap_or(root).to_owned(),
+                line: 1,
+                message: format!("cannot read: {}; check the permissions", e.io_error().map_or(e.to_string(), |io| io.to_string())),
+            }),
+        }
+    }
+    (files, problems)
+}
+
+/// Reads and parses one post file.
+pub fn read_post(path: &Path, cx: &PostContext<'_>) -> Result<(PostMeta, String), PostError> {
+    let io_error = |e: std::io::Error| PostError {
+        path: path.to_owned(),
+        line: 1,
+        message: format!("cannot read: {e}; check that the file exists and crier may read it"),
+    };
+    let metadata = std::fs::metadata(path).map_err(io_error)?;
+    if metadata.len() > cx.max_bytes {
+        return Err(PostError {
+            path: path.to_owned(),
+            line: 1,
+            message: format!(
+                "file is {} bytes, over the limit of {} bytes; shorten it or raise `max_post_bytes` in the config",
+                metadata.len(),
+                cx.max_bytes
+            ),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io_error)?;
+    let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    post::parse(path, &bytes, modified, cx)
+}
+
+/// The result of reading a posts folder.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub posts: Vec<PostMeta>,
+    pub errors: Vec<PostError>,
+    pub drafts: usize,
+}
+
+impl Scan {
+    /// Every warning, with the file it is about.
+    pub fn warnings(&self) -> impl Iterator<Item = (&Path, &PostWarning)> {
+        self.posts.iter().flat_map(|p| p.warnings.iter().map(move |w| (p.path.as_path(), w)))
+    }
+}
+
+/// Reads every post under the configured folder, in parallel, keeping metadata only.
+pub fn scan(config: &Config) -> Scan {
+    let cx = post_context(config);
+    let (files, mut errors) = post_files(&config.posts);
+    let results: Vec<Result<PostMeta, PostError>> =
+        files.par_iter().map(|path| read_post(path, &cx).map(|(meta, _body)| meta)).collect();
+    let mut scan = Scan::default();
+    for result in results {
+        match result {
+            Ok(meta) if meta.draft => scan.drafts += 1,
+            Ok(meta) => scan.posts.push(meta),
+            Err(error) => errors.push(error),
+        }
+    }
+    scan.errors = errors;
+    scan
+}
+
+/// Renders the bodies of `posts`, reading each file again. A file that changed into something
+/// unreadable since it was scanned is rendered from its metadata alone, with the error returned.
+pub fn render_posts(posts: &[Arc<PostMeta>], config: &Config) -> (HashMap<PathBuf, Arc<Rendered>>, Vec<PostError>) {
+    let cx = post_context(config);
+    let rule = SummaryRule { separator: &config.excerpt_separator, length: config.excerpt_length };
+    let results: Vec<(PathBuf, Rendered, Option<PostError>)> = posts
+        .par_iter()
+        .map(|meta| {
+            let (body, error) = match read_post(&meta.path, &cx) {
+                Ok((_, body)) => (body, None),
+                Err(error) => (String::new(), Some(error)),
+            };
+            (meta.path.clone(), render::render(meta, &body, rule), error)
+        })
+        .collect();
+    let mut errors = Vec::new();
+    let mut rendered = HashMap::with_capacity(results.len());
+    for (path, r, error) in results {
+        errors.extend(error);
+        rendered.insert(path, Arc::new(r));
+    }
+    (rendered, errors)
+}
+
+/// A feed's file path under the feeds folder, e.g. `categories/新闻.rss`.
+pub fn document_path(key: &FeedKey, format: Format) -> String {
+    format!("{}.{}", key.stem(), format.extension())
+}
+
+/// The feed's title, as readers list it.
+pub fn feed_title(config: &Config, plan: &FeedPlan) -> String {
+    let site = xml_safe(&config.title);
+    match (&plan.key, &plan.name) {
+        (FeedKey::Category(_), Some(name)) => format!("{site} · {name}"),
+        (FeedKey::Tag(_), Some(name)) => format!("{site} · #{name}"),
+        _ => site.into_owned(),
+    }
+}
+
+/// One feed in one format, as bytes.
+pub fn document(
+    config: &Config,
+    plan: &FeedPlan,
+    format: Format,
+    rendered: &HashMap<PathBuf, Arc<Rendered>>,
+) -> anyhow::Result<Vec<u8>> {
+    let items: Vec<Item<'_>> = plan
+        .items
+        .iter()
+        .filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r }))
+        .collect();
+    let description = match &plan.name {
+        Some(name) => format!("{} ({name})", xml_safe(&config.description)),
+        None => xml_safe(&config.description).into_owned(),
+    };
+    let doc = FeedDoc {
+        title: feed_title(config, plan),
+        description,
+        home_url: config.base_url.as_str(),
+        self_url: post::absolute_link(&config.feeds_url, &document_path(&plan.key, format)),
+        language: &config.language,
+        author: &config.author,
+        updated: feed::newest_update(&items),
+        ttl_minutes: config.ttl.as_secs() / 60,
+        full_content: config.content == ContentMode::Full,
+        items,
+    };
+    match format {
+        Format::Rss => feed::rss::write(&doc),
+        Format::Atom => feed::atom::write(&doc),
+        Format::Json => feed::json::write(&doc),
+    }
+}
+
+/// The OPML list of every feed in `plans`.
+pub fn opml(config: &Config, plans: &[FeedPlan]) -> anyhow::Result<Vec<u8>> {
+    let outline = |plan: &FeedPlan| Outline {
+        title: feed_title(config, plan),
+        xml_url: post::absolute_link(&config.feeds_url, &document_path(&plan.key, Format::Rss)),
+        html_url: config.base_url.to_string(),
+    };
+    let site = plans.iter().find(|p| p.key == FeedKey::Site).map(outline).unwrap_or_else(|| Outline {
+        title: config.title.clone(),
+        xml_url: post::absolute_link(&config.feeds_url, &document_path(&FeedKey::Site, Format::Rss)),
+        html_url: config.base_url.to_string(),
+    });
+    let updated = plans
+        .iter()
+        .flat_map(|p| p.items.iter())
+        .map(|m| m.updated.max(m.date))
+        .max_by_key(|d| d.to_utc())
+        .unwrap_or_else(feed::epoch);
+    let list = Opml {
+        title: xml_safe(&config.title).into_owned(),
+        updated,
+        site,
+        categories: plans.iter().filter(|p| matches!(p.key, FeedKey::Category(_))).map(outline).collect(),
+        tags: plans.iter().filter(|p| matches!(p.key, FeedKey::Tag(_))).map(outline).collect(),
+    };
+    feed::opml::write(&list)
+}
+
+/// The file name of the OPML list.
+pub const OPML_PATH: &str = "index.opml";
+
+/// What a build did, for the summary.
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    pub posts_read: usize,
+    pub published: usize,
+    pub drafts: usize,
+    pub scheduled: usize,
+    pub errors: Vec<PostError>,
+    pub warnings: Vec<(PathBuf, PostWarning)>,
+    pub feeds: usize,
+    pub written: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    pub elapsed: std::time::Duration,
+}
+
+/// `crier build`: reads the posts, writes every feed document and removes stale ones.
+pub fn build(config: &Config, now: DateTime<Utc>) -> anyhow::Result<BuildReport> {
+    let started = Instant::now();
+    if !config.posts.is_dir() {
+        anyhow::bail!(
+            "posts folder {} does not exist or is not a folder; set `posts` in the config or pass --posts",
+            config.posts.display()
+        );
+    }
+    let scan = scan(config);
+    let mut report = BuildReport {
+        posts_read: scan.posts.len() + scan.drafts + scan.errors.len(),
+        drafts: scan.drafts,
+        warnings: scan.warnings().map(|(p, w)| (p.to_owned(), w.clone())).collect(),
+        ..Default::default()
+    };
+    let mut site = Site::new();
+    for meta in scan.posts {
+        site.insert(Arc::new(meta));
+    }
+    report.published = site.len();
+    report.errors = scan.errors;
+    report.scheduled = site.scheduled(now);
+
+    let plans = site.feeds(now, config.items);
+    let mut needed: Vec<Arc<PostMeta>> = Vec::new();
+    let mut seen = HashSet::new();
+    for meta in plans.iter().flat_map(|p| p.items.iter()) {
+        if seen.insert(meta.path.clone()) {
+            needed.push(meta.clone());
+        }
+    }
+    let (rendered, render_errors) = render_posts(&needed, config);
+    report.errors.extend(render_errors);
+
+    let feeds = FeedsDir::new(&config.feeds, Levels { gzip: config.gzip_level, brotli: config.brotli_quality });
+    let written_at = SystemTime::now();
+    let outcomes: Vec<anyhow::Result<(String, Outcome)>> = plans
+        .par_iter()
+        .flat_map_iter(|plan| Format::ALL.into_iter().map(move |format| (plan, format)))
+        .map(|(plan, format)| {
+            let rel = document_path(&plan.key, format);
+            let bytes = document(config, plan, format, &rendered)?;
+            let outcome = feeds.put(&rel, &bytes, written_at)?;
+            Ok((rel, outcome))
+        })
+        .collect();
+    let mut keep = HashSet::new();
+    for outcome in outcomes {
+        let (rel, outcome) = outcome?;
+        match outcome {
+            Outcome::Written => report.written += 1,
+            Outcome::Unchanged => report.unchanged += 1,
+        }
+        keep.insert(rel);
+    }
+    match feeds.put(OPML_PATH, &opml(config, &plans)?, written_at)? {
+        Outcome::Written => report.written += 1,
+        Outcome::Unchanged => report.unchanged += 1,
+    }
+    keep.insert(OPML_PATH.to_owned());
+    report.removed = feeds.remove_stale(&keep)?;
+    report.feeds = keep.len();
+    report.errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+    report.elapsed = started.elapsed();
+    Ok(report)
+}

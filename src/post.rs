@@ -1,0 +1,769 @@
+//! A post: one file's bytes turned into metadata (front matter, dates, taxonomy, link) and a body.
+//!
+//! Pure: the caller reads the file and hands over its bytes, path and modification time.
+//! Every way a file can be wrong ends in a [`PostError`] naming the file, the line and the fix.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+use url::Url;
+
+use crate::config::Author;
+use crate::text::{is_xml_char, slugify};
+
+/// A post that cannot be published, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostError {
+    pub path: PathBuf,
+    /// 1-based line in the file.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.message)
+    }
+}
+
+impl std::error::Error for PostError {}
+
+/// Something crier guessed for a post; published anyway, but worth telling the author.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostWarning {
+    pub line: usize,
+    pub message: String,
+}
+
+/// How the body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Markdown,
+    Html,
+}
+
+/// Everything about a post except its body, which is kept out of memory until a feed needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostMeta {
+    pub path: PathBuf,
+    pub title: String,
+    pub date: DateTime<FixedOffset>,
+    pub updated: DateTime<FixedOffset>,
+    pub categories: Vec<String>,
+    pub tags: Vec<String>,
+    /// Absolute, ASCII-only URL of the post.
+    pub link: String,
+    /// The front matter's `id`/`guid`, when it has one.
+    pub id: Option<String>,
+    pub author: Option<Author>,
+    /// The front matter's `description`/`excerpt`/`summary`, plain text.
+    pub summary: Option<String>,
+    pub format: BodyFormat,
+    /// Not published (`published: false` or `draft: true`).
+    pub draft: bool,
+    pub warnings: Vec<PostWarning>,
+}
+
+impl PostMeta {
+    /// The identifier feeds use: the front matter's, else the permalink.
+    pub fn guid(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.link)
+    }
+}
+
+/// The site-wide settings a post needs to be understood.
+#[derive(Debug, Clone)]
+pub struct PostContext<'a> {
+    pub timezone: Tz,
+    pub base_url: &'a Url,
+    pub permalink: &'a str,
+    pub max_bytes: u64,
+}
+
+/// The extensions of post files.
+pub const POST_EXTENSIONS: &[&str] = &["md", "markdown", "txt", "html", "htm"];
+
+/// Whether a file name (not a path) names a post: right extension, not hidden, not an editor leftover.
+pub fn is_post_file_name(name: &str) -> bool {
+    if name.starts_with('.') || name.ends_with('~') || name.starts_with('#') || name == "4913" {
+        return false;
+    }
+    let Some((_, ext)) = name.rsplit_once('.') else { return false };
+    POST_EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e))
+}
+
+/// Parses a post file; returns its metadata and its body (normalized to LF line endings).
+pub fn parse(
+    path: &Path,
+    bytes: &[u8],
+    modified: SystemTime,
+    cx: &PostContext<'_>,
+) -> Result<(PostMeta, String), PostError> {
+    let fail = |line: usize, message: String| PostError { path: path.to_owned(), line, message };
+    if bytes.len() as u64 > cx.max_bytes {
+        return Err(fail(
+            1,
+            format!(
+                "file is {} bytes, over the limit of {} bytes; shorten it or raise `max_post_bytes` in the config",
+                bytes.len(),
+                cx.max_bytes
+            ),
+        ));
+    }
+    let text = decode(bytes).map_err(|(line, message)| fail(line, message))?;
+    if text.trim().is_empty() {
+        return Err(fail(1, "file is empty; write front matter (`---`, `title: ...`, `date: ...`, `---`) and a body, or delete the file".into()));
+    }
+    let (yaml, body) = split_front_matter(&text).map_err(|(line, message)| fail(line, message))?;
+    let front: FrontMatter = if yaml.trim().is_empty() {
+        FrontMatter::default()
+    } else {
+        let options = serde_saphyr::options! { strict_booleans: true };
+        serde_saphyr::from_str_with_options(yaml, options).map_err(|e| yaml_error(path, &e))?
+    };
+
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    let (name_date, title_stem) = split_date_prefix(stem);
+    let mut warnings = Vec::new();
+
+    let title = match front.title.map(|t| t.0).filter(|t| !t.trim().is_empty()) {
+        Some(title) => title.trim().to_owned(),
+        None => {
+            warnings.push(PostWarning {
+                line: 1,
+                message: "no `title` in front matter; using one made from the file name".into(),
+            });
+            title_from_stem(title_stem)
+        }
+    };
+
+    let date = match front.date {
+        Some(spanned) => parse_date(&spanned.value.0, cx.timezone)
+            .ok_or_else(|| fail(front_line(&spanned), bad_date_message("date", &spanned.value.0)))?,
+        None => match name_date {
+            Some(day) => midnight(day, cx.timezone),
+            None => {
+                warnings.push(PostWarning {
+                    line: 1,
+                    message: "no `date` in front matter or file name; using the file's modification time".into(),
+                });
+                let utc: DateTime<chrono::Utc> = modified.into();
+                utc.with_timezone(&cx.timezone).fixed_offset()
+            }
+        },
+    };
+    let updated_field = front.updated.or(front.last_modified_at);
+    let updated = match updated_field {
+        Some(spanned) => parse_date(&spanned.value.0, cx.timezone)
+            .ok_or_else(|| fail(front_line(&spanned), bad_date_message("updated", &spanned.value.0)))?,
+        None => date,
+    };
+
+    let categories = dedup(front.categories.or(front.category).map(|l| l.0).unwrap_or_default());
+    let tags = dedup(front.tags.or(front.tag).map(|l| l.0).unwrap_or_default());
+
+    let link = match front.permalink.map(|p| p.0) {
+        Some(permalink) => absolute_link(cx.base_url, &permalink),
+        None => {
+            let path = expand_permalink(cx.permalink, &date, title_stem, &categories);
+            absolute_link(cx.base_url, &path)
+        }
+    };
+
+    let author = front.author.map(|a| match a {
+        AuthorField::Name(name) => Author { name: name.0, email: None, uri: None },
+        AuthorField::Full { name, email, uri, url } => Author {
+            name: name.map(|n| n.0).unwrap_or_default(),
+            email: email.map(|e| e.0),
+            uri: uri.or(url).map(|u| u.0),
+        },
+    });
+    let author = author.filter(|a| !a.name.trim().is_empty());
+
+    let summary = front
+        .description
+        .or(front.excerpt)
+        .or(front.summary)
+        .map(|s| s.0.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let draft = front.published.is_some_and(|f| !f.0) || front.draft.is_some_and(|f| f.0);
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let format = if ext == "html" || ext == "htm" { BodyFormat::Html } else { BodyFormat::Markdown };
+
+    let meta = PostMeta {
+        path: path.to_owned(),
+        title,
+        date,
+        updated,
+        categories,
+        tags,
+        link,
+        id: front.id.or(front.guid).map(|i| i.0.trim().to_owned()).filter(|i| !i.is_empty()),
+        author,
+        summary,
+        format,
+        draft,
+        warnings: warnings.into_iter().map(|w| PostWarning { line: w.line.max(1), ..w }).collect(),
+    };
+    Ok((meta, body.to_owned()))
+}
+
+/// Bytes to text: UTF-8 only (BOM dropped), CRLF to LF, characters XML 1.0 forbids removed.
+fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, (usize, String)> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+        (
+            line,
+            "file is not valid UTF-8 (is it GBK or Latin-1?); convert it, e.g. `iconv -f GBK -t UTF-8`".to_owned(),
+        )
+    })?;
+    let mut text = Cow::Borrowed(text);
+    if text.contains('\r') {
+        text = Cow::Owned(text.replace("\r\n", "\n"));
+    }
+    if !text.chars().all(is_xml_char) {
+        text = Cow::Owned(text.chars().filter(|&c| is_xml_char(c)).collect());
+    }
+    Ok(text)
+}
+
+/// Splits `---\nYAML\n---\nbody` into the YAML and the body.
+fn split_front_matter(text: &str) -> Result<(&str, &str), (usize, String)> {
+    let mut lines = text.split_inclusive('\n');
+    let first = lines.next().unwrap_or_default();
+    if first.trim_end() != "---" {
+        return Err((
+            1,
+            "no front matter: the file must start with a line `---`, then keys such as `title:` and `date:`, then a line `---`".into(),
+        ));
+    }
+    let yaml_start = first.len();
+    let mut offset = yaml_start;
+    for line in lines {
+        let trimmed = line.trim_end();
+        if trimmed == "---" || trimmed == "..." {
+            let body_start = offset + line.len();
+            return Ok((&text[yaml_start..offset], &text[body_start..]));
+        }
+        offset += line.len();
+    }
+    Err((1, "front matter is never closed: add a line `---` after its last key".into()))
+}
+
+/// The file line a front-matter value sits on (the YAML starts on line 2).
+fn front_line<T>(spanned: &Spanned<T>) -> usize {
+    spanned.referenced.line() as usize + 1
+}
+
+fn yaml_error(path: &Path, error: &serde_saphyr::Error) -> PostError {
+    let line = error.location().map_or(1, |l| l.line() as usize + 1);
+    let mut options = serde_saphyr::RenderOptions::default();
+    options.snippets = serde_saphyr::SnippetMode::Off;
+    options.line_offset = 1;
+    let detail = error.render_with_options(options);
+    let detail = detail.lines().next().unwrap_or_default().trim();
+    PostError {
+        path: path.to_owned(),
+        line,
+        message: format!(
+            "front matter is not valid YAML ({detail}); check quoting: a value with `:` or `#` must be in quotes"
+        ),
+    }
+}
+
+fn bad_date_message(key: &str, value: &str) -> String {
+    format!(
+        "`{key}: {value}` is not a date; write it as `2021-12-23 16:34:36 +0800`, `2021-12-23 16:34`, `2021-12-23` or RFC 3339"
+    )
+}
+
+/// Parses Jekyll's date forms and RFC 3339; a date without an offset is in `timezone`.
+pub fn parse_date(text: &str, timezone: Tz) -> Option<DateTime<FixedOffset>> {
+    let text = text.trim();
+    if let Ok(date) = DateTime::parse_from_rfc3339(text) {
+        return Some(date);
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f %z", "%Y-%m-%d %H:%M %z", "%Y-%m-%dT%H:%M:%S%.f%z"] {
+        if let Ok(date) = DateTime::parse_from_str(text, format) {
+            return Some(date);
+        }
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(in_zone(naive, timezone));
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().map(|day| midnight(day, timezone))
+}
+
+fn midnight(day: NaiveDate, timezone: Tz) -> DateTime<FixedOffset> {
+    in_zone(day.and_hms_opt(0, 0, 0).expect("midnight exists on every day"), timezone)
+}
+
+/// A wall-clock time in a zone; in a DST gap, the time is read as if the clocks had not moved yet.
+fn in_zone(naive: NaiveDateTime, timezone: Tz) -> DateTime<FixedOffset> {
+    match timezone.from_local_datetime(&naive) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t.fixed_offset(),
+        LocalResult::None => {
+            let earlier = timezone.from_local_datetime(&(naive - chrono::Duration::hours(1)));
+            match earlier.earliest() {
+                Some(t) => (t + chrono::Duration::hours(1)).fixed_offset(),
+                None => chrono::Utc.from_utc_datetime(&naive).fixed_offset(),
+            }
+        }
+    }
+}
+
+/// `2021-12-23-some-post` -> (Some(2021-12-23), "some-post").
+fn split_date_prefix(stem: &str) -> (Option<NaiveDate>, &str) {
+    if stem.len() > 11 && stem.is_char_boundary(10) && stem.as_bytes()[10] == b'-' {
+        if let Ok(day) = NaiveDate::parse_from_str(&stem[..10], "%Y-%m-%d") {
+            return (Some(day), &stem[11..]);
+        }
+    }
+    (None, stem)
+}
+
+fn title_from_stem(stem: &str) -> String {
+    let words = stem.replace(['-', '_'], " ");
+    let words = words.trim();
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => "Untitled".to_owned(),
+    }
+}
+
+fn dedup(items: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let item = item.trim().to_owned();
+        if !item.is_empty() && !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// The placeholders a permalink pattern may use.
+pub const PERMALINK_PLACEHOLDERS: &[&str] = &[
+    ":categories", ":year", ":short_year", ":month", ":i_month", ":day", ":i_day", ":hour", ":minute",
+    ":second", ":title", ":slug",
+];
+
+/// Splits a pattern into literal text and placeholder names.
+fn permalink_tokens(pattern: &str) -> impl Iterator<Item = (bool, &str)> {
+    let mut rest = pattern;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        if let Some(name) = rest.strip_prefix(':') {
+            let len = name.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(name.len());
+            if len > 0 {
+                let token = &rest[..=len];
+                rest = &rest[len + 1..];
+                return Some((true, token));
+            }
+        }
+        let len = rest[1..].find(':').map_or(rest.len(), |i| i + 1);
+        let token = &rest[..len];
+        rest = &rest[len..];
+        Some((false, token))
+    })
+}
+
+/// The first placeholder in `pattern` that crier does not know, if any.
+pub fn unknown_permalink_placeholder(pattern: &str) -> Option<String> {
+    permalink_tokens(pattern)
+        .find(|(is_name, token)| *is_name && !PERMALINK_PLACEHOLDERS.contains(token))
+        .map(|(_, token)| token.to_owned())
+}
+
+/// Fills a permalink pattern; dates are the post's own wall-clock time.
+pub fn expand_permalink(pattern: &str, date: &DateTime<FixedOffset>, title: &str, categories: &[String]) -> String {
+    let mut out = String::new();
+    for (is_name, token) in permalink_tokens(pattern) {
+        if !is_name {
+            out.push_str(token);
+            continue;
+        }
+        let value = match token {
+            ":categories" => categories.iter().map(|c| slugify(c)).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/"),
+            ":year" => date.format("%Y").to_string(),
+            ":short_year" => date.format("%y").to_string(),
+            ":month" => date.format("%m").to_string(),
+            ":i_month" => date.format("%-m").to_string(),
+            ":day" => date.format("%d").to_string(),
+            ":i_day" => date.format("%-d").to_string(),
+            ":hour" => date.format("%H").to_string(),
+            ":minute" => date.format("%M").to_string(),
+            ":second" => date.format("%S").to_string(),
+            ":title" => title.to_owned(),
+            ":slug" => slugify(title),
+            other => other.to_owned(),
+        };
+        out.push_str(&value);
+    }
+    out
+}
+
+/// An absolute URL for a front-matter permalink or an expanded pattern. Site-relative paths go
+/// under the base URL segment by segment, so `?`, `#` and non-ASCII letters are percent-encoded.
+pub fn absolute_link(base: &Url, permalink: &str) -> String {
+    if let Ok(url) = Url::parse(permalink) {
+        if url.has_host() {
+            return url.into();
+        }
+    }
+    let mut url = base.clone();
+    {
+        let Ok(mut segments) = url.path_segments_mut() else { return base.to_string() };
+        segments.pop_if_empty();
+        let parts: Vec<&str> = permalink.split('/').filter(|s| !s.is_empty() && *s != "." && *s != "..").collect();
+        segments.extend(&parts);
+        if permalink.ends_with('/') && !parts.is_empty() {
+            segments.push("");
+        }
+    }
+    url.into()
+}
+
+// ---- front matter as serde sees it ----
+
+#[derive(Debug, Default, Deserialize)]
+struct FrontMatter {
+    title: Option<Scalar>,
+    date: Option<Spanned<Scalar>>,
+    updated: Option<Spanned<Scalar>>,
+    last_modified_at: Option<Spanned<Scalar>>,
+    categories: Option<StringList>,
+    category: Option<StringList>,
+    tags: Option<StringList>,
+    tag: Option<StringList>,
+    permalink: Option<Scalar>,
+    author: Option<AuthorField>,
+    description: Option<Scalar>,
+    excerpt: Option<Scalar>,
+    summary: Option<Scalar>,
+    published: Option<Flag>,
+    draft: Option<Flag>,
+    id: Option<Scalar>,
+    guid: Option<Scalar>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AuthorField {
+    Name(Scalar),
+    Full { name: Option<Scalar>, email: Option<Scalar>, uri: Option<Scalar>, url: Option<Scalar> },
+}
+
+/// Any YAML scalar read as text: `title: 1984` is the title "1984", not an error.
+#[derive(Debug, Clone)]
+struct Scalar(String);
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a text value")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+        Ok(Scalar(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+        Ok(Scalar(v.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// A YAML list of scalars, or one string split on whitespace (Jekyll's rule).
+#[derive(Debug, Default)]
+struct StringList(Vec<String>);
+
+impl<'de> Deserialize<'de> for StringList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = StringList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of names, or names separated by spaces")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StringList, E> {
+                Ok(StringList(v.split_whitespace().map(str::to_owned).collect()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_string()]))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_string()]))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_string()]))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StringList, E> {
+                Ok(StringList(vec![v.to_string()]))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<StringList, E> {
+                Ok(StringList::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StringList, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<Option<Scalar>>()? {
+                    out.extend(item.map(|s| s.0));
+                }
+                Ok(StringList(out))
+            }
+        }
+        d.deserialize_any(ListVisitor)
+    }
+}
+
+/// A yes/no value: a YAML boolean, or the words true/false/yes/no.
+#[derive(Debug, Clone, Copy)]
+struct Flag(bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Scalar(text) = Scalar::deserialize(d)?;
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Ok(Flag(true)),
+            "false" | "no" | "off" => Ok(Flag(false)),
+            _ => Err(de::Error::custom(format!("`{text}` is not true or false"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cx(base: &Url) -> PostContext<'_> {
+        PostContext {
+            timezone: "Asia/Shanghai".parse().unwrap(),
+            base_url: base,
+            permalink: crate::config::DEFAULT_PERMALINK,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    fn parse_at(name: &str, text: &str) -> Result<(PostMeta, String), PostError> {
+        let base = Url::parse("https://news.example.com/").unwrap();
+        parse(Path::new(name), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base))
+    }
+
+    fn meta(text: &str) -> PostMeta {
+        parse_at("posts/a-post.md", text).unwrap().0
+    }
+
+    #[test]
+    fn reference_shape() {
+        let (m, body) = parse_at(
+            "posts/news/example-post.txt",
+            "---\nlayout: post\ntitle: \"平安银行 创新\"\ndate: 2021-12-23 16:34:36 +0800\ncategories: qingdaocaijingwang\ntags: 青岛财经网新闻\n---\n<p>正文</p>\n",
+        )
+        .unwrap();
+        assert_eq!(m.title, "平安银行 创新");
+        assert_eq!(m.date.to_rfc3339(), "2021-12-23T16:34:36+08:00");
+        assert_eq!(m.categories, ["qingdaocaijingwang"]);
+        assert_eq!(m.tags, ["青岛财经网新闻"]);
+        assert_eq!(m.link, "https://news.example.com/qingdaocaijingwang/2021/12/23/example-post.html");
+        assert_eq!(body, "<p>正文</p>\n");
+        assert!(m.warnings.is_empty());
+    }
+
+    #[test]
+    fn date_forms() {
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        for (text, expected) in [
+            ("2021-12-23 16:34:36 +0800", "2021-12-23T16:34:36+08:00"),
+            ("2021-12-23 16:34:36 -0500", "2021-12-23T16:34:36-05:00"),
+            ("2021-12-23 16:34:36", "2021-12-23T16:34:36+08:00"),
+            ("2021-12-23 16:34", "2021-12-23T16:34:00+08:00"),
+            ("2021-12-23", "2021-12-23T00:00:00+08:00"),
+            ("2021-12-23T08:34:36Z", "2021-12-23T08:34:36+00:00"),
+            ("2021-12-23T16:34:36+08:00", "2021-12-23T16:34:36+08:00"),
+            ("2021-12-23T16:34:36.250+08:00", "2021-12-23T16:34:36.250+08:00"),
+            ("2021-12-23 16:34:36.5 +0800", "2021-12-23T16:34:36.500+08:00"),
+        ] {
+            let date = parse_date(text, tz).unwrap_or_else(|| panic!("{text} should parse"));
+            assert_eq!(date.to_rfc3339(), expected, "{text}");
+        }
+        for bad in ["yesterday", "2021-13-01", "2021-12-32 10:00", "23/12/2021", ""] {
+            assert!(parse_date(bad, tz).is_none(), "{bad} should not parse");
+        }
+    }
+
+    #[test]
+    fn dst_gap_moves_forward() {
+        let tz: Tz = "America/New_York".parse().unwrap();
+        // 02:30 does not exist on 2021-03-14 in New York.
+        let date = parse_date("2021-03-14 02:30", tz).unwrap();
+        assert_eq!(date.to_rfc3339(), "2021-03-14T03:30:00-04:00");
+    }
+
+    #[test]
+    fn site_timezone_applies_without_offset() {
+        let m = meta("---\ntitle: t\ndate: 2021-12-23 16:34\n---\nx");
+        assert_eq!(m.date.offset().local_minus_utc(), 8 * 3600);
+        assert_eq!(m.updated, m.date);
+    }
+
+    #[test]
+    fn updated_and_last_modified_at() {
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\nupdated: 2021-02-01 10:00 +0000\n---\n");
+        assert_eq!(m.updated.to_rfc3339(), "2021-02-01T10:00:00+00:00");
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\nlast_modified_at: 2021-03-01\n---\n");
+        assert_eq!(m.updated.to_rfc3339(), "2021-03-01T00:00:00+08:00");
+    }
+
+    #[test]
+    fn taxonomy_forms() {
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\ncategories: [a, b, a]\ntags: x y  z\n---\n");
+        assert_eq!(m.categories, ["a", "b"]);
+        assert_eq!(m.tags, ["x", "y", "z"]);
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\ncategory: 新闻\ntag:\n  - 2021\n  - true\n---\n");
+        assert_eq!(m.categories, ["新闻"]);
+        assert_eq!(m.tags, ["2021", "true"]);
+        let m = meta("---\ntitle: 1984\ndate: 2021-01-01\ncategories: 2021\n---\n");
+        assert_eq!(m.title, "1984");
+        assert_eq!(m.categories, ["2021"]);
+    }
+
+    #[test]
+    fn permalinks_and_ids() {
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\npermalink: /about/changes.html\n---\n");
+        assert_eq!(m.link, "https://news.example.com/about/changes.html");
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\npermalink: https://other.example.org/x\n---\n");
+        assert_eq!(m.link, "https://other.example.org/x");
+        let m = meta("---\ntitle: t\ndate: 2021-01-01 10:00\ncategories: 青岛 News\n---\n");
+        assert_eq!(
+            m.link,
+            "https://news.example.com/%E9%9D%92%E5%B2%9B/news/2021/01/01/a-post.html"
+        );
+        assert_eq!(m.guid(), m.link);
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\nguid: abc-123\n---\n");
+        assert_eq!(m.guid(), "abc-123");
+    }
+
+    #[test]
+    fn link_under_a_base_path_and_odd_names() {
+        let base = Url::parse("https://e.org/blog/").unwrap();
+        assert_eq!(absolute_link(&base, "/a b/c?d#e.html"), "https://e.org/blog/a%20b/c%3Fd%23e.html");
+        assert_eq!(absolute_link(&base, "/x/../y/"), "https://e.org/blog/x/y/");
+        assert_eq!(absolute_link(&base, "c:weird"), "https://e.org/blog/c:weird");
+    }
+
+    #[test]
+    fn authors_summaries_drafts() {
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\nauthor: 李雷\nexcerpt: short\n---\n");
+        assert_eq!(m.author.unwrap().name, "李雷");
+        assert_eq!(m.summary.as_deref(), Some("short"));
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\nauthor: {name: Ann, email: ann@example.com}\n---\n");
+        assert_eq!(m.author.unwrap().email.as_deref(), Some("ann@example.com"));
+        assert!(meta("---\ntitle: t\ndate: 2021-01-01\npublished: false\n---\n").draft);
+        assert!(meta("---\ntitle: t\ndate: 2021-01-01\ndraft: true\n---\n").draft);
+        assert!(!meta("---\ntitle: t\ndate: 2021-01-01\nlayout: post\nfoo: [1]\n---\n").draft);
+    }
+
+    #[test]
+    fn fallbacks_warn() {
+        let (m, _) = parse_at("posts/2021-05-06-hello-world.md", "---\n---\nbody").unwrap();
+        assert_eq!(m.title, "Hello world");
+        assert_eq!(m.date.to_rfc3339(), "2021-05-06T00:00:00+08:00");
+        assert_eq!(m.link, "https://news.example.com/2021/05/06/hello-world.html");
+        assert_eq!(m.warnings.len(), 1);
+        let (m, _) = parse_at("posts/undated.md", "---\ntitle: x\n---\nbody").unwrap();
+        assert_eq!(m.date.timestamp(), 0);
+        assert!(m.warnings[0].message.contains("modification time"));
+    }
+
+    #[test]
+    fn bom_crlf_and_forbidden_characters() {
+        let (m, body) = parse_at("p.md", "\u{feff}---\r\ntitle: \"a\u{8}b\"\r\ndate: 2021-01-01\r\n---\r\nline\u{c}1\r\n").unwrap();
+        assert_eq!(m.title, "ab");
+        assert_eq!(body, "line1\n");
+    }
+
+    #[test]
+    fn bad_input_names_line_and_fix() {
+        let cases: &[(&[u8], usize, &str)] = &[
+            (b"just text\n", 1, "no front matter"),
+            (b"---\ntitle: x\n", 1, "never closed"),
+            (b"", 1, "empty"),
+            (b"  \n\n", 1, "empty"),
+            (b"---\ntitle: x\ndate: someday\n---\n", 3, "not a date"),
+            (b"---\ntitle: x\ndate: 2021-01-01\nupdated: later\n---\n", 4, "not a date"),
+            (b"---\ntitle: x\n  bad: [\n---\n", 3, "not valid YAML"),
+            (b"---\ntitle: ok\n---\n\xc7\xe0\xb5\xba\n", 4, "not valid UTF-8"),
+            (b"---\ntitle: x\ndraft: maybe\n---\n", 3, "not valid YAML"),
+        ];
+        for (bytes, line, needle) in cases {
+            let base = Url::parse("https://e.org/").unwrap();
+            let error = parse(Path::new("posts/bad.md"), bytes, SystemTime::UNIX_EPOCH, &cx(&base)).unwrap_err();
+            assert_eq!(error.line, *line, "{error}");
+            assert!(error.message.contains(needle), "{error}");
+            assert!(error.to_string().starts_with("posts/bad.md:"), "{error}");
+        }
+    }
+
+    #[test]
+    fn size_limit() {
+        let base = Url::parse("https://e.org/").unwrap();
+        let mut context = cx(&base);
+        context.max_bytes = 10;
+        let error = parse(Path::new("big.md"), b"---\ntitle: long title\n---\n", SystemTime::UNIX_EPOCH, &context).unwrap_err();
+        assert!(error.message.contains("max_post_bytes"), "{error}");
+    }
+
+    #[test]
+    fn post_file_names() {
+        for good in ["a.md", "b.markdown", "c.txt", "d.HTML", "e.htm", "2021-01-01-x.md"] {
+            assert!(is_post_file_name(good), "{good}");
+        }
+        for bad in [".hidden.md", "a.md~", ".#a.md", "a.md.swp", "a.tmp", "4913", "#a.md#", "noext", "a.png"] {
+            assert!(!is_post_file_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn permalink_placeholders() {
+        assert_eq!(unknown_permalink_placeholder(DEFAULT_PERMALINK_FOR_TEST), None);
+        assert_eq!(unknown_permalink_placeholder("/:year/:nope.html").as_deref(), Some(":nope"));
+        let date = DateTime::parse_from_rfc3339("2021-03-04T05:06:07+08:00").unwrap();
+        assert_eq!(
+            expand_permalink("/:short_year/:i_month/:i_day/:hour:minute:second/:slug/", &date, "Hello World", &[]),
+            "/21/3/4/050607/hello-world/"
+        );
+    }
+
+    const DEFAULT_PERMALINK_FOR_TEST: &str = crate::config::DEFAULT_PERMALINK;
+}

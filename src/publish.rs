@@ -1,0 +1,234 @@
+//! Feed bytes to files: each document beside its gzip and brotli encodings, written atomically,
+//! only when its bytes change, and stale documents removed.
+//!
+//! An unchanged document keeps its files and their modification time, which is what a static
+//! server (and crier's own `Last-Modified`) reports.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::Context;
+
+/// The encodings written beside every document.
+pub const ENCODED_SUFFIXES: [&str; 2] = [".gz", ".br"];
+
+/// Extensions of the documents crier owns in the feeds folder.
+const DOCUMENT_EXTENSIONS: [&str; 4] = [".rss", ".atom", ".json", ".opml"];
+
+/// Prefix of temporary files, so leftovers of a crash can be recognised and removed.
+const TEMP_PREFIX: &str = ".crier-";
+
+/// What happened to one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Written,
+    Unchanged,
+}
+
+/// Compression settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Levels {
+    pub gzip: u32,
+    pub brotli: u32,
+}
+
+/// gzip of `bytes` at `level`, deterministic (no file name, no timestamp in the header).
+pub fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::with_capacity(bytes.len() / 3), flate2::Compression::new(level));
+    encoder.write_all(bytes).expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+/// brotli of `bytes` at `quality`.
+pub fn brotli(bytes: &[u8], quality: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len() / 3);
+    let params = brotli::enc::BrotliEncoderParams { quality: quality as i32, lgwin: 22, ..Default::default() };
+    brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).expect("compressing into a Vec cannot fail");
+    out
+}
+
+/// The feeds folder, as crier writes it.
+#[derive(Debug, Clone)]
+pub struct FeedsDir {
+    root: PathBuf,
+    levels: Levels,
+}
+
+impl FeedsDir {
+    pub fn new(root: impl Into<PathBuf>, levels: Levels) -> FeedsDir {
+        FeedsDir { root: root.into(), levels }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Puts `bytes` at `rel` (a `/`-separated path under the folder) with its encodings,
+    /// unless the file already holds exactly these bytes and its encodings exist.
+    pub fn put(&self, rel: &str, bytes: &[u8], modified: SystemTime) -> anyhow::Result<Outcome> {
+        let path = self.root.join(rel);
+        let encoded: Vec<PathBuf> = ENCODED_SUFFIXES.iter().map(|s| with_suffix(&path, s)).collect();
+        if same_bytes(&path, bytes) {
+            if encoded.iter().all(|p| p.exists()) {
+                return Ok(Outcome::Unchanged);
+            }
+            // The document is current but an encoding went missing: restore it with the document's time.
+            let time = fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(modified);
+            self.write_encodings(&path, bytes, time)?;
+            return Ok(Outcome::Unchanged);
+        }
+        let parent = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
+        // Encodings first, document last: a reader of the document never finds older encodings beside it.
+        self.write_encodings(&path, bytes, modified)?;
+        write_atomic(&path, bytes, modified)?;
+        Ok(Outcome::Written)
+    }
+
+    fn write_encodings(&self, path: &Path, bytes: &[u8], modified: SystemTime) -> anyhow::Result<()> {
+        write_atomic(&with_suffix(path, ".gz"), &gzip(bytes, self.levels.gzip), modified)?;
+        write_atomic(&with_suffix(path, ".br"), &brotli(bytes, self.levels.brotli), modified)?;
+        Ok(())
+    }
+
+    /// Removes every document crier owns that is not in `keep` (paths relative to the folder),
+    /// with its encodings, and leftover temporary files. Returns how many documents went.
+    pub fn remove_stale(&self, keep: &HashSet<String>) -> anyhow::Result<usize> {
+        let mut removed = 0;
+        for sub in ["", "categories", "tags"] {
+            let dir = self.root.join(sub);
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+            };
+            for entry in entries {
+                let entry = entry?;
+                if !entry.file_type()?.is_file() {
+                    continue;
+                }
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+                let document = ENCODED_SUFFIXES.iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+                let rel = if sub.is_empty() { document.to_owned() } else { format!("{sub}/{document}") };
+                let owned = DOCUMENT_EXTENSIONS.iter().any(|ext| document.ends_with(ext));
+                let stale = (owned && !keep.contains(&rel)) || name.starts_with(TEMP_PREFIX);
+                if stale {
+                    fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+                    if owned && name == document {
+                        removed += 1;
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut os = path.as_os_str().to_owned();
+    os.push(suffix);
+    PathBuf::from(os)
+}
+
+fn same_bytes(path: &Path, bytes: &[u8]) -> bool {
+    match fs::metadata(path) {
+        Ok(meta) if meta.len() == bytes.len() as u64 => fs::read(path).is_ok_and(|old| old == bytes),
+        _ => false,
+    }
+}
+
+/// Writes a temporary file in the same folder, gives it mode 0644 and `modified`, then renames it
+/// over `path`: readers see the old file or the new one, never a part.
+fn write_atomic(path: &Path, bytes: &[u8], modified: SystemTime) -> anyhow::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let write = || -> io::Result<()> {
+        let mut file = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir)?;
+        file.write_all(bytes)?;
+        set_readable(file.as_file())?;
+        file.as_file().set_modified(modified)?;
+        file.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    };
+    write().with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(unix)]
+fn set_readable(file: &fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_readable(_file: &fs::File) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    const LEVELS: Levels = Levels { gzip: 6, brotli: 5 };
+
+    #[test]
+    fn encodings_round_trip_and_are_deterministic() {
+        let text = "以客户为中心 ".repeat(200);
+        let gz = gzip(text.as_bytes(), 6);
+        assert_eq!(gz, gzip(text.as_bytes(), 6));
+        let mut back = String::new();
+        flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut back).unwrap();
+        assert_eq!(back, text);
+        let br = brotli(text.as_bytes(), 5);
+        let mut back = Vec::new();
+        brotli::BrotliDecompress(&mut &br[..], &mut back).unwrap();
+        assert_eq!(back, text.as_bytes());
+    }
+
+    #[test]
+    fn put_writes_once_and_keeps_unchanged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let feeds = FeedsDir::new(dir.path(), LEVELS);
+        let t1 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t1).unwrap(), Outcome::Written);
+        let path = dir.path().join("categories/新闻.rss");
+        for p in [path.clone(), with_suffix(&path, ".gz"), with_suffix(&path, ".br")] {
+            let meta = fs::metadata(&p).unwrap();
+            assert_eq!(meta.modified().unwrap(), t1, "{}", p.display());
+            #[cfg(unix)]
+            assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o644);
+        }
+        let t2 = t1 + std::time::Duration::from_secs(60);
+        assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Unchanged);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), t1);
+        fs::remove_file(with_suffix(&path, ".br")).unwrap();
+        assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Unchanged);
+        assert_eq!(fs::metadata(with_suffix(&path, ".br")).unwrap().modified().unwrap(), t1);
+        assert_eq!(feeds.put("categories/新闻.rss", b"<rss></rss>", t2).unwrap(), Outcome::Written);
+        assert_eq!(fs::read(&path).unwrap(), b"<rss></rss>");
+    }
+
+    #[test]
+    fn remove_stale_keeps_what_is_listed_and_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let feeds = FeedsDir::new(dir.path(), LEVELS);
+        let t = SystemTime::now();
+        for rel in ["feed.rss", "tags/a.rss", "tags/b.atom", "categories/c.json"] {
+            feeds.put(rel, b"x", t).unwrap();
+        }
+        fs::write(dir.path().join("tags/README.txt"), "mine").unwrap();
+        fs::write(dir.path().join(".crier-leftover"), "").unwrap();
+        let keep: HashSet<String> = ["feed.rss".to_owned(), "tags/a.rss".to_owned()].into();
+        assert_eq!(feeds.remove_stale(&keep).unwrap(), 2);
+        assert!(dir.path().join("tags/a.rss.br").exists());
+        assert!(!dir.path().join("tags/b.atom").exists());
+        assert!(!dir.path().join("tags/b.atom.gz").exists());
+        assert!(!dir.path().join("categories/c.json").exists());
+        assert!(dir.path().join("tags/README.txt").exists());
+        assert!(!dir.path().join(".crier-leftover").exists());
+    }
+}

@@ -1,0 +1,306 @@
+//! A post body turned into what feeds carry: sanitized, well-formed HTML with absolute ASCII URLs,
+//! and a plain-text summary.
+//!
+//! Markdown goes through pulldown-cmark (raw HTML passes through), then everything goes through
+//! ammonia, which drops what a careful reader drops (`script`, `style`, `iframe`, `on*`...) and
+//! re-serializes the tree, so a stray `</p>` in a post never reaches a feed.
+
+use std::borrow::Cow;
+
+use ammonia::{Builder, UrlRelative};
+use pulldown_cmark::{Options, Parser};
+use url::Url;
+
+use crate::post::{BodyFormat, PostMeta};
+use crate::text::{cut, squash_whitespace, xml_safe};
+
+/// A post's body as feeds carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Sanitized HTML, every URL absolute and ASCII.
+    pub content_html: String,
+    /// Plain text, at most the configured number of characters.
+    pub summary: String,
+}
+
+/// How summaries are made.
+#[derive(Debug, Clone, Copy)]
+pub struct SummaryRule<'a> {
+    pub separator: &'a str,
+    pub length: usize,
+}
+
+/// Renders a post's body.
+pub fn render(meta: &PostMeta, body: &str, rule: SummaryRule<'_>) -> Rendered {
+    let base = Url::parse(&meta.link).ok();
+    let sanitizer = sanitizer(base.as_ref());
+    let html = to_html(meta.format, body);
+    let document = sanitizer.clean(&html);
+    let content_html = xml_safe(&document.to_string()).into_owned();
+
+    let summary = match &meta.summary {
+        Some(summary) => squash_whitespace(summary),
+        None => match body.split_once(rule.separator) {
+            Some((before, _)) => all_text(&sanitizer.clean(&to_html(meta.format, before)).to_string()),
+            None => first_paragraph(&content_html),
+        },
+    };
+    Rendered { content_html, summary: cut(&xml_safe(&summary), rule.length) }
+}
+
+fn to_html(format: BodyFormat, body: &str) -> Cow<'_, str> {
+    match format {
+        BodyFormat::Html => Cow::Borrowed(body),
+        BodyFormat::Markdown => {
+            let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES;
+            let mut html = String::with_capacity(body.len() + body.len() / 4);
+            pulldown_cmark::html::push_html(&mut html, Parser::new_ext(body, options));
+            Cow::Owned(html)
+        }
+    }
+}
+
+/// The sanitizer for one post: ammonia's safe defaults, plus media and `class`, with every URL
+/// attribute resolved against the post's own URL.
+fn sanitizer(base: Option<&Url>) -> Builder<'static> {
+    let mut builder = Builder::default();
+    let owned_base = base.cloned();
+    builder
+        .add_tags(["video", "audio", "source", "picture", "figure", "figcaption"])
+        .add_generic_attributes(["class"])
+        .add_tag_attributes("img", ["srcset", "sizes", "loading"])
+        .add_tag_attributes("video", ["src", "poster", "controls", "width", "height", "loop", "muted"])
+        .add_tag_attributes("audio", ["src", "controls", "loop", "muted"])
+        .add_tag_attributes("source", ["src", "srcset", "type", "media", "sizes"])
+        .attribute_filter(move |_element, attribute, value| match attribute {
+            "href" | "src" | "poster" | "cite" => match &owned_base {
+                Some(base) => absolute_url(base, value).map(Cow::Owned),
+                None => Some(Cow::Borrowed(value)),
+            },
+            "srcset" => match &owned_base {
+                Some(base) => absolute_srcset(base, value).map(Cow::Owned),
+                None => Some(Cow::Borrowed(value)),
+            },
+            _ => Some(Cow::Borrowed(value)),
+        });
+    if let Some(base) = base {
+        builder.url_relative(UrlRelative::RewriteWithBase(base.clone()));
+    }
+    builder
+}
+
+/// `value` resolved against `base`: relative and protocol-relative references become absolute,
+/// non-ASCII characters are percent-encoded (hosts punycoded). `None` when it cannot be a URL.
+pub fn absolute_url(base: &Url, value: &str) -> Option<String> {
+    base.join(value.trim()).ok().map(String::from)
+}
+
+fn absolute_srcset(base: &Url, value: &str) -> Option<String> {
+    let mut out = Vec::new();
+    for candidate in value.split(',') {
+        let candidate = candidate.trim();
+        if candidate.is_empty() {
+            continue;
+        }
+        let (url, descriptor) = candidate.split_once(char::is_whitespace).unwrap_or((candidate, ""));
+        let url = absolute_url(base, url)?;
+        let descriptor = descriptor.trim();
+        out.push(if descriptor.is_empty() { url } else { format!("{url} {descriptor}") });
+    }
+    Some(out.join(", "))
+}
+
+/// A piece of sanitized HTML as the text extraction sees it.
+#[derive(Debug)]
+enum Piece {
+    Open(String),
+    Close(String),
+    Text(String),
+}
+
+/// Tokenizes HTML (entities decoded by html5ever) into tags and text.
+fn pieces(html: &str) -> Vec<Piece> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
+    use std::cell::RefCell;
+
+    struct Sink(RefCell<Vec<Piece>>);
+    impl TokenSink for Sink {
+        type Handle = ();
+        fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+            let piece = match token {
+                Token::TagToken(tag) if tag.kind == TagKind::StartTag => Piece::Open(tag.name.to_string()),
+                Token::TagToken(tag) => Piece::Close(tag.name.to_string()),
+                Token::CharacterTokens(text) => Piece::Text(text.to_string()),
+                _ => return TokenSinkResult::Continue,
+            };
+            self.0.borrow_mut().push(piece);
+            TokenSinkResult::Continue
+        }
+    }
+
+    let tokenizer = Tokenizer::new(Sink(RefCell::new(Vec::new())), Default::default());
+    let queue = BufferQueue::default();
+    queue.push_back(StrTendril::from(html));
+    let _ = tokenizer.feed(&queue);
+    tokenizer.end();
+    tokenizer.sink.0.take()
+}
+
+/// Elements after which text from the next one must not run into this one's.
+fn is_block(name: &str) -> bool {
+    matches!(
+        name,
+        "p" | "div" | "br" | "li" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "tr" | "td" | "th" | "pre" | "blockquote"
+    )
+}
+
+/// All the text of `html`, blocks separated by a space, whitespace collapsed.
+fn all_text(html: &str) -> String {
+    let mut text = String::new();
+    for piece in pieces(html) {
+        match piece {
+            Piece::Text(t) => text.push_str(&t),
+            Piece::Open(name) | Piece::Close(name) if is_block(&name) => text.push(' '),
+            _ => {}
+        }
+    }
+    squash_whitespace(&text)
+}
+
+/// The text of the first `<p>` that has any; all the text when no paragraph has.
+fn first_paragraph(html: &str) -> String {
+    let mut depth = 0usize;
+    let mut text = String::new();
+    for piece in pieces(html) {
+        match piece {
+            Piece::Open(name) if name == "p" => {
+                depth += 1;
+            }
+            Piece::Close(name) if name == "p" && depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    let paragraph = squash_whitespace(&text);
+                    if !paragraph.is_empty() {
+                        return paragraph;
+                    }
+                    text.clear();
+                }
+            }
+            Piece::Open(name) | Piece::Close(name) if depth > 0 && is_block(&name) => text.push(' '),
+            Piece::Text(t) if depth > 0 => text.push_str(&t),
+            _ => {}
+        }
+    }
+    all_text(html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+
+    fn meta(format: BodyFormat, summary: Option<&str>) -> PostMeta {
+        let date = DateTime::parse_from_rfc3339("2021-12-23T16:34:36+08:00").unwrap();
+        PostMeta {
+            path: "p.md".into(),
+            title: "t".into(),
+            date,
+            updated: date,
+            categories: vec![],
+            tags: vec![],
+            link: "https://news.example.com/cat/2021/12/23/post.html".into(),
+            id: None,
+            author: None,
+            summary: summary.map(str::to_owned),
+            format,
+            draft: false,
+            warnings: vec![],
+        }
+    }
+
+    const RULE: SummaryRule<'static> = SummaryRule { separator: "<!--more-->", length: 300 };
+
+    fn html(body: &str) -> String {
+        render(&meta(BodyFormat::Markdown, None), body, RULE).content_html
+    }
+
+    #[test]
+    fn reference_shape_renders_links() {
+        let out = html(
+            "<p>第一段。</p><p class=\"em_media\">（来源）</p>\n\n<http://finews.example.com/share.html?id=1>\n\n[返回](//finews.example.com/category/a.html)｜[首页](//finews.example.com/)",
+        );
+        assert!(out.contains("<p>第一段。</p><p class=\"em_media\">（来源）</p>"), "{out}");
+        assert!(out.contains("href=\"http://finews.example.com/share.html?id=1\""), "{out}");
+        assert!(out.contains("href=\"https://finews.example.com/category/a.html\""), "{out}");
+        assert!(out.contains("href=\"https://finews.example.com/\""), "{out}");
+    }
+
+    #[test]
+    fn relative_urls_become_absolute_and_ascii() {
+        let out = html(
+            "![a](/images/d.png) ![b](photo.jpg) [c](../x.html) [d](#top) [e](/分类/新闻.html) [f](https://例子.example/路径)\n\n<img srcset=\"s.png 1x, /l.png 2x\" src=\"s.png\">",
+        );
+        for expected in [
+            "src=\"https://news.example.com/images/d.png\"",
+            "src=\"https://news.example.com/cat/2021/12/23/photo.jpg\"",
+            "href=\"https://news.example.com/cat/2021/12/x.html\"",
+            "href=\"https://news.example.com/cat/2021/12/23/post.html#top\"",
+            "href=\"https://news.example.com/%E5%88%86%E7%B1%BB/%E6%96%B0%E9%97%BB.html\"",
+            "href=\"https://xn--fsqu00a.example/%E8%B7%AF%E5%BE%84\"",
+            "srcset=\"https://news.example.com/cat/2021/12/23/s.png 1x, https://news.example.com/l.png 2x\"",
+        ] {
+            assert!(out.contains(expected), "missing {expected} in {out}");
+        }
+    }
+
+    #[test]
+    fn unsafe_markup_is_dropped() {
+        let out = html(
+            "<p onclick=\"x()\">hi<script>alert(1)</script><style>p{}</style></p><iframe src=\"/x\"></iframe><embed src=x><object data=x></object><meta http-equiv=refresh><a href=\"javascript:alert(1)\">j</a>",
+        );
+        for banned in ["script", "style", "iframe", "embed", "object", "meta", "onclick", "javascript"] {
+            assert!(!out.contains(banned), "{banned} survived: {out}");
+        }
+        assert!(out.contains("<p>hi</p>"), "{out}");
+    }
+
+    #[test]
+    fn broken_html_is_made_well_formed() {
+        let out = render(&meta(BodyFormat::Html, None), "<p>a</p></p><p>b<div>c", RULE).content_html;
+        assert_eq!(out, "<p>a</p><p></p><p>b</p><div>c</div>");
+        let out = html("a & b < c ]]> d");
+        assert!(out.contains("a &amp; b &lt; c ]]&gt; d"), "{out}");
+    }
+
+    #[test]
+    fn markdown_features() {
+        let out = html("## Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n~~gone~~\n\n```rust\nfn main() {}\n```\n");
+        for expected in ["<h2>Title</h2>", "<table>", "<td>1</td>", "<del>gone</del>", "<pre><code"] {
+            assert!(out.contains(expected), "missing {expected} in {out}");
+        }
+    }
+
+    #[test]
+    fn summaries() {
+        let m = meta(BodyFormat::Markdown, None);
+        let r = render(&m, "## Heading\n\nFirst *para*\ngraph.\n\nSecond.", RULE);
+        assert_eq!(r.summary, "First para graph.");
+        let r = render(&m, "Intro one.\n\nIntro two.\n<!--more-->\nRest.", RULE);
+        assert_eq!(r.summary, "Intro one. Intro two.");
+        assert!(!r.content_html.contains("more"));
+        let r = render(&meta(BodyFormat::Markdown, Some("  Given \n summary ")), "Body.", RULE);
+        assert_eq!(r.summary, "Given summary");
+        let long = format!("<p>{}</p>", "平安银行".repeat(100));
+        let r = render(&m, &long, SummaryRule { separator: "<!--more-->", length: 10 });
+        assert_eq!(r.summary, "平安银行平安银行平…");
+        let r = render(&m, "<div>only a div</div>", RULE);
+        assert_eq!(r.summary, "only a div");
+    }
+
+    #[test]
+    fn forbidden_characters_from_entities_are_removed() {
+        let out = html("a&#8;b &#xC; c\u{1}");
+        assert!(out.chars().all(crate::text::is_xml_char), "{out:?}");
+    }
+}

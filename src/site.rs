@@ -1,0 +1,261 @@
+//! The in-memory index of published posts: by category and by tag, newest first.
+//!
+//! Posts are added and removed one at a time, so the daemon can keep the index current without
+//! rebuilding it; [`Site::feeds`] picks, for every feed, the newest posts already due.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::post::PostMeta;
+use crate::text::slugify;
+
+/// Which feed: the whole site, one category or one tag (by slug).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FeedKey {
+    Site,
+    Category(String),
+    Tag(String),
+}
+
+impl FeedKey {
+    /// The file path of this feed under the feeds folder, without extension, unencoded.
+    pub fn stem(&self) -> String {
+        match self {
+            FeedKey::Site => "feed".to_owned(),
+            FeedKey::Category(slug) => format!("categories/{slug}"),
+            FeedKey::Tag(slug) => format!("tags/{slug}"),
+        }
+    }
+}
+
+/// Newest first; ties broken by link, then by file, so the order never depends on insertion.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Order {
+    date: Reverse<DateTime<Utc>>,
+    link: String,
+    path: PathBuf,
+}
+
+impl Order {
+    fn of(post: &PostMeta) -> Order {
+        Order { date: Reverse(post.date.to_utc()), link: post.link.clone(), path: post.path.clone() }
+    }
+}
+
+/// One feed's worth of posts, chosen.
+#[derive(Debug, Clone)]
+pub struct FeedPlan {
+    pub key: FeedKey,
+    /// The category or tag as its newest post writes it; `None` for the site feed.
+    pub name: Option<String>,
+    pub items: Vec<Arc<PostMeta>>,
+}
+
+/// The index.
+#[derive(Debug, Default)]
+pub struct Site {
+    posts: HashMap<PathBuf, Arc<PostMeta>>,
+    feeds: BTreeMap<FeedKey, BTreeSet<Order>>,
+}
+
+impl Site {
+    pub fn new() -> Site {
+        Site::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.posts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.posts.is_empty()
+    }
+
+    pub fn get(&self, path: &Path) -> Option<&Arc<PostMeta>> {
+        self.posts.get(path)
+    }
+
+    /// Adds or replaces the post at its path; returns the feeds it was in or is now in.
+    pub fn insert(&mut self, post: Arc<PostMeta>) -> BTreeSet<FeedKey> {
+        let mut touched = self.remove(&post.path);
+        let order = Order::of(&post);
+        for key in keys_of(&post) {
+            self.feeds.entry(key.clone()).or_default().insert(order.clone());
+            touched.insert(key);
+        }
+        self.posts.insert(post.path.clone(), post);
+        touched
+    }
+
+    /// Removes the post at `path`; returns the feeds it was in.
+    pub fn remove(&mut self, path: &Path) -> BTreeSet<FeedKey> {
+        let Some(old) = self.posts.remove(path) else { return BTreeSet::new() };
+        let order = Order::of(&old);
+        let keys = keys_of(&old);
+        for key in &keys {
+            if let Some(set) = self.feeds.get_mut(key) {
+                set.remove(&order);
+                if set.is_empty() && *key != FeedKey::Site {
+                    self.feeds.remove(key);
+                }
+            }
+        }
+        keys
+    }
+
+    /// Every feed that has a post due at `now`: its newest `limit` due posts (0: all).
+    pub fn feeds(&self, now: DateTime<Utc>, limit: usize) -> Vec<FeedPlan> {
+        let mut plans = vec![self.feed(&FeedKey::Site, now, limit).unwrap_or(FeedPlan {
+            key: FeedKey::Site,
+            name: None,
+            items: Vec::new(),
+        })];
+        plans.extend(self.feeds.keys().filter(|k| **k != FeedKey::Site).filter_map(|k| self.feed(k, now, limit)));
+        plans
+    }
+
+    /// One feed at `now`, or `None` when it has no post due.
+    pub fn feed(&self, key: &FeedKey, now: DateTime<Utc>, limit: usize) -> Option<FeedPlan> {
+        let set = self.feeds.get(key)?;
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        let items: Vec<Arc<PostMeta>> = set
+            .iter()
+            .filter(|o| o.date.0 <= now)
+            .take(limit)
+            .filter_map(|o| self.posts.get(&o.path).cloned())
+            .collect();
+        if items.is_empty() && *key != FeedKey::Site {
+            return None;
+        }
+        let name = items.first().and_then(|newest| name_in(newest, key));
+        Some(FeedPlan { key: key.clone(), name, items })
+    }
+
+    /// How many posts are dated after `now`.
+    pub fn scheduled(&self, now: DateTime<Utc>) -> usize {
+        self.feeds.get(&FeedKey::Site).map_or(0, |set| set.iter().take_while(|o| o.date.0 > now).count())
+    }
+
+    /// The earliest post date after `now`: when the published set changes by itself next.
+    pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let site = self.feeds.get(&FeedKey::Site)?;
+        site.iter().rev().map(|o| o.date.0).find(|d| *d > now)
+    }
+}
+
+/// The feeds a post belongs to. A post whose category or tag slugs to nothing is only in the others.
+fn keys_of(post: &PostMeta) -> BTreeSet<FeedKey> {
+    let mut keys = BTreeSet::from([FeedKey::Site]);
+    keys.extend(post.categories.iter().map(|c| slugify(c)).filter(|s| !s.is_empty()).map(FeedKey::Category));
+    keys.extend(post.tags.iter().map(|t| slugify(t)).filter(|s| !s.is_empty()).map(FeedKey::Tag));
+    keys
+}
+
+fn name_in(post: &PostMeta, key: &FeedKey) -> Option<String> {
+    let (names, slug) = match key {
+        FeedKey::Site => return None,
+        FeedKey::Category(slug) => (&post.categories, slug),
+        FeedKey::Tag(slug) => (&post.tags, slug),
+    };
+    names.iter().find(|n| slugify(n) == *slug).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::post::BodyFormat;
+    use chrono::DateTime;
+
+    fn post(path: &str, date: &str, categories: &[&str], tags: &[&str]) -> Arc<PostMeta> {
+        let date = DateTime::parse_from_rfc3339(date).unwrap();
+        Arc::new(PostMeta {
+            path: path.into(),
+            title: path.into(),
+            date,
+            updated: date,
+            categories: categories.iter().map(|s| s.to_string()).collect(),
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            link: format!("https://e.org/{path}"),
+            id: None,
+            author: None,
+            summary: None,
+            format: BodyFormat::Markdown,
+            draft: false,
+            warnings: vec![],
+        })
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap().to_utc()
+    }
+
+    fn paths(plan: &FeedPlan) -> Vec<&str> {
+        plan.items.iter().map(|p| p.path.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn newest_first_ties_by_link_and_limit() {
+        let mut site = Site::new();
+        site.insert(post("b", "2021-01-01T00:00:00+08:00", &["News"], &[]));
+        site.insert(post("a", "2021-01-01T00:00:00+08:00", &["news"], &[]));
+        site.insert(post("c", "2021-01-02T00:00:00Z", &[], &["x"]));
+        site.insert(post("d", "2020-12-31T17:00:00-08:00", &[], &[]));
+        let feeds = site.feeds(now(), 3);
+        assert_eq!(paths(&feeds[0]), ["c", "d", "a"]);
+        let news = feeds.iter().find(|f| f.key == FeedKey::Category("news".into())).unwrap();
+        assert_eq!(paths(news), ["a", "b"]);
+        // Both spell the category; the newest post ("a", first by link) decides the title.
+        assert_eq!(news.name.as_deref(), Some("news"));
+        assert_eq!(site.feeds(now(), 0)[0].items.len(), 4);
+    }
+
+    #[test]
+    fn insert_replaces_and_reports_touched_feeds() {
+        let mut site = Site::new();
+        site.insert(post("a", "2021-01-01T00:00:00Z", &["old"], &["t"]));
+        let touched = site.insert(post("a", "2021-01-01T00:00:00Z", &["new"], &["t"]));
+        let expected: BTreeSet<FeedKey> = [
+            FeedKey::Site,
+            FeedKey::Category("old".into()),
+            FeedKey::Category("new".into()),
+            FeedKey::Tag("t".into()),
+        ]
+        .into();
+        assert_eq!(touched, expected);
+        assert!(site.feed(&FeedKey::Category("old".into()), now(), 10).is_none());
+        assert_eq!(site.len(), 1);
+        site.remove(Path::new("a"));
+        assert!(site.is_empty());
+        assert_eq!(site.feeds(now(), 10).len(), 1, "the site feed always exists");
+    }
+
+    #[test]
+    fn future_posts_wait_for_their_time() {
+        let mut site = Site::new();
+        site.insert(post("now", "2021-01-01T00:00:00Z", &[], &[]));
+        site.insert(post("later", "2021-06-01T00:00:00Z", &["soon"], &[]));
+        let t = DateTime::parse_from_rfc3339("2021-03-01T00:00:00Z").unwrap().to_utc();
+        let feeds = site.feeds(t, 10);
+        assert_eq!(paths(&feeds[0]), ["now"]);
+        assert_eq!(feeds.len(), 1, "a category with only future posts has no feed yet");
+        assert_eq!(site.next_due(t).unwrap().to_rfc3339(), "2021-06-01T00:00:00+00:00");
+        assert_eq!(site.next_due(now()), None);
+        assert_eq!(site.scheduled(t), 1);
+        assert_eq!(site.scheduled(now()), 0);
+    }
+
+    #[test]
+    fn chinese_names_share_a_slug_feed() {
+        let mut site = Site::new();
+        site.insert(post("a", "2021-01-01T00:00:00Z", &[], &["青岛 财经"]));
+        site.insert(post("b", "2021-01-02T00:00:00Z", &[], &["青岛-财经"]));
+        let feed = site.feed(&FeedKey::Tag("青岛-财经".into()), now(), 10).unwrap();
+        assert_eq!(feed.items.len(), 2);
+        assert_eq!(feed.name.as_deref(), Some("青岛-财经"));
+        assert_eq!(feed.key.stem(), "tags/青岛-财经");
+    }
+}
