@@ -27,6 +27,9 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# crier reads config/crier.toml from the working directory when no --config is
+# given (posts per feed, title, ...): always run from the repo root.
+cd "$REPO"
 BENCHES="$REPO/benches"
 BENCH_DIR=${CRIER_BENCH_DIR:-/tmp/crier-bench}
 REPS=${REPS:-3}

@@ -254,9 +254,9 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> anyhow::Result<BuildReport>
     for meta in scan.posts {
         site.insert(Arc::new(meta));
     }
-    report.published = site.len();
-    report.errors = scan.errors;
     report.scheduled = site.scheduled(now);
+    report.published = site.len() - report.scheduled;
+    report.errors = scan.errors;
 
     let plans = site.feeds(now, config.items);
     let mut needed: Vec<Arc<PostMeta>> = Vec::new();

@@ -94,7 +94,7 @@ fn run_build(config: &Config) -> ExitCode {
         tracing::error!("{error}; the post is skipped");
     }
     println!(
-        "crier build: {} posts read: {} published ({} scheduled for later), {} drafts, {} skipped with errors, {} warnings",
+        "crier build: {} posts read: {} published, {} scheduled for later, {} drafts, {} skipped with errors, {} warnings",
         report.posts_read,
         report.published,
         report.scheduled,

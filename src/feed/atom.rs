@@ -1,6 +1,6 @@
 //! Atom 1.0, written by `atom_syndication`.
 
-use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text};
+use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig};
 
 use super::{FeedDoc, Format, GENERATOR};
 use crate::config::Author;
@@ -65,7 +65,10 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         entries,
         ..Default::default()
     };
-    Ok(feed.write_to(Vec::with_capacity(64 * 1024))?)
+    let mut out = Vec::with_capacity(64 * 1024);
+    out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"utf-8\"?>");
+    let config = WriteConfig { write_document_declaration: false, indent_size: None };
+    Ok(feed.write_with_config(out, config)?)
 }
 
 #[cfg(test)]

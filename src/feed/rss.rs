@@ -51,9 +51,7 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         items,
         ..Default::default()
     };
-    let mut out = Vec::with_capacity(64 * 1024);
-    out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let out = channel.write_to(out)?;
+    let out = channel.write_to(Vec::with_capacity(64 * 1024))?;
     best_practice_escapes(&out)
 }
 
