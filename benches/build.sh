@@ -266,6 +266,7 @@ echo "$TABLE"
   echo "Ratio column: Hugo's median divided by that crier row's median (wall / peak RSS); above 1 means crier is faster / smaller."
   echo
   echo "What is built: crier builds its full output for the corpus (\`crier build --posts CORPUS --feeds DIR --base-url $BASE_URL\`),"
+  echo "run from the repo root so it reads config/crier.toml there (posts per feed, title, ...),"
   echo "cold into an empty dir, then warm into the same dir with nothing changed. Hugo builds RSS 2.0 only"
   echo "(home, categories and tags lists, each category and tag; $FEED_LIMIT items each, its internal"
   echo "RSS template, which puts the post's plain-text summary, not its full HTML, in \`description\`); posts"

@@ -56,14 +56,20 @@ pub fn post_files(root: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
     (files, problems)
 }
 
-/// Reads and parses one post file.
-pub fn read_post(path: &Path, cx: &PostContext<'_>) -> Result<(PostMeta, String), PostError> {
+/// How much of a post file to read first when only its metadata is wanted.
+const HEAD_BYTES: usize = 4096;
+
+/// Reads and parses one post file. With `metadata_only`, reads just far enough to see the end of
+/// the front matter (the body comes back empty and its bytes unchecked).
+pub fn read_post(path: &Path, cx: &PostContext<'_>, metadata_only: bool) -> Result<(PostMeta, String), PostError> {
+    use std::io::Read;
     let io_error = |e: std::io::Error| PostError {
         path: path.to_owned(),
         line: 1,
         message: format!("cannot read: {e}; check that the file exists and crier may read it"),
     };
-    let metadata = std::fs::metadata(path).map_err(io_error)?;
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    let metadata = file.metadata().map_err(io_error)?;
     if metadata.len() > cx.max_bytes {
         return Err(PostError {
             path: path.to_owned(),
@@ -75,9 +81,17 @@ pub fn read_post(path: &Path, cx: &PostContext<'_>) -> Result<(PostMeta, String)
             ),
         });
     }
-    let bytes = std::fs::read(path).map_err(io_error)?;
     let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    post::parse(path, &bytes, modified, cx)
+    let mut bytes = Vec::with_capacity(if metadata_only { HEAD_BYTES } else { metadata.len() as usize + 1 });
+    if metadata_only {
+        (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut bytes).map_err(io_error)?;
+        if let Some(end) = post::front_matter_len(&bytes) {
+            bytes.truncate(end);
+            return post::parse(path, &bytes, modified, cx).map(|(meta, _)| (meta, String::new()));
+        }
+    }
+    file.read_to_end(&mut bytes).map_err(io_error)?;
+    post::parse(path, &bytes, modified, cx).map(|(meta, body)| (meta, body.into_owned()))
 }
 
 /// The result of reading a posts folder.
@@ -95,12 +109,13 @@ impl Scan {
     }
 }
 
-/// Reads every post under the configured folder, in parallel, keeping metadata only.
-pub fn scan(config: &Config) -> Scan {
+/// Reads every post under the configured folder, in parallel, keeping metadata only. With
+/// `whole_files`, every byte of every file is checked; otherwise bodies are checked when rendered.
+pub fn scan(config: &Config, whole_files: bool) -> Scan {
     let cx = post_context(config);
     let (files, mut errors) = post_files(&config.posts);
     let results: Vec<Result<PostMeta, PostError>> =
-        files.par_iter().map(|path| read_post(path, &cx).map(|(meta, _body)| meta)).collect();
+        files.par_iter().map(|path| read_post(path, &cx, !whole_files).map(|(meta, _body)| meta)).collect();
     let mut scan = Scan::default();
     for result in results {
         match result {
@@ -113,26 +128,27 @@ pub fn scan(config: &Config) -> Scan {
     scan
 }
 
-/// Renders the bodies of `posts`, reading each file again. A file that changed into something
-/// unreadable since it was scanned is rendered from its metadata alone, with the error returned.
+/// Renders the bodies of `posts`, reading each file again; a file that fails to read or parse now
+/// (a body that is not UTF-8, or a file changed since it was scanned) is returned as an error.
 pub fn render_posts(posts: &[Arc<PostMeta>], config: &Config) -> (HashMap<PathBuf, Arc<Rendered>>, Vec<PostError>) {
     let cx = post_context(config);
     let rule = SummaryRule { separator: &config.excerpt_separator, length: config.excerpt_length };
-    let results: Vec<(PathBuf, Rendered, Option<PostError>)> = posts
+    let results: Vec<Result<(PathBuf, Rendered), PostError>> = posts
         .par_iter()
         .map(|meta| {
-            let (body, error) = match read_post(&meta.path, &cx) {
-                Ok((_, body)) => (body, None),
-                Err(error) => (String::new(), Some(error)),
-            };
-            (meta.path.clone(), render::render(meta, &body, rule), error)
+            let (_, body) = read_post(&meta.path, &cx, false)?;
+            Ok((meta.path.clone(), render::render(meta, &body, rule)))
         })
         .collect();
     let mut errors = Vec::new();
     let mut rendered = HashMap::with_capacity(results.len());
-    for (path, r, error) in results {
-        errors.extend(error);
-        rendered.insert(path, Arc::new(r));
+    for result in results {
+        match result {
+            Ok((path, r)) => {
+                rendered.insert(path, Arc::new(r));
+            }
+            Err(error) => errors.push(error),
+        }
     }
     (rendered, errors)
 }
@@ -243,7 +259,8 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> anyhow::Result<BuildReport>
             config.posts.display()
         );
     }
-    let scan = scan(config);
+    let scan = scan(config, false);
+    tracing::debug!(posts = scan.posts.len(), elapsed = ?started.elapsed(), "scanned");
     let mut report = BuildReport {
         posts_read: scan.posts.len() + scan.drafts + scan.errors.len(),
         drafts: scan.drafts,
@@ -258,17 +275,30 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> anyhow::Result<BuildReport>
     report.published = site.len() - report.scheduled;
     report.errors = scan.errors;
 
-    let plans = site.feeds(now, config.items);
-    let mut needed: Vec<Arc<PostMeta>> = Vec::new();
-    let mut seen = HashSet::new();
-    for meta in plans.iter().flat_map(|p| p.items.iter()) {
-        if seen.insert(meta.path.clone()) {
-            needed.push(meta.clone());
+    // Render what the feeds need; a post whose body turns out to be bad leaves the site, and the
+    // feeds are planned again without it.
+    let mut rendered: HashMap<PathBuf, Arc<Rendered>> = HashMap::new();
+    let plans = loop {
+        let plans = site.feeds(now, config.items);
+        let mut seen = HashSet::new();
+        let needed: Vec<Arc<PostMeta>> = plans
+            .iter()
+            .flat_map(|p| p.items.iter())
+            .filter(|meta| !rendered.contains_key(&meta.path) && seen.insert(meta.path.clone()))
+            .cloned()
+            .collect();
+        if needed.is_empty() {
+            break plans;
         }
-    }
-    let (rendered, render_errors) = render_posts(&needed, config);
-    report.errors.extend(render_errors);
-
+        let (new, errors) = render_posts(&needed, config);
+        rendered.extend(new);
+        for error in errors {
+            site.remove(&error.path);
+            report.published -= 1;
+            report.errors.push(error);
+        }
+    };
+    tracing::debug!(rendered = rendered.len(), elapsed = ?started.elapsed(), "rendered");
     let feeds = FeedsDir::new(&config.feeds, Levels { gzip: config.gzip_level, brotli: config.brotli_quality });
     let written_at = SystemTime::now();
     let outcomes: Vec<anyhow::Result<(String, Outcome)>> = plans
@@ -281,6 +311,7 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> anyhow::Result<BuildReport>
             Ok((rel, outcome))
         })
         .collect();
+    tracing::debug!(elapsed = ?started.elapsed(), "documents published");
     let mut keep = HashSet::new();
     for outcome in outcomes {
         let (rel, outcome) = outcome?;

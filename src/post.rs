@@ -100,12 +100,13 @@ pub fn is_post_file_name(name: &str) -> bool {
 }
 
 /// Parses a post file; returns its metadata and its body (normalized to LF line endings).
-pub fn parse(
+/// `bytes` may stop right after the front matter, when only the metadata is wanted.
+pub fn parse<'b>(
     path: &Path,
-    bytes: &[u8],
+    bytes: &'b [u8],
     modified: SystemTime,
     cx: &PostContext<'_>,
-) -> Result<(PostMeta, String), PostError> {
+) -> Result<(PostMeta, Cow<'b, str>), PostError> {
     let fail = |line: usize, message: String| PostError { path: path.to_owned(), line, message };
     if bytes.len() as u64 > cx.max_bytes {
         return Err(fail(
@@ -121,7 +122,7 @@ pub fn parse(
     if text.trim().is_empty() {
         return Err(fail(1, "file is empty; write front matter (`---`, `title: ...`, `date: ...`, `---`) and a body, or delete the file".into()));
     }
-    let (yaml, body) = split_front_matter(&text).map_err(|(line, message)| fail(line, message))?;
+    let (yaml, body_start) = split_front_matter(&text).map_err(|(line, message)| fail(line, message))?;
     let front: FrontMatter = if yaml.trim().is_empty() {
         FrontMatter::default()
     } else {
@@ -213,31 +214,66 @@ pub fn parse(
         draft,
         warnings: warnings.into_iter().map(|w| PostWarning { line: w.line.max(1), ..w }).collect(),
     };
-    Ok((meta, body.to_owned()))
+    let body = match text {
+        Cow::Borrowed(text) => Cow::Borrowed(&text[body_start..]),
+        Cow::Owned(text) => Cow::Owned(text[body_start..].to_owned()),
+    };
+    Ok((meta, body))
 }
 
 /// Bytes to text: UTF-8 only (BOM dropped), CRLF to LF, characters XML 1.0 forbids removed.
 fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, (usize, String)> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
+    // simdutf8 validates at memory speed; std only runs to say where the first bad byte is.
+    let text = simdutf8::basic::from_utf8(bytes).map_err(|_| {
+        let valid = std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), |_| bytes.len());
+        let line = 1 + memchr::memchr_iter(b'\n', &bytes[..valid]).count();
         (
             line,
             "file is not valid UTF-8 (is it GBK or Latin-1?); convert it, e.g. `iconv -f GBK -t UTF-8`".to_owned(),
         )
     })?;
     let mut text = Cow::Borrowed(text);
-    if text.contains('\r') {
+    if memchr::memchr(b'\r', bytes).is_some() {
         text = Cow::Owned(text.replace("\r\n", "\n"));
     }
-    if !text.chars().all(is_xml_char) {
+    if has_forbidden_characters(text.as_bytes()) {
         text = Cow::Owned(text.chars().filter(|&c| is_xml_char(c)).collect());
     }
     Ok(text)
 }
 
-/// Splits `---\nYAML\n---\nbody` into the YAML and the body.
-fn split_front_matter(text: &str) -> Result<(&str, &str), (usize, String)> {
+/// Whether UTF-8 `bytes` hold a character XML 1.0 forbids: a C0 control other than tab, LF and
+/// CR, or U+FFFE/U+FFFF. A byte scan, much faster than decoding characters.
+fn has_forbidden_characters(bytes: &[u8]) -> bool {
+    bytes.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        || memchr::memmem::find(bytes, "\u{FFFE}".as_bytes()).is_some()
+        || memchr::memmem::find(bytes, "\u{FFFF}".as_bytes()).is_some()
+}
+
+/// How many leading bytes of a post file hold its front matter (the closing `---` or `...` line
+/// included), if `head` shows its end. Reading that much is enough for the metadata.
+pub fn front_matter_len(head: &[u8]) -> Option<usize> {
+    let bom = if head.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
+    let mut lines = head[bom..].split_inclusive(|&b| b == b'\n');
+    if lines.next()?.trim_ascii_end() != b"---" {
+        return None;
+    }
+    let mut end = bom + head[bom..].iter().position(|&b| b == b'\n')? + 1;
+    for line in lines {
+        if !line.ends_with(b"\n") {
+            return None;
+        }
+        end += line.len();
+        if matches!(line.trim_ascii_end(), b"---" | b"...") {
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Splits `---\nYAML\n---\nbody`: the YAML, and where the body starts.
+fn split_front_matter(text: &str) -> Result<(&str, usize), (usize, String)> {
     let mut lines = text.split_inclusive('\n');
     let first = lines.next().unwrap_or_default();
     if first.trim_end() != "---" {
@@ -252,7 +288,7 @@ fn split_front_matter(text: &str) -> Result<(&str, &str), (usize, String)> {
         let trimmed = line.trim_end();
         if trimmed == "---" || trimmed == "..." {
             let body_start = offset + line.len();
-            return Ok((&text[yaml_start..offset], &text[body_start..]));
+            return Ok((&text[yaml_start..offset], body_start));
         }
         offset += line.len();
     }
@@ -577,7 +613,7 @@ mod tests {
 
     fn parse_at(name: &str, text: &str) -> Result<(PostMeta, String), PostError> {
         let base = Url::parse("https://news.example.com/").unwrap();
-        parse(Path::new(name), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base))
+        parse(Path::new(name), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base)).map(|(m, b)| (m, b.into_owned()))
     }
 
     fn meta(text: &str) -> PostMeta {
@@ -733,6 +769,22 @@ mod tests {
             assert!(error.message.contains(needle), "{error}");
             assert!(error.to_string().starts_with("posts/bad.md:"), "{error}");
         }
+    }
+
+    #[test]
+    fn front_matter_length() {
+        assert_eq!(front_matter_len(b"---\ntitle: x\n---\nbody"), Some(17));
+        assert_eq!(front_matter_len(b"\xEF\xBB\xBF---\r\ntitle: x\r\n...\r\nbody"), Some(23));
+        assert_eq!(front_matter_len(b"---\ntitle: x\n---"), None, "the closing line may go on");
+        assert_eq!(front_matter_len(b"---\ntitle: x\n"), None);
+        assert_eq!(front_matter_len(b"no front matter\n---\n"), None);
+        let text = "---\ntitle: 平安\ndate: 2021-01-01\n---\n<p>body</p>";
+        let end = front_matter_len(text.as_bytes()).unwrap();
+        let base = Url::parse("https://e.org/").unwrap();
+        let (head, body) = parse(Path::new("a.md"), &text.as_bytes()[..end], SystemTime::UNIX_EPOCH, &cx(&base)).unwrap();
+        let (full, _) = parse(Path::new("a.md"), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base)).unwrap();
+        assert_eq!(head, full);
+        assert_eq!(body, "");
     }
 
     #[test]

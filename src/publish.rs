@@ -47,7 +47,7 @@ pub fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
 /// brotli of `bytes` at `quality`.
 pub fn brotli(bytes: &[u8], quality: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() / 3);
-    let params = brotli::enc::BrotliEncoderParams { quality: quality as i32, lgwin: 22, ..Default::default() };
+    let params = brotli::enc::BrotliEncoderParams { quality: quality as i32, lgwin: 18, size_hint: bytes.len(), ..Default::default() };
     brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).expect("compressing into a Vec cannot fail");
     out
 }
