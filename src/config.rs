@@ -173,11 +173,11 @@ impl Config {
         if author.name.trim().is_empty() {
             return Err(invalid("author.name", &author.name, "a non-empty name"));
         }
-        let gzip_level = raw.gzip_level.unwrap_or(6);
+        let gzip_level = raw.gzip_level.unwrap_or(3);
         if gzip_level > 9 {
             return Err(invalid("gzip_level", gzip_level, "an integer from 0 to 9"));
         }
-        let brotli_quality = raw.brotli_quality.unwrap_or(5);
+        let brotli_quality = raw.brotli_quality.unwrap_or(3);
         if brotli_quality > 11 {
             return Err(invalid("brotli_quality", brotli_quality, "an integer from 0 to 11"));
         }

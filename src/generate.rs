@@ -57,7 +57,7 @@ pub fn post_files(root: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
 }
 
 /// How much of a post file to read first when only its metadata is wanted.
-const HEAD_BYTES: usize = 4096;
+const HEAD_BYTES: usize = 1024;
 
 /// Reads and parses one post file. With `metadata_only`, reads just far enough to see the end of
 /// the front matter (the body comes back empty and its bytes unchecked).
@@ -271,6 +271,7 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> anyhow::Result<BuildReport>
     for meta in scan.posts {
         site.insert(Arc::new(meta));
     }
+    tracing::debug!(elapsed = ?started.elapsed(), "indexed");
     report.scheduled = site.scheduled(now);
     report.published = site.len() - report.scheduled;
     report.errors = scan.errors;

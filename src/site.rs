@@ -32,19 +32,42 @@ impl FeedKey {
     }
 }
 
-/// Newest first; ties broken by link, then by file, so the order never depends on insertion.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+/// A post's place in a feed: newest first; ties broken by link, then by file, so the order never
+/// depends on insertion.
+#[derive(Debug, Clone)]
 struct Order {
-    date: Reverse<DateTime<Utc>>,
-    link: String,
-    path: PathBuf,
+    date: DateTime<Utc>,
+    post: Arc<PostMeta>,
 }
 
 impl Order {
-    fn of(post: &PostMeta) -> Order {
-        Order { date: Reverse(post.date.to_utc()), link: post.link.clone(), path: post.path.clone() }
+    fn of(post: &Arc<PostMeta>) -> Order {
+        Order { date: post.date.to_utc(), post: post.clone() }
     }
 }
+
+impl Ord for Order {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        Reverse(self.date)
+            .cmp(&Reverse(other.date))
+            .then_with(|| self.post.link.cmp(&other.post.link))
+            .then_with(|| self.post.path.cmp(&other.post.path))
+    }
+}
+
+impl PartialOrd for Order {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Order {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Order {}
 
 /// One feed's worth of posts, chosen.
 #[derive(Debug, Clone)]
@@ -122,12 +145,8 @@ impl Site {
     pub fn feed(&self, key: &FeedKey, now: DateTime<Utc>, limit: usize) -> Option<FeedPlan> {
         let set = self.feeds.get(key)?;
         let limit = if limit == 0 { usize::MAX } else { limit };
-        let items: Vec<Arc<PostMeta>> = set
-            .iter()
-            .filter(|o| o.date.0 <= now)
-            .take(limit)
-            .filter_map(|o| self.posts.get(&o.path).cloned())
-            .collect();
+        let items: Vec<Arc<PostMeta>> =
+            set.iter().filter(|o| o.date <= now).take(limit).map(|o| o.post.clone()).collect();
         if items.is_empty() && *key != FeedKey::Site {
             return None;
         }
@@ -137,13 +156,13 @@ impl Site {
 
     /// How many posts are dated after `now`.
     pub fn scheduled(&self, now: DateTime<Utc>) -> usize {
-        self.feeds.get(&FeedKey::Site).map_or(0, |set| set.iter().take_while(|o| o.date.0 > now).count())
+        self.feeds.get(&FeedKey::Site).map_or(0, |set| set.iter().take_while(|o| o.date > now).count())
     }
 
     /// The earliest post date after `now`: when the published set changes by itself next.
     pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let site = self.feeds.get(&FeedKey::Site)?;
-        site.iter().rev().map(|o| o.date.0).find(|d| *d > now)
+        site.iter().rev().map(|o| o.date).find(|d| *d > now)
     }
 }
 
