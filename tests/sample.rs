@@ -1,0 +1,70 @@
+//! The bundled sample site builds cleanly, and a second, independent feed reader (Python's
+//! feedparser, installed by `.ci/run`) reads every RSS and Atom document without complaint.
+
+use std::path::Path;
+use std::process::Command;
+
+fn build_sample(feeds: &Path) -> std::process::Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    assert_cmd::Command::cargo_bin("crier")
+        .unwrap()
+        .current_dir(root)
+        .args(["build", "--config", "config/crier.toml", "--feeds"])
+        .arg(feeds)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn sample_site_builds_without_errors_or_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = build_sample(dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("13 published"), "{stdout}");
+    assert!(stdout.contains("2 drafts") && stdout.contains("0 warnings"), "{stdout}");
+    let feed = feed_rs::parser::parse(&std::fs::read(dir.path().join("feed.atom")).unwrap()[..]).unwrap();
+    assert_eq!(feed.entries.len(), 13);
+    assert!(dir.path().join("categories/caijing.rss").exists());
+    assert!(dir.path().join("tags/订阅源.json").exists());
+}
+
+const READER_CHECK: &str = r#"
+import feedparser, pathlib, sys
+root = pathlib.Path(sys.argv[1])
+count = 0
+for path in sorted(list(root.rglob("*.rss")) + list(root.rglob("*.atom"))):
+    d = feedparser.parse(str(path))
+    if d.bozo:
+        sys.exit(f"{path}: {d.bozo_exception}")
+    if not d.entries:
+        sys.exit(f"{path}: no entries")
+    for e in d.entries:
+        if not e.link.startswith("https://news.example.com/"):
+            sys.exit(f"{path}: link {e.link}")
+        if not e.get("published_parsed"):
+            sys.exit(f"{path}: no date on {e.link}")
+    count += 1
+site = feedparser.parse(str(root / "feed.rss"))
+print(count, site.version, len(site.entries), site.entries[0].title)
+"#;
+
+#[test]
+fn python_feedparser_reads_every_feed() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(build_sample(dir.path()).status.code(), Some(0));
+    let out = Command::new("python3").args(["-c", READER_CHECK]).arg(dir.path()).output().unwrap_or_else(|e| {
+        panic!("python3 is needed for this test ({e}); `.ci/run` installs it with feedparser")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'feedparser'"),
+        "this test needs Python's feedparser: `pip install feedparser` (`.ci/run` does it)"
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    assert!(fields[0].parse::<usize>().unwrap() > 20, "{stdout}");
+    assert_eq!(&fields[1..3], ["rss20", "13"], "{stdout}");
+    assert!(stdout.contains("港城物流园区"), "Chinese text intact: {stdout}");
+}
