@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
+
+use crate::engine::Engine;
 use rayon::prelude::*;
 
 use crate::config::{Config, ContentMode};
@@ -18,7 +20,7 @@ use crate::feed::{self, FeedDoc, Format, Item};
 use crate::post::{self, PostContext, PostError, PostMeta, PostWarning};
 use crate::publish::{FeedsDir, Levels, Outcome};
 use crate::render::{self, Rendered, SummaryRule};
-use crate::site::{FeedKey, FeedPlan, Site};
+use crate::site::{FeedKey, FeedPlan};
 use crate::text::xml_safe;
 
 /// The post context a configuration implies.
@@ -61,7 +63,11 @@ const HEAD_BYTES: usize = 1024;
 
 /// Reads and parses one post file. With `metadata_only`, reads just far enough to see the end of
 /// the front matter (the body comes back empty and its bytes unchecked).
-pub fn read_post(path: &Path, cx: &PostContext<'_>, metadata_only: bool) -> Result<(PostMeta, String), PostError> {
+pub fn read_post(
+    path: &Path,
+    cx: &PostContext<'_>,
+    metadata_only: bool,
+) -> Result<(PostMeta, String, std::fs::Metadata), PostError> {
     use std::io::Read;
     let io_error = |e: std::io::Error| PostError {
         path: path.to_owned(),
@@ -87,11 +93,11 @@ pub fn read_post(path: &Path, cx: &PostContext<'_>, metadata_only: bool) -> Resu
         (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut bytes).map_err(io_error)?;
         if let Some(end) = post::front_matter_len(&bytes) {
             bytes.truncate(end);
-            return post::parse(path, &bytes, modified, cx).map(|(meta, _)| (meta, String::new()));
+            return post::parse(path, &bytes, modified, cx).map(|(meta, _)| (meta, String::new(), metadata));
         }
     }
     file.read_to_end(&mut bytes).map_err(io_error)?;
-    post::parse(path, &bytes, modified, cx).map(|(meta, body)| (meta, body.into_owned()))
+    post::parse(path, &bytes, modified, cx).map(|(meta, body)| (meta, body.into_owned(), metadata))
 }
 
 /// The result of reading a posts folder.
@@ -115,7 +121,7 @@ pub fn scan(config: &Config, whole_files: bool) -> Scan {
     let cx = post_context(config);
     let (files, mut errors) = post_files(&config.posts);
     let results: Vec<Result<PostMeta, PostError>> =
-        files.par_iter().map(|path| read_post(path, &cx, !whole_files).map(|(meta, _body)| meta)).collect();
+        files.par_iter().map(|path| read_post(path, &cx, !whole_files).map(|(meta, _, _)| meta)).collect();
     let mut scan = Scan::default();
     for result in results {
         match result {
@@ -136,7 +142,7 @@ pub fn render_posts(posts: &[Arc<PostMeta>], config: &Config) -> (HashMap<PathBu
     let results: Vec<Result<(PathBuf, Rendered), PostError>> = posts
         .par_iter()
         .map(|meta| {
-            let (_, body) = read_post(&meta.path, &cx, false)?;
+            let (_, body, _) = read_post(&meta.path, &cx, false)?;
             Ok((meta.path.clone(), render::render(meta, &body, rule)))
         })
         .collect();
@@ -203,30 +209,22 @@ pub fn document(
     }
 }
 
-/// The OPML list of every feed in `plans`.
-pub fn opml(config: &Config, plans: &[FeedPlan]) -> anyhow::Result<Vec<u8>> {
-    let outline = |plan: &FeedPlan| Outline {
-        title: feed_title(config, plan),
-        xml_url: post::absolute_link(&config.feeds_url, &document_path(&plan.key, Format::Rss)),
+/// The OPML list of `feeds` (key and title), dated `updated`.
+pub fn opml(config: &Config, feeds: &[(FeedKey, String)], updated: DateTime<FixedOffset>) -> anyhow::Result<Vec<u8>> {
+    let outline = |(key, title): &(FeedKey, String)| Outline {
+        title: title.clone(),
+        xml_url: post::absolute_link(&config.feeds_url, &document_path(key, Format::Rss)),
         html_url: config.base_url.to_string(),
     };
-    let site = plans.iter().find(|p| p.key == FeedKey::Site).map(outline).unwrap_or_else(|| Outline {
-        title: config.title.clone(),
-        xml_url: post::absolute_link(&config.feeds_url, &document_path(&FeedKey::Site, Format::Rss)),
-        html_url: config.base_url.to_string(),
+    let site = feeds.iter().find(|(k, _)| *k == FeedKey::Site).map(outline).unwrap_or_else(|| {
+        outline(&(FeedKey::Site, xml_safe(&config.title).into_owned()))
     });
-    let updated = plans
-        .iter()
-        .flat_map(|p| p.items.iter())
-        .map(|m| m.updated.max(m.date))
-        .max_by_key(|d| d.to_utc())
-        .unwrap_or_else(feed::epoch);
     let list = Opml {
         title: xml_safe(&config.title).into_owned(),
         updated,
         site,
-        categories: plans.iter().filter(|p| matches!(p.key, FeedKey::Category(_))).map(outline).collect(),
-        tags: plans.iter().filter(|p| matches!(p.key, FeedKey::Tag(_))).map(outline).collect(),
+        categories: feeds.iter().filter(|(k, _)| matches!(k, FeedKey::Category(_))).map(outline).collect(),
+        tags: feeds.iter().filter(|(k, _)| matches!(k, FeedKey::Tag(_))).map(outline).collect(),
     };
     feed::opml::write(&list)
 }
@@ -259,77 +257,46 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> anyhow::Result<BuildReport>
             config.posts.display()
         );
     }
-    let scan = scan(config, false);
-    tracing::debug!(posts = scan.posts.len(), elapsed = ?started.elapsed(), "scanned");
-    let mut report = BuildReport {
-        posts_read: scan.posts.len() + scan.drafts + scan.errors.len(),
-        drafts: scan.drafts,
-        warnings: scan.warnings().map(|(p, w)| (p.to_owned(), w.clone())).collect(),
-        ..Default::default()
-    };
-    let mut site = Site::new();
-    for meta in scan.posts {
-        site.insert(Arc::new(meta));
-    }
-    tracing::debug!(elapsed = ?started.elapsed(), "indexed");
-    report.scheduled = site.scheduled(now);
-    report.published = site.len() - report.scheduled;
-    report.errors = scan.errors;
-
-    // Render what the feeds need; a post whose body turns out to be bad leaves the site, and the
-    // feeds are planned again without it.
-    let mut rendered: HashMap<PathBuf, Arc<Rendered>> = HashMap::new();
-    let plans = loop {
-        let plans = site.feeds(now, config.items);
-        let mut seen = HashSet::new();
-        let needed: Vec<Arc<PostMeta>> = plans
-            .iter()
-            .flat_map(|p| p.items.iter())
-            .filter(|meta| !rendered.contains_key(&meta.path) && seen.insert(meta.path.clone()))
-            .cloned()
-            .collect();
-        if needed.is_empty() {
-            break plans;
-        }
-        let (new, errors) = render_posts(&needed, config);
-        rendered.extend(new);
-        for error in errors {
-            site.remove(&error.path);
-            report.published -= 1;
-            report.errors.push(error);
-        }
-    };
-    tracing::debug!(rendered = rendered.len(), elapsed = ?started.elapsed(), "rendered");
     let feeds = FeedsDir::new(&config.feeds, Levels { gzip: config.gzip_level, brotli: config.brotli_quality });
     let written_at = SystemTime::now();
-    let outcomes: Vec<anyhow::Result<(String, Outcome)>> = plans
-        .par_iter()
-        .flat_map_iter(|plan| Format::ALL.into_iter().map(move |format| (plan, format)))
-        .map(|(plan, format)| {
-            let rel = document_path(&plan.key, format);
-            let bytes = document(config, plan, format, &rendered)?;
-            let outcome = feeds.put(&rel, &bytes, written_at)?;
-            Ok((rel, outcome))
-        })
-        .collect();
-    tracing::debug!(elapsed = ?started.elapsed(), "documents published");
-    let mut keep = HashSet::new();
-    for outcome in outcomes {
-        let (rel, outcome) = outcome?;
-        match outcome {
+    // Each document is compressed and written as soon as it is made, then dropped.
+    let sink = BuildSink { feeds: &feeds, written_at, outcomes: std::sync::Mutex::new(Vec::new()) };
+    let mut engine = Engine::new(Arc::new(config.clone()));
+    let change = engine.load_all(now, &sink);
+    let keep: HashSet<String> = change.documents.iter().cloned().collect();
+    let mut report = BuildReport {
+        posts_read: change.posts_read,
+        published: engine.published(),
+        scheduled: engine.scheduled(),
+        drafts: engine.drafts(),
+        errors: change.errors,
+        warnings: change.warnings,
+        feeds: keep.len(),
+        ..Default::default()
+    };
+    for outcome in sink.outcomes.into_inner().expect("no code panics while holding this lock") {
+        match outcome? {
             Outcome::Written => report.written += 1,
             Outcome::Unchanged => report.unchanged += 1,
         }
-        keep.insert(rel);
     }
-    match feeds.put(OPML_PATH, &opml(config, &plans)?, written_at)? {
-        Outcome::Written => report.written += 1,
-        Outcome::Unchanged => report.unchanged += 1,
-    }
-    keep.insert(OPML_PATH.to_owned());
+    tracing::debug!(elapsed = ?started.elapsed(), "documents published");
     report.removed = feeds.remove_stale(&keep)?;
-    report.feeds = keep.len();
     report.errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// The build's sink: writes each document out and keeps only the outcome.
+struct BuildSink<'a> {
+    feeds: &'a FeedsDir,
+    written_at: SystemTime,
+    outcomes: std::sync::Mutex<Vec<anyhow::Result<Outcome>>>,
+}
+
+impl crate::engine::DocumentSink for BuildSink<'_> {
+    fn accept(&self, rel: &str, bytes: Vec<u8>) {
+        let outcome = self.feeds.put(rel, &bytes, self.written_at);
+        self.outcomes.lock().expect("no code panics while holding this lock").push(outcome);
+    }
 }

@@ -9,10 +9,12 @@
 //! - [`site`]: the index of posts by category and tag, newest first; picks each feed's items.
 //! - [`feed`]: one feed model written as RSS, Atom, JSON Feed, and the OPML list.
 //! - [`publish`]: documents to files with gzip and brotli beside them, atomically.
-//! - [`generate`]: the build, wiring the above together.
+//! - [`generate`]: reading posts and writing one feed's documents; `crier build`.
+//! - [`engine`]: the posts folder's state kept current change by change, and the documents that follow.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod engine;
 pub mod feed;
 pub mod generate;
 pub mod post;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::Context;
+use bytes::Bytes;
 
 /// The encodings written beside every document.
 pub const ENCODED_SUFFIXES: [&str; 2] = [".gz", ".br"];
@@ -52,6 +53,40 @@ pub fn brotli(bytes: &[u8], quality: u32) -> Vec<u8> {
     out
 }
 
+/// A document with its encodings, and when its bytes last changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub identity: Bytes,
+    pub gzip: Bytes,
+    pub brotli: Bytes,
+    pub modified: SystemTime,
+}
+
+impl Encoded {
+    pub fn compress(identity: Vec<u8>, levels: Levels, modified: SystemTime) -> Encoded {
+        let gzip = gzip(&identity, levels.gzip).into();
+        let brotli = brotli(&identity, levels.brotli).into();
+        Encoded { identity: identity.into(), gzip, brotli, modified }
+    }
+}
+
+/// The encodings and time of `path` when it holds exactly `identity` and both encodings exist.
+/// The document's time is used: encodings restored later carry it too.
+fn read_current(path: &Path, identity: &[u8]) -> Option<Encoded> {
+    let meta = fs::metadata(path).ok()?;
+    if meta.len() != identity.len() as u64 || fs::read(path).ok()? != identity {
+        return None;
+    }
+    let gzip = fs::read(with_suffix(path, ".gz")).ok()?;
+    let brotli = fs::read(with_suffix(path, ".br")).ok()?;
+    Some(Encoded {
+        identity: Bytes::copy_from_slice(identity),
+        gzip: gzip.into(),
+        brotli: brotli.into(),
+        modified: meta.modified().ok()?,
+    })
+}
+
 /// The feeds folder, as crier writes it.
 #[derive(Debug, Clone)]
 pub struct FeedsDir {
@@ -71,28 +106,50 @@ impl FeedsDir {
     /// Puts `bytes` at `rel` (a `/`-separated path under the folder) with its encodings,
     /// unless the file already holds exactly these bytes and its encodings exist.
     pub fn put(&self, rel: &str, bytes: &[u8], modified: SystemTime) -> anyhow::Result<Outcome> {
-        let path = self.root.join(rel);
-        let encoded: Vec<PathBuf> = ENCODED_SUFFIXES.iter().map(|s| with_suffix(&path, s)).collect();
-        if same_bytes(&path, bytes) {
-            if encoded.iter().all(|p| p.exists()) {
-                return Ok(Outcome::Unchanged);
-            }
-            // The document is current but an encoding went missing: restore it with the document's time.
-            let time = fs::metadata(&path).and_then(|m| m.modified()).unwrap_or(modified);
-            self.write_encodings(&path, bytes, time)?;
-            return Ok(Outcome::Unchanged);
+        let (_, outcome, error) = self.publish(rel, bytes.to_vec(), modified);
+        match error {
+            Some(error) => Err(error),
+            None => Ok(outcome),
         }
-        let parent = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
-        // Encodings first, document last: a reader of the document never finds older encodings beside it.
-        self.write_encodings(&path, bytes, modified)?;
-        write_atomic(&path, bytes, modified)?;
-        Ok(Outcome::Written)
     }
 
-    fn write_encodings(&self, path: &Path, bytes: &[u8], modified: SystemTime) -> anyhow::Result<()> {
-        write_atomic(&with_suffix(path, ".gz"), &gzip(bytes, self.levels.gzip), modified)?;
-        write_atomic(&with_suffix(path, ".br"), &brotli(bytes, self.levels.brotli), modified)?;
+    /// Makes `identity` current at `rel` and returns it with its encodings and the time its bytes
+    /// last changed. When the folder already holds these bytes, the encodings and time come from
+    /// the files (nothing is compressed or written: a restart keeps `Last-Modified`); otherwise
+    /// they are computed, stamped `now` and written. A write failure is returned beside the
+    /// encodings, which are good to serve from memory all the same.
+    pub fn publish(&self, rel: &str, identity: Vec<u8>, now: SystemTime) -> (Encoded, Outcome, Option<anyhow::Error>) {
+        let path = self.root.join(rel);
+        if let Some(current) = read_current(&path, &identity) {
+            return (current, Outcome::Unchanged, None);
+        }
+        let encoded = Encoded::compress(identity, self.levels, now);
+        let error = self.write(rel, &encoded).err();
+        (encoded, Outcome::Written, error)
+    }
+
+    /// Writes a document and its encodings (encodings first: whoever reads the document finds
+    /// encodings at least as new beside it).
+    pub fn write(&self, rel: &str, encoded: &Encoded) -> anyhow::Result<()> {
+        let path = self.root.join(rel);
+        let parent = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
+        write_atomic(&with_suffix(&path, ".gz"), &encoded.gzip, encoded.modified)?;
+        write_atomic(&with_suffix(&path, ".br"), &encoded.brotli, encoded.modified)?;
+        write_atomic(&path, &encoded.identity, encoded.modified)?;
+        Ok(())
+    }
+
+    /// Removes one document and its encodings; a missing file is not an error.
+    pub fn remove(&self, rel: &str) -> anyhow::Result<()> {
+        let path = self.root.join(rel);
+        for p in [with_suffix(&path, ".gz"), with_suffix(&path, ".br"), path] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove {}", p.display())),
+            }
+        }
         Ok(())
     }
 
@@ -133,13 +190,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut os = path.as_os_str().to_owned();
     os.push(suffix);
     PathBuf::from(os)
-}
-
-fn same_bytes(path: &Path, bytes: &[u8]) -> bool {
-    match fs::metadata(path) {
-        Ok(meta) if meta.len() == bytes.len() as u64 => fs::read(path).is_ok_and(|old| old == bytes),
-        _ => false,
-    }
 }
 
 /// Writes a temporary file in the same folder, gives it mode 0644 and `modified`, then renames it
@@ -205,9 +255,15 @@ mod tests {
         let t2 = t1 + std::time::Duration::from_secs(60);
         assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Unchanged);
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), t1);
+        // An encoding gone missing: the set is written again, all three with one new time.
         fs::remove_file(with_suffix(&path, ".br")).unwrap();
-        assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Unchanged);
-        assert_eq!(fs::metadata(with_suffix(&path, ".br")).unwrap().modified().unwrap(), t1);
+        assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Written);
+        assert_eq!(fs::metadata(with_suffix(&path, ".br")).unwrap().modified().unwrap(), t2);
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), t2);
+        let (current, outcome, _) = feeds.publish("categories/新闻.rss", b"<rss/>".to_vec(), t2 + std::time::Duration::from_secs(5));
+        assert_eq!(outcome, Outcome::Unchanged);
+        assert_eq!(current.modified, t2, "an unchanged document keeps its time");
+        assert_eq!(current.gzip, gzip(b"<rss/>", LEVELS.gzip));
         assert_eq!(feeds.put("categories/新闻.rss", b"<rss></rss>", t2).unwrap(), Outcome::Written);
         assert_eq!(fs::read(&path).unwrap(), b"<rss></rss>");
     }

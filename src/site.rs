@@ -154,6 +154,22 @@ impl Site {
         Some(FeedPlan { key: key.clone(), name, items })
     }
 
+    /// Every feed that has a post (due or not).
+    pub fn keys(&self) -> BTreeSet<FeedKey> {
+        self.feeds.keys().cloned().collect()
+    }
+
+    /// The feeds of the posts dated after `from` and up to `to`: those that change when the
+    /// clock moves from one to the other.
+    pub fn keys_due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<FeedKey> {
+        let Some(site) = self.feeds.get(&FeedKey::Site) else { return BTreeSet::new() };
+        site.iter()
+            .skip_while(|o| o.date > to)
+            .take_while(|o| o.date > from)
+            .flat_map(|o| keys_of(&o.post))
+            .collect()
+    }
+
     /// How many posts are dated after `now`.
     pub fn scheduled(&self, now: DateTime<Utc>) -> usize {
         self.feeds.get(&FeedKey::Site).map_or(0, |set| set.iter().take_while(|o| o.date > now).count())
@@ -265,6 +281,9 @@ mod tests {
         assert_eq!(site.next_due(now()), None);
         assert_eq!(site.scheduled(t), 1);
         assert_eq!(site.scheduled(now()), 0);
+        let due = site.keys_due_between(t, now());
+        assert_eq!(due, BTreeSet::from([FeedKey::Site, FeedKey::Category("soon".into())]));
+        assert!(site.keys_due_between(now(), now()).is_empty());
     }
 
     #[test]

@@ -1,0 +1,553 @@
+//! The engine: what the posts folder holds, kept current change by change, and the feed
+//! documents that follow from it.
+//!
+//! A change to one post re-reads that post and regenerates only the feeds it was in or is now
+//! in: its cost depends on the feeds' sizes, not on the number of posts. A post that turns bad
+//! keeps its last good version published until it is fixed or deleted.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::feed::{self, Format};
+use crate::generate::{self, OPML_PATH};
+use crate::post::{self, PostError, PostMeta, PostWarning};
+use crate::render::{self, Rendered, SummaryRule};
+use crate::site::{FeedKey, FeedPlan, Site};
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Fingerprint {
+    fn of(path: &Path) -> Option<Fingerprint> {
+        std::fs::metadata(path).ok().map(|meta| Fingerprint::from_metadata(&meta))
+    }
+
+    fn from_metadata(meta: &std::fs::Metadata) -> Fingerprint {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Fingerprint { len: meta.len(), modified: meta.modified().ok(), inode }
+    }
+}
+
+/// A feed as the index page and the OPML list describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedSummary {
+    pub key: FeedKey,
+    pub title: String,
+    pub items: usize,
+    pub updated: DateTime<FixedOffset>,
+}
+
+/// Where regenerated documents go, as they are made (in parallel): the build writes them
+/// out and forgets them, the daemon keeps them to serve.
+pub trait DocumentSink: Sync {
+    /// Takes the document at `rel` (its path under the feeds folder).
+    fn accept(&self, rel: &str, bytes: Vec<u8>);
+}
+
+/// A sink that keeps every document, for tests and small jobs.
+impl DocumentSink for std::sync::Mutex<Vec<(String, Vec<u8>)>> {
+    fn accept(&self, rel: &str, bytes: Vec<u8>) {
+        self.lock().expect("no code panics while holding this lock").push((rel.to_owned(), bytes));
+    }
+}
+
+/// What one step of the engine produced.
+#[derive(Debug, Default)]
+pub struct Change {
+    /// New or changed documents (handed to the sink), by path under the feeds folder.
+    pub documents: Vec<String>,
+    /// Documents that no longer exist.
+    pub removed: Vec<String>,
+    /// Posts that could not be read; a post published before keeps its last good version.
+    pub errors: Vec<PostError>,
+    pub warnings: Vec<(PathBuf, PostWarning)>,
+    /// Post files read.
+    pub posts_read: usize,
+    /// Whether the set of feeds, or a feed's title, item count or time, changed.
+    pub feeds_changed: bool,
+}
+
+/// The engine's state.
+pub struct Engine {
+    config: Arc<Config>,
+    site: Site,
+    /// Rendered bodies of the posts in feeds (and some that were, until the next trim).
+    rendered: HashMap<PathBuf, Arc<Rendered>>,
+    /// Every post file seen (published, draft or bad), sorted so a folder's files are a range.
+    seen: BTreeMap<PathBuf, Fingerprint>,
+    /// Files whose current version is bad.
+    bad: BTreeMap<PathBuf, PostError>,
+    drafts: BTreeSet<PathBuf>,
+    feeds: BTreeMap<FeedKey, FeedSummary>,
+    /// Posts dated up to this instant have been let into the feeds.
+    due_until: DateTime<Utc>,
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>) -> Engine {
+        Engine {
+            config,
+            site: Site::new(),
+            rendered: HashMap::new(),
+            seen: BTreeMap::new(),
+            bad: BTreeMap::new(),
+            drafts: BTreeSet::new(),
+            feeds: BTreeMap::new(),
+            due_until: DateTime::<Utc>::MIN_UTC,
+        }
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Posts published now (not drafts, not scheduled).
+    pub fn published(&self) -> usize {
+        self.site.len() - self.site.scheduled(self.due_until)
+    }
+
+    pub fn scheduled(&self) -> usize {
+        self.site.scheduled(self.due_until)
+    }
+
+    pub fn drafts(&self) -> usize {
+        self.drafts.len()
+    }
+
+    /// The files whose current version is bad, with why.
+    pub fn bad(&self) -> impl Iterator<Item = &PostError> {
+        self.bad.values()
+    }
+
+    /// Every feed, site feed first.
+    pub fn feeds(&self) -> impl Iterator<Item = &FeedSummary> {
+        self.feeds.values()
+    }
+
+    /// When a scheduled post falls due next.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.site.next_due(self.due_until)
+    }
+
+    /// Reads the whole posts folder (the first time, or after the watcher lost track) and brings
+    /// everything up to date. The first load generates every document; later ones only those the
+    /// differences touch.
+    pub fn load_all(&mut self, now: DateTime<Utc>, sink: &dyn DocumentSink) -> Change {
+        let first = self.seen.is_empty() && self.feeds.is_empty();
+        let mut change = Change::default();
+        let (files, problems) = if self.config.posts.is_dir() {
+            generate::post_files(&self.config.posts)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        change.errors.extend(problems);
+        let present: HashSet<&PathBuf> = files.iter().collect();
+        let gone: Vec<PathBuf> = self.seen.keys().filter(|p| !present.contains(p)).cloned().collect();
+        let mut touched = BTreeSet::new();
+        for path in gone {
+            touched.extend(self.forget(&path));
+        }
+        let changed: Vec<PathBuf> = if first {
+            files
+        } else {
+            let seen = &self.seen;
+            files.into_par_iter().filter(|p| seen.get(p).copied() != Fingerprint::of(p)).collect()
+        };
+        // The first load reads only front matter (bodies are read when a feed needs them);
+        // later, a changed file is read whole so that a bad body keeps its last good version.
+        touched.extend(self.read(&changed, first, &mut change));
+        touched.extend(self.advance(now));
+        let keys: BTreeSet<FeedKey> = if first { self.site.keys() } else { touched };
+        self.regenerate(keys, sink, &mut change);
+        change
+    }
+
+    /// Brings the engine up to date with the given paths: files or folders that were created,
+    /// changed, moved in or out, or deleted. A path that names nothing known is ignored.
+    pub fn apply(&mut self, hints: &[PathBuf], now: DateTime<Utc>, sink: &dyn DocumentSink) -> Change {
+        let mut change = Change::default();
+        let mut candidates: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut touched = BTreeSet::new();
+        for hint in hints {
+            let Ok(rel) = hint.strip_prefix(&self.config.posts) else { continue };
+            if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+                continue;
+            }
+            let known_inside: Vec<PathBuf> = self.known_under(hint);
+            if hint.is_dir() {
+                let (files, problems) = generate::post_files(hint);
+                change.errors.extend(problems);
+                let present: HashSet<&PathBuf> = files.iter().collect();
+                for path in known_inside.iter().filter(|p| !present.contains(p)) {
+                    touched.extend(self.forget(path));
+                }
+                candidates.extend(files);
+            } else if hint.is_file() {
+                let name = hint.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if post::is_post_file_name(name) {
+                    candidates.insert(hint.clone());
+                }
+            } else {
+                for path in &known_inside {
+                    touched.extend(self.forget(path));
+                }
+            }
+        }
+        let changed: Vec<PathBuf> =
+            candidates.into_iter().filter(|p| self.seen.get(p).copied() != Fingerprint::of(p)).collect();
+        touched.extend(self.read(&changed, false, &mut change));
+        touched.extend(self.advance(now));
+        self.regenerate(touched, sink, &mut change);
+        change
+    }
+
+    /// Lets in the posts whose date has come since the last call.
+    pub fn tick(&mut self, now: DateTime<Utc>, sink: &dyn DocumentSink) -> Change {
+        let mut change = Change::default();
+        let touched = self.advance(now);
+        if !touched.is_empty() {
+            self.regenerate(touched, sink, &mut change);
+        }
+        change
+    }
+
+    /// Moves the engine's clock to `now` (never back); returns the feeds of the posts that fell due.
+    fn advance(&mut self, now: DateTime<Utc>) -> BTreeSet<FeedKey> {
+        if now <= self.due_until {
+            return BTreeSet::new();
+        }
+        let touched = self.site.keys_due_between(self.due_until, now);
+        self.due_until = now;
+        touched
+    }
+
+    /// The known post files at `path` or under it.
+    fn known_under(&self, path: &Path) -> Vec<PathBuf> {
+        self.seen.range(path.to_owned()..).map(|(p, _)| p).take_while(|p| p.starts_with(path)).cloned().collect()
+    }
+
+    /// Drops a file that is gone; returns the feeds it was in.
+    fn forget(&mut self, path: &Path) -> BTreeSet<FeedKey> {
+        self.seen.remove(path);
+        self.bad.remove(path);
+        self.drafts.remove(path);
+        self.rendered.remove(path);
+        self.site.remove(path)
+    }
+
+    /// Reads changed files in parallel and indexes them; returns the feeds touched.
+    fn read(&mut self, paths: &[PathBuf], metadata_only: bool, change: &mut Change) -> BTreeSet<FeedKey> {
+        let cx = generate::post_context(&self.config);
+        let rule = summary_rule(&self.config);
+        type Read = (PathBuf, Option<Fingerprint>, Result<(PostMeta, Option<Rendered>), PostError>);
+        let results: Vec<Read> = paths
+            .par_iter()
+            .map(|path| match generate::read_post(path, &cx, metadata_only) {
+                Ok((meta, body, file)) => {
+                    let rendered = (!metadata_only && !meta.draft).then(|| render::render(&meta, &body, rule));
+                    (path.clone(), Some(Fingerprint::from_metadata(&file)), Ok((meta, rendered)))
+                }
+                Err(error) => (path.clone(), Fingerprint::of(path), Err(error)),
+            })
+            .collect();
+        change.posts_read += results.len();
+        let mut touched = BTreeSet::new();
+        for (path, fingerprint, result) in results {
+            match fingerprint {
+                Some(fingerprint) => self.seen.insert(path.clone(), fingerprint),
+                None => self.seen.remove(&path),
+            };
+            match result {
+                Ok((meta, rendered)) => {
+                    self.bad.remove(&path);
+                    change.warnings.extend(meta.warnings.iter().map(|w| (path.clone(), w.clone())));
+                    if meta.draft {
+                        self.drafts.insert(path.clone());
+                        self.rendered.remove(&path);
+                        touched.extend(self.site.remove(&path));
+                    } else {
+                        self.drafts.remove(&path);
+                        match rendered {
+                            Some(rendered) => self.rendered.insert(path.clone(), Arc::new(rendered)),
+                            None => self.rendered.remove(&path),
+                        };
+                        touched.extend(self.site.insert(Arc::new(meta)));
+                    }
+                }
+                Err(error) => {
+                    // The last good version, if any, stays published.
+                    self.bad.insert(path.clone(), error.clone());
+                    change.errors.push(error);
+                }
+            }
+        }
+        touched
+    }
+
+    /// Regenerates the documents of `keys` (and always the site feed), rendering what they need.
+    fn regenerate(&mut self, mut keys: BTreeSet<FeedKey>, sink: &dyn DocumentSink, change: &mut Change) {
+        keys.insert(FeedKey::Site);
+        let now = self.due_until;
+        let limit = self.config.items;
+        let plans: Vec<FeedPlan> = loop {
+            let plans: Vec<FeedPlan> = keys.iter().filter_map(|k| self.site.feed(k, now, limit)).collect();
+            let mut seen = HashSet::new();
+            let needed: Vec<Arc<PostMeta>> = plans
+                .iter()
+                .flat_map(|p| p.items.iter())
+                .filter(|m| !self.rendered.contains_key(&m.path) && seen.insert(m.path.clone()))
+                .cloned()
+                .collect();
+            if needed.is_empty() {
+                break plans;
+            }
+            let (new, errors) = generate::render_posts(&needed, &self.config);
+            self.rendered.extend(new);
+            // A body that cannot be read now leaves the feeds; the fixed file comes back with its next change.
+            for error in errors {
+                keys.extend(self.site.remove(&error.path));
+                self.bad.insert(error.path.clone(), error.clone());
+                change.errors.push(error);
+            }
+        };
+
+        let config = &self.config;
+        let rendered = &self.rendered;
+        let documents: Vec<Option<String>> = plans
+            .par_iter()
+            .flat_map_iter(|plan| Format::ALL.into_iter().map(move |format| (plan, format)))
+            .map(|(plan, format)| {
+                let rel = generate::document_path(&plan.key, format);
+                match generate::document(config, plan, format, rendered) {
+                    Ok(bytes) => {
+                        sink.accept(&rel, bytes);
+                        Some(rel)
+                    }
+                    Err(error) => {
+                        tracing::error!("cannot generate {rel}: {error:#}");
+                        None
+                    }
+                }
+            })
+            .collect();
+        change.documents.extend(documents.into_iter().flatten());
+
+        let present: HashSet<&FeedKey> = plans.iter().map(|p| &p.key).collect();
+        for key in keys.iter().filter(|k| !present.contains(k)) {
+            if self.feeds.remove(key).is_some() {
+                change.removed.extend(Format::ALL.map(|f| generate::document_path(key, f)));
+                change.feeds_changed = true;
+            }
+        }
+        for plan in &plans {
+            let items: Vec<feed::Item<'_>> =
+                plan.items.iter().filter_map(|m| rendered.get(&m.path).map(|r| feed::Item { meta: m, rendered: r })).collect();
+            let summary = FeedSummary {
+                key: plan.key.clone(),
+                title: generate::feed_title(config, plan),
+                items: plan.items.len(),
+                updated: feed::newest_update(&items),
+            };
+            if self.feeds.get(&plan.key) != Some(&summary) {
+                self.feeds.insert(plan.key.clone(), summary);
+                change.feeds_changed = true;
+            }
+        }
+        if change.feeds_changed {
+            let feeds: Vec<(FeedKey, String)> = self.feeds.values().map(|f| (f.key.clone(), f.title.clone())).collect();
+            let updated = self.feeds.values().map(|f| f.updated).max_by_key(|d| d.to_utc()).unwrap_or_else(feed::epoch);
+            match generate::opml(config, &feeds, updated) {
+                Ok(bytes) => {
+                    sink.accept(OPML_PATH, bytes);
+                    change.documents.push(OPML_PATH.to_owned());
+                }
+                Err(error) => tracing::error!("cannot generate the OPML list: {error:#}"),
+            }
+        }
+        self.trim_rendered(now);
+    }
+
+    /// Keeps the rendered cache near the size of what the feeds show, so that memory does not
+    /// grow with edits. Runs only when the cache has doubled, so its cost is amortized.
+    fn trim_rendered(&mut self, now: DateTime<Utc>) {
+        let shown: usize = self.feeds.values().map(|f| f.items).sum();
+        if self.rendered.len() <= 2 * shown + 64 {
+            return;
+        }
+        let keep: HashSet<PathBuf> = self
+            .feeds
+            .keys()
+            .filter_map(|k| self.site.feed(k, now, self.config.items))
+            .flat_map(|p| p.items.into_iter().map(|m| m.path.clone()))
+            .collect();
+        self.rendered.retain(|path, _| keep.contains(path));
+    }
+}
+
+fn summary_rule(config: &Config) -> SummaryRule<'_> {
+    SummaryRule { separator: &config.excerpt_separator, length: config.excerpt_length }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+    use std::fs;
+
+    fn engine(dir: &Path) -> Engine {
+        let raw = toml::from_str("base_url = \"https://e.org/\"\ntimezone = \"Asia/Shanghai\"\nitems = 2").unwrap();
+        let overrides = Overrides { posts: Some(dir.join("posts")), feeds: Some(dir.join("feeds")), base_url: None };
+        Engine::new(Arc::new(Config::from_raw(raw, dir, &overrides).unwrap()))
+    }
+
+    fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
+        let path = dir.join("posts").join(rel);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn post(title: &str, date: &str, category: &str) -> String {
+        format!("---\ntitle: {title}\ndate: {date}\ncategories: {category}\n---\nBody of {title}.\n")
+    }
+
+    fn paths(change: &Change) -> Vec<&str> {
+        let mut paths: Vec<&str> = change.documents.iter().map(String::as_str).collect();
+        paths.sort();
+        paths
+    }
+
+    /// Keeps the documents a step made.
+    #[derive(Default)]
+    struct Kept(std::sync::Mutex<Vec<(String, Vec<u8>)>>);
+
+    impl Kept {
+        fn text(&self, rel: &str) -> String {
+            let docs = self.0.lock().unwrap();
+            let (_, bytes) = docs.iter().rev().find(|(p, _)| p == rel).unwrap();
+            String::from_utf8_lossy(bytes).into_owned()
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2022-01-01T00:00:00Z").unwrap().to_utc()
+    }
+
+    #[test]
+    fn one_change_regenerates_only_its_feeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.md", &post("A", "2021-01-01", "x"));
+        write(dir.path(), "b.md", &post("B", "2021-01-02", "y"));
+        let mut engine = engine(dir.path());
+        let kept = Kept::default();
+        let first = engine.load_all(now(), &kept.0);
+        assert_eq!(paths(&first).len(), 3 * 3 + 1, "site, x, y and the OPML");
+        // Same category: only the site feed and x.
+        fs::write(&a, post("A2", "2021-01-01", "x")).unwrap();
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        assert_eq!(
+            paths(&change),
+            ["categories/x.atom", "categories/x.json", "categories/x.rss", "feed.atom", "feed.json", "feed.rss"]
+        );
+        // Moving to another category regenerates both and removes the empty one.
+        fs::write(&a, post("A2", "2021-01-01", "z")).unwrap();
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        assert!(paths(&change).contains(&"categories/z.rss"));
+        assert_eq!(change.removed, ["categories/x.rss", "categories/x.atom", "categories/x.json"]);
+        // A hint for an unchanged file does nothing but the site feed.
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        assert_eq!(change.posts_read, 0);
+    }
+
+    #[test]
+    fn a_bad_edit_keeps_the_last_good_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.md", &post("Good", "2021-01-01", "x"));
+        let mut engine = engine(dir.path());
+        let kept = Kept::default();
+        engine.load_all(now(), &kept.0);
+        fs::write(&a, "---\ntitle: [unclosed\n---\n").unwrap();
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        assert_eq!(change.errors.len(), 1);
+        assert!(change.documents.contains(&"feed.rss".to_owned()));
+        assert!(kept.text("feed.rss").contains("<title>Good</title>"));
+        assert_eq!(engine.bad().count(), 1);
+        fs::write(&a, post("Fixed", "2021-01-01", "x")).unwrap();
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        assert!(change.documents.contains(&"feed.rss".to_owned()));
+        assert!(kept.text("feed.rss").contains("<title>Fixed</title>"));
+        assert_eq!(engine.bad().count(), 0);
+        fs::remove_file(&a).unwrap();
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        assert!(change.removed.contains(&"categories/x.rss".to_owned()));
+        assert_eq!(engine.published(), 0);
+    }
+
+    #[test]
+    fn folders_removed_and_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "sub/a.md", &post("A", "2021-01-01", "x"));
+        write(dir.path(), "sub/deeper/b.md", &post("B", "2021-01-02", "y"));
+        let mut engine = engine(dir.path());
+        let kept = Kept::default();
+        engine.load_all(now(), &kept.0);
+        assert_eq!(engine.published(), 2);
+        let sub = dir.path().join("posts/sub");
+        fs::rename(&sub, dir.path().join("elsewhere")).unwrap();
+        let change = engine.apply(std::slice::from_ref(&sub), now(), &kept.0);
+        assert_eq!(engine.published(), 0);
+        assert_eq!(change.removed.len(), 6);
+        fs::rename(dir.path().join("elsewhere"), &sub).unwrap();
+        engine.apply(std::slice::from_ref(&sub), now(), &kept.0);
+        assert_eq!(engine.published(), 2);
+    }
+
+    #[test]
+    fn scheduled_posts_enter_at_their_time() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "now.md", &post("Now", "2021-01-01", "x"));
+        write(dir.path(), "later.md", &post("Later", "2022-06-01 12:00 +0000", "soon"));
+        let mut engine = engine(dir.path());
+        let kept = Kept::default();
+        let first = engine.load_all(now(), &kept.0);
+        assert!(!paths(&first).contains(&"categories/soon.rss"));
+        assert_eq!(engine.next_due().unwrap().to_rfc3339(), "2022-06-01T12:00:00+00:00");
+        assert!(engine.tick(DateTime::parse_from_rfc3339("2022-06-01T11:59:59Z").unwrap().to_utc(), &kept.0).documents.is_empty());
+        let change = engine.tick(DateTime::parse_from_rfc3339("2022-06-01T12:00:00Z").unwrap().to_utc(), &kept.0);
+        assert!(paths(&change).contains(&"categories/soon.rss"));
+        assert!(paths(&change).contains(&"feed.rss"));
+        assert_eq!(engine.next_due(), None);
+        assert_eq!(engine.published(), 2);
+    }
+
+    #[test]
+    fn older_posts_fill_in_when_a_newer_one_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "1.md", &post("One", "2021-01-01", "x"));
+        write(dir.path(), "2.md", &post("Two", "2021-01-02", "x"));
+        let three = write(dir.path(), "3.md", &post("Three", "2021-01-03", "x"));
+        let mut engine = engine(dir.path());
+        let kept = Kept::default();
+        engine.load_all(now(), &kept.0);
+        fs::remove_file(&three).unwrap();
+        let change = engine.apply(std::slice::from_ref(&three), now(), &kept.0);
+        assert!(change.documents.contains(&"feed.rss".to_owned()));
+        let text = kept.text("feed.rss");
+        assert!(text.contains("<title>One</title>") && text.contains("<title>Two</title>"), "{text}");
+        assert!(text.contains("Body of One."), "the older post is rendered when it enters the feed");
+    }
+}
