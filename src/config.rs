@@ -4,6 +4,7 @@
 //! [`Config::from_raw`] turns it into real types or an error that names the key, the bad value
 //! and what would be valid.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -66,6 +67,16 @@ pub struct RawConfig {
     pub ttl: Option<u32>,
     pub gzip_level: Option<u32>,
     pub brotli_quality: Option<u32>,
+    pub listen: Option<String>,
+    pub cache_max_age: Option<u64>,
+    pub poll: Option<bool>,
+    pub poll_interval_ms: Option<u64>,
+    pub settle_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_requests_per_connection: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub max_header_bytes: Option<usize>,
+    pub shutdown_timeout_ms: Option<u64>,
 }
 
 /// Command-line overrides; each one, when given, wins over the file.
@@ -74,6 +85,7 @@ pub struct Overrides {
     pub posts: Option<PathBuf>,
     pub feeds: Option<PathBuf>,
     pub base_url: Option<String>,
+    pub listen: Option<String>,
 }
 
 /// The validated configuration every other module reads.
@@ -100,6 +112,20 @@ pub struct Config {
     pub ttl: Duration,
     pub gzip_level: u32,
     pub brotli_quality: u32,
+    /// Where `crier serve` listens (unless systemd hands it a socket).
+    pub listen: SocketAddr,
+    /// `Cache-Control: max-age` of feed responses.
+    pub cache_max_age: Duration,
+    /// Watch the posts folder by polling instead of inotify (network file systems).
+    pub poll: bool,
+    pub poll_interval: Duration,
+    /// How long a file that its writer keeps open must be quiet before it is read.
+    pub settle: Duration,
+    pub max_connections: usize,
+    pub max_requests_per_connection: usize,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub shutdown_timeout: Duration,
 }
 
 /// The default permalink pattern, Jekyll's `date` style.
@@ -194,6 +220,34 @@ impl Config {
             return Err(invalid("excerpt_separator", "", "a non-empty marker such as \"<!--more-->\""));
         }
 
+        let listen_text = overrides.listen.clone().or(raw.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|_| invalid("listen", &listen_text, "an address and port such as \"127.0.0.1:8080\" or \"[::]:80\""))?;
+        let millis = |key: &'static str, value: Option<u64>, default: u64, min: u64| -> Result<Duration, ConfigError> {
+            let value = value.unwrap_or(default);
+            if value < min {
+                return Err(invalid(key, value, format!("a number of milliseconds, at least {min}")));
+            }
+            Ok(Duration::from_millis(value))
+        };
+        let poll_interval = millis("poll_interval_ms", raw.poll_interval_ms, 2000, 10)?;
+        let settle = millis("settle_ms", raw.settle_ms, 1000, 0)?;
+        let header_timeout = millis("header_timeout_ms", raw.header_timeout_ms, 10_000, 100)?;
+        let shutdown_timeout = millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 10_000, 0)?;
+        let max_connections = raw.max_connections.unwrap_or(1024);
+        if max_connections == 0 {
+            return Err(invalid("max_connections", 0, "a number of connections, at least 1"));
+        }
+        let max_requests_per_connection = raw.max_requests_per_connection.unwrap_or(1000);
+        if max_requests_per_connection == 0 {
+            return Err(invalid("max_requests_per_connection", 0, "a number of requests, at least 1"));
+        }
+        let max_header_bytes = raw.max_header_bytes.unwrap_or(16 * 1024);
+        if max_header_bytes < 8192 {
+            return Err(invalid("max_header_bytes", max_header_bytes, "a size in bytes, at least 8192"));
+        }
+
         Ok(Config {
             posts,
             feeds,
@@ -213,6 +267,16 @@ impl Config {
             ttl: Duration::from_secs(u64::from(raw.ttl.unwrap_or(60)) * 60),
             gzip_level,
             brotli_quality,
+            listen,
+            cache_max_age: Duration::from_secs(raw.cache_max_age.unwrap_or(300)),
+            poll: raw.poll.unwrap_or(false),
+            poll_interval,
+            settle,
+            max_connections,
+            max_requests_per_connection,
+            header_timeout,
+            max_header_bytes,
+            shutdown_timeout,
         })
     }
 }
@@ -295,6 +359,7 @@ mod tests {
             posts: Some("b".into()),
             feeds: None,
             base_url: Some("https://b.org/".into()),
+            listen: None,
         };
         let config = Config::from_raw(raw, Path::new("/x"), &overrides).unwrap();
         assert_eq!(config.posts, Path::new("b"));
@@ -309,6 +374,8 @@ mod tests {
             ("content = \"half\"", "content"),
             ("permalink = \"/:nope/:title\"", "permalink"),
             ("brotli_quality = 12", "brotli_quality"),
+            ("listen = \"localhost\"", "listen"),
+            ("max_header_bytes = 100", "max_header_bytes"),
         ] {
             let error = load(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text} -> {error}");

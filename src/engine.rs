@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::feed::{self, Format};
-use crate::generate::{self, OPML_PATH};
+use crate::generate::{self, INDEX_PATH, OPML_PATH};
 use crate::post::{self, PostError, PostMeta, PostWarning};
 use crate::render::{self, Rendered, SummaryRule};
 use crate::site::{FeedKey, FeedPlan, Site};
@@ -126,6 +126,11 @@ impl Engine {
 
     pub fn drafts(&self) -> usize {
         self.drafts.len()
+    }
+
+    /// Whether a version of the post at `path` is published.
+    pub fn has_published(&self, path: &std::path::Path) -> bool {
+        self.site.get(path).is_some()
     }
 
     /// The files whose current version is bad, with why.
@@ -377,6 +382,8 @@ impl Engine {
                 }
                 Err(error) => tracing::error!("cannot generate the OPML list: {error:#}"),
             }
+            sink.accept(INDEX_PATH, generate::index_page(config, self.feeds.values()));
+            change.documents.push(INDEX_PATH.to_owned());
         }
         self.trim_rendered(now);
     }
@@ -410,7 +417,7 @@ mod tests {
 
     fn engine(dir: &Path) -> Engine {
         let raw = toml::from_str("base_url = \"https://e.org/\"\ntimezone = \"Asia/Shanghai\"\nitems = 2").unwrap();
-        let overrides = Overrides { posts: Some(dir.join("posts")), feeds: Some(dir.join("feeds")), base_url: None };
+        let overrides = Overrides { posts: Some(dir.join("posts")), feeds: Some(dir.join("feeds")), ..Default::default() };
         Engine::new(Arc::new(Config::from_raw(raw, dir, &overrides).unwrap()))
     }
 
@@ -455,7 +462,7 @@ mod tests {
         let mut engine = engine(dir.path());
         let kept = Kept::default();
         let first = engine.load_all(now(), &kept.0);
-        assert_eq!(paths(&first).len(), 3 * 3 + 1, "site, x, y and the OPML");
+        assert_eq!(paths(&first).len(), 3 * 3 + 2, "site, x, y, the OPML and the index page");
         // Same category: only the site feed and x.
         fs::write(&a, post("A2", "2021-01-01", "x")).unwrap();
         let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);

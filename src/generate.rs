@@ -229,6 +229,58 @@ pub fn opml(config: &Config, feeds: &[(FeedKey, String)], updated: DateTime<Fixe
     feed::opml::write(&list)
 }
 
+/// The file name of the index page.
+pub const INDEX_PATH: &str = "index.html";
+
+/// The index page: every feed with its number of items and last update, and autodiscovery
+/// links, for a person who opens the server in a browser.
+pub fn index_page<'a>(config: &Config, feeds: impl Iterator<Item = &'a crate::engine::FeedSummary>) -> Vec<u8> {
+    use quick_xml::escape::escape;
+    let feeds: Vec<&crate::engine::FeedSummary> = feeds.collect();
+    // Relative links, so the page works wherever the folder is served; path segments keep
+    // RFC 3986's unreserved characters and percent-encode the rest.
+    const SEGMENT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    let href = |key: &FeedKey, format: Format| -> String {
+        let rel = document_path(key, format);
+        let segments: Vec<String> =
+            rel.split('/').map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()).collect();
+        segments.join("/")
+    };
+    let title = escape(config.title.as_str());
+    let mut head = String::new();
+    let mut rows = String::new();
+    for feed in &feeds {
+        let name = escape(feed.title.as_str());
+        for format in Format::ALL {
+            if feed.key == FeedKey::Site || format == Format::Rss {
+                head.push_str(&format!(
+                    "<link rel=\"alternate\" type=\"{}\" title=\"{name} ({})\" href=\"{}\">\n",
+                    format.media_type(),
+                    format.extension().to_uppercase(),
+                    href(&feed.key, format)
+                ));
+            }
+        }
+        let links: Vec<String> =
+            Format::ALL.iter().map(|&f| format!("<a href=\"{}\">{}</a>", href(&feed.key, f), f.extension())).collect();
+        let updated = if feed.items == 0 { "—".to_owned() } else { feed.updated.format("%Y-%m-%d %H:%M %:z").to_string() };
+        rows.push_str(&format!(
+            "<tr><td>{name}</td><td>{}</td><td>{updated}</td><td>{}</td></tr>\n",
+            feed.items,
+            links.join(" · ")
+        ));
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title} — feeds</title>\n{head}<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}table{{border-collapse:collapse;width:100%}}td,th{{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd}}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>{description} · <a href=\"{home}\">{home}</a> · <a href=\"{opml}\">OPML</a> (every feed, for one-step subscription)</p>\n<table>\n<tr><th>Feed</th><th>Items</th><th>Last update</th><th>Formats</th></tr>\n{rows}</table>\n</body>\n</html>\n",
+        lang = escape(config.language.as_str()),
+        description = escape(config.description.as_str()),
+        home = escape(config.base_url.as_str()),
+        opml = OPML_PATH,
+    )
+    .into_bytes()
+}
+
 /// The file name of the OPML list.
 pub const OPML_PATH: &str = "index.opml";
 

@@ -11,14 +11,24 @@
 //! - [`publish`]: documents to files with gzip and brotli beside them, atomically.
 //! - [`generate`]: reading posts and writing one feed's documents; `crier build`.
 //! - [`engine`]: the posts folder's state kept current change by change, and the documents that follow.
+//! - [`published`]: the served set (bodies, encodings, validators), swapped whole.
+//! - [`http`]: a request to a response: routing, conditional GET, encodings; no sockets.
+//! - [`watch`]: notify's events as crier's own hints; the only module that knows notify.
+//! - [`server`]: the accept loop on a given listener, with limits and graceful shutdown.
+//! - [`daemon`]: `crier serve`, the publisher thread wiring engine, watcher and server.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod feed;
 pub mod generate;
+pub mod http;
 pub mod post;
 pub mod publish;
+pub mod published;
 pub mod render;
+pub mod server;
 pub mod site;
 pub mod text;
+pub mod watch;

@@ -33,6 +33,17 @@ enum Command {
     /// Exit status: 0 when there is no problem, 1 when there is any error or warning,
     /// 2 on a configuration error.
     Check(Common),
+    /// Publish every feed, then keep them current as posts change and serve them over HTTP.
+    ///
+    /// Stops gracefully on SIGTERM or SIGINT (exit status 0); exit status 2 on a configuration
+    /// error or when the address cannot be bound.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address to listen on (overrides `listen`; default 127.0.0.1:8080)
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -52,10 +63,15 @@ struct Common {
 }
 
 impl Common {
-    fn load(&self) -> Result<Config, crier::config::ConfigError> {
+    fn load(&self, listen: Option<String>) -> Result<Config, crier::config::ConfigError> {
         let default = PathBuf::from("config/crier.toml");
         let path = self.config.clone().or_else(|| default.is_file().then_some(default));
-        let overrides = Overrides { posts: self.posts.clone(), feeds: self.feeds.clone(), base_url: self.base_url.clone() };
+        let overrides = Overrides {
+            posts: self.posts.clone(),
+            feeds: self.feeds.clone(),
+            base_url: self.base_url.clone(),
+            listen,
+        };
         Config::load(path.as_deref(), &overrides)
     }
 }
@@ -70,18 +86,74 @@ fn main() -> ExitCode {
         .with_target(false)
         .without_time()
         .init();
-    let (common, check) = match &cli.command {
-        Command::Build(common) => (common, false),
-        Command::Check(common) => (common, true),
+    let (common, listen) = match &cli.command {
+        Command::Build(common) | Command::Check(common) => (common, None),
+        Command::Serve { common, listen } => (common, listen.clone()),
     };
-    let config = match common.load() {
+    let config = match common.load(listen) {
         Ok(config) => config,
         Err(error) => {
             eprintln!("crier: configuration error: {error}");
             return ExitCode::from(2);
         }
     };
-    if check { run_check(&config) } else { run_build(&config) }
+    match cli.command {
+        Command::Build(_) => run_build(&config),
+        Command::Check(_) => run_check(&config),
+        Command::Serve { .. } => run_serve(config),
+    }
+}
+
+fn run_serve(config: Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("crier: cannot start the runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        // Installed before anything else: until then SIGTERM would kill crier outright.
+        let shutdown = match shutdown_signal() {
+            Ok(shutdown) => shutdown,
+            Err(error) => {
+                eprintln!("crier: cannot install signal handlers: {error}");
+                return ExitCode::from(1);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("crier: cannot listen on {}: {error}; set `listen` or pass --listen", config.listen);
+                return ExitCode::from(2);
+            }
+        };
+        let address = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+        tracing::info!("serving {} on http://{address}/", config.posts.display());
+        match crier::daemon::serve(std::sync::Arc::new(config), listener, shutdown).await {
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("crier: {error:#}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+/// Installs the SIGTERM and SIGINT handlers; the future completes when either arrives.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight responses"),
+            _ = int.recv() => tracing::info!("SIGINT: finishing in-flight responses"),
+        }
+    })
 }
 
 fn run_build(config: &Config) -> ExitCode {

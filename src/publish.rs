@@ -17,7 +17,7 @@ use bytes::Bytes;
 pub const ENCODED_SUFFIXES: [&str; 2] = [".gz", ".br"];
 
 /// Extensions of the documents crier owns in the feeds folder.
-const DOCUMENT_EXTENSIONS: [&str; 4] = [".rss", ".atom", ".json", ".opml"];
+const DOCUMENT_EXTENSIONS: [&str; 5] = [".rss", ".atom", ".json", ".opml", ".html"];
 
 /// Prefix of temporary files, so leftovers of a crash can be recognised and removed.
 const TEMP_PREFIX: &str = ".crier-";

@@ -1,0 +1,374 @@
+//! `crier serve`: the publisher thread that keeps the published set current, the watcher that
+//! tells it what changed, and the server that reads it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::engine::{Change, DocumentSink, Engine};
+use crate::http::HttpSettings;
+use crate::publish::{Encoded, FeedsDir, Levels, Outcome};
+use crate::published::{Published, Resource, Shared, content_type};
+use crate::server::{self, Limits};
+use crate::watch::{self, Hint, WatchMessage};
+
+/// A burst of events (an editor's save, `git pull`) is gathered until it has been quiet this long…
+const BURST_QUIET: Duration = Duration::from_millis(10);
+/// …or for at most this long, so that a long burst still publishes as it goes.
+const BURST_MAX: Duration = Duration::from_millis(100);
+/// How often failed writes to the feeds folder are tried again.
+const RETRY_WRITES: Duration = Duration::from_secs(5);
+/// How often a missing posts folder is looked for.
+const ROOT_POLL: Duration = Duration::from_millis(500);
+
+/// Where the time comes from, so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Messages to the publisher thread.
+pub enum Message {
+    Watch(WatchMessage),
+    /// Check the clock now (a test moved it).
+    Tick,
+    Shutdown,
+}
+
+/// A handle on a running publisher.
+pub struct Publisher {
+    sender: Sender<Message>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Starts the publisher thread: it publishes everything once (then `shared` is ready), and
+    /// keeps the published set and the feeds folder current until shut down.
+    pub fn start(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>) -> Publisher {
+        let (sender, receiver) = mpsc::channel();
+        let events = sender.clone();
+        let thread = std::thread::Builder::new()
+            .name("crier-publisher".into())
+            .spawn(move || {
+                let mut state = State::new(config, shared, clock);
+                state.run(receiver, events);
+            })
+            .expect("a thread can be started");
+        Publisher { sender, thread: Some(thread) }
+    }
+
+    /// Asks the publisher to look at the clock now.
+    pub fn tick(&self) {
+        let _ = self.sender.send(Message::Tick);
+    }
+
+    /// Stops the publisher after its current step.
+    pub fn stop(mut self) {
+        let _ = self.sender.send(Message::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.sender.send(Message::Shutdown);
+    }
+}
+
+/// Runs `crier serve` on `listener` until `shutdown` completes.
+pub async fn serve(config: Arc<Config>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::new());
+    let publisher = Publisher::start(config.clone(), shared.clone(), Arc::new(SystemClock));
+    let settings = Arc::new(HttpSettings::new(config.cache_max_age, &config.feeds_url));
+    server::serve(listener, shared, settings, Limits::from_config(&config), shutdown).await;
+    tokio::task::spawn_blocking(move || publisher.stop()).await?;
+    Ok(())
+}
+
+/// The publisher's state.
+struct State {
+    engine: Engine,
+    feeds: FeedsDir,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+    published: Published,
+    /// Documents whose write failed, kept to try again.
+    unwritten: BTreeMap<String, Encoded>,
+    last_retry: Instant,
+    watcher: Option<watch::Watcher>,
+}
+
+/// The daemon's sink: each document is made current on disk (or taken from it, unchanged) and
+/// kept with its encodings to serve.
+struct ServeSink<'a> {
+    feeds: &'a FeedsDir,
+    now: SystemTime,
+    done: Mutex<Vec<(String, Encoded, Option<anyhow::Error>)>>,
+}
+
+impl DocumentSink for ServeSink<'_> {
+    fn accept(&self, rel: &str, bytes: Vec<u8>) {
+        let (encoded, _outcome, error): (Encoded, Outcome, _) = self.feeds.publish(rel, bytes, self.now);
+        self.done.lock().expect("no code panics while holding this lock").push((rel.to_owned(), encoded, error));
+    }
+}
+
+impl State {
+    fn new(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>) -> State {
+        let feeds = FeedsDir::new(&config.feeds, Levels { gzip: config.gzip_level, brotli: config.brotli_quality });
+        State {
+            engine: Engine::new(config),
+            feeds,
+            shared,
+            clock,
+            published: Published::default(),
+            unwritten: BTreeMap::new(),
+            last_retry: Instant::now(),
+            watcher: None,
+        }
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.engine.config().clone()
+    }
+
+    /// Runs one engine step and publishes what it produced.
+    fn step(&mut self, what: &str, run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change) {
+        let started = Instant::now();
+        let now = self.clock.now();
+        let sink = ServeSink { feeds: &self.feeds, now: SystemTime::now(), done: Mutex::new(Vec::new()) };
+        let change = run(&mut self.engine, now, &sink);
+        for error in &change.errors {
+            tracing::error!("{error}; {}", if self.engine.has_published(&error.path) {
+                "its last good version stays published"
+            } else {
+                "the post is skipped"
+            });
+        }
+        for (path, warning) in &change.warnings {
+            tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
+        }
+        let done = sink.done.into_inner().expect("no code panics while holding this lock");
+        if done.is_empty() && change.removed.is_empty() {
+            return;
+        }
+        let mut next = self.published.clone();
+        let wall = SystemTime::now();
+        let written = done.len();
+        for (rel, mut encoded, error) in done {
+            let previous = next.resources.get(&rel).cloned();
+            if let Some(previous) = &previous {
+                if previous.identity.body == encoded.identity {
+                    continue;
+                }
+                // Last-Modified never moves backwards, even if the clock does.
+                encoded.modified = encoded.modified.max(previous.modified);
+            }
+            if let Some(error) = error {
+                tracing::error!("{error:#}; serving it from memory and trying again every {RETRY_WRITES:?}");
+                self.unwritten.insert(rel.clone(), encoded.clone());
+            } else {
+                self.unwritten.remove(&rel);
+            }
+            next.resources.insert(rel.clone(), Arc::new(Resource::new(content_type(&rel), &encoded, wall)));
+        }
+        for rel in &change.removed {
+            next.resources.remove(rel);
+            self.unwritten.remove(rel);
+            if let Err(error) = self.feeds.remove(rel) {
+                tracing::error!("{error:#}");
+            }
+        }
+        next.ready = true;
+        self.published = next.clone();
+        self.shared.store(next);
+        tracing::info!(
+            "{what}: {} posts read, {} documents regenerated, {} removed, {} errors; {} posts published, {} feeds; {:.1} ms",
+            change.posts_read,
+            written,
+            change.removed.len(),
+            change.errors.len(),
+            self.engine.published(),
+            self.engine.feeds().count(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+
+    fn retry_writes(&mut self) {
+        self.last_retry = Instant::now();
+        let pending = std::mem::take(&mut self.unwritten);
+        for (rel, encoded) in pending {
+            if let Err(error) = self.feeds.write(&rel, &encoded) {
+                tracing::warn!("{error:#}; will try again");
+                self.unwritten.insert(rel, encoded);
+            }
+        }
+        if self.unwritten.is_empty() {
+            tracing::info!("the feeds folder is up to date again");
+        }
+    }
+
+    fn start_watcher(&mut self, events: &Sender<Message>) {
+        let config = self.config();
+        let sender = events.clone();
+        let handler = move |message: WatchMessage| {
+            let _ = sender.send(Message::Watch(message));
+        };
+        match watch::start(&config.posts, config.poll, config.poll_interval, handler) {
+            Ok(watcher) => self.watcher = Some(watcher),
+            Err(error) => tracing::error!("cannot watch {}: {error}; changes will be seen when it can", config.posts.display()),
+        }
+    }
+
+    fn run(&mut self, receiver: Receiver<Message>, events: Sender<Message>) {
+        let config = self.config();
+        if !config.posts.is_dir() {
+            tracing::warn!("posts folder {} does not exist yet; serving empty feeds until it does", config.posts.display());
+        }
+        self.step("published", |engine, now, sink| engine.load_all(now, sink));
+        if !self.published.ready {
+            let mut first = self.published.clone();
+            first.ready = true;
+            self.published = first.clone();
+            self.shared.store(first);
+        }
+        if config.posts.is_dir() {
+            self.start_watcher(&events);
+        }
+
+        let mut inbox = Inbox { settle: config.settle, ..Inbox::default() };
+        loop {
+            // Sleep until a message, a settling file, a scheduled post, a retry or a root check.
+            let now = Instant::now();
+            let mut wake = now + Duration::from_secs(3600);
+            if let Some(deadline) = inbox.pending.values().min() {
+                wake = wake.min(*deadline);
+            }
+            if let Some(due) = self.engine.next_due() {
+                let wait = (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
+                wake = wake.min(now + wait);
+            }
+            if !self.unwritten.is_empty() {
+                wake = wake.min(self.last_retry + RETRY_WRITES);
+            }
+            if self.watcher.is_none() {
+                wake = wake.min(now + ROOT_POLL);
+            }
+            match receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                Ok(message) => inbox.handle(message),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => inbox.shutdown = true,
+            }
+            // Gather the rest of a burst.
+            let burst_end = Instant::now() + BURST_MAX;
+            while !inbox.shutdown && !inbox.ready.is_empty() {
+                let quiet = BURST_QUIET.min(burst_end.saturating_duration_since(Instant::now()));
+                match receiver.recv_timeout(quiet) {
+                    Ok(message) => inbox.handle(message),
+                    Err(_) => break,
+                }
+            }
+            if inbox.shutdown {
+                break;
+            }
+            let (pending, ready, rescan) = (&mut inbox.pending, &mut inbox.ready, &mut inbox.rescan);
+            let now = Instant::now();
+            pending.retain(|path, deadline| {
+                if *deadline <= now {
+                    ready.insert(path.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+
+            // The posts folder itself removed, or back.
+            let exists = config.posts.is_dir();
+            if self.watcher.is_some() && !exists {
+                tracing::warn!("posts folder {} was removed; its posts are unpublished until it is back", config.posts.display());
+                self.watcher = None;
+                *rescan = true;
+            } else if self.watcher.is_none() && exists {
+                tracing::info!("posts folder {} is here; watching it", config.posts.display());
+                self.start_watcher(&events);
+                *rescan = true;
+            }
+
+            if *rescan {
+                *rescan = false;
+                ready.clear();
+                self.step("reread the posts folder", |engine, now, sink| engine.load_all(now, sink));
+            } else if !ready.is_empty() {
+                let hints: Vec<PathBuf> = std::mem::take(ready).into_iter().collect();
+                self.step("updated", |engine, now, sink| engine.apply(&hints, now, sink));
+            }
+            if self.engine.next_due().is_some_and(|due| due <= self.clock.now()) {
+                self.step("scheduled posts due", |engine, now, sink| engine.tick(now, sink));
+            }
+            if !self.unwritten.is_empty() && self.last_retry.elapsed() >= RETRY_WRITES {
+                self.retry_writes();
+            }
+        }
+        self.watcher = None;
+    }
+}
+
+/// What the watcher has said since the last step.
+#[derive(Default)]
+struct Inbox {
+    settle: Duration,
+    /// Files being written, with when they will have been quiet long enough.
+    pending: HashMap<PathBuf, Instant>,
+    /// Paths to look at now.
+    ready: BTreeSet<PathBuf>,
+    rescan: bool,
+    shutdown: bool,
+}
+
+impl Inbox {
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Watch(Ok(event)) => {
+                for hint in watch::hints(event) {
+                    match hint {
+                        Hint::Ready(path) => {
+                            self.pending.remove(&path);
+                            self.ready.insert(path);
+                        }
+                        Hint::Writing(path) if self.settle.is_zero() => {
+                            self.ready.insert(path);
+                        }
+                        Hint::Writing(path) => {
+                            self.pending.insert(path, Instant::now() + self.settle);
+                        }
+                        Hint::Rescan => self.rescan = true,
+                    }
+                }
+            }
+            Message::Watch(Err(error)) => {
+                tracing::warn!("watcher: {error}; reading the whole posts folder again");
+                self.rescan = true;
+            }
+            Message::Tick => {}
+            Message::Shutdown => self.shutdown = true,
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! A request to the published set becomes a response: routing, conditional GET (RFC 9110 §13),
+//! content-coding negotiation (§12.5.3). No sockets and no files: only prepared bytes and
+//! validators are picked and compared here.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::published::{Published, Resource, Variant};
+
+/// What the responder needs to know besides the published set.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `Cache-Control` of feed responses.
+    pub cache_control: HeaderValue,
+    /// The path of the public feeds folder (`/feeds/`): requests under it are served too, so a
+    /// reverse proxy may pass paths through unchanged.
+    pub prefix: String,
+}
+
+impl HttpSettings {
+    pub fn new(max_age: std::time::Duration, feeds_url: &url::Url) -> HttpSettings {
+        HttpSettings {
+            cache_control: HeaderValue::try_from(format!("public, max-age={}", max_age.as_secs()))
+                .expect("digits are a valid header value"),
+            prefix: feeds_url.path().to_owned(),
+        }
+    }
+}
+
+pub type Body = Full<Bytes>;
+
+/// A content coding the server can send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    Brotli,
+    Gzip,
+    Identity,
+}
+
+/// Answers one request.
+pub fn respond(published: &Published, settings: &HttpSettings, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
+    if path == "/healthz" {
+        let (status, text) = if published.ready { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") };
+        return plain(status, text, method, HeaderValue::from_static("no-store"));
+    }
+    let Some(resource) = route(published, settings, path) else {
+        return plain(StatusCode::NOT_FOUND, "not found\n", method, settings.cache_control.clone());
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", method, HeaderValue::from_static("no-store"));
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+
+    let (coding, variant) = choose(resource, headers);
+    let not_modified = not_modified(headers, &variant.etag, resource.modified);
+    let status = if not_modified { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
+    let body = if not_modified { Bytes::new() } else { variant.body.clone() };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::ETAG, variant.etag.clone());
+    h.insert(header::LAST_MODIFIED, resource.last_modified.clone());
+    h.insert(header::CACHE_CONTROL, settings.cache_control.clone());
+    h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    if !not_modified {
+        h.insert(header::CONTENT_TYPE, resource.content_type.clone());
+        match coding {
+            Coding::Brotli => h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br")),
+            Coding::Gzip => h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+            Coding::Identity => None,
+        };
+    }
+    response
+}
+
+/// The resource a path names: `/` is the index page; feeds are found by their percent-decoded
+/// path under the server's root or under the public feeds folder's path. Nothing else exists.
+fn route<'a>(published: &'a Published, settings: &HttpSettings, path: &str) -> Option<&'a Resource> {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
+    let mut candidates = vec![decoded.strip_prefix('/')?];
+    if let Some(under) = decoded.strip_prefix(settings.prefix.as_str()) {
+        if settings.prefix != "/" {
+            candidates.push(under);
+        }
+    }
+    candidates
+        .into_iter()
+        .map(|rel| if rel.is_empty() { crate::generate::INDEX_PATH } else { rel })
+        .find_map(|rel| published.resources.get(rel))
+        .map(|r| r.as_ref())
+}
+
+fn plain(status: StatusCode, text: &'static str, method: &Method, cache_control: HeaderValue) -> Response<Body> {
+    let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from_static(text.as_bytes()) };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response.headers_mut().insert(header::CACHE_CONTROL, cache_control);
+    response
+}
+
+/// Picks the encoding to send (§12.5.3): the highest q-value among those available; on a tie
+/// brotli, then gzip, then identity. When the client accepts none of them, identity is sent
+/// anyway rather than a 406, as most servers do.
+pub fn choose<'a>(resource: &'a Resource, headers: &HeaderMap) -> (Coding, &'a Variant) {
+    let q = accepted(headers);
+    let mut best = (Coding::Identity, &resource.identity, q(Coding::Identity));
+    for (coding, variant) in [(Coding::Gzip, &resource.gzip), (Coding::Brotli, &resource.brotli)] {
+        if let Some(variant) = variant {
+            let weight = q(coding);
+            if weight > 0.0 && weight >= best.2 {
+                best = (coding, variant, weight);
+            }
+        }
+    }
+    (best.0, best.1)
+}
+
+/// The q-value the request gives each coding.
+fn accepted(headers: &HeaderMap) -> impl Fn(Coding) -> f32 {
+    let mut listed: Vec<(String, f32)> = Vec::new();
+    let mut present = false;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        present = true;
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+            if name.is_empty() {
+                continue;
+            }
+            let mut weight = 1.0;
+            for param in parts {
+                if let Some((key, value)) = param.split_once('=') {
+                    if key.trim().eq_ignore_ascii_case("q") {
+                        weight = value.trim().parse::<f32>().ok().filter(|q| (0.0..=1.0).contains(q)).unwrap_or(0.0);
+                    }
+                }
+            }
+            let name = if name == "x-gzip" { "gzip".to_owned() } else { name };
+            listed.push((name, weight));
+        }
+    }
+    move |coding| {
+        let name = match coding {
+            Coding::Brotli => "br",
+            Coding::Gzip => "gzip",
+            Coding::Identity => "identity",
+        };
+        let lookup = |n: &str| listed.iter().filter(|(l, _)| l == n).map(|(_, q)| *q).reduce(f32::max);
+        if !present {
+            // No Accept-Encoding: any coding is acceptable, but identity is what old clients expect.
+            return if coding == Coding::Identity { 1.0 } else { 0.0 };
+        }
+        match (lookup(name), lookup("*")) {
+            (Some(q), _) => q,
+            (None, Some(q)) => q,
+            // Identity is acceptable unless excluded; other codings only when named.
+            (None, None) => {
+                if coding == Coding::Identity {
+                    0.001
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// §13.1.2 then §13.1.3: `If-None-Match`, when present, decides alone (weak comparison, `*`,
+/// lists); otherwise `If-Modified-Since` — a valid HTTP date in any of the three forms — answers
+/// 304 when the resource has not changed since (to the second).
+pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue, modified: SystemTime) -> bool {
+    let mut if_none_match = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
+    if if_none_match.peek().is_some() {
+        let ours = opaque(etag.to_str().unwrap_or_default());
+        return if_none_match.filter_map(|v| v.to_str().ok()).any(|value| {
+            value.trim() == "*" || split_etags(value).any(|tag| ours.is_some() && opaque(tag) == ours)
+        });
+    }
+    let Some(since) = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) else { return false };
+    match httpdate::parse_http_date(since.trim()) {
+        Ok(since) => modified <= since,
+        Err(_) => false,
+    }
+}
+
+/// The entity tags of a list, as written (commas inside quotes do not split).
+fn split_etags(list: &str) -> impl Iterator<Item = &str> {
+    let mut rest = list;
+    std::iter::from_fn(move || {
+        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
+        if rest.is_empty() {
+            return None;
+        }
+        let start = if rest.starts_with("W/") { 2 } else { 0 };
+        let end = if rest[start..].starts_with('"') {
+            rest[start + 1..].find('"').map_or(rest.len(), |i| start + i + 2)
+        } else {
+            rest.find(',').unwrap_or(rest.len())
+        };
+        let tag = &rest[..end];
+        rest = &rest[end..];
+        Some(tag)
+    })
+}
+
+/// The opaque part of an entity tag (weak comparison ignores `W/`).
+fn opaque(tag: &str) -> Option<&str> {
+    let tag = tag.trim();
+    let tag = tag.strip_prefix("W/").unwrap_or(tag);
+    (tag.len() >= 2 && tag.starts_with('"') && tag.ends_with('"')).then_some(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::publish::{Encoded, Levels};
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn published() -> Published {
+        let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let encoded = Encoded::compress(b"<rss>feed</rss>".repeat(50), Levels { gzip: 3, brotli: 3 }, modified);
+        let resource = Arc::new(Resource::new("application/rss+xml; charset=utf-8", &encoded, SystemTime::now()));
+        let resources: HashMap<String, Arc<Resource>> =
+            [("feed.rss".to_owned(), resource.clone()), ("tags/青岛.rss".to_owned(), resource)].into();
+        Published { resources, ready: true }
+    }
+
+    fn settings() -> HttpSettings {
+        HttpSettings::new(Duration::from_secs(300), &url::Url::parse("https://e.org/feeds/").unwrap())
+    }
+
+    fn get(path: &str, headers: &[(&str, &str)]) -> Response<Body> {
+        request(Method::GET, path, headers)
+    }
+
+    fn request(method: Method, path: &str, headers: &[(&str, &str)]) -> Response<Body> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
+        }
+        respond(&published(), &settings(), &method, path, &map)
+    }
+
+    fn header<'a>(response: &'a Response<Body>, name: &str) -> &'a str {
+        response.headers().get(name).map(|v| v.to_str().unwrap()).unwrap_or("")
+    }
+
+    #[test]
+    fn routes() {
+        assert_eq!(get("/feed.rss", &[]).status(), 200);
+        assert_eq!(get("/feeds/feed.rss", &[]).status(), 200);
+        assert_eq!(get("/tags/%E9%9D%92%E5%B2%9B.rss", &[]).status(), 200);
+        assert_eq!(get("/feeds/tags/%E9%9D%92%E5%B2%9B.rss", &[]).status(), 200);
+        for missing in ["/nope.rss", "/../feed.rss", "/%2e%2e/Cargo.toml", "/feed.rss/", "/%FF", "/tags/"] {
+            assert_eq!(get(missing, &[]).status(), 404, "{missing}");
+        }
+        let post = request(Method::POST, "/feed.rss", &[]);
+        assert_eq!(post.status(), 405);
+        assert_eq!(header(&post, "allow"), "GET, HEAD");
+        assert_eq!(get("/healthz", &[]).status(), 200);
+    }
+
+    #[test]
+    fn headers_of_a_feed() {
+        let r = get("/feed.rss", &[("accept-encoding", "gzip")]);
+        assert_eq!(header(&r, "content-type"), "application/rss+xml; charset=utf-8");
+        assert_eq!(header(&r, "content-encoding"), "gzip");
+        assert_eq!(header(&r, "vary"), "Accept-Encoding");
+        assert_eq!(header(&r, "cache-control"), "public, max-age=300");
+        assert_eq!(header(&r, "last-modified"), "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert!(header(&r, "etag").starts_with('"'));
+    }
+
+    #[test]
+    fn encoding_negotiation() {
+        let coding = |value: Option<&str>| {
+            let r = match value {
+                Some(v) => get("/feed.rss", &[("accept-encoding", v)]),
+                None => get("/feed.rss", &[]),
+            };
+            header(&r, "content-encoding").to_owned()
+        };
+        assert_eq!(coding(None), "");
+        assert_eq!(coding(Some("gzip, deflate, br")), "br");
+        assert_eq!(coding(Some("gzip, br;q=0.5")), "gzip");
+        assert_eq!(coding(Some("x-gzip")), "gzip");
+        assert_eq!(coding(Some("*")), "br");
+        assert_eq!(coding(Some("*;q=0.5, br;q=0")), "gzip");
+        assert_eq!(coding(Some("identity")), "");
+        assert_eq!(coding(Some("identity;q=0, gzip;q=0.1")), "gzip");
+        assert_eq!(coding(Some("deflate")), "");
+        assert_eq!(coding(Some("br;q=0, gzip;q=0, identity;q=0")), "", "nothing acceptable: identity, not 406");
+        assert_eq!(coding(Some("GZIP;Q=1.0")), "gzip");
+        assert_eq!(coding(Some("gzip;q=2")), "", "an invalid q-value counts as 0");
+        let r = get("/feed.rss", &[("accept", "text/plain"), ("accept-encoding", "gzip")]);
+        assert_eq!(r.status(), 200, "Accept never causes a 406");
+    }
+
+    #[test]
+    fn conditional_get() {
+        let etag = |enc: &str| header(&get("/feed.rss", &[("accept-encoding", enc)]), "etag").to_owned();
+        let (identity, gzip) = (etag("identity"), etag("gzip"));
+        assert_ne!(identity, gzip);
+        let status = |headers: &[(&str, &str)]| get("/feed.rss", headers).status().as_u16();
+        assert_eq!(status(&[("if-none-match", &identity)]), 304);
+        assert_eq!(status(&[("if-none-match", &format!("W/{identity}"))]), 304, "weak comparison");
+        assert_eq!(status(&[("if-none-match", &format!("\"x\", {identity}"))]), 304);
+        assert_eq!(status(&[("if-none-match", "*")]), 304);
+        assert_eq!(status(&[("if-none-match", "\"other\"")]), 200);
+        assert_eq!(status(&[("if-none-match", &gzip)]), 200, "validators are per variant");
+        assert_eq!(status(&[("if-none-match", &gzip), ("accept-encoding", "gzip")]), 304);
+        // If-None-Match takes precedence over If-Modified-Since.
+        assert_eq!(status(&[("if-none-match", "\"other\""), ("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")]), 200);
+        for date in ["Tue, 14 Nov 2023 22:13:20 GMT", "Tuesday, 14-Nov-23 22:13:20 GMT", "Tue Nov 14 22:13:20 2023", "Wed, 15 Nov 2023 00:00:00 GMT"] {
+            assert_eq!(status(&[("if-modified-since", date)]), 304, "{date}");
+        }
+        assert_eq!(status(&[("if-modified-since", "Tue, 14 Nov 2023 22:13:19 GMT")]), 200);
+        assert_eq!(status(&[("if-modified-since", "yesterday")]), 200, "an invalid date is ignored");
+        let r = get("/feed.rss", &[("if-none-match", &identity)]);
+        assert_eq!(header(&r, "etag"), identity);
+        assert_eq!(header(&r, "vary"), "Accept-Encoding");
+        assert_eq!(header(&r, "cache-control"), "public, max-age=300");
+        assert!(!header(&r, "last-modified").is_empty());
+        assert!(header(&r, "content-encoding").is_empty());
+    }
+
+    #[test]
+    fn not_ready_until_published() {
+        let mut map = HeaderMap::new();
+        map.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let r = respond(&Published::default(), &settings(), &Method::GET, "/healthz", &map);
+        assert_eq!(r.status(), 503);
+    }
+
+    #[test]
+    fn entity_tag_lists() {
+        let tags: Vec<&str> = split_etags("\"a\", W/\"b,c\" ,\"d\"").collect();
+        assert_eq!(tags, ["\"a\"", "W/\"b,c\"", "\"d\""]);
+        assert_eq!(opaque("W/\"x\""), Some("\"x\""));
+        assert_eq!(opaque("x"), None);
+    }
+}

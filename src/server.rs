@@ -1,0 +1,110 @@
+//! The accept loop: serves the published set on a listener it is given, until told to stop.
+//!
+//! Limits keep one client from hurting the others: a header read timeout (which needs hyper's
+//! timer, and also closes idle keep-alive connections), a maximum request head size (431), a cap on
+//! connections and on requests per connection. Shutdown stops accepting and lets in-flight
+//! responses finish within a bound.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::header::{CONNECTION, HeaderValue};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::http::{HttpSettings, respond};
+use crate::published::Shared;
+
+/// Connection limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_requests_per_connection: usize,
+    pub shutdown_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_config(config: &crate::config::Config) -> Limits {
+        Limits {
+            header_timeout: config.header_timeout,
+            max_header_bytes: config.max_header_bytes,
+            max_connections: config.max_connections,
+            max_requests_per_connection: config.max_requests_per_connection,
+            shutdown_timeout: config.shutdown_timeout,
+        }
+    }
+}
+
+/// Serves until `shutdown` completes, then waits (at most `shutdown_timeout`) for in-flight
+/// connections to finish their responses.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    settings: Arc<HttpSettings>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    tokio::pin!(shutdown);
+    loop {
+        // Waiting for a slot before accepting leaves extra clients in the kernel's backlog.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let settings = settings.clone();
+        let served = Arc::new(AtomicUsize::new(0));
+        let max_requests = limits.max_requests_per_connection;
+        let service = service_fn(move |request: hyper::Request<Incoming>| {
+            let published = shared.load();
+            let mut response =
+                respond(&published, &settings, request.method(), request.uri().path(), request.headers());
+            if served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            std::future::ready(Ok::<_, std::convert::Infallible>(response))
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!("connection ended with an error: {error}");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown: some connections did not finish within {:?}", limits.shutdown_timeout);
+    }
+}

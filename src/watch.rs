@@ -1,0 +1,110 @@
+//! Watching the posts folder: notify's events become crier's own small [`Hint`]s. The only
+//! module that knows notify.
+//!
+//! Events are hints, not facts (a move reports one side, `rm -rf` one folder, the queue can
+//! overflow): the engine re-reads what a hint names and compares it with what it knows.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind};
+use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+/// What an event says about a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hint {
+    /// Complete now: closed after writing, renamed into place, deleted, a folder created.
+    Ready(PathBuf),
+    /// Being written: read it once it has been quiet for the settle window (or when it is closed).
+    Writing(PathBuf),
+    /// The watcher lost events: read the whole folder again.
+    Rescan,
+}
+
+/// Turns one notify event into hints.
+pub fn hints(event: notify::Event) -> Vec<Hint> {
+    if event.need_rescan() {
+        return vec![Hint::Rescan];
+    }
+    let ready = |paths: Vec<PathBuf>| paths.into_iter().map(Hint::Ready).collect();
+    let writing = |paths: Vec<PathBuf>| paths.into_iter().map(Hint::Writing).collect();
+    match event.kind {
+        // crier's own reads show up as opens and closes: only a close after writing means anything.
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => ready(event.paths),
+        EventKind::Access(_) => Vec::new(),
+        EventKind::Create(CreateKind::Folder) => ready(event.paths),
+        EventKind::Create(_) => writing(event.paths),
+        EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Any) => writing(event.paths),
+        EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => ready(event.paths),
+        // A changed mode or time: the engine's fingerprint decides whether the file changed.
+        EventKind::Modify(_) => ready(event.paths),
+        EventKind::Any | EventKind::Other => ready(event.paths),
+    }
+}
+
+/// A running watcher; dropping it stops the watching.
+pub enum Watcher {
+    Notify(RecommendedWatcher),
+    Poll(PollWatcher),
+}
+
+/// A message from the watcher thread to the publisher.
+pub type WatchMessage = Result<notify::Event, notify::Error>;
+
+/// Starts watching `root` recursively, sending events to `events`. With `poll`, or when inotify
+/// cannot watch (its watch limit reached), polls every `interval` instead.
+pub fn start<H>(root: &Path, poll: bool, interval: Duration, events: H) -> notify::Result<Watcher>
+where
+    H: Fn(WatchMessage) + Clone + Send + 'static,
+{
+    let poller = |events: H| -> notify::Result<Watcher> {
+        let config = notify::Config::default().with_poll_interval(interval);
+        let mut watcher = PollWatcher::new(events, config)?;
+        watcher.watch(root, RecursiveMode::Recursive)?;
+        Ok(Watcher::Poll(watcher))
+    };
+    if poll {
+        return poller(events);
+    }
+    let attempt = RecommendedWatcher::new(events.clone(), notify::Config::default()).and_then(|mut watcher| {
+        watcher.watch(root, RecursiveMode::Recursive)?;
+        Ok(watcher)
+    });
+    match attempt {
+        Ok(watcher) => Ok(Watcher::Notify(watcher)),
+        Err(error) => {
+            tracing::warn!(
+                "cannot watch {} with inotify ({error}); polling every {:?} instead. \
+                 Raise fs.inotify.max_user_watches, or set `poll = true` to silence this",
+                root.display(),
+                interval
+            );
+            poller(events)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{DataChange, MetadataKind, RemoveKind, RenameMode};
+
+    fn event(kind: EventKind) -> notify::Event {
+        notify::Event::new(kind).add_path("/p/a.md".into())
+    }
+
+    #[test]
+    fn event_kinds() {
+        let a = || PathBuf::from("/p/a.md");
+        assert_eq!(hints(event(EventKind::Access(AccessKind::Close(AccessMode::Write)))), [Hint::Ready(a())]);
+        assert!(hints(event(EventKind::Access(AccessKind::Open(AccessMode::Any)))).is_empty());
+        assert!(hints(event(EventKind::Access(AccessKind::Close(AccessMode::Read)))).is_empty());
+        assert_eq!(hints(event(EventKind::Create(CreateKind::File))), [Hint::Writing(a())]);
+        assert_eq!(hints(event(EventKind::Modify(ModifyKind::Data(DataChange::Any)))), [Hint::Writing(a())]);
+        assert_eq!(hints(event(EventKind::Modify(ModifyKind::Name(RenameMode::To)))), [Hint::Ready(a())]);
+        assert_eq!(hints(event(EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)))), [Hint::Ready(a())]);
+        assert_eq!(hints(event(EventKind::Remove(RemoveKind::File))), [Hint::Ready(a())]);
+        let rescan = event(EventKind::Other).set_flag(notify::event::Flag::Rescan);
+        assert_eq!(hints(rescan), [Hint::Rescan]);
+    }
+}
