@@ -243,15 +243,16 @@ impl State {
         if !config.posts.is_dir() {
             tracing::warn!("posts folder {} does not exist yet; serving empty feeds until it does", config.posts.display());
         }
+        // Watch first, so that nothing written while the first publish runs is missed.
+        if config.posts.is_dir() {
+            self.start_watcher(&events);
+        }
         self.step("published", |engine, now, sink| engine.load_all(now, sink));
         if !self.published.ready {
             let mut first = self.published.clone();
             first.ready = true;
             self.published = first.clone();
             self.shared.store(first);
-        }
-        if config.posts.is_dir() {
-            self.start_watcher(&events);
         }
 
         let mut inbox = Inbox { settle: config.settle, ..Inbox::default() };

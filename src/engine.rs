@@ -177,7 +177,9 @@ impl Engine {
         touched.extend(self.read(&changed, first, &mut change));
         touched.extend(self.advance(now));
         let keys: BTreeSet<FeedKey> = if first { self.site.keys() } else { touched };
-        self.regenerate(keys, sink, &mut change);
+        if first || !keys.is_empty() {
+            self.regenerate(keys, sink, &mut change);
+        }
         change
     }
 
@@ -216,7 +218,9 @@ impl Engine {
             candidates.into_iter().filter(|p| self.seen.get(p).copied() != Fingerprint::of(p)).collect();
         touched.extend(self.read(&changed, false, &mut change));
         touched.extend(self.advance(now));
-        self.regenerate(touched, sink, &mut change);
+        if !touched.is_empty() {
+            self.regenerate(touched, sink, &mut change);
+        }
         change
     }
 
@@ -475,9 +479,10 @@ mod tests {
         let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
         assert!(paths(&change).contains(&"categories/z.rss"));
         assert_eq!(change.removed, ["categories/x.rss", "categories/x.atom", "categories/x.json"]);
-        // A hint for an unchanged file does nothing but the site feed.
+        // A hint for an unchanged file does nothing.
         let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
         assert_eq!(change.posts_read, 0);
+        assert!(change.documents.is_empty());
     }
 
     #[test]

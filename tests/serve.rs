@@ -1,0 +1,465 @@
+//! `crier serve` as a black box: a real process, real files in a temporary folder, real TCP on
+//! 127.0.0.1 with an OS-chosen port. Waits poll against deadlines; nothing sleeps to be safe.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running `crier serve` on a site in a temporary folder.
+struct Daemon {
+    child: Child,
+    address: String,
+    log: Arc<Mutex<Vec<String>>>,
+    dir: PathBuf,
+}
+
+fn post(title: &str, date: &str, categories: &str) -> String {
+    format!("---\ntitle: \"{title}\"\ndate: {date}\ncategories: {categories}\ntags: 标签\n---\n<p>{title} 正文。</p>\n")
+}
+
+fn config(dir: &Path, extra: &str) -> String {
+    format!(
+        "posts = \"{}\"\nfeeds = \"{}\"\nbase_url = \"https://news.example.com/\"\ntimezone = \"Asia/Shanghai\"\nlisten = \"127.0.0.1:0\"\n{extra}\n",
+        dir.join("posts").display(),
+        dir.join("feeds").display()
+    )
+}
+
+impl Daemon {
+    fn start(dir: &Path, extra_config: &str) -> Daemon {
+        fs::write(dir.join("crier.toml"), config(dir, extra_config)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crier"))
+            .args(["serve", "--config"])
+            .arg(dir.join("crier.toml"))
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = line.split("on http://").nth(1) {
+                    let _ = tx.send(address.trim_end_matches('/').to_owned());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let address = rx.recv_timeout(DEADLINE).expect("the daemon says where it listens");
+        let daemon = Daemon { child, address, log, dir: dir.to_owned() };
+        daemon.wait_for("ready", || daemon.get("/healthz", &[]).status == 200);
+        daemon
+    }
+
+    fn posts(&self) -> PathBuf {
+        self.dir.join("posts")
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut stream = TcpStream::connect(&self.address).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.address);
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).unwrap();
+        Response::parse(&raw)
+    }
+
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", path, headers)
+    }
+
+    fn etag(&self, path: &str) -> String {
+        self.get(path, &[]).header("etag").to_owned()
+    }
+
+    /// Polls `condition` until it holds; panics with the log after the deadline.
+    fn wait_for(&self, what: &str, mut condition: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while start.elapsed() < DEADLINE {
+            if condition() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}; log:\n{}", self.log.lock().unwrap().join("\n"));
+    }
+
+    fn log_lines(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < DEADLINE, "the daemon did not stop");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn parse(raw: &[u8]) -> Response {
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response head");
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        Response { status, headers, body: raw[split + 4..].to_vec() }
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str()).unwrap_or("")
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let posts = dir.path().join("posts");
+    fs::create_dir_all(posts.join("news")).unwrap();
+    fs::write(posts.join("news/port.md"), post("港口新闻", "2021-12-23 16:34:36 +0800", "caijing")).unwrap();
+    fs::write(posts.join("2021-12-01-rust.md"), post("Rust & feeds", "2021-12-01 09:00", "engineering")).unwrap();
+    dir
+}
+
+#[test]
+fn serves_feeds_with_validators_and_encodings() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "cache_max_age = 120");
+    let plain = daemon.get("/feed.rss", &[]);
+    assert_eq!(plain.status, 200);
+    assert_eq!(plain.header("content-type"), "application/rss+xml; charset=utf-8");
+    assert_eq!(plain.header("cache-control"), "public, max-age=120");
+    assert_eq!(plain.header("vary"), "Accept-Encoding");
+    assert_eq!(plain.header("content-length"), plain.body.len().to_string());
+    assert!(plain.header("date").ends_with("GMT"));
+    assert!(plain.text().contains("港口新闻"));
+    assert_eq!(plain.body, fs::read(dir.path().join("feeds/feed.rss")).unwrap(), "the same bytes as the folder");
+
+    let gz = daemon.get("/feed.rss", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.header("content-encoding"), "gzip");
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gz.body[..]).read_to_end(&mut unzipped).unwrap();
+    assert_eq!(unzipped, plain.body);
+    let br = daemon.get("/feed.rss", &[("Accept-Encoding", "gzip;q=0.8, br")]);
+    assert_eq!(br.header("content-encoding"), "br");
+    let mut unbrotli = Vec::new();
+    brotli::BrotliDecompress(&mut &br.body[..], &mut unbrotli).unwrap();
+    assert_eq!(unbrotli, plain.body);
+    assert_ne!(gz.header("etag"), plain.header("etag"));
+    assert_ne!(gz.header("etag"), br.header("etag"));
+    assert_eq!(daemon.get("/feed.rss", &[("Accept-Encoding", "identity;q=0, x-gzip")]).header("content-encoding"), "gzip");
+
+    // Conditional requests.
+    let not_modified = daemon.get("/feed.rss", &[("If-None-Match", plain.header("etag"))]);
+    assert_eq!(not_modified.status, 304);
+    assert!(not_modified.body.is_empty());
+    for name in ["etag", "last-modified", "cache-control", "vary", "date"] {
+        assert!(!not_modified.header(name).is_empty(), "304 carries {name}");
+    }
+    let gz_304 = daemon.get("/feed.rss", &[("Accept-Encoding", "gzip"), ("If-None-Match", &format!("\"zz\", W/{}", gz.header("etag")))]);
+    assert_eq!(gz_304.status, 304);
+    assert_eq!(daemon.get("/feed.rss", &[("If-None-Match", "*")]).status, 304);
+    let last_modified = plain.header("last-modified").to_owned();
+    assert_eq!(daemon.get("/feed.rss", &[("If-Modified-Since", &last_modified)]).status, 304);
+    assert_eq!(daemon.get("/feed.rss", &[("If-Modified-Since", "Thu, 01 Jan 1970 00:00:00 GMT")]).status, 200);
+    assert_eq!(daemon.get("/feed.rss", &[("If-Modified-Since", "Sunday, 06-Nov-94 08:49:37 GMT")]).status, 200);
+    assert_eq!(daemon.get("/feed.rss", &[("If-Modified-Since", "not a date")]).status, 200);
+    assert_eq!(
+        daemon.get("/feed.rss", &[("If-None-Match", "\"nope\""), ("If-Modified-Since", &last_modified)]).status,
+        200,
+        "If-None-Match wins"
+    );
+
+    // HEAD, other methods, other paths.
+    let head = daemon.request("HEAD", "/feed.rss", &[]);
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("content-length"), plain.body.len().to_string());
+    assert_eq!(head.header("etag"), plain.header("etag"));
+    let post = daemon.request("POST", "/feed.rss", &[("Content-Length", "0")]);
+    assert_eq!(post.status, 405);
+    assert_eq!(post.header("allow"), "GET, HEAD");
+    assert_eq!(daemon.get("/nope.rss", &[]).status, 404);
+    assert_eq!(daemon.get("/../crier.toml", &[]).status, 404);
+    assert_eq!(daemon.get("/%2e%2e/crier.toml", &[]).status, 404);
+    assert_eq!(daemon.get("/feed.rss.gz", &[]).status, 404, "encodings are served by negotiation only");
+
+    // Every format, Chinese slugs, the OPML, the index page.
+    assert_eq!(daemon.get("/feed.atom", &[]).header("content-type"), "application/atom+xml; charset=utf-8");
+    assert_eq!(daemon.get("/feed.json", &[]).header("content-type"), "application/feed+json; charset=utf-8");
+    assert_eq!(daemon.get("/index.opml", &[]).header("content-type"), "text/x-opml; charset=utf-8");
+    assert_eq!(daemon.get("/tags/%E6%A0%87%E7%AD%BE.rss", &[]).status, 200);
+    assert_eq!(daemon.get("/feeds/categories/caijing.atom", &[]).status, 200, "the public feeds path works too");
+    let index = daemon.get("/", &[]);
+    assert_eq!(index.status, 200);
+    assert!(index.header("content-type").starts_with("text/html"));
+    assert!(index.text().contains("<link rel=\"alternate\" type=\"application/rss+xml\""), "{}", index.text());
+    assert!(index.text().contains("href=\"tags/%E6%A0%87%E7%AD%BE.rss\""), "{}", index.text());
+    assert!(!daemon.get("/", &[]).header("etag").is_empty());
+}
+
+#[test]
+fn follows_the_posts_folder() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "settle_ms = 300");
+    let posts = daemon.posts();
+    let feed = |path: &str| daemon.get(path, &[]).text();
+
+    // Create.
+    fs::write(posts.join("new.md"), post("新文章", "2021-12-24 08:00:00 +0800", "caijing")).unwrap();
+    daemon.wait_for("a new post", || feed("/feed.rss").contains("新文章"));
+    // Modify.
+    fs::write(posts.join("new.md"), post("改过的文章", "2021-12-24 08:00:00 +0800", "caijing")).unwrap();
+    daemon.wait_for("an edit", || feed("/feed.rss").contains("改过的文章") && !feed("/feed.rss").contains("新文章"));
+    // Atomic save: a temporary file renamed over the post.
+    fs::write(posts.join(".new.md.tmp"), post("原子保存", "2021-12-24 08:00:00 +0800", "wenhua")).unwrap();
+    fs::rename(posts.join(".new.md.tmp"), posts.join("new.md")).unwrap();
+    daemon.wait_for("an atomic save", || feed("/categories/wenhua.rss").contains("原子保存"));
+    daemon.wait_for("the old category to lose it", || !feed("/categories/caijing.rss").contains("改过的文章"));
+    assert_eq!(feed("/feed.rss").matches("<item>").count(), 3, "no duplicate, no ghost");
+    // Rename within the folder: same post, new file (and link).
+    fs::create_dir_all(posts.join("moved")).unwrap();
+    fs::rename(posts.join("new.md"), posts.join("moved/renamed.md")).unwrap();
+    daemon.wait_for("a rename", || feed("/feed.rss").contains("/renamed.html"));
+    assert_eq!(feed("/feed.rss").matches("<title>原子保存</title>").count(), 1, "no duplicate after a rename");
+    // Rename out of the folder, and back in.
+    let outside = dir.path().join("outside.md");
+    fs::rename(posts.join("moved/renamed.md"), &outside).unwrap();
+    daemon.wait_for("a move out", || !feed("/feed.rss").contains("原子保存"));
+    daemon.wait_for("the empty category to go", || daemon.get("/categories/wenhua.rss", &[]).status == 404);
+    assert!(!dir.path().join("feeds/categories/wenhua.rss").exists(), "removed from the folder too");
+    fs::rename(&outside, posts.join("back.md")).unwrap();
+    daemon.wait_for("a move in", || feed("/feed.rss").contains("原子保存"));
+    // A mode change only: nothing changes.
+    let before = daemon.get("/categories/wenhua.rss", &[]);
+    let mut permissions = fs::metadata(posts.join("back.md")).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o600);
+    fs::set_permissions(posts.join("back.md"), permissions).unwrap();
+    // A later, real change shows the mode change has been seen by then.
+    fs::write(posts.join("marker.md"), post("标记", "2020-01-01", "misc")).unwrap();
+    daemon.wait_for("the marker", || feed("/categories/misc.rss").contains("标记"));
+    let after = daemon.get("/categories/wenhua.rss", &[]);
+    assert_eq!(after.header("etag"), before.header("etag"));
+    assert_eq!(after.header("last-modified"), before.header("last-modified"));
+    // Delete.
+    fs::remove_file(posts.join("back.md")).unwrap();
+    daemon.wait_for("a delete", || !feed("/feed.rss").contains("原子保存"));
+    // A folder deleted and re-created.
+    fs::remove_dir_all(posts.join("news")).unwrap();
+    daemon.wait_for("a removed folder", || !feed("/feed.rss").contains("港口新闻"));
+    fs::create_dir_all(posts.join("news/deeper")).unwrap();
+    fs::write(posts.join("news/deeper/port.md"), post("港口新闻回来了", "2021-12-23 16:34:36 +0800", "caijing")).unwrap();
+    daemon.wait_for("a re-created folder", || feed("/feed.rss").contains("港口新闻回来了"));
+    // The posts folder itself removed and created again.
+    fs::remove_dir_all(&posts).unwrap();
+    daemon.wait_for("an empty site", || feed("/feed.rss").matches("<item>").count() == 0);
+    fs::create_dir_all(&posts).unwrap();
+    fs::write(posts.join("again.md"), post("重新开始", "2021-12-25", "caijing")).unwrap();
+    daemon.wait_for("the folder back", || feed("/feed.rss").contains("重新开始"));
+    assert_eq!(feed("/feed.rss").matches("<item>").count(), 1);
+}
+
+#[test]
+fn a_bad_edit_keeps_the_last_good_version_until_fixed() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "");
+    let path = daemon.posts().join("news/port.md");
+    fs::write(&path, "---\ntitle: \"unclosed\ndate: 2021-12-23\n---\nbody\n").unwrap();
+    daemon.wait_for("the error in the log", || daemon.log_lines("port.md:") > 0);
+    let log = daemon.log.lock().unwrap().join("\n");
+    assert!(log.contains("its last good version stays published"), "{log}");
+    assert!(daemon.get("/feed.rss", &[]).text().contains("港口新闻"));
+    fs::write(&path, post("修好了", "2021-12-23 16:34:36 +0800", "caijing")).unwrap();
+    daemon.wait_for("the fix", || daemon.get("/feed.rss", &[]).text().contains("修好了"));
+    // A new file that is bad from the start is skipped; the rest is untouched.
+    fs::write(daemon.posts().join("gbk.md"), b"---\ntitle: x\ndate: 2021-01-01\n---\n\xc7\xe0\n").unwrap();
+    daemon.wait_for("the GBK error", || daemon.log_lines("gbk.md:5: file is not valid UTF-8") > 0);
+    assert_eq!(daemon.get("/feed.rss", &[]).text().matches("<item>").count(), 2);
+}
+
+#[test]
+fn a_burst_ends_in_a_few_regenerations() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "items = 0");
+    let before = daemon.log_lines("updated:");
+    let staging = dir.path().join("staging");
+    fs::create_dir_all(&staging).unwrap();
+    for i in 0..300 {
+        fs::write(staging.join(format!("p{i:03}.md")), post(&format!("批量 {i}"), "2021-06-01", "bulk")).unwrap();
+    }
+    // Like rsync or git: many files renamed into place at once.
+    for i in 0..300 {
+        fs::rename(staging.join(format!("p{i:03}.md")), daemon.posts().join(format!("p{i:03}.md"))).unwrap();
+    }
+    daemon.wait_for("all 300", || daemon.get("/categories/bulk.rss", &[]).text().matches("<item>").count() == 300);
+    let regenerations = daemon.log_lines("updated:") - before;
+    assert!(regenerations <= 10, "{regenerations} regenerations for 300 files");
+}
+
+#[test]
+fn validators_survive_a_restart_and_agree_between_instances() {
+    let dir = site();
+    let mut first = Daemon::start(dir.path(), "");
+    let paths = ["/feed.rss", "/feed.atom", "/feed.json", "/categories/caijing.rss", "/index.opml", "/"];
+    let before: Vec<(String, String)> = paths
+        .iter()
+        .map(|p| {
+            let r = first.get(p, &[("Accept-Encoding", "gzip")]);
+            (r.header("etag").to_owned(), r.header("last-modified").to_owned())
+        })
+        .collect();
+    assert_eq!(first.terminate().code(), Some(0));
+    // Let the clock pass a second boundary, so a Last-Modified taken from the clock would differ.
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = Daemon::start(dir.path(), "");
+    for (path, (etag, modified)) in paths.iter().zip(&before) {
+        let r = second.get(path, &[("Accept-Encoding", "gzip")]);
+        assert_eq!(r.header("etag"), etag, "{path}");
+        assert_eq!(r.header("last-modified"), modified, "{path}");
+    }
+    // Another instance with its own feeds folder: same bytes, same ETags.
+    let other = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join("posts"), &other.path().join("posts"));
+    let third = Daemon::start(other.path(), "");
+    for (path, (etag, _)) in paths.iter().zip(&before) {
+        assert_eq!(third.get(path, &[("Accept-Encoding", "gzip")]).header("etag"), etag, "{path}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn scheduled_posts_appear_at_their_time() {
+    let dir = site();
+    let due = chrono::Utc::now() + chrono::Duration::seconds(2);
+    fs::write(
+        dir.path().join("posts/soon.md"),
+        post("定时发布", &due.format("%Y-%m-%d %H:%M:%S +0000").to_string(), "later"),
+    )
+    .unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    assert!(!daemon.get("/feed.rss", &[]).text().contains("定时发布"));
+    assert_eq!(daemon.get("/categories/later.rss", &[]).status, 404);
+    daemon.wait_for("the scheduled post", || daemon.get("/categories/later.rss", &[]).text().contains("定时发布"));
+    assert!(chrono::Utc::now() >= due - chrono::Duration::milliseconds(999), "not before its second");
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let dir = site();
+    let mut daemon = Daemon::start(dir.path(), "");
+    let mut stream = TcpStream::connect(&daemon.address).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    // Half a request is on the wire when the signal arrives.
+    stream.write_all(b"GET /feed.rss HTTP/1.1\r\nHost: x\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    Command::new("kill").args(["-TERM", &daemon.child.id().to_string()]).status().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream.write_all(b"Connection: close\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let response = Response::parse(&raw);
+    assert_eq!(response.status, 200);
+    assert!(response.text().contains("港口新闻"));
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert!(TcpStream::connect(&daemon.address).is_err(), "no longer accepting");
+}
+
+#[test]
+fn limits_protect_the_server() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "header_timeout_ms = 300\nmax_requests_per_connection = 2");
+    // A request head over the limit: 431.
+    let big = "x".repeat(20_000);
+    assert_eq!(daemon.get("/feed.rss", &[("X-Big", &big)]).status, 431);
+    // A client that never finishes its head is cut off, and others are served meanwhile.
+    let mut slow = TcpStream::connect(&daemon.address).unwrap();
+    slow.write_all(b"GET /feed.rss HTTP/1.1\r\n").unwrap();
+    assert_eq!(daemon.get("/feed.rss", &[]).status, 200);
+    slow.set_read_timeout(Some(DEADLINE)).unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(started.elapsed() < Duration::from_secs(5), "the slow client was cut off");
+    // The second request on a connection is told it is the last.
+    let mut stream = TcpStream::connect(&daemon.address).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(b"HEAD /feed.rss HTTP/1.1\r\nHost: x\r\n\r\nHEAD /feed.rss HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    assert_eq!(text.matches("http/1.1 200").count(), 2, "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+}
+
+const FEEDPARSER_POLL: &str = r#"
+import feedparser, sys
+url = sys.argv[1]
+first = feedparser.parse(url)
+assert first.status == 200, first.status
+assert not first.bozo, first.bozo_exception
+second = feedparser.parse(url, etag=first.etag, modified=first.modified)
+print(first.status, second.status, len(first.entries), first.entries[0].title)
+"#;
+
+#[test]
+fn a_real_feed_reader_polls_and_gets_304() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "");
+    for path in ["/feed.rss", "/feed.atom"] {
+        let url = format!("http://{}{path}", daemon.address);
+        let out = Command::new("python3").args(["-c", FEEDPARSER_POLL, &url]).output().expect("python3 with feedparser (.ci/run installs it)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.starts_with("200 304 2 港口新闻"), "{path}: {stdout}");
+    }
+}
