@@ -463,3 +463,72 @@ fn a_real_feed_reader_polls_and_gets_304() {
         assert!(stdout.starts_with("200 304 2 港口新闻"), "{path}: {stdout}");
     }
 }
+
+#[test]
+fn polling_mode_for_network_file_systems() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "poll = true\npoll_interval_ms = 100\nsettle_ms = 200");
+    fs::write(daemon.posts().join("polled.md"), post("轮询", "2021-12-24", "caijing")).unwrap();
+    daemon.wait_for("a polled change", || daemon.get("/feed.rss", &[]).text().contains("轮询"));
+    fs::remove_file(daemon.posts().join("polled.md")).unwrap();
+    daemon.wait_for("a polled delete", || !daemon.get("/feed.rss", &[]).text().contains("轮询"));
+}
+
+#[test]
+fn a_feeds_folder_that_cannot_be_written_does_not_stop_serving() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "");
+    // Block the categories folder: a file where the folder should be (root ignores permissions).
+    let categories = dir.path().join("feeds/categories");
+    fs::remove_dir_all(&categories).unwrap();
+    fs::write(&categories, "in the way").unwrap();
+    fs::write(daemon.posts().join("blocked.md"), post("写不进去", "2021-12-24", "caijing")).unwrap();
+    daemon.wait_for("the change served from memory", || {
+        daemon.get("/categories/caijing.rss", &[]).text().contains("写不进去")
+    });
+    daemon.wait_for("the write error in the log", || daemon.log_lines("serving it from memory") > 0);
+    fs::remove_file(&categories).unwrap();
+    daemon.wait_for("the retry", || {
+        fs::read_to_string(categories.join("caijing.rss")).is_ok_and(|text| text.contains("写不进去"))
+    });
+}
+
+/// A clock the test moves.
+struct ManualClock(Mutex<chrono::DateTime<chrono::Utc>>);
+
+impl crier::daemon::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+#[test]
+fn scheduled_posts_follow_the_clock() {
+    let dir = site();
+    fs::write(dir.path().join("posts/2031.md"), post("十年后", "2031-01-01 00:00:00 +0000", "future")).unwrap();
+    fs::write(dir.path().join("crier.toml"), config(dir.path(), "")).unwrap();
+    let config = crier::config::Config::load(Some(&dir.path().join("crier.toml")), &Default::default()).unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
+    let clock = Arc::new(ManualClock(Mutex::new(start)));
+    let shared = Arc::new(crier::published::Shared::new());
+    let publisher = crier::daemon::Publisher::start(Arc::new(config), shared.clone(), clock.clone());
+    let deadline = Instant::now() + DEADLINE;
+    while !shared.load().ready {
+        assert!(Instant::now() < deadline, "first publish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!shared.load().resources.contains_key("categories/future.rss"));
+    *clock.0.lock().unwrap() = start + chrono::Duration::seconds(59);
+    publisher.tick();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!shared.load().resources.contains_key("categories/future.rss"), "not a second early");
+    *clock.0.lock().unwrap() = start + chrono::Duration::seconds(60);
+    publisher.tick();
+    while !shared.load().resources.contains_key("categories/future.rss") {
+        assert!(Instant::now() < deadline, "the post at its time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let site = shared.load().resources["feed.rss"].identity.body.clone();
+    assert!(String::from_utf8_lossy(&site).contains("十年后"));
+    publisher.stop();
+}
