@@ -17,6 +17,7 @@ use crate::http::HttpSettings;
 use crate::publish::{Encoded, FeedsDir, Levels, Outcome};
 use crate::published::{Published, Resource, Shared, content_type};
 use crate::server::{self, Limits};
+use crate::systemd::{self, Heartbeat};
 use crate::watch::{self, Hint, WatchMessage};
 
 /// A burst of events (an editor's save, `git pull`) is gathered until it has been quiet this long…
@@ -27,6 +28,12 @@ const BURST_MAX: Duration = Duration::from_millis(100);
 const RETRY_WRITES: Duration = Duration::from_secs(5);
 /// How often a missing posts folder is looked for.
 const ROOT_POLL: Duration = Duration::from_millis(500);
+/// The publisher proves it is alive at least this often (the watchdog depends on it).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+fn feeds_dir(config: &Config) -> FeedsDir {
+    FeedsDir::new(&config.feeds, Levels { gzip: config.gzip_level, brotli: config.brotli_quality })
+}
 
 /// Where the time comes from, so tests can move it.
 pub trait Clock: Send + Sync + 'static {
@@ -48,6 +55,8 @@ pub enum Message {
     Watch(WatchMessage),
     /// Check the clock now (a test moved it).
     Tick,
+    /// A new, already validated configuration (SIGHUP).
+    Reload(Arc<Config>),
     Shutdown,
 }
 
@@ -61,12 +70,17 @@ impl Publisher {
     /// Starts the publisher thread: it publishes everything once (then `shared` is ready), and
     /// keeps the published set and the feeds folder current until shut down.
     pub fn start(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>) -> Publisher {
+        Publisher::start_with(config, shared, clock, Heartbeat::new())
+    }
+
+    /// Like [`Publisher::start`]; the publisher beats `heartbeat` at least once a second.
+    pub fn start_with(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>, heartbeat: Arc<Heartbeat>) -> Publisher {
         let (sender, receiver) = mpsc::channel();
         let events = sender.clone();
         let thread = std::thread::Builder::new()
             .name("crier-publisher".into())
             .spawn(move || {
-                let mut state = State::new(config, shared, clock);
+                let mut state = State::new(config, shared, clock, heartbeat);
                 state.run(receiver, events);
             })
             .expect("a thread can be started");
@@ -76,6 +90,11 @@ impl Publisher {
     /// Asks the publisher to look at the clock now.
     pub fn tick(&self) {
         let _ = self.sender.send(Message::Tick);
+    }
+
+    /// Hands the publisher a new configuration: it republishes everything with it.
+    pub fn reload(&self, config: Arc<Config>) {
+        let _ = self.sender.send(Message::Reload(config));
     }
 
     /// Stops the publisher after its current step.
@@ -93,13 +112,40 @@ impl Drop for Publisher {
     }
 }
 
-/// Runs `crier serve` on `listener` until `shutdown` completes.
-pub async fn serve(config: Arc<Config>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs `crier serve` on `listener` until `shutdown` completes; each configuration received on
+/// `reloads` is republished (SIGHUP).
+pub async fn serve(
+    config: Arc<Config>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: tokio::sync::mpsc::Receiver<Arc<Config>>,
+) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new());
-    let publisher = Publisher::start(config.clone(), shared.clone(), Arc::new(SystemClock));
-    let settings = Arc::new(HttpSettings::new(config.cache_max_age, &config.feeds_url));
-    server::serve(listener, shared, settings, Limits::from_config(&config), shutdown).await;
-    tokio::task::spawn_blocking(move || publisher.stop()).await?;
+    let heartbeat = Heartbeat::new();
+    let publisher = Arc::new(Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), heartbeat.clone()));
+    let watchdog = systemd::watchdog_interval().map(|interval| {
+        tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
+        tokio::spawn(systemd::feed_watchdog(interval, heartbeat))
+    });
+    let reloader = {
+        let publisher = publisher.clone();
+        tokio::spawn(async move {
+            while let Some(config) = reloads.recv().await {
+                publisher.reload(config);
+            }
+        })
+    };
+    let shutdown = async {
+        shutdown.await;
+        systemd::stopping();
+    };
+    server::serve(listener, shared, Limits::from_config(&config), shutdown).await;
+    reloader.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    let publisher = Arc::try_unwrap(publisher).ok();
+    tokio::task::spawn_blocking(move || publisher.map(Publisher::stop)).await?;
     Ok(())
 }
 
@@ -114,6 +160,10 @@ struct State {
     unwritten: BTreeMap<String, Encoded>,
     last_retry: Instant,
     watcher: Option<watch::Watcher>,
+    heartbeat: Arc<Heartbeat>,
+    /// What `systemctl status` says about the last change and the last error.
+    last_change: String,
+    last_error: Option<String>,
 }
 
 /// The daemon's sink: each document is made current on disk (or taken from it, unchanged) and
@@ -132,30 +182,57 @@ impl DocumentSink for ServeSink<'_> {
 }
 
 impl State {
-    fn new(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>) -> State {
-        let feeds = FeedsDir::new(&config.feeds, Levels { gzip: config.gzip_level, brotli: config.brotli_quality });
+    fn new(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>, heartbeat: Arc<Heartbeat>) -> State {
         State {
+            feeds: feeds_dir(&config),
             engine: Engine::new(config),
-            feeds,
             shared,
             clock,
             published: Published::default(),
             unwritten: BTreeMap::new(),
             last_retry: Instant::now(),
             watcher: None,
+            heartbeat,
+            last_change: "none yet".to_owned(),
+            last_error: None,
         }
+    }
+
+    /// One line for `systemctl status`.
+    fn status(&self) -> String {
+        let mut status = format!(
+            "{} posts in {} feeds ({} scheduled, {} drafts, {} bad); last change: {}",
+            self.engine.published(),
+            self.engine.feeds().count(),
+            self.engine.scheduled(),
+            self.engine.drafts(),
+            self.engine.bad().count(),
+            self.last_change
+        );
+        if let Some(error) = &self.last_error {
+            status.push_str("; last error: ");
+            status.push_str(error);
+        }
+        if !self.unwritten.is_empty() {
+            status.push_str(&format!("; {} documents not yet written to disk", self.unwritten.len()));
+        }
+        status
     }
 
     fn config(&self) -> Arc<Config> {
         self.engine.config().clone()
     }
 
-    /// Runs one engine step and publishes what it produced.
-    fn step(&mut self, what: &str, run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change) {
+    /// Runs one engine step and publishes what it produced. A `full` step (a first publish, a
+    /// reload) replaces the published set and clears stale documents from the feeds folder.
+    fn step(&mut self, what: &str, full: bool, run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change) {
         let started = Instant::now();
         let now = self.clock.now();
         let sink = ServeSink { feeds: &self.feeds, now: SystemTime::now(), done: Mutex::new(Vec::new()) };
         let change = run(&mut self.engine, now, &sink);
+        if let Some(error) = change.errors.last() {
+            self.last_error = Some(error.to_string());
+        }
         for error in &change.errors {
             tracing::error!("{error}; {}", if self.engine.has_published(&error.path) {
                 "its last good version stays published"
@@ -167,10 +244,20 @@ impl State {
             tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
         }
         let done = sink.done.into_inner().expect("no code panics while holding this lock");
-        if done.is_empty() && change.removed.is_empty() {
+        if done.is_empty() && change.removed.is_empty() && !full {
             return;
         }
         let mut next = self.published.clone();
+        next.settings = Arc::new(HttpSettings::new(self.engine.config().cache_max_age, &self.engine.config().feeds_url));
+        let mut removed = change.removed.clone();
+        if full {
+            let current: BTreeSet<&String> = done.iter().map(|(rel, _, _)| rel).collect();
+            removed.extend(next.resources.keys().filter(|rel| !current.contains(rel)).cloned());
+            let keep = current.into_iter().cloned().collect();
+            if let Err(error) = self.feeds.remove_stale(&keep) {
+                tracing::error!("{error:#}");
+            }
+        }
         let wall = SystemTime::now();
         let written = done.len();
         for (rel, mut encoded, error) in done {
@@ -190,7 +277,7 @@ impl State {
             }
             next.resources.insert(rel.clone(), Arc::new(Resource::new(content_type(&rel), &encoded, wall)));
         }
-        for rel in &change.removed {
+        for rel in &removed {
             next.resources.remove(rel);
             self.unwritten.remove(rel);
             if let Err(error) = self.feeds.remove(rel) {
@@ -200,11 +287,17 @@ impl State {
         next.ready = true;
         self.published = next.clone();
         self.shared.store(next);
+        self.last_change = format!(
+            "{} {what} ({} posts read, {} documents)",
+            Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
+            change.posts_read,
+            written + removed.len()
+        );
         tracing::info!(
             "{what}: {} posts read, {} documents regenerated, {} removed, {} errors; {} posts published, {} feeds; {:.1} ms",
             change.posts_read,
             written,
-            change.removed.len(),
+            removed.len(),
             change.errors.len(),
             self.engine.published(),
             self.engine.feeds().count(),
@@ -247,13 +340,8 @@ impl State {
         if config.posts.is_dir() {
             self.start_watcher(&events);
         }
-        self.step("published", |engine, now, sink| engine.load_all(now, sink));
-        if !self.published.ready {
-            let mut first = self.published.clone();
-            first.ready = true;
-            self.published = first.clone();
-            self.shared.store(first);
-        }
+        self.step("published", true, |engine, now, sink| engine.load_all(now, sink));
+        systemd::ready(&self.status());
 
         let mut inbox = Inbox { settle: config.settle, ..Inbox::default() };
         loop {
@@ -270,6 +358,8 @@ impl State {
             if !self.unwritten.is_empty() {
                 wake = wake.min(self.last_retry + RETRY_WRITES);
             }
+            wake = wake.min(now + HEARTBEAT);
+            self.heartbeat.beat();
             if self.watcher.is_none() {
                 wake = wake.min(now + ROOT_POLL);
             }
@@ -289,6 +379,10 @@ impl State {
             }
             if inbox.shutdown {
                 break;
+            }
+            if let Some(config) = inbox.reload.take() {
+                self.reload(config, &events);
+                continue;
             }
             let (pending, ready, rescan) = (&mut inbox.pending, &mut inbox.ready, &mut inbox.rescan);
             let now = Instant::now();
@@ -316,19 +410,39 @@ impl State {
             if *rescan {
                 *rescan = false;
                 ready.clear();
-                self.step("reread the posts folder", |engine, now, sink| engine.load_all(now, sink));
+                self.step("reread the posts folder", false, |engine, now, sink| engine.load_all(now, sink));
             } else if !ready.is_empty() {
                 let hints: Vec<PathBuf> = std::mem::take(ready).into_iter().collect();
-                self.step("updated", |engine, now, sink| engine.apply(&hints, now, sink));
+                self.step("updated", false, |engine, now, sink| engine.apply(&hints, now, sink));
             }
             if self.engine.next_due().is_some_and(|due| due <= self.clock.now()) {
-                self.step("scheduled posts due", |engine, now, sink| engine.tick(now, sink));
+                self.step("scheduled posts due", false, |engine, now, sink| engine.tick(now, sink));
             }
             if !self.unwritten.is_empty() && self.last_retry.elapsed() >= RETRY_WRITES {
                 self.retry_writes();
             }
+            systemd::status(&self.status());
         }
         self.watcher = None;
+    }
+
+    /// Starts over with a new configuration: everything is republished with it.
+    fn reload(&mut self, config: Arc<Config>, events: &Sender<Message>) {
+        systemd::reloading();
+        let old = self.config();
+        if config.listen != old.listen {
+            tracing::warn!("reload: `listen` changed to {}; it takes effect at the next restart", config.listen);
+        }
+        self.watcher = None;
+        self.feeds = feeds_dir(&config);
+        self.engine = Engine::new(config.clone());
+        self.unwritten.clear();
+        if config.posts.is_dir() {
+            self.start_watcher(events);
+        }
+        self.step("reloaded", true, |engine, now, sink| engine.load_all(now, sink));
+        tracing::info!("reloaded the configuration");
+        systemd::ready(&self.status());
     }
 }
 
@@ -341,6 +455,7 @@ struct Inbox {
     /// Paths to look at now.
     ready: BTreeSet<PathBuf>,
     rescan: bool,
+    reload: Option<Arc<Config>>,
     shutdown: bool,
 }
 
@@ -369,6 +484,7 @@ impl Inbox {
                 self.rescan = true;
             }
             Message::Tick => {}
+            Message::Reload(config) => self.reload = Some(config),
             Message::Shutdown => self.shutdown = true,
         }
     }

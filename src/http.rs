@@ -21,6 +21,12 @@ pub struct HttpSettings {
     pub prefix: String,
 }
 
+impl Default for HttpSettings {
+    fn default() -> HttpSettings {
+        HttpSettings { cache_control: HeaderValue::from_static("public, max-age=300"), prefix: "/feeds/".to_owned() }
+    }
+}
+
 impl HttpSettings {
     pub fn new(max_age: std::time::Duration, feeds_url: &url::Url) -> HttpSettings {
         HttpSettings {
@@ -42,7 +48,8 @@ pub enum Coding {
 }
 
 /// Answers one request.
-pub fn respond(published: &Published, settings: &HttpSettings, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
+pub fn respond(published: &Published, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
+    let settings = published.settings.as_ref();
     if path == "/healthz" {
         let (status, text) = if published.ready { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") };
         return plain(status, text, method, HeaderValue::from_static("no-store"));
@@ -231,7 +238,7 @@ mod tests {
         let resource = Arc::new(Resource::new("application/rss+xml; charset=utf-8", &encoded, SystemTime::now()));
         let resources: HashMap<String, Arc<Resource>> =
             [("feed.rss".to_owned(), resource.clone()), ("tags/青岛.rss".to_owned(), resource)].into();
-        Published { resources, ready: true }
+        Published { resources, ready: true, settings: Arc::new(settings()) }
     }
 
     fn settings() -> HttpSettings {
@@ -247,7 +254,7 @@ mod tests {
         for (name, value) in headers {
             map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
-        respond(&published(), &settings(), &method, path, &map)
+        respond(&published(), &method, path, &map)
     }
 
     fn header<'a>(response: &'a Response<Body>, name: &str) -> &'a str {
@@ -337,7 +344,7 @@ mod tests {
     fn not_ready_until_published() {
         let mut map = HeaderMap::new();
         map.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        let r = respond(&Published::default(), &settings(), &Method::GET, "/healthz", &map);
+        let r = respond(&Published::default(), &Method::GET, "/healthz", &map);
         assert_eq!(r.status(), 503);
     }
 

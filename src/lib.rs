@@ -15,6 +15,7 @@
 //! - [`http`]: a request to a response: routing, conditional GET, encodings; no sockets.
 //! - [`watch`]: notify's events as crier's own hints; the only module that knows notify.
 //! - [`server`]: the accept loop on a given listener, with limits and graceful shutdown.
+//! - [`systemd`]: sd_notify readiness, status and watchdog; socket activation.
 //! - [`daemon`]: `crier serve`, the publisher thread wiring engine, watcher and server.
 #![forbid(unsafe_code)]
 
@@ -30,5 +31,6 @@ pub mod published;
 pub mod render;
 pub mod server;
 pub mod site;
+pub mod systemd;
 pub mod text;
 pub mod watch;

@@ -19,6 +19,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log level: error, warn, info, debug or trace, or a RUST_LOG-style filter [default: RUST_LOG, else info]
+    #[arg(long, global = true, value_name = "LEVEL")]
+    log_level: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -46,7 +49,7 @@ enum Command {
     },
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct Common {
     /// Configuration file [default: config/crier.toml when it exists]
     #[arg(long, value_name = "FILE")]
@@ -78,14 +81,10 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .without_time()
-        .init();
+    if let Err(error) = init_logging(cli.log_level.as_deref()) {
+        eprintln!("crier: {error}");
+        return ExitCode::from(2);
+    }
     let (common, listen) = match &cli.command {
         Command::Build(common) | Command::Check(common) => (common, None),
         Command::Serve { common, listen } => (common, listen.clone()),
@@ -100,11 +99,57 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Build(_) => run_build(&config),
         Command::Check(_) => run_check(&config),
-        Command::Serve { .. } => run_serve(config),
+        Command::Serve { ref common, ref listen } => {
+            let (common, listen) = (common.clone(), listen.clone());
+            run_serve(config, move || common.load(listen.clone()))
+        }
     }
 }
 
-fn run_serve(config: Config) -> ExitCode {
+/// Logs go to stderr: human-readable by default; under journald (`JOURNAL_STREAM`) without
+/// timestamps of their own and with syslog priority prefixes, so `journalctl -p err` works.
+fn init_logging(level: Option<&str>) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(level) => EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}; use error, warn, info, debug or trace"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.with_ansi(false).event_format(JournalFormat).init();
+    } else {
+        builder.with_target(false).init();
+    }
+    Ok(())
+}
+
+/// One line per event, `<priority>message`, as systemd's journal reads stderr.
+struct JournalFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JournalFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            tracing::Level::DEBUG | tracing::Level::TRACE => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+fn run_serve(config: Config, reload: impl Fn() -> Result<Config, crier::config::ConfigError> + Send + 'static) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -113,7 +158,7 @@ fn run_serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        // Installed before anything else: until then SIGTERM would kill crier outright.
+        // Installed before anything else: until then SIGTERM or SIGHUP would kill crier outright.
         let shutdown = match shutdown_signal() {
             Ok(shutdown) => shutdown,
             Err(error) => {
@@ -121,7 +166,19 @@ fn run_serve(config: Config) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        let reloads = match reload_signal(reload) {
+            Ok(reloads) => reloads,
+            Err(error) => {
+                eprintln!("crier: cannot install signal handlers: {error}");
+                return ExitCode::from(1);
+            }
+        };
+        let listener = match crier::systemd::activated_listener() {
+            Ok(Some(listener)) => tokio::net::TcpListener::from_std(listener),
+            Ok(None) => tokio::net::TcpListener::bind(config.listen).await,
+            Err(error) => Err(error),
+        };
+        let listener = match listener {
             Ok(listener) => listener,
             Err(error) => {
                 eprintln!("crier: cannot listen on {}: {error}; set `listen` or pass --listen", config.listen);
@@ -130,7 +187,7 @@ fn run_serve(config: Config) -> ExitCode {
         };
         let address = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
         tracing::info!("serving {} on http://{address}/", config.posts.display());
-        match crier::daemon::serve(std::sync::Arc::new(config), listener, shutdown).await {
+        match crier::daemon::serve(std::sync::Arc::new(config), listener, shutdown, reloads).await {
             Ok(()) => {
                 tracing::info!("stopped");
                 ExitCode::SUCCESS
@@ -141,6 +198,30 @@ fn run_serve(config: Config) -> ExitCode {
             }
         }
     })
+}
+
+/// On each SIGHUP, reads the configuration again; a good one is sent on, a bad one is logged in
+/// one line and the running configuration stays.
+fn reload_signal(
+    load: impl Fn() -> Result<Config, crier::config::ConfigError> + Send + 'static,
+) -> std::io::Result<tokio::sync::mpsc::Receiver<std::sync::Arc<Config>>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    let (sender, receiver) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reading the configuration again");
+            match load() {
+                Ok(config) => {
+                    if sender.send(std::sync::Arc::new(config)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(error) => tracing::error!("reload rejected, the running configuration stays: {error}"),
+            }
+        }
+    });
+    Ok(receiver)
 }
 
 /// Installs the SIGTERM and SIGINT handlers; the future completes when either arrives.

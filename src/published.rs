@@ -82,10 +82,12 @@ pub fn content_type(rel: &str) -> &'static str {
 /// Everything served at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Published {
-    /// By path under the feeds folder, unencoded (`categories/新闻.rss`); the index page is `""`.
+    /// By path under the feeds folder, unencoded (`categories/新闻.rss`).
     pub resources: HashMap<String, Arc<Resource>>,
     /// The first publish is complete.
     pub ready: bool,
+    /// How to answer, from the configuration these documents were made with.
+    pub settings: Arc<crate::http::HttpSettings>,
 }
 
 /// The published set shared between the publisher and the server: readers take an `Arc` and let

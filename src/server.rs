@@ -19,7 +19,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::http::{HttpSettings, respond};
+use crate::http::respond;
 use crate::published::Shared;
 
 /// Connection limits.
@@ -46,13 +46,7 @@ impl Limits {
 
 /// Serves until `shutdown` completes, then waits (at most `shutdown_timeout`) for in-flight
 /// connections to finish their responses.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    settings: Arc<HttpSettings>,
-    limits: Limits,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = http1::Builder::new();
@@ -82,13 +76,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let settings = settings.clone();
         let served = Arc::new(AtomicUsize::new(0));
         let max_requests = limits.max_requests_per_connection;
         let service = service_fn(move |request: hyper::Request<Incoming>| {
             let published = shared.load();
-            let mut response =
-                respond(&published, &settings, request.method(), request.uri().path(), request.headers());
+            let mut response = respond(&published, request.method(), request.uri().path(), request.headers());
             if served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
                 response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
             }
