@@ -125,7 +125,8 @@ pub async fn serve(
     let publisher = Arc::new(Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), heartbeat.clone()));
     let watchdog = systemd::watchdog_interval().map(|interval| {
         tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
-        tokio::spawn(systemd::feed_watchdog(interval, heartbeat))
+        let shared = shared.clone();
+        tokio::spawn(async move { systemd::feed_watchdog(interval, heartbeat, shared.wait_ready()).await })
     });
     let reloader = {
         let publisher = publisher.clone();
@@ -284,15 +285,20 @@ impl State {
                 tracing::error!("{error:#}");
             }
         }
+        let first = !self.published.ready;
         next.ready = true;
         self.published = next.clone();
-        self.shared.store(next);
         self.last_change = format!(
             "{} {what} ({} posts read, {} documents)",
             Utc::now().format("%Y-%m-%d %H:%M:%S UTC"),
             change.posts_read,
             written + removed.len()
         );
+        if first {
+            // Before the set goes live, so that systemd hears READY=1 before any watchdog ping.
+            systemd::ready(&self.status());
+        }
+        self.shared.store(next);
         tracing::info!(
             "{what}: {} posts read, {} documents regenerated, {} removed, {} errors; {} posts published, {} feeds; {:.1} ms",
             change.posts_read,
@@ -341,7 +347,6 @@ impl State {
             self.start_watcher(&events);
         }
         self.step("published", true, |engine, now, sink| engine.load_all(now, sink));
-        systemd::ready(&self.status());
 
         let mut inbox = Inbox { settle: config.settle, ..Inbox::default() };
         loop {

@@ -92,8 +92,17 @@ pub struct Published {
 
 /// The published set shared between the publisher and the server: readers take an `Arc` and let
 /// go of the lock at once; the publisher replaces the whole set.
-#[derive(Debug, Default)]
-pub struct Shared(RwLock<Arc<Published>>);
+#[derive(Debug)]
+pub struct Shared {
+    current: RwLock<Arc<Published>>,
+    ready: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared { current: RwLock::default(), ready: tokio::sync::watch::Sender::new(false) }
+    }
+}
 
 impl Shared {
     pub fn new() -> Shared {
@@ -101,11 +110,19 @@ impl Shared {
     }
 
     pub fn load(&self) -> Arc<Published> {
-        self.0.read().expect("no code panics while holding this lock").clone()
+        self.current.read().expect("no code panics while holding this lock").clone()
     }
 
     pub fn store(&self, published: Published) {
-        *self.0.write().expect("no code panics while holding this lock") = Arc::new(published);
+        let ready = published.ready;
+        *self.current.write().expect("no code panics while holding this lock") = Arc::new(published);
+        self.ready.send_replace(ready);
+    }
+
+    /// Completes once the first publish is done.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|ready| *ready).await;
     }
 }
 

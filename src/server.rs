@@ -22,6 +22,9 @@ use tokio::sync::Semaphore;
 use crate::http::respond;
 use crate::published::Shared;
 
+/// How long a request that arrives before the first publish waits for it.
+const STARTUP_WAIT: Duration = Duration::from_secs(60);
+
 /// Connection limits.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -79,12 +82,21 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
         let served = Arc::new(AtomicUsize::new(0));
         let max_requests = limits.max_requests_per_connection;
         let service = service_fn(move |request: hyper::Request<Incoming>| {
-            let published = shared.load();
-            let mut response = respond(&published, request.method(), request.uri().path(), request.headers());
-            if served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests {
-                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            let shared = shared.clone();
+            let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests;
+            async move {
+                // A request that arrives before the first publish (socket activation starts crier
+                // for it) waits for it rather than getting a 404; `/healthz` answers at once.
+                if !shared.load().ready && request.uri().path() != "/healthz" {
+                    let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
+                }
+                let published = shared.load();
+                let mut response = respond(&published, request.method(), request.uri().path(), request.headers());
+                if last {
+                    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
             }
-            std::future::ready(Ok::<_, std::convert::Infallible>(response))
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);

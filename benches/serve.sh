@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# Serve benchmark: `crier serve` on a 100,000-post corpus, in one run:
+#
+#   bash benches/serve.sh          (from anywhere; it runs from the repo root)
+#
+# 1. Startup: process start to the first /healthz 200 (the whole first publish).
+#    Save-to-served latency (benches/serve_latency.py): LAT_POSTS new posts, one at a time,
+#    each written to a temp file on the same file system and os.rename()d into
+#    POSTS/zz-bench/, then /categories/cat7.rss polled (If-None-Match, keep-alive) until a
+#    200 with a new ETag carries the new title. p50/p90/p99/max.
+# 2. Memory: crier's VmRSS after start, after the latency posts and after each of two rounds
+#    of EDITS edits (write-temp-and-rename of its own posts with a new title, 5 ms apart).
+# 3. Throughput, wrk -t2 -c32 -d${WRK_SECS}s, crier against nginx 1.x serving the feeds folder
+#    crier wrote (etag on; gzip_static on), on /feed.rss and /categories/cat7.rss:
+#    (a) 200 with Accept-Encoding: gzip, (b) 304 with If-None-Match: <that server's gzip ETag>.
+#    Runs alternate crier, nginx, crier, nginx (REPS each); crier stays running and idle
+#    while nginx is measured, and the other way round.
+# Prints the results and writes them to benches/results-serve.md.
+#
+# The corpus is $CRIER_BENCH_DIR/corpus-100000/posts, shared with benches/build.sh (generated
+# the same way when missing or stale). It is left unchanged: the benchmark's posts go in
+# POSTS/zz-bench/, created at start and removed on exit. Feeds, logs and nginx's prefix go in
+# a temp dir under $CRIER_BENCH_DIR (same file system as the corpus, for atomic renames).
+#
+# Environment knobs:
+#   LAT_POSTS=150       posts for the latency part
+#   EDITS=1000          edits per memory round (two rounds)
+#   WRK_SECS=10         duration of each wrk run
+#   REPS=2              wrk runs per server, URL and kind
+#   SKIP_CARGO=1        do not run `cargo build --release` first
+#   CRIER_BIN=path      crier binary (default target/release/crier)
+#   CRIER_BENCH_DIR=dir cache/work dir (default /tmp/crier-bench)
+#   KEEP=1              keep the run dir (feeds, crier.log, latency.json, nginx prefix)
+#   RESULTS=path        results file (default benches/results-serve.md)
+#
+# Needs python3 (stdlib) and curl; installs the Debian packages `wrk`, `nginx` and `curl`
+# with apt-get when missing (the only network it uses). Run as root on a fresh machine.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# crier reads config/crier.toml from the working directory (items = 20, compression levels,
+# connection limits): always run from the repo root.
+cd "$REPO"
+BENCHES="$REPO/benches"
+BENCH_DIR=${CRIER_BENCH_DIR:-/tmp/crier-bench}
+N=100000
+LAT_POSTS=${LAT_POSTS:-150}
+EDITS=${EDITS:-1000}
+WRK_SECS=${WRK_SECS:-10}
+REPS=${REPS:-2}
+CRIER=${CRIER_BIN:-$REPO/target/release/crier}
+RESULTS=${RESULTS:-$BENCHES/results-serve.md}
+BASE_URL=https://news.example.com/
+CATEGORY=cat7
+URLS=(/feed.rss "/categories/$CATEGORY.rss")
+
+log() { echo "[serve-bench] $*" >&2; }
+
+# ---------------------------------------------------------------- tools
+APT_UPDATED=0
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    echo "serve.sh: $1 is missing and apt-get is not available" >&2; exit 2
+  fi
+  if [ "$APT_UPDATED" = 0 ]; then apt-get update -qq >&2; APT_UPDATED=1; fi
+  log "installing Debian package $1"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
+}
+command -v python3 >/dev/null || { echo "serve.sh: python3 is needed" >&2; exit 2; }
+command -v curl >/dev/null || apt_install curl
+command -v wrk >/dev/null || apt_install wrk
+NGINX=$(command -v nginx || true)
+[ -z "$NGINX" ] && [ -x /usr/sbin/nginx ] && NGINX=/usr/sbin/nginx
+if [ -z "$NGINX" ]; then apt_install nginx; NGINX=$(command -v nginx || echo /usr/sbin/nginx); fi
+# Debian's nginx package (on a systemd host) starts its default site on port 80; it is not used.
+
+if [ "${SKIP_CARGO:-0}" != 1 ]; then
+  log "cargo build --release"
+  (cd "$REPO" && cargo build --release --quiet) >&2 || log "cargo build --release failed; using the binary as is"
+fi
+if ! [ -x "$CRIER" ] || ! "$CRIER" serve --help 2>/dev/null | grep -q -- '--listen'; then
+  echo "serve.sh: $CRIER missing or without \`crier serve --listen\`" >&2; exit 2
+fi
+CRIER_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
+if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  CRIER_REV+=" (+ uncommitted changes)"
+fi
+CRIER_VERSION=$("$CRIER" --version 2>&1 | head -n1)
+WRK_VERSION=$(wrk -v 2>&1 | head -n1 | sed 's/ Copyright.*//' || true)
+NGINX_VERSION=$("$NGINX" -v 2>&1 | head -n1 | sed 's/^nginx version: //')
+PY_VERSION=$(python3 --version 2>&1)
+CURL_VERSION=$(curl --version | head -n1 | cut -d' ' -f1-2)
+
+# ---------------------------------------------------------------- corpus (as benches/build.sh)
+GEN_HASH=$(sha256sum "$BENCHES/gen_corpus.py" | cut -c1-16)
+CORPUS_DIR="$BENCH_DIR/corpus-$N"
+if [ "$(cat "$CORPUS_DIR/.complete" 2>/dev/null)" = "$GEN_HASH" ]; then
+  log "corpus N=$N: cached at $CORPUS_DIR"
+else
+  log "corpus N=$N: generating into $CORPUS_DIR"
+  rm -rf "$CORPUS_DIR"
+  mkdir -p "$CORPUS_DIR"
+  python3 "$BENCHES/gen_corpus.py" "$N" "$CORPUS_DIR/posts" \
+    --hugo-out "$CORPUS_DIR/hugo" --stats "$CORPUS_DIR/stats.json"
+  echo "$GEN_HASH" > "$CORPUS_DIR/.complete"
+fi
+POSTS="$CORPUS_DIR/posts"
+ZZ="$POSTS/zz-bench"
+
+# ---------------------------------------------------------------- run dir, cleanup
+mkdir -p "$BENCH_DIR"
+RUN=$(mktemp -d "$BENCH_DIR/serve.XXXXXX")
+CLOG="$RUN/crier.log"
+CRIER_PID=""
+NGINX_PID=""
+ZZ_MADE=0
+
+stop_pid() { # pid name: SIGTERM, then SIGKILL after 15 s
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 150; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then log "$2 ($pid) did not stop on SIGTERM: SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$NGINX_PID" ] && stop_pid "$NGINX_PID" nginx
+  [ -n "$CRIER_PID" ] && stop_pid "$CRIER_PID" crier
+  [ "$ZZ_MADE" = 1 ] && rm -rf "$ZZ"
+  if [ "$rc" != 0 ] && [ -f "$CLOG" ]; then
+    log "failed (exit $rc); tail of crier's log ($CLOG):"
+    tail -n 30 "$CLOG" | sed 's/^/    /' >&2
+    [ -f "$RUN/nginx/error.log" ] && { log "tail of nginx's error log:"; tail -n 10 "$RUN/nginx/error.log" | sed 's/^/    /' >&2; }
+  fi
+  if [ "${KEEP:-0}" = 1 ] || [ "$rc" != 0 ]; then log "kept $RUN"; else rm -rf "$RUN"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+fail() { log "$*"; exit 1; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+kib_mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+
+if [ -e "$ZZ" ]; then
+  log "removing $ZZ left by an earlier run"
+  rm -rf "$ZZ"
+fi
+# Created before crier starts, so it is watched from the start and its (empty) contents are
+# part of the first publish.
+mkdir "$ZZ"; ZZ_MADE=1
+
+# ---------------------------------------------------------------- start crier
+CPORT=$(free_port)
+CURL=(curl -s --max-time 5)
+log "starting crier serve on 127.0.0.1:$CPORT (posts $POSTS, feeds $RUN/feeds)"
+t_start=$(now_ms)
+NO_COLOR=1 "$CRIER" serve --posts "$POSTS" --feeds "$RUN/feeds" --base-url "$BASE_URL" \
+  --listen "127.0.0.1:$CPORT" >"$CLOG" 2>&1 &
+CRIER_PID=$!
+until [ "$("${CURL[@]}" -o /dev/null -w '%{http_code}' "http://127.0.0.1:$CPORT/healthz" || true)" = 200 ]; do
+  kill -0 "$CRIER_PID" 2>/dev/null || { CRIER_PID=""; fail "crier exited before /healthz said 200"; }
+  [ $(( $(now_ms) - t_start )) -lt 600000 ] || fail "crier not ready after 600 s"
+  sleep 0.02
+done
+STARTUP_MS=$(( $(now_ms) - t_start ))
+RSS_START=$(rss_mb "$CRIER_PID")
+PUBLISH_LINE=$(sed 's/\x1b\[[0-9;]*m//g' "$CLOG" | grep -m1 'published:' || true)
+PUBLISH_MS=$(sed -n 's/.*; \([0-9.]*\) ms$/\1/p' <<<"$PUBLISH_LINE")
+log "ready after ${STARTUP_MS} ms (crier's publish step: ${PUBLISH_MS:-?} ms); VmRSS $RSS_START MB"
+log "  $PUBLISH_LINE"
+
+# ---------------------------------------------------------------- 1 + 2: latency, memory
+set +e
+python3 "$BENCHES/serve_latency.py" --port "$CPORT" --pid "$CRIER_PID" --bench-dir "$ZZ" \
+  --staging "$RUN/staging" --log "$CLOG" --feed "/categories/$CATEGORY.rss" --category "$CATEGORY" \
+  --posts "$LAT_POSTS" --edits "$EDITS" --edit-rounds 2 \
+  --json "$RUN/latency.json" --env "$RUN/latency.env"
+lat_rc=$?
+set -e
+[ -f "$RUN/latency.env" ] || fail "serve_latency.py wrote no results (exit $lat_rc)"
+# shellcheck disable=SC1091
+. "$RUN/latency.env"
+[ "$lat_rc" = 0 ] || fail "serve_latency.py failed: ${ERROR:-exit $lat_rc}"
+kill -0 "$CRIER_PID" 2>/dev/null || fail "crier died"
+UPDATE_STEPS=$(grep -c 'updated:' "$CLOG" || true)
+ERROR_LINES=$(sed 's/\x1b\[[0-9;]*m//g' "$CLOG" | grep -cE ' (ERROR|WARN) ' || true)
+
+# ---------------------------------------------------------------- nginx on the feeds folder
+NPORT=$(free_port)
+NPREFIX="$RUN/nginx"
+mkdir -p "$NPREFIX/tmp"
+NGINX_USER=""
+[ "$(id -u)" = 0 ] && NGINX_USER="user root root;  # the run dir is mode 0700"
+cat > "$NPREFIX/nginx.conf" <<EOF
+$NGINX_USER
+worker_processes 2;
+pid $NPREFIX/nginx.pid;
+error_log $NPREFIX/error.log warn;
+events { worker_connections 1024; }
+http {
+    types {
+        application/rss+xml rss;
+        application/atom+xml atom;
+        application/feed+json json;
+        text/x-opml opml;
+        text/html html;
+    }
+    default_type application/octet-stream;
+    charset utf-8;
+    charset_types application/rss+xml application/atom+xml application/feed+json text/x-opml;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000;      # crier's max_requests_per_connection
+    keepalive_timeout 10s;        # crier's header_timeout_ms
+    client_body_temp_path $NPREFIX/tmp/body;
+    proxy_temp_path $NPREFIX/tmp/proxy;
+    fastcgi_temp_path $NPREFIX/tmp/fastcgi;
+    uwsgi_temp_path $NPREFIX/tmp/uwsgi;
+    scgi_temp_path $NPREFIX/tmp/scgi;
+    server {
+        listen 127.0.0.1:$NPORT;
+        root $RUN/feeds;
+        etag on;
+        gzip off;
+        gzip_static on;           # feed.rss.gz beside feed.rss, as crier writes them
+        gzip_vary on;
+        add_header Cache-Control "public, max-age=300";
+        location / { index index.html; }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$NPREFIX" -e "$NPREFIX/error.log" -c "$NPREFIX/nginx.conf" -g 'daemon off;' \
+  || fail "nginx -t failed"
+"$NGINX" -p "$NPREFIX" -e "$NPREFIX/error.log" -c "$NPREFIX/nginx.conf" -g 'daemon off;' &
+NGINX_PID=$!
+for ((i = 0; i < 100; i++)); do
+  "${CURL[@]}" -o /dev/null "http://127.0.0.1:$NPORT/feed.rss" && break
+  kill -0 "$NGINX_PID" 2>/dev/null || { NGINX_PID=""; fail "nginx exited at start"; }
+  sleep 0.05
+done
+log "nginx $NGINX_VERSION on 127.0.0.1:$NPORT serving $RUN/feeds"
+
+# ---------------------------------------------------------------- 3: checks, then wrk
+declare -A PORT=([crier]=$CPORT [nginx]=$NPORT)
+declare -A ETAG LEN
+# header NAME FILE -> value of the response header NAME in a curl -D dump
+header() { tr -d '\r' < "$2" | awk -v h="$(tr 'A-Z' 'a-z' <<<"$1")" -F': ' 'tolower($1) == h { print $2; exit }'; }
+for srv in crier nginx; do
+  for url in "${URLS[@]}"; do
+    full="http://127.0.0.1:${PORT[$srv]}$url"
+    hd="$RUN/headers"
+    code=$("${CURL[@]}" -D "$hd" -o "$RUN/body.gz" -w '%{http_code}' -H 'Accept-Encoding: gzip' "$full")
+    [ "$code" = 200 ] || fail "$srv $url: status $code"
+    [ "$(header Content-Encoding "$hd")" = gzip ] || fail "$srv $url: no Content-Encoding: gzip"
+    gzip -t "$RUN/body.gz" 2>/dev/null || fail "$srv $url: body is not gzip"
+    etag=$(header ETag "$hd")
+    [ -n "$etag" ] || fail "$srv $url: no ETag"
+    [[ "$etag" != W/* ]] || fail "$srv $url: weak ETag $etag"
+    ETAG[$srv$url]=$etag
+    LEN[$srv$url]=$(stat -c %s "$RUN/body.gz")
+    code=$("${CURL[@]}" -o /dev/null -w '%{http_code}' -H 'Accept-Encoding: gzip' -H "If-None-Match: $etag" "$full")
+    [ "$code" = 304 ] || fail "$srv $url: If-None-Match $etag gave $code, not 304"
+    log "$srv $url: 200 gzip ${LEN[$srv$url]} bytes, ETag $etag; revalidation 304"
+  done
+done
+SAME_BYTES=1
+for url in "${URLS[@]}"; do
+  [ "${LEN[crier$url]}" = "${LEN[nginx$url]}" ] || { SAME_BYTES=0; log "note: $url gzip sizes differ (crier ${LEN[crier$url]}, nginx ${LEN[nginx$url]})"; }
+done
+
+# run_wrk SERVER URL KIND REP -> sets WRK_RPS (requests/s); keeps wrk's output in $RUN/wrk-*.txt
+WRK_NOTES=()
+run_wrk() {
+  local srv=$1 url=$2 kind=$3 rep=$4 out rps
+  local args=(-t2 -c32 -d"${WRK_SECS}s" -H 'Accept-Encoding: gzip')
+  [ "$kind" = 304 ] && args+=(-H "If-None-Match: ${ETAG[$srv$url]}")
+  out="$RUN/wrk-$srv-${url//\//_}-$kind-$rep.txt"
+  timeout $((WRK_SECS + 30)) wrk "${args[@]}" "http://127.0.0.1:${PORT[$srv]}$url" > "$out" 2>&1 \
+    || fail "wrk failed: $(cat "$out")"
+  rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
+  [ -n "$rps" ] || fail "no Requests/sec in wrk output: $(cat "$out")"
+  if grep -qE 'Non-2xx|Socket errors' "$out"; then
+    WRK_NOTES+=("$srv $url $kind run $rep: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ' | paste -sd';')")
+  fi
+  WRK_RPS=$rps
+}
+declare -A RPS
+for url in "${URLS[@]}"; do
+  for kind in 200 304; do
+    for ((r = 1; r <= REPS; r++)); do
+      for srv in crier nginx; do
+        run_wrk "$srv" "$url" "$kind" "$r"
+        rps=$WRK_RPS
+        RPS[$srv$url$kind]+="$rps "
+        log "wrk $srv $url $kind (run $r/$REPS): $rps req/s; crier VmRSS $(rss_mb "$CRIER_PID") MB"
+      done
+    done
+  done
+done
+RSS_END=$(rss_mb "$CRIER_PID")
+
+# ---------------------------------------------------------------- report
+fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.1f", v }'; }
+LAT_TABLE="| posts | p50 ms | p90 ms | p99 ms | max ms | min ms | mean ms |
+|---:|---:|---:|---:|---:|---:|---:|
+| $LAT_N | $(fmt "$LAT_P50") | $(fmt "$LAT_P90") | $(fmt "$LAT_P99") | $(fmt "$LAT_MAX") | $(fmt "$LAT_MIN") | $(fmt "$LAT_MEAN") |"
+
+MEM_TABLE="| when | VmRSS MB | VmHWM (peak) MB |
+|---|---:|---:|
+| after start (/healthz 200 after $(awk -v m="$STARTUP_MS" 'BEGIN { printf "%.2f", m / 1000 }') s) | $(kib_mb "$RSS_START_KIB") | $(kib_mb "$HWM_START_KIB") |
+| after the $LAT_N latency posts | $(kib_mb "$RSS_AFTER_POSTS_KIB") | $(kib_mb "$HWM_AFTER_POSTS_KIB") |
+| after $EDITS edits | $(kib_mb "$RSS_AFTER_EDITS_1_KIB") | $(kib_mb "$HWM_AFTER_EDITS_1_KIB") |
+| after $((2 * EDITS)) edits | $(kib_mb "$RSS_AFTER_EDITS_2_KIB") | $(kib_mb "$HWM_AFTER_EDITS_2_KIB") |
+| after all wrk runs | $RSS_END | — |"
+
+WRK_TABLE="| URL | response | crier req/s (each run) | nginx req/s (each run) | crier / nginx (medians) |
+|---|---|---:|---:|---:|"
+for url in "${URLS[@]}"; do
+  for kind in 200 304; do
+    # shellcheck disable=SC2086
+    cm=$(median ${RPS[crier$url$kind]}); nm=$(median ${RPS[nginx$url$kind]})
+    label="200 gzip"; [ "$kind" = 304 ] && label="304 (If-None-Match)"
+    WRK_TABLE+=$'\n'"| $url | $label | $cm ($(echo ${RPS[crier$url$kind]} | sed 's/ /, /g')) | $nm ($(echo ${RPS[nginx$url$kind]} | sed 's/ /, /g')) | $(ratio "$cm" "$nm") |"
+  done
+done
+
+NOTES=()
+NOTES+=("Startup: ${STARTUP_MS} ms from process start to the first /healthz 200; crier's own first publish step took ${PUBLISH_MS:-?} ms (\`$PUBLISH_LINE\`).")
+NOTES+=("Latency: crier's update step (from its \`updated: ... N ms\` log lines, $LAT_STEPS steps) had median $(fmt "$LAT_STEP_P50") ms, max $(fmt "$LAT_STEP_MAX") ms; the rest of the latency is the inotify event, crier's 10 ms burst-quiet wait and the poll. Median polls per post: $LAT_POLLS_P50.")
+NOTES+=("Edits: round 1 wrote $EDITS edits in ${EDIT1_WRITE_S} s, the last one was served ${EDIT1_DRAIN_MS} ms after it was written, crier ran ${EDIT1_STEPS} update steps (slowest ${EDIT1_STEP_MAX} ms); round 2: ${EDIT2_WRITE_S} s, ${EDIT2_DRAIN_MS} ms, ${EDIT2_STEPS} steps (slowest ${EDIT2_STEP_MAX} ms).")
+NOTES+=("crier logged $UPDATE_STEPS \`updated\` steps in all and $ERROR_LINES WARN/ERROR lines.")
+if [ "$SAME_BYTES" = 1 ]; then
+  NOTES+=("Both servers sent the same gzip bytes (crier's .gz files): ${LEN[crier/feed.rss]} bytes for /feed.rss, ${LEN[crier/categories/$CATEGORY.rss]} for /categories/$CATEGORY.rss.")
+fi
+for note in "${WRK_NOTES[@]}"; do NOTES+=("wrk: $note"); done
+
+echo
+echo "$LAT_TABLE"
+echo
+echo "$MEM_TABLE"
+echo
+echo "$WRK_TABLE"
+echo
+for note in "${NOTES[@]}"; do echo "- $note"; done
+
+{
+  echo "# Serve benchmark: crier serve on $N posts"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- nproc: $(nproc); memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r); load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- crier: $CRIER_REV ($CRIER_VERSION)"
+  echo "- tools: $WRK_VERSION; nginx $NGINX_VERSION; $PY_VERSION; $CURL_VERSION"
+  echo "- command: \`bash benches/serve.sh\` (LAT_POSTS=$LAT_POSTS, EDITS=$EDITS, WRK_SECS=$WRK_SECS, REPS=$REPS)"
+  echo "- crier: \`crier serve --posts CORPUS --feeds TMP --base-url $BASE_URL --listen 127.0.0.1:PORT\` from the repo root (config/crier.toml: items = 20, gzip level 3, brotli quality 3, ...)"
+  echo
+  echo "## 1. Save-to-served latency"
+  echo
+  echo "A new post (about 5 KB of Chinese HTML, category $CATEGORY, dated after every corpus post) is"
+  echo "written to a temp file on the same file system, then \`os.rename()\`d into the posts folder;"
+  echo "latency is from the rename to the first GET of /categories/$CATEGORY.rss (polled back to back"
+  echo "on a keep-alive connection with If-None-Match) that returns a new ETag and the new title."
+  echo "One post at a time, 50 ms apart. Percentiles are nearest-rank."
+  echo
+  echo "$LAT_TABLE"
+  echo
+  echo "## 2. Memory"
+  echo
+  echo "crier's resident set (/proc/PID/status). An edit rewrites one of the benchmark's ten newest"
+  echo "posts (all in the watched feed) with a new title, write-temp-and-rename, 5 ms apart; RSS is"
+  echo "read once the last edit's title is served, plus 0.5 s."
+  echo
+  echo "$MEM_TABLE"
+  echo
+  echo "## 3. Throughput: crier against nginx"
+  echo
+  echo "\`wrk -t2 -c32 -d${WRK_SECS}s -H 'Accept-Encoding: gzip' [-H 'If-None-Match: ETAG'] URL\` on 127.0.0.1;"
+  echo "nginx (worker_processes 2, \`etag on; gzip_static on;\`, access log off, keepalive_requests 1000"
+  echo "as crier's max_requests_per_connection) serves the feeds folder crier wrote. Each server's own"
+  echo "gzip ETag is used for the 304 runs, checked with curl first. wrk and the server share the"
+  echo "$(nproc) cores; the servers are measured one at a time, alternating, $REPS runs each (median"
+  echo "of $REPS = their mean); the other server stays up and idle."
+  echo
+  echo "$WRK_TABLE"
+  echo
+  echo "Notes:"
+  for note in "${NOTES[@]}"; do echo "- $note"; done
+} > "$RESULTS"
+log "wrote $RESULTS"
