@@ -77,15 +77,7 @@ pub fn read_post(
     let mut file = std::fs::File::open(path).map_err(io_error)?;
     let metadata = file.metadata().map_err(io_error)?;
     if metadata.len() > cx.max_bytes {
-        return Err(PostError {
-            path: path.to_owned(),
-            line: 1,
-            message: format!(
-                "file is {} bytes, over the limit of {} bytes; shorten it or raise `max_post_bytes` in the config",
-                metadata.len(),
-                cx.max_bytes
-            ),
-        });
+        return Err(post::too_large(path, metadata.len(), cx.max_bytes));
     }
     let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let mut bytes = Vec::with_capacity(if metadata_only { HEAD_BYTES } else { metadata.len() as usize + 1 });

@@ -109,14 +109,7 @@ pub fn parse<'b>(
 ) -> Result<(PostMeta, Cow<'b, str>), PostError> {
     let fail = |line: usize, message: String| PostError { path: path.to_owned(), line, message };
     if bytes.len() as u64 > cx.max_bytes {
-        return Err(fail(
-            1,
-            format!(
-                "file is {} bytes, over the limit of {} bytes; shorten it or raise `max_post_bytes` in the config",
-                bytes.len(),
-                cx.max_bytes
-            ),
-        ));
+        return Err(too_large(path, bytes.len() as u64, cx.max_bytes));
     }
     let text = decode(bytes).map_err(|(line, message)| fail(line, message))?;
     if text.trim().is_empty() {
@@ -219,6 +212,15 @@ pub fn parse<'b>(
         Cow::Owned(text) => Cow::Owned(text[body_start..].to_owned()),
     };
     Ok((meta, body))
+}
+
+/// The error for a file over the size limit.
+pub fn too_large(path: &Path, len: u64, max: u64) -> PostError {
+    PostError {
+        path: path.to_owned(),
+        line: 1,
+        message: format!("file is {len} bytes, over the limit of {max} bytes; shorten it or raise `max_post_bytes` in the config"),
+    }
 }
 
 /// Bytes to text: UTF-8 only (BOM dropped), CRLF to LF, characters XML 1.0 forbids removed.
