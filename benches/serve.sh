@@ -3,7 +3,8 @@
 #
 #   bash benches/serve.sh          (from anywhere; it runs from the repo root)
 #
-# 1. Startup: process start to the first /healthz 200 (the whole first publish).
+# 1. Startup: process start to the first /healthz 200 (the whole first publish), then the
+#    time until a first change (a probe post) is served: crier may still be busy after /healthz.
 #    Save-to-served latency (benches/serve_latency.py): LAT_POSTS new posts, one at a time,
 #    each written to a temp file on the same file system and os.rename()d into
 #    POSTS/zz-bench/, then /categories/cat7.rss polled (If-None-Match, keep-alive) until a
@@ -82,7 +83,7 @@ if ! [ -x "$CRIER" ] || ! "$CRIER" serve --help 2>/dev/null | grep -q -- '--list
   echo "serve.sh: $CRIER missing or without \`crier serve --listen\`" >&2; exit 2
 fi
 CRIER_REV=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo "no commit yet")
-if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
   CRIER_REV+=" (+ uncommitted changes)"
 fi
 CRIER_VERSION=$("$CRIER" --version 2>&1 | head -n1)
@@ -248,6 +249,14 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.05
 done
 log "nginx $NGINX_VERSION on 127.0.0.1:$NPORT serving $RUN/feeds"
+# nginx's master and workers, for their CPU time.
+kids=$(cat "/proc/$NGINX_PID/task/$NGINX_PID/children" 2>/dev/null || true)
+[ -n "$kids" ] || kids=$(pgrep -P "$NGINX_PID" 2>/dev/null || true)
+NGINX_PIDS="$NGINX_PID $kids"
+[ "$(wc -w <<<"$NGINX_PIDS")" -gt 1 ] || log "note: nginx's workers not found; nginx CPU counts its master only"
+CLK_TCK=$(getconf CLK_TCK)
+# cpu_ticks PID... -> user + system CPU ticks of those processes
+cpu_ticks() { local p t=0; for p in "$@"; do t=$(( t + $(awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0) )); done; echo "$t"; }
 
 # ---------------------------------------------------------------- 3: checks, then wrk
 declare -A PORT=([crier]=$CPORT [nginx]=$NPORT)
@@ -284,16 +293,25 @@ run_wrk() {
   local args=(-t2 -c32 -d"${WRK_SECS}s" -H 'Accept-Encoding: gzip')
   [ "$kind" = 304 ] && args+=(-H "If-None-Match: ${ETAG[$srv$url]}")
   out="$RUN/wrk-$srv-${url//\//_}-$kind-$rep.txt"
+  local pids=$CRIER_PID c0 c1 reqs
+  [ "$srv" = nginx ] && pids=$NGINX_PIDS
+  # shellcheck disable=SC2086
+  c0=$(cpu_ticks $pids)
   timeout $((WRK_SECS + 30)) wrk "${args[@]}" "http://127.0.0.1:${PORT[$srv]}$url" > "$out" 2>&1 \
     || fail "wrk failed: $(cat "$out")"
   rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$out")
   [ -n "$rps" ] || fail "no Requests/sec in wrk output: $(cat "$out")"
+  # shellcheck disable=SC2086
+  c1=$(cpu_ticks $pids)
+  reqs=$(awk '/ requests in / { print $1 }' "$out")
+  # server CPU time per request, microseconds
+  WRK_CPU=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "nan" }')
   if grep -qE 'Non-2xx|Socket errors' "$out"; then
     WRK_NOTES+=("$srv $url $kind run $rep: $(grep -E 'Non-2xx|Socket errors' "$out" | tr -s ' ' | paste -sd';')")
   fi
   WRK_RPS=$rps
 }
-declare -A RPS
+declare -A RPS CPU
 for url in "${URLS[@]}"; do
   for kind in 200 304; do
     for ((r = 1; r <= REPS; r++)); do
@@ -301,7 +319,8 @@ for url in "${URLS[@]}"; do
         run_wrk "$srv" "$url" "$kind" "$r"
         rps=$WRK_RPS
         RPS[$srv$url$kind]+="$rps "
-        log "wrk $srv $url $kind (run $r/$REPS): $rps req/s; crier VmRSS $(rss_mb "$CRIER_PID") MB"
+        CPU[$srv$url$kind]+="$WRK_CPU "
+        log "wrk $srv $url $kind (run $r/$REPS): $rps req/s, server CPU $WRK_CPU us/request; crier VmRSS $(rss_mb "$CRIER_PID") MB"
       done
     done
   done
@@ -317,24 +336,30 @@ LAT_TABLE="| posts | p50 ms | p90 ms | p99 ms | max ms | min ms | mean ms |
 MEM_TABLE="| when | VmRSS MB | VmHWM (peak) MB |
 |---|---:|---:|
 | after start (/healthz 200 after $(awk -v m="$STARTUP_MS" 'BEGIN { printf "%.2f", m / 1000 }') s) | $(kib_mb "$RSS_START_KIB") | $(kib_mb "$HWM_START_KIB") |
+| after the probe post was served ($PROBE_S s after /healthz) | $(kib_mb "$RSS_AFTER_PROBE_KIB") | $(kib_mb "$HWM_AFTER_PROBE_KIB") |
 | after the $LAT_N latency posts | $(kib_mb "$RSS_AFTER_POSTS_KIB") | $(kib_mb "$HWM_AFTER_POSTS_KIB") |
 | after $EDITS edits | $(kib_mb "$RSS_AFTER_EDITS_1_KIB") | $(kib_mb "$HWM_AFTER_EDITS_1_KIB") |
 | after $((2 * EDITS)) edits | $(kib_mb "$RSS_AFTER_EDITS_2_KIB") | $(kib_mb "$HWM_AFTER_EDITS_2_KIB") |
 | after all wrk runs | $RSS_END | — |"
 
-WRK_TABLE="| URL | response | crier req/s (each run) | nginx req/s (each run) | crier / nginx (medians) |
-|---|---|---:|---:|---:|"
+WRK_TABLE="| URL | response | crier req/s (each run) | nginx req/s (each run) | crier / nginx (medians) | server CPU µs/request: crier / nginx |
+|---|---|---:|---:|---:|---:|"
 for url in "${URLS[@]}"; do
   for kind in 200 304; do
     # shellcheck disable=SC2086
     cm=$(median ${RPS[crier$url$kind]}); nm=$(median ${RPS[nginx$url$kind]})
     label="200 gzip"; [ "$kind" = 304 ] && label="304 (If-None-Match)"
-    WRK_TABLE+=$'\n'"| $url | $label | $cm ($(echo ${RPS[crier$url$kind]} | sed 's/ /, /g')) | $nm ($(echo ${RPS[nginx$url$kind]} | sed 's/ /, /g')) | $(ratio "$cm" "$nm") |"
+    # shellcheck disable=SC2086
+    cc=$(printf '%s\n' ${CPU[crier$url$kind]} | sort -g | awk '{ a[NR] = $1 } END { printf "%.1f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    # shellcheck disable=SC2086
+    nc=$(printf '%s\n' ${CPU[nginx$url$kind]} | sort -g | awk '{ a[NR] = $1 } END { printf "%.1f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    WRK_TABLE+=$'\n'"| $url | $label | $cm ($(echo ${RPS[crier$url$kind]} | sed 's/ /, /g')) | $nm ($(echo ${RPS[nginx$url$kind]} | sed 's/ /, /g')) | $(ratio "$cm" "$nm") | $cc / $nc |"
   done
 done
 
 NOTES=()
 NOTES+=("Startup: ${STARTUP_MS} ms from process start to the first /healthz 200; crier's own first publish step took ${PUBLISH_MS:-?} ms (\`$PUBLISH_LINE\`).")
+NOTES+=("First change: a probe post renamed in right after /healthz said 200 was served ${PROBE_S} s later; crier used ${PROBE_CPU_S} CPU seconds meanwhile, then ${IDLE_CPU_PCT}% CPU over the next 2 s. The latency posts start only after that.")
 NOTES+=("Latency: crier's update step (from its \`updated: ... N ms\` log lines, $LAT_STEPS steps) had median $(fmt "$LAT_STEP_P50") ms, max $(fmt "$LAT_STEP_MAX") ms; the rest of the latency is the inotify event, crier's 10 ms burst-quiet wait and the poll. Median polls per post: $LAT_POLLS_P50.")
 NOTES+=("Edits: round 1 wrote $EDITS edits in ${EDIT1_WRITE_S} s, the last one was served ${EDIT1_DRAIN_MS} ms after it was written, crier ran ${EDIT1_STEPS} update steps (slowest ${EDIT1_STEP_MAX} ms); round 2: ${EDIT2_WRITE_S} s, ${EDIT2_DRAIN_MS} ms, ${EDIT2_STEPS} steps (slowest ${EDIT2_STEP_MAX} ms).")
 NOTES+=("crier logged $UPDATE_STEPS \`updated\` steps in all and $ERROR_LINES WARN/ERROR lines.")
@@ -368,7 +393,8 @@ for note in "${NOTES[@]}"; do echo "- $note"; done
   echo "written to a temp file on the same file system, then \`os.rename()\`d into the posts folder;"
   echo "latency is from the rename to the first GET of /categories/$CATEGORY.rss (polled back to back"
   echo "on a keep-alive connection with If-None-Match) that returns a new ETag and the new title."
-  echo "One post at a time, 50 ms apart. Percentiles are nearest-rank."
+  echo "One post at a time, 50 ms apart, starting once a probe post renamed in right after"
+  echo "/healthz said 200 has been served (see the notes). Percentiles are nearest-rank."
   echo
   echo "$LAT_TABLE"
   echo
@@ -387,7 +413,10 @@ for note in "${NOTES[@]}"; do echo "- $note"; done
   echo "as crier's max_requests_per_connection) serves the feeds folder crier wrote. Each server's own"
   echo "gzip ETag is used for the 304 runs, checked with curl first. wrk and the server share the"
   echo "$(nproc) cores; the servers are measured one at a time, alternating, $REPS runs each (median"
-  echo "of $REPS = their mean); the other server stays up and idle."
+  echo "of $REPS = their mean); the other server stays up and idle. Server CPU µs/request is the"
+  echo "server's user + system CPU time during the run (/proc/PID/stat; nginx: master and workers)"
+  echo "divided by the requests wrk completed (median of the runs): on a shared 2-core machine, where"
+  echo "wrk takes a large share, it compares the servers better than requests/s alone."
   echo
   echo "$WRK_TABLE"
   echo

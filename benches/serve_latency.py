@@ -6,6 +6,11 @@ Usage (benches/serve.sh runs it; crier must already answer /healthz with 200):
     python3 benches/serve_latency.py --port PORT --pid PID --bench-dir POSTS/zz-bench \
         --staging DIR [--log CRIER_LOG] [--json OUT] [--env OUT] [options]
 
+Part 0, first change. /healthz is 200 once the first publish is done; one probe post (older
+than the latency posts) is renamed in and the feed polled every 100 ms until it is served: the
+time from /healthz to a daemon that takes in changes. crier's CPU seconds meanwhile and its CPU
+use over the 2 s after are reported too.
+
 Part 1, latency. For each of --posts new posts, one at a time:
   - write the post (front matter like the corpus': title, a date newer than every corpus post
     and in the past, an existing category and tag; ~5 KB of Chinese HTML paragraphs) into a temp
@@ -66,6 +71,13 @@ def proc_status(pid: int) -> dict[str, int]:
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(value.split()[0])
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def body_html(rng: random.Random, target_bytes: int) -> str:
@@ -169,6 +181,8 @@ def main() -> int:
                     help="date of the first new post (the corpus ends 2025-12-31 23:59:59 UTC)")
     ap.add_argument("--gap-ms", type=float, default=50, help="pause after each post is served")
     ap.add_argument("--timeout", type=float, default=30, help="seconds to wait for one post")
+    ap.add_argument("--ready-timeout", type=float, default=900,
+                    help="seconds to wait for the probe post (the first change after /healthz)")
     ap.add_argument("--edits", type=int, default=1000, help="edits per round (memory part)")
     ap.add_argument("--edit-rounds", type=int, default=2)
     ap.add_argument("--edit-pause-ms", type=float, default=5)
@@ -231,11 +245,48 @@ def main() -> int:
             raise RuntimeError(f"GET {args.feed}: status {status}, etag {hdrs.get('etag')}")
         return hdrs["etag"]
 
+    # ------------------------------------------------------------ part 0: first change
+    # /healthz says 200 once the first publish is done, but the daemon may still be busy (with
+    # the watcher events of its own first reads, say). One probe post, polled every 100 ms,
+    # shows when it takes in a change; the latency posts start after that.
+    cpu0 = cpu_seconds(args.pid)
+    probe_title = f"基准探针稿件 {token}"
+    tmp = staged_write("bench-probe.md", post_text(probe_title, base - timedelta(minutes=1), args.category,
+                                                   args.tag, body_html(rng, args.body_bytes)))
+    old = current_etag()
+    t0 = time.perf_counter()
+    os.rename(tmp, os.path.join(bench_dir, "bench-probe.md"))
+    log(f"probe: waiting (up to {args.ready_timeout:.0f} s) until crier serves a first change")
+    deadline = time.monotonic() + args.ready_timeout
+    try:
+        while True:
+            try:
+                wait_served(probe_title.encode(), old, time.monotonic())  # one poll
+                break
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"probe post not served within {args.ready_timeout:.0f} s") from None
+                time.sleep(0.1)
+    except Exception as error:
+        report["error"] = f"probe: {error}"
+        log(report["error"])
+    probe_s = time.perf_counter() - t0
+    probe_cpu = cpu_seconds(args.pid) - cpu0
+    time.sleep(1)
+    cpu1 = cpu_seconds(args.pid)
+    time.sleep(2)
+    idle_pct = (cpu_seconds(args.pid) - cpu1) / 2 * 100
+    report["probe"] = {"s": round(probe_s, 3), "cpu_s": round(probe_cpu, 2), "idle_cpu_pct": round(idle_pct, 1),
+                       "log": tail.read_new()}
+    log(f"probe served after {probe_s:.2f} s (crier used {probe_cpu:.1f} CPU s meanwhile); "
+        f"then crier used {idle_pct:.0f}% CPU over 2 s")
+    mem["after_probe"] = proc_status(args.pid)
+
     # ------------------------------------------------------------ part 1: latency
     samples = []
     names = []
     log(f"latency: {args.posts} posts into {bench_dir}, watching {args.feed}")
-    for i in range(args.posts):
+    for i in range(args.posts if "error" not in report else 0):
         title = f"基准延迟稿件 {i} {token}"
         name = f"bench-{i:04d}.md"
         date = base + timedelta(minutes=i)
@@ -330,6 +381,9 @@ def main() -> int:
     for key, status in mem.items():
         summary[f"RSS_{key.upper()}_KIB"] = status["VmRSS"]
         summary[f"HWM_{key.upper()}_KIB"] = status["VmHWM"]
+    summary["PROBE_S"] = round(probe_s, 2)
+    summary["PROBE_CPU_S"] = round(probe_cpu, 1)
+    summary["IDLE_CPU_PCT"] = round(idle_pct, 1)
     summary["HTTP_REQUESTS"] = client.requests
     summary["HTTP_CONNECTS"] = client.reconnects
     summary["RUN_TOKEN"] = token

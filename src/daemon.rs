@@ -299,6 +299,9 @@ impl State {
             systemd::ready(&self.status());
         }
         self.shared.store(next);
+        if !first {
+            systemd::status(&self.status());
+        }
         tracing::info!(
             "{what}: {} posts read, {} documents regenerated, {} removed, {} errors; {} posts published, {} feeds; {:.1} ms",
             change.posts_read,
@@ -323,6 +326,7 @@ impl State {
         if self.unwritten.is_empty() {
             tracing::info!("the feeds folder is up to date again");
         }
+        systemd::status(&self.status());
     }
 
     fn start_watcher(&mut self, events: &Sender<Message>) {
@@ -426,7 +430,6 @@ impl State {
             if !self.unwritten.is_empty() && self.last_retry.elapsed() >= RETRY_WRITES {
                 self.retry_writes();
             }
-            systemd::status(&self.status());
         }
         self.watcher = None;
     }

@@ -177,8 +177,9 @@ impl Site {
 
     /// The earliest post date after `now`: when the published set changes by itself next.
     pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Newest first: the posts after `now` lead the set, so this costs only the scheduled ones.
         let site = self.feeds.get(&FeedKey::Site)?;
-        site.iter().rev().map(|o| o.date).find(|d| *d > now)
+        site.iter().map(|o| o.date).take_while(|d| *d > now).last()
     }
 }
 
@@ -278,6 +279,9 @@ mod tests {
         assert_eq!(paths(&feeds[0]), ["now"]);
         assert_eq!(feeds.len(), 1, "a category with only future posts has no feed yet");
         assert_eq!(site.next_due(t).unwrap().to_rfc3339(), "2021-06-01T00:00:00+00:00");
+        site.insert(post("much-later", "2021-09-01T00:00:00Z", &[], &[]));
+        assert_eq!(site.next_due(t).unwrap().to_rfc3339(), "2021-06-01T00:00:00+00:00", "the earliest due");
+        site.remove(Path::new("much-later"));
         assert_eq!(site.next_due(now()), None);
         assert_eq!(site.scheduled(t), 1);
         assert_eq!(site.scheduled(now()), 0);
