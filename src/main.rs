@@ -8,11 +8,6 @@ use clap::{Args, Parser, Subcommand};
 use crier::config::{Config, Overrides};
 use crier::generate;
 
-// Feeds are built from many short-lived allocations on every core; mimalloc's per-thread heaps
-// cut the build's allocator time and page faults compared with glibc's malloc.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Publishes RSS 2.0, Atom 1.0 and JSON Feed from a folder of post files.
 #[derive(Parser)]
 #[command(name = "crier", version, about, long_about = None)]
