@@ -346,11 +346,14 @@ impl State {
         if !config.posts.is_dir() {
             tracing::warn!("posts folder {} does not exist yet; serving empty feeds until it does", config.posts.display());
         }
-        // Watch first, so that nothing written while the first publish runs is missed.
+        self.step("published", true, |engine, now, sink| engine.load_all(now, sink));
+        // Watching starts after the first publish (whose reads of every post would otherwise
+        // flood the watcher with events about crier itself); what changed meanwhile is found by
+        // comparing the folder with what was read, which needs no reading.
         if config.posts.is_dir() {
             self.start_watcher(&events);
+            self.step("caught up", false, |engine, now, sink| engine.load_all(now, sink));
         }
-        self.step("published", true, |engine, now, sink| engine.load_all(now, sink));
 
         let mut inbox = Inbox { settle: config.settle, ..Inbox::default() };
         loop {

@@ -64,10 +64,20 @@ pub struct Encoded {
 
 impl Encoded {
     pub fn compress(identity: Vec<u8>, levels: Levels, modified: SystemTime) -> Encoded {
-        let gzip = gzip(&identity, levels.gzip).into();
-        let brotli = brotli(&identity, levels.brotli).into();
-        Encoded { identity: identity.into(), gzip, brotli, modified }
+        let gzip = gzip(&identity, levels.gzip);
+        let brotli = brotli(&identity, levels.brotli);
+        Encoded { identity: exact(identity), gzip: exact(gzip), brotli: exact(brotli), modified }
     }
+}
+
+/// Bytes that hold on to no spare capacity: documents grow by doubling while they are written,
+/// and a daemon keeps thousands of them.
+fn exact(mut bytes: Vec<u8>) -> Bytes {
+    bytes.shrink_to_fit();
+    Bytes::from(bytes)
+}
+
+impl Encoded {
 }
 
 /// The encodings and time of `path` when it holds exactly `identity` and both encodings exist.
