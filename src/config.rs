@@ -155,6 +155,11 @@ impl Config {
         let in_dir = |p: PathBuf| if p.is_relative() { normalize(&dir.join(p)) } else { p };
         let posts = overrides.posts.clone().or(raw.posts.map(in_dir)).unwrap_or_else(|| "posts".into());
         let feeds = overrides.feeds.clone().or(raw.feeds.map(in_dir)).unwrap_or_else(|| "feeds".into());
+        // Absolute, because the watcher reports absolute paths and they must match these.
+        let absolute = |key: &'static str, path: PathBuf| {
+            std::path::absolute(&path).map(|p| normalize(&p)).map_err(|e| invalid(key, path.display(), e))
+        };
+        let (posts, feeds) = (absolute("posts", posts)?, absolute("feeds", feeds)?);
 
         let base_url_text = overrides
             .base_url
@@ -362,7 +367,7 @@ mod tests {
             listen: None,
         };
         let config = Config::from_raw(raw, Path::new("/x"), &overrides).unwrap();
-        assert_eq!(config.posts, Path::new("b"));
+        assert_eq!(config.posts, std::env::current_dir().unwrap().join("b"), "made absolute");
         assert_eq!(config.base_url.as_str(), "https://b.org/");
     }
 

@@ -31,6 +31,12 @@ const ROOT_POLL: Duration = Duration::from_millis(500);
 /// The publisher proves it is alive at least this often (the watchdog depends on it).
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// A folder's device and inode, or `None` when it is not a folder.
+fn folder_identity(path: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))
+}
+
 fn feeds_dir(config: &Config) -> FeedsDir {
     FeedsDir::new(&config.feeds, Levels { gzip: config.gzip_level, brotli: config.brotli_quality })
 }
@@ -165,6 +171,8 @@ struct State {
     /// What `systemctl status` says about the last change and the last error.
     last_change: String,
     last_error: Option<String>,
+    /// The posts folder being watched (device and inode), to notice it replaced.
+    watched: Option<(u64, u64)>,
 }
 
 /// The daemon's sink: each document is made current on disk (or taken from it, unchanged) and
@@ -196,6 +204,7 @@ impl State {
             heartbeat,
             last_change: "none yet".to_owned(),
             last_error: None,
+            watched: None,
         }
     }
 
@@ -331,6 +340,8 @@ impl State {
 
     fn start_watcher(&mut self, events: &Sender<Message>) {
         let config = self.config();
+        self.watcher = None;
+        self.watched = folder_identity(&config.posts);
         let sender = events.clone();
         let handler = move |message: WatchMessage| {
             let _ = sender.send(Message::Watch(message));
@@ -393,6 +404,7 @@ impl State {
                 break;
             }
             if let Some(config) = inbox.reload.take() {
+                inbox.settle = config.settle;
                 self.reload(config, &events);
                 continue;
             }
@@ -407,13 +419,19 @@ impl State {
                 }
             });
 
-            // The posts folder itself removed, or back.
-            let exists = config.posts.is_dir();
-            if self.watcher.is_some() && !exists {
-                tracing::warn!("posts folder {} was removed; its posts are unpublished until it is back", config.posts.display());
-                self.watcher = None;
+            // The posts folder itself removed, replaced (a rename-swap deploy), or back.
+            let config = self.config();
+            let identity = folder_identity(&config.posts);
+            if self.watcher.is_some() && identity != self.watched {
+                if identity.is_none() {
+                    tracing::warn!("posts folder {} was removed; its posts are unpublished until it is back", config.posts.display());
+                    self.watcher = None;
+                } else {
+                    tracing::info!("posts folder {} was replaced; watching the new one", config.posts.display());
+                    self.start_watcher(&events);
+                }
                 *rescan = true;
-            } else if self.watcher.is_none() && exists {
+            } else if self.watcher.is_none() && identity.is_some() {
                 tracing::info!("posts folder {} is here; watching it", config.posts.display());
                 self.start_watcher(&events);
                 *rescan = true;
@@ -448,10 +466,12 @@ impl State {
         self.feeds = feeds_dir(&config);
         self.engine = Engine::new(config.clone());
         self.unwritten.clear();
+        // As at start: read everything first, then watch and catch up.
+        self.step("reloaded", true, |engine, now, sink| engine.load_all(now, sink));
         if config.posts.is_dir() {
             self.start_watcher(events);
+            self.step("caught up", false, |engine, now, sink| engine.load_all(now, sink));
         }
-        self.step("reloaded", true, |engine, now, sink| engine.load_all(now, sink));
         tracing::info!("reloaded the configuration");
         systemd::ready(&self.status());
     }

@@ -55,7 +55,8 @@ pub fn respond(published: &Published, method: &Method, path: &str, headers: &Hea
         return plain(status, text, method, HeaderValue::from_static("no-store"));
     }
     let Some(resource) = route(published, settings, path) else {
-        return plain(StatusCode::NOT_FOUND, "not found\n", method, settings.cache_control.clone());
+        // Briefly cacheable: a feed may appear here soon (a new category, a scheduled post).
+        return plain(StatusCode::NOT_FOUND, "not found\n", method, HeaderValue::from_static("public, max-age=60"));
     };
     if method != Method::GET && method != Method::HEAD {
         let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", method, HeaderValue::from_static("no-store"));

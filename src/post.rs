@@ -16,7 +16,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use crate::config::Author;
-use crate::text::{is_xml_char, slugify};
+use crate::text::{is_xml_char, slugify, xml_safe};
 
 /// A post that cannot be published, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +326,12 @@ fn bad_date_message(key: &str, value: &str) -> String {
 
 /// Parses Jekyll's date forms and RFC 3339; a date without an offset is in `timezone`.
 pub fn parse_date(text: &str, timezone: Tz) -> Option<DateTime<FixedOffset>> {
+    use chrono::Datelike;
+    // Feeds can only write years 1 to 9999 (RFC 822 and RFC 3339 have four digits).
+    parse_any_date(text, timezone).filter(|d| (1..=9999).contains(&d.year()) && (1..=9999).contains(&d.to_utc().year()))
+}
+
+fn parse_any_date(text: &str, timezone: Tz) -> Option<DateTime<FixedOffset>> {
     let text = text.trim();
     if let Ok(date) = DateTime::parse_from_rfc3339(text) {
         return Some(date);
@@ -413,7 +419,8 @@ fn permalink_tokens(pattern: &str) -> impl Iterator<Item = (bool, &str)> {
                 return Some((true, token));
             }
         }
-        let len = rest[1..].find(':').map_or(rest.len(), |i| i + 1);
+        let first = rest.chars().next().map_or(1, char::len_utf8);
+        let len = rest[first..].find(':').map_or(rest.len(), |i| i + first);
         let token = &rest[..len];
         rest = &rest[len..];
         Some((false, token))
@@ -517,11 +524,12 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a text value")
     }
+    // YAML escapes (`"\f"`, `"\x01"`, `"\uFFFE"`) make characters XML forbids after decoding.
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
-        Ok(Scalar(v.to_owned()))
+        Ok(Scalar(xml_safe(v).into_owned()))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
-        Ok(Scalar(v))
+        Ok(Scalar(xml_safe(&v).into_owned()))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
         Ok(Scalar(v.to_string()))
@@ -556,7 +564,7 @@ impl<'de> Deserialize<'de> for StringList {
                 f.write_str("a list of names, or names separated by spaces")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<StringList, E> {
-                Ok(StringList(v.split_whitespace().map(str::to_owned).collect()))
+                Ok(StringList(xml_safe(v).split_whitespace().map(str::to_owned).collect()))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<StringList, E> {
                 Ok(StringList(vec![v.to_string()]))
@@ -655,7 +663,7 @@ mod tests {
             let date = parse_date(text, tz).unwrap_or_else(|| panic!("{text} should parse"));
             assert_eq!(date.to_rfc3339(), expected, "{text}");
         }
-        for bad in ["yesterday", "2021-13-01", "2021-12-32 10:00", "23/12/2021", ""] {
+        for bad in ["yesterday", "2021-13-01", "2021-12-32 10:00", "23/12/2021", "", "-1-01-01", "+10000-01-01", "0000-01-01 00:00 +0100"] {
             assert!(parse_date(bad, tz).is_none(), "{bad} should not parse");
         }
     }
@@ -745,6 +753,14 @@ mod tests {
     }
 
     #[test]
+    fn yaml_escapes_cannot_smuggle_forbidden_characters() {
+        let m = meta("---\ntitle: \"a\\fb\\x01c\\uFFFEd\"\ndate: 2021-01-01\ntags: \"x\\by\"\nauthor: \"\\0Ann\"\n---\n");
+        assert_eq!(m.title, "abcd");
+        assert_eq!(m.tags, ["xy"]);
+        assert_eq!(m.author.unwrap().name, "Ann");
+    }
+
+    #[test]
     fn bom_crlf_and_forbidden_characters() {
         let (m, body) = parse_at("p.md", "\u{feff}---\r\ntitle: \"a\u{8}b\"\r\ndate: 2021-01-01\r\n---\r\nline\u{c}1\r\n").unwrap();
         assert_eq!(m.title, "ab");
@@ -812,6 +828,8 @@ mod tests {
     fn permalink_placeholders() {
         assert_eq!(unknown_permalink_placeholder(DEFAULT_PERMALINK_FOR_TEST), None);
         assert_eq!(unknown_permalink_placeholder("/:year/:nope.html").as_deref(), Some(":nope"));
+        assert_eq!(unknown_permalink_placeholder("/:title文.html"), None);
+        assert_eq!(unknown_permalink_placeholder("/文/:title"), None);
         let date = DateTime::parse_from_rfc3339("2021-03-04T05:06:07+08:00").unwrap();
         assert_eq!(
             expand_permalink("/:short_year/:i_month/:i_day/:hour:minute:second/:slug/", &date, "Hello World", &[]),

@@ -87,13 +87,17 @@ fn read_current(path: &Path, identity: &[u8]) -> Option<Encoded> {
     if meta.len() != identity.len() as u64 || fs::read(path).ok()? != identity {
         return None;
     }
-    let gzip = fs::read(with_suffix(path, ".gz")).ok()?;
-    let brotli = fs::read(with_suffix(path, ".br")).ok()?;
+    // Encodings are written with the document's time; another time means a write was cut short.
+    let modified = meta.modified().ok()?;
+    let current = |suffix: &str| -> Option<Vec<u8>> {
+        let path = with_suffix(path, suffix);
+        (fs::metadata(&path).ok()?.modified().ok()? == modified).then(|| fs::read(&path).ok()).flatten()
+    };
     Some(Encoded {
         identity: Bytes::copy_from_slice(identity),
-        gzip: gzip.into(),
-        brotli: brotli.into(),
-        modified: meta.modified().ok()?,
+        gzip: current(".gz")?.into(),
+        brotli: current(".br")?.into(),
+        modified,
     })
 }
 

@@ -33,10 +33,15 @@ fn config(dir: &Path, extra: &str) -> String {
 
 impl Daemon {
     fn start(dir: &Path, extra_config: &str) -> Daemon {
-        fs::write(dir.join("crier.toml"), config(dir, extra_config)).unwrap();
+        Daemon::start_with(dir, &config(dir, extra_config))
+    }
+
+    /// Starts crier in `dir` (its working directory) with `crier.toml` holding `config_text`.
+    fn start_with(dir: &Path, config_text: &str) -> Daemon {
+        fs::write(dir.join("crier.toml"), config_text).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_crier"))
-            .args(["serve", "--config"])
-            .arg(dir.join("crier.toml"))
+            .current_dir(dir)
+            .args(["serve", "--config", "crier.toml"])
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -531,4 +536,31 @@ fn scheduled_posts_follow_the_clock() {
     let site = shared.load().resources["feed.rss"].identity.body.clone();
     assert!(String::from_utf8_lossy(&site).contains("十年后"));
     publisher.stop();
+}
+
+#[test]
+fn relative_paths_in_the_config_are_watched() {
+    let dir = site();
+    let daemon = Daemon::start_with(dir.path(), "posts = \"posts\"\nfeeds = \"feeds\"\nlisten = \"127.0.0.1:0\"\n");
+    fs::write(daemon.posts().join("news/port.md"), post("相对路径", "2021-12-23 16:34:36 +0800", "caijing")).unwrap();
+    daemon.wait_for("an edit under a relative posts path", || daemon.get("/feed.rss", &[]).text().contains("相对路径"));
+}
+
+#[test]
+fn a_posts_folder_swapped_by_rename_is_followed() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "");
+    let fresh = dir.path().join("posts.new");
+    fs::create_dir_all(&fresh).unwrap();
+    fs::write(fresh.join("deployed.md"), post("新版本", "2021-12-26", "caijing")).unwrap();
+    // A deploy: the new folder renamed over the old one in two quick steps.
+    fs::rename(daemon.posts(), dir.path().join("posts.old")).unwrap();
+    fs::rename(&fresh, daemon.posts()).unwrap();
+    daemon.wait_for("the new folder", || {
+        let text = daemon.get("/feed.rss", &[]).text();
+        text.contains("新版本") && !text.contains("港口新闻")
+    });
+    // And it is watched: an edit in the new folder is seen.
+    fs::write(daemon.posts().join("deployed.md"), post("新版本二", "2021-12-26", "caijing")).unwrap();
+    daemon.wait_for("an edit in the new folder", || daemon.get("/feed.rss", &[]).text().contains("新版本二"));
 }
