@@ -75,6 +75,7 @@ pub struct RawConfig {
     pub max_connections: Option<usize>,
     pub max_requests_per_connection: Option<usize>,
     pub header_timeout_ms: Option<u64>,
+    pub write_timeout_ms: Option<u64>,
     pub max_header_bytes: Option<usize>,
     pub shutdown_timeout_ms: Option<u64>,
 }
@@ -124,6 +125,8 @@ pub struct Config {
     pub max_connections: usize,
     pub max_requests_per_connection: usize,
     pub header_timeout: Duration,
+    /// A connection whose writes make no progress for this long is closed.
+    pub write_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_timeout: Duration,
 }
@@ -239,6 +242,7 @@ impl Config {
         let poll_interval = millis("poll_interval_ms", raw.poll_interval_ms, 2000, 10)?;
         let settle = millis("settle_ms", raw.settle_ms, 1000, 0)?;
         let header_timeout = millis("header_timeout_ms", raw.header_timeout_ms, 10_000, 100)?;
+        let write_timeout = millis("write_timeout_ms", raw.write_timeout_ms, 30_000, 100)?;
         let shutdown_timeout = millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 10_000, 0)?;
         let max_connections = raw.max_connections.unwrap_or(1024);
         if max_connections == 0 {
@@ -280,6 +284,7 @@ impl Config {
             max_connections,
             max_requests_per_connection,
             header_timeout,
+            write_timeout,
             max_header_bytes,
             shutdown_timeout,
         })

@@ -1,8 +1,8 @@
 //! The accept loop: serves the published set on a listener it is given, until told to stop.
 //!
 //! Limits keep one client from hurting the others: a header read timeout (which needs hyper's
-//! timer, and also closes idle keep-alive connections), a maximum request head size (431), a cap on
-//! connections and on requests per connection. Shutdown stops accepting and lets in-flight
+//! timer, and also closes idle keep-alive connections), a write timeout (a client that does not
+//! read), a maximum request head size (431), a cap on connections and on requests per connection. Shutdown stops accepting and lets in-flight
 //! responses finish within a bound.
 
 use std::future::Future;
@@ -32,6 +32,7 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub max_requests_per_connection: usize,
+    pub write_timeout: Duration,
     pub shutdown_timeout: Duration,
 }
 
@@ -42,6 +43,7 @@ impl Limits {
             max_header_bytes: config.max_header_bytes,
             max_connections: config.max_connections,
             max_requests_per_connection: config.max_requests_per_connection,
+            write_timeout: config.write_timeout,
             shutdown_timeout: config.shutdown_timeout,
         }
     }
@@ -98,7 +100,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
                 Ok::<_, std::convert::Infallible>(response)
             }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        // A client that asks and never reads would hold its slot forever: writes that make no
+        // progress for `write_timeout` end the connection.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
+        let connection = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {

@@ -564,3 +564,35 @@ fn a_posts_folder_swapped_by_rename_is_followed() {
     fs::write(daemon.posts().join("deployed.md"), post("新版本二", "2021-12-26", "caijing")).unwrap();
     daemon.wait_for("an edit in the new folder", || daemon.get("/feed.rss", &[]).text().contains("新版本二"));
 }
+
+#[test]
+fn a_client_that_does_not_read_is_cut_off() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "write_timeout_ms = 300\nmax_requests_per_connection = 100000");
+    let mut stream = TcpStream::connect(&daemon.address).unwrap();
+    // Thousands of pipelined requests, and not a byte read: the server's writes soon block.
+    let request = b"GET /feed.rss HTTP/1.1\r\nHost: x\r\n\r\n".repeat(20_000);
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = stream.write_all(&request);
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    // By now the connection has been closed; draining it ends (EOF or reset) instead of blocking.
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let started = Instant::now();
+    let mut received = 0usize;
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => received += n,
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "the connection was closed");
+    let one = daemon.get("/feed.rss", &[]).body.len();
+    assert!(received < 20_000 * one, "not every response was delivered: {received} bytes");
+    let _ = writer.join();
+    assert_eq!(daemon.get("/healthz", &[]).status, 200, "others are still served");
+}
