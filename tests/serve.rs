@@ -87,10 +87,6 @@ impl Daemon {
         self.request("GET", path, headers)
     }
 
-    fn etag(&self, path: &str) -> String {
-        self.get(path, &[]).header("etag").to_owned()
-    }
-
     /// Polls `condition` until it holds; panics with the log after the deadline.
     fn wait_for(&self, what: &str, mut condition: impl FnMut() -> bool) {
         let start = Instant::now();
