@@ -44,18 +44,9 @@ for n in "${SIZES[@]}"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "build.sh: bad size '$n'" >&2; exit 2; }
 done
 
-log() { echo "[bench] $*" >&2; }
-
-# ---------------------------------------------------------------- tools
-APT_UPDATED=0
-apt_install() {
-  if ! command -v apt-get >/dev/null; then
-    echo "build.sh: $1 is missing and apt-get is not available" >&2; exit 2
-  fi
-  if [ "$APT_UPDATED" = 0 ]; then apt-get update -qq >&2; APT_UPDATED=1; fi
-  log "installing Debian package $1"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
-}
+BENCH_NAME=bench
+# shellcheck source=benches/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ -x /usr/bin/time ] || apt_install time
 command -v hugo >/dev/null || apt_install hugo
 command -v python3 >/dev/null || { echo "build.sh: python3 is needed" >&2; exit 2; }

@@ -55,18 +55,9 @@ BASE_URL=https://news.example.com/
 CATEGORY=cat7
 URLS=(/feed.rss "/categories/$CATEGORY.rss")
 
-log() { echo "[serve-bench] $*" >&2; }
-
-# ---------------------------------------------------------------- tools
-APT_UPDATED=0
-apt_install() {
-  if ! command -v apt-get >/dev/null; then
-    echo "serve.sh: $1 is missing and apt-get is not available" >&2; exit 2
-  fi
-  if [ "$APT_UPDATED" = 0 ]; then apt-get update -qq >&2; APT_UPDATED=1; fi
-  log "installing Debian package $1"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1" >&2
-}
+BENCH_NAME=serve-bench
+# shellcheck source=benches/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v python3 >/dev/null || { echo "serve.sh: python3 is needed" >&2; exit 2; }
 command -v curl >/dev/null || apt_install curl
 command -v wrk >/dev/null || apt_install wrk
