@@ -46,7 +46,7 @@ done
 
 BENCH_NAME=bench
 # shellcheck source=benches/lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "$REPO/benches/lib.sh"
 [ -x /usr/bin/time ] || apt_install time
 command -v hugo >/dev/null || apt_install hugo
 command -v python3 >/dev/null || { echo "build.sh: python3 is needed" >&2; exit 2; }

@@ -57,7 +57,7 @@ URLS=(/feed.rss "/categories/$CATEGORY.rss")
 
 BENCH_NAME=serve-bench
 # shellcheck source=benches/lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+. "$REPO/benches/lib.sh"
 command -v python3 >/dev/null || { echo "serve.sh: python3 is needed" >&2; exit 2; }
 command -v curl >/dev/null || apt_install curl
 command -v wrk >/dev/null || apt_install wrk
