@@ -113,10 +113,6 @@ impl FeedsDir {
         FeedsDir { root: root.into(), levels }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Puts `bytes` at `rel` (a `/`-separated path under the folder) with its encodings,
     /// unless the file already holds exactly these bytes and its encodings exist.
     pub fn put(&self, rel: &str, bytes: &[u8], modified: SystemTime) -> anyhow::Result<Outcome> {
