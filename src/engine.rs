@@ -417,7 +417,9 @@ impl Engine {
             .filter_map(|k| self.site.feed(k, now, self.config.items))
             .flat_map(|p| p.items.into_iter().map(|m| m.path.clone()))
             .collect();
-        self.rendered.retain(|path, _| keep.contains(path));
+        // A post whose file is bad keeps its rendering: it is its last good version.
+        let bad = &self.bad;
+        self.rendered.retain(|path, _| keep.contains(path) || bad.contains_key(path));
     }
 }
 

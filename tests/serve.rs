@@ -592,3 +592,24 @@ fn a_client_that_does_not_read_is_cut_off() {
     let _ = writer.join();
     assert_eq!(daemon.get("/healthz", &[]).status, 200, "others are still served");
 }
+
+#[test]
+fn connections_beyond_the_cap_wait_their_turn() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "max_connections = 2\nheader_timeout_ms = 1500");
+    // Two connections that say nothing take both slots…
+    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&daemon.address).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // …so a third is not answered while they last,
+    let mut third = TcpStream::connect(&daemon.address).unwrap();
+    third.write_all(b"GET /feed.rss HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    third.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut first = [0u8; 1];
+    assert!(third.read(&mut first).is_err(), "served beyond the cap");
+    // …and is once the header timeout has cut the idle ones off.
+    third.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut raw = Vec::new();
+    third.read_to_end(&mut raw).unwrap();
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+    drop(idle);
+}
