@@ -72,23 +72,6 @@ if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" 
 fi
 
 # ---------------------------------------------------------------- helpers
-GEN_HASH=$(sha256sum "$BENCHES/gen_corpus.py" | cut -c1-16)
-
-# ensure_corpus N -> sets CORPUS_DIR (with posts/, hugo/, stats.json)
-ensure_corpus() {
-  local n=$1
-  CORPUS_DIR="$BENCH_DIR/corpus-$n"
-  if [ "$(cat "$CORPUS_DIR/.complete" 2>/dev/null)" = "$GEN_HASH" ]; then
-    log "corpus N=$n: cached at $CORPUS_DIR"
-    return
-  fi
-  log "corpus N=$n: generating into $CORPUS_DIR"
-  rm -rf "$CORPUS_DIR"
-  mkdir -p "$CORPUS_DIR"
-  python3 "$BENCHES/gen_corpus.py" "$n" "$CORPUS_DIR/posts" \
-    --hugo-out "$CORPUS_DIR/hugo" --stats "$CORPUS_DIR/stats.json"
-  echo "$GEN_HASH" > "$CORPUS_DIR/.complete"
-}
 
 # write_hugo_site DIR CONTENTDIR
 # Config keys are those of Hugo 0.111 (Debian bookworm): `rssLimit` (0.114+

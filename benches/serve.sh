@@ -84,18 +84,7 @@ PY_VERSION=$(python3 --version 2>&1)
 CURL_VERSION=$(curl --version | head -n1 | cut -d' ' -f1-2)
 
 # ---------------------------------------------------------------- corpus (as benches/build.sh)
-GEN_HASH=$(sha256sum "$BENCHES/gen_corpus.py" | cut -c1-16)
-CORPUS_DIR="$BENCH_DIR/corpus-$N"
-if [ "$(cat "$CORPUS_DIR/.complete" 2>/dev/null)" = "$GEN_HASH" ]; then
-  log "corpus N=$N: cached at $CORPUS_DIR"
-else
-  log "corpus N=$N: generating into $CORPUS_DIR"
-  rm -rf "$CORPUS_DIR"
-  mkdir -p "$CORPUS_DIR"
-  python3 "$BENCHES/gen_corpus.py" "$N" "$CORPUS_DIR/posts" \
-    --hugo-out "$CORPUS_DIR/hugo" --stats "$CORPUS_DIR/stats.json"
-  echo "$GEN_HASH" > "$CORPUS_DIR/.complete"
-fi
+ensure_corpus "$N"
 POSTS="$CORPUS_DIR/posts"
 ZZ="$POSTS/zz-bench"
 
