@@ -90,14 +90,11 @@ pub fn respond(published: &Published, method: &Method, path: &str, headers: &Hea
 /// path under the server's root or under the public feeds folder's path. Nothing else exists.
 fn route<'a>(published: &'a Published, settings: &HttpSettings, path: &str) -> Option<&'a Resource> {
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
-    let mut candidates = vec![decoded.strip_prefix('/')?];
-    if let Some(under) = decoded.strip_prefix(settings.prefix.as_str()) {
-        if settings.prefix != "/" {
-            candidates.push(under);
-        }
-    }
-    candidates
+    let at_root = decoded.strip_prefix('/')?;
+    let under_prefix = decoded.strip_prefix(settings.prefix.as_str()).filter(|_| settings.prefix != "/");
+    [Some(at_root), under_prefix]
         .into_iter()
+        .flatten()
         .map(|rel| if rel.is_empty() { crate::generate::INDEX_PATH } else { rel })
         .find_map(|rel| published.resources.get(rel))
         .map(|r| r.as_ref())
