@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::engine::{Change, DocumentSink, Engine};
 use crate::http::HttpSettings;
-use crate::publish::{Encoded, FeedsDir, Levels, Outcome};
+use crate::publish::{Encoded, FeedsDir, Levels};
 use crate::published::{Published, Resource, Shared, content_type};
 use crate::server::{self, Limits};
 use crate::systemd::{self, Heartbeat};
@@ -185,7 +185,7 @@ struct ServeSink<'a> {
 
 impl DocumentSink for ServeSink<'_> {
     fn accept(&self, rel: &str, bytes: Vec<u8>) {
-        let (encoded, _outcome, error): (Encoded, Outcome, _) = self.feeds.publish(rel, bytes, self.now);
+        let (encoded, _, error) = self.feeds.publish(rel, bytes, self.now);
         self.done.lock().expect("no code panics while holding this lock").push((rel.to_owned(), encoded, error));
     }
 }

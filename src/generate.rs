@@ -107,13 +107,13 @@ impl Scan {
     }
 }
 
-/// Reads every post under the configured folder, in parallel, keeping metadata only. With
-/// `whole_files`, every byte of every file is checked; otherwise bodies are checked when rendered.
-pub fn scan(config: &Config, whole_files: bool) -> Scan {
+/// Reads every byte of every post under the configured folder, in parallel, keeping metadata
+/// only: what `crier check` reports on.
+pub fn scan(config: &Config) -> Scan {
     let cx = post_context(config);
     let (files, mut errors) = post_files(&config.posts);
     let results: Vec<Result<PostMeta, PostError>> =
-        files.par_iter().map(|path| read_post(path, &cx, !whole_files).map(|(meta, _, _)| meta)).collect();
+        files.par_iter().map(|path| read_post(path, &cx, false).map(|(meta, _, _)| meta)).collect();
     let mut scan = Scan::default();
     for result in results {
         match result {

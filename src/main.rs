@@ -272,7 +272,7 @@ fn run_check(config: &Config) -> ExitCode {
         eprintln!("crier: posts folder {} does not exist or is not a folder", config.posts.display());
         return ExitCode::from(2);
     }
-    let scan = generate::scan(config, true);
+    let scan = generate::scan(config);
     let mut problems: Vec<String> = scan.errors.iter().map(|e| format!("{e} (error)")).collect();
     problems.extend(
         scan.warnings().map(|(path, w)| format!("{}:{}: {} (warning)", path.display(), w.line, w.message)),
