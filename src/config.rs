@@ -164,11 +164,8 @@ impl Config {
         };
         let (posts, feeds) = (absolute("posts", posts)?, absolute("feeds", feeds)?);
 
-        let base_url_text = overrides
-            .base_url
-            .clone()
-            .or(raw.base_url)
-            .unwrap_or_else(|| "http://127.0.0.1:8080/".to_owned());
+        let base_url_text =
+            overrides.base_url.clone().or(raw.base_url).unwrap_or_else(|| "http://127.0.0.1:8080/".to_owned());
         let base_url = parse_http_url("base_url", &base_url_text)?;
         let feeds_url = match raw.feeds_url {
             Some(text) => parse_http_url("feeds_url", &text)?,
@@ -188,7 +185,11 @@ impl Config {
 
         let permalink = raw.permalink.unwrap_or_else(|| DEFAULT_PERMALINK.to_owned());
         if !permalink.starts_with('/') {
-            return Err(invalid("permalink", &permalink, "a pattern starting with `/`, e.g. \"/:year/:month/:title.html\""));
+            return Err(invalid(
+                "permalink",
+                &permalink,
+                "a pattern starting with `/`, e.g. \"/:year/:month/:title.html\"",
+            ));
         }
         if let Some(bad) = crate::post::unknown_permalink_placeholder(&permalink) {
             return Err(invalid(
@@ -229,9 +230,9 @@ impl Config {
         }
 
         let listen_text = overrides.listen.clone().or(raw.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|_| invalid("listen", &listen_text, "an address and port such as \"127.0.0.1:8080\" or \"[::]:80\""))?;
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid("listen", &listen_text, "an address and port such as \"127.0.0.1:8080\" or \"[::]:80\"")
+        })?;
         let millis = |key: &'static str, value: Option<u64>, default: u64, min: u64| -> Result<Duration, ConfigError> {
             let value = value.unwrap_or(default);
             if value < min {
@@ -328,11 +329,7 @@ fn parse_http_url(key: &'static str, text: &str) -> Result<Url, ConfigError> {
 fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     let line = error.span().map(|span| text[..span.start.min(text.len())].lines().count().max(1));
     let message = error.message().trim().replace('\n', " ");
-    let hint = if message.contains("unknown field") {
-        "; see config/crier.toml for every key crier knows"
-    } else {
-        ""
-    };
+    let hint = if message.contains("unknown field") { "; see config/crier.toml for every key crier knows" } else { "" };
     match line {
         Some(line) => format!("line {line}: {message}{hint}"),
         None => format!("{message}{hint}"),
@@ -344,10 +341,8 @@ mod tests {
     use super::*;
 
     fn load(text: &str) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "t.toml".into(),
-            message: describe_toml_error(text, &e),
-        })?;
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: "t.toml".into(), message: describe_toml_error(text, &e) })?;
         Config::from_raw(raw, Path::new("/etc/crier"), &Overrides::default())
     }
 
@@ -365,12 +360,8 @@ mod tests {
     #[test]
     fn overrides_win() {
         let raw: RawConfig = toml::from_str("posts = \"a\"\nbase_url = \"https://a.org/\"").unwrap();
-        let overrides = Overrides {
-            posts: Some("b".into()),
-            feeds: None,
-            base_url: Some("https://b.org/".into()),
-            listen: None,
-        };
+        let overrides =
+            Overrides { posts: Some("b".into()), feeds: None, base_url: Some("https://b.org/".into()), listen: None };
         let config = Config::from_raw(raw, Path::new("/x"), &overrides).unwrap();
         assert_eq!(config.posts, std::env::current_dir().unwrap().join("b"), "made absolute");
         assert_eq!(config.base_url.as_str(), "https://b.org/");

@@ -80,7 +80,12 @@ impl Publisher {
     }
 
     /// Like [`Publisher::start`]; the publisher beats `heartbeat` at least once a second.
-    pub fn start_with(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>, heartbeat: Arc<Heartbeat>) -> Publisher {
+    pub fn start_with(
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        clock: Arc<dyn Clock>,
+        heartbeat: Arc<Heartbeat>,
+    ) -> Publisher {
         let (sender, receiver) = mpsc::channel();
         let events = sender.clone();
         let thread = std::thread::Builder::new()
@@ -128,7 +133,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new());
     let heartbeat = Heartbeat::new();
-    let publisher = Arc::new(Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), heartbeat.clone()));
+    let publisher =
+        Arc::new(Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), heartbeat.clone()));
     let watchdog = systemd::watchdog_interval().map(|interval| {
         tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
         let shared = shared.clone();
@@ -235,7 +241,12 @@ impl State {
 
     /// Runs one engine step and publishes what it produced. A `full` step (a first publish, a
     /// reload) replaces the published set and clears stale documents from the feeds folder.
-    fn step(&mut self, what: &str, full: bool, run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change) {
+    fn step(
+        &mut self,
+        what: &str,
+        full: bool,
+        run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
+    ) {
         let started = Instant::now();
         let now = self.clock.now();
         let sink = ServeSink { feeds: &self.feeds, now: SystemTime::now(), done: Mutex::new(Vec::new()) };
@@ -244,11 +255,14 @@ impl State {
             self.last_error = Some(error.to_string());
         }
         for error in &change.errors {
-            tracing::error!("{error}; {}", if self.engine.has_published(&error.path) {
-                "its last good version stays published"
-            } else {
-                "the post is skipped"
-            });
+            tracing::error!(
+                "{error}; {}",
+                if self.engine.has_published(&error.path) {
+                    "its last good version stays published"
+                } else {
+                    "the post is skipped"
+                }
+            );
         }
         for (path, warning) in &change.warnings {
             tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
@@ -258,7 +272,8 @@ impl State {
             return;
         }
         let mut next = self.published.clone();
-        next.settings = Arc::new(HttpSettings::new(self.engine.config().cache_max_age, &self.engine.config().feeds_url));
+        next.settings =
+            Arc::new(HttpSettings::new(self.engine.config().cache_max_age, &self.engine.config().feeds_url));
         let mut removed = change.removed.clone();
         if full {
             let current: BTreeSet<&String> = done.iter().map(|(rel, _, _)| rel).collect();
@@ -348,14 +363,19 @@ impl State {
         };
         match watch::start(&config.posts, config.poll, config.poll_interval, handler) {
             Ok(watcher) => self.watcher = Some(watcher),
-            Err(error) => tracing::error!("cannot watch {}: {error}; changes will be seen when it can", config.posts.display()),
+            Err(error) => {
+                tracing::error!("cannot watch {}: {error}; changes will be seen when it can", config.posts.display())
+            }
         }
     }
 
     fn run(&mut self, receiver: Receiver<Message>, events: Sender<Message>) {
         let config = self.config();
         if !config.posts.is_dir() {
-            tracing::warn!("posts folder {} does not exist yet; serving empty feeds until it does", config.posts.display());
+            tracing::warn!(
+                "posts folder {} does not exist yet; serving empty feeds until it does",
+                config.posts.display()
+            );
         }
         self.step("published", true, |engine, now, sink| engine.load_all(now, sink));
         // Watching starts after the first publish (whose reads of every post would otherwise
@@ -424,7 +444,10 @@ impl State {
             let identity = folder_identity(&config.posts);
             if self.watcher.is_some() && identity != self.watched {
                 if identity.is_none() {
-                    tracing::warn!("posts folder {} was removed; its posts are unpublished until it is back", config.posts.display());
+                    tracing::warn!(
+                        "posts folder {} was removed; its posts are unpublished until it is back",
+                        config.posts.display()
+                    );
                     self.watcher = None;
                 } else {
                     tracing::info!("posts folder {} was replaced; watching the new one", config.posts.display());

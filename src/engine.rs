@@ -375,8 +375,11 @@ impl Engine {
             }
         }
         for plan in &plans {
-            let items: Vec<feed::Item<'_>> =
-                plan.items.iter().filter_map(|m| rendered.get(&m.path).map(|r| feed::Item { meta: m, rendered: r })).collect();
+            let items: Vec<feed::Item<'_>> = plan
+                .items
+                .iter()
+                .filter_map(|m| rendered.get(&m.path).map(|r| feed::Item { meta: m, rendered: r }))
+                .collect();
             let summary = FeedSummary {
                 key: plan.key.clone(),
                 title: generate::feed_title(config, plan),
@@ -435,7 +438,8 @@ mod tests {
 
     fn engine(dir: &Path) -> Engine {
         let raw = toml::from_str("base_url = \"https://e.org/\"\ntimezone = \"Asia/Shanghai\"\nitems = 2").unwrap();
-        let overrides = Overrides { posts: Some(dir.join("posts")), feeds: Some(dir.join("feeds")), ..Default::default() };
+        let overrides =
+            Overrides { posts: Some(dir.join("posts")), feeds: Some(dir.join("feeds")), ..Default::default() };
         Engine::new(Arc::new(Config::from_raw(raw, dir, &overrides).unwrap()))
     }
 
@@ -553,7 +557,12 @@ mod tests {
         let first = engine.load_all(now(), &kept.0);
         assert!(!paths(&first).contains(&"categories/soon.rss"));
         assert_eq!(engine.next_due().unwrap().to_rfc3339(), "2022-06-01T12:00:00+00:00");
-        assert!(engine.tick(DateTime::parse_from_rfc3339("2022-06-01T11:59:59Z").unwrap().to_utc(), &kept.0).documents.is_empty());
+        assert!(
+            engine
+                .tick(DateTime::parse_from_rfc3339("2022-06-01T11:59:59Z").unwrap().to_utc(), &kept.0)
+                .documents
+                .is_empty()
+        );
         let change = engine.tick(DateTime::parse_from_rfc3339("2022-06-01T12:00:00Z").unwrap().to_utc(), &kept.0);
         assert!(paths(&change).contains(&"categories/soon.rss"));
         assert!(paths(&change).contains(&"feed.rss"));

@@ -51,7 +51,10 @@ pub fn post_files(root: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
             Err(e) => problems.push(PostError {
                 path: e.path().unwrap_or(root).to_owned(),
                 line: 1,
-                message: format!("cannot read: {}; check the permissions", e.io_error().map_or(e.to_string(), |io| io.to_string())),
+                message: format!(
+                    "cannot read: {}; check the permissions",
+                    e.io_error().map_or(e.to_string(), |io| io.to_string())
+                ),
             }),
         }
     }
@@ -173,11 +176,8 @@ pub fn document(
     format: Format,
     rendered: &HashMap<PathBuf, Arc<Rendered>>,
 ) -> anyhow::Result<Vec<u8>> {
-    let items: Vec<Item<'_>> = plan
-        .items
-        .iter()
-        .filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r }))
-        .collect();
+    let items: Vec<Item<'_>> =
+        plan.items.iter().filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r })).collect();
     let description = match &plan.name {
         Some(name) => format!("{} ({name})", xml_safe(&config.description)),
         None => xml_safe(&config.description).into_owned(),
@@ -208,9 +208,11 @@ pub fn opml(config: &Config, feeds: &[(FeedKey, String)], updated: DateTime<Fixe
         xml_url: post::absolute_link(&config.feeds_url, &document_path(key, Format::Rss)),
         html_url: config.base_url.to_string(),
     };
-    let site = feeds.iter().find(|(k, _)| *k == FeedKey::Site).map(outline).unwrap_or_else(|| {
-        outline(&(FeedKey::Site, xml_safe(&config.title).into_owned()))
-    });
+    let site = feeds
+        .iter()
+        .find(|(k, _)| *k == FeedKey::Site)
+        .map(outline)
+        .unwrap_or_else(|| outline(&(FeedKey::Site, xml_safe(&config.title).into_owned())));
     let list = Opml {
         title: xml_safe(&config.title).into_owned(),
         updated,
@@ -256,7 +258,8 @@ pub fn index_page<'a>(config: &Config, feeds: impl Iterator<Item = &'a crate::en
         }
         let links: Vec<String> =
             Format::ALL.iter().map(|&f| format!("<a href=\"{}\">{}</a>", href(&feed.key, f), f.extension())).collect();
-        let updated = if feed.items == 0 { "—".to_owned() } else { feed.updated.format("%Y-%m-%d %H:%M %:z").to_string() };
+        let updated =
+            if feed.items == 0 { "—".to_owned() } else { feed.updated.format("%Y-%m-%d %H:%M %:z").to_string() };
         rows.push_str(&format!(
             "<tr><td>{name}</td><td>{}</td><td>{updated}</td><td>{}</td></tr>\n",
             feed.items,

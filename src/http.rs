@@ -51,7 +51,8 @@ pub enum Coding {
 pub fn respond(published: &Published, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
     let settings = published.settings.as_ref();
     if path == "/healthz" {
-        let (status, text) = if published.ready { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") };
+        let (status, text) =
+            if published.ready { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") };
         return plain(status, text, method, HeaderValue::from_static("no-store"));
     }
     let Some(resource) = route(published, settings, path) else {
@@ -59,7 +60,8 @@ pub fn respond(published: &Published, method: &Method, path: &str, headers: &Hea
         return plain(StatusCode::NOT_FOUND, "not found\n", method, HeaderValue::from_static("public, max-age=60"));
     };
     if method != Method::GET && method != Method::HEAD {
-        let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", method, HeaderValue::from_static("no-store"));
+        let mut response =
+            plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", method, HeaderValue::from_static("no-store"));
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
@@ -184,9 +186,9 @@ pub fn not_modified(headers: &HeaderMap, etag: &HeaderValue, modified: SystemTim
     let mut if_none_match = headers.get_all(header::IF_NONE_MATCH).iter().peekable();
     if if_none_match.peek().is_some() {
         let ours = opaque(etag.to_str().unwrap_or_default());
-        return if_none_match.filter_map(|v| v.to_str().ok()).any(|value| {
-            value.trim() == "*" || split_etags(value).any(|tag| ours.is_some() && opaque(tag) == ours)
-        });
+        return if_none_match
+            .filter_map(|v| v.to_str().ok())
+            .any(|value| value.trim() == "*" || split_etags(value).any(|tag| ours.is_some() && opaque(tag) == ours));
     }
     let Some(since) = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()) else { return false };
     match httpdate::parse_http_date(since.trim()) {
@@ -324,8 +326,16 @@ mod tests {
         assert_eq!(status(&[("if-none-match", &gzip)]), 200, "validators are per variant");
         assert_eq!(status(&[("if-none-match", &gzip), ("accept-encoding", "gzip")]), 304);
         // If-None-Match takes precedence over If-Modified-Since.
-        assert_eq!(status(&[("if-none-match", "\"other\""), ("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")]), 200);
-        for date in ["Tue, 14 Nov 2023 22:13:20 GMT", "Tuesday, 14-Nov-23 22:13:20 GMT", "Tue Nov 14 22:13:20 2023", "Wed, 15 Nov 2023 00:00:00 GMT"] {
+        assert_eq!(
+            status(&[("if-none-match", "\"other\""), ("if-modified-since", "Tue, 14 Nov 2023 22:13:20 GMT")]),
+            200
+        );
+        for date in [
+            "Tue, 14 Nov 2023 22:13:20 GMT",
+            "Tuesday, 14-Nov-23 22:13:20 GMT",
+            "Tue Nov 14 22:13:20 2023",
+            "Wed, 15 Nov 2023 00:00:00 GMT",
+        ] {
             assert_eq!(status(&[("if-modified-since", date)]), 304, "{date}");
         }
         assert_eq!(status(&[("if-modified-since", "Tue, 14 Nov 2023 22:13:19 GMT")]), 200);

@@ -64,12 +64,8 @@ impl Common {
     fn load(&self, listen: Option<String>) -> Result<Config, crier::config::ConfigError> {
         let default = PathBuf::from("config/crier.toml");
         let path = self.config.clone().or_else(|| default.is_file().then_some(default));
-        let overrides = Overrides {
-            posts: self.posts.clone(),
-            feeds: self.feeds.clone(),
-            base_url: self.base_url.clone(),
-            listen,
-        };
+        let overrides =
+            Overrides { posts: self.posts.clone(), feeds: self.feeds.clone(), base_url: self.base_url.clone(), listen };
         Config::load(path.as_deref(), &overrides)
     }
 }
@@ -106,7 +102,8 @@ fn main() -> ExitCode {
 fn init_logging(level: Option<&str>) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
     let filter = match level {
-        Some(level) => EnvFilter::try_new(level).map_err(|e| format!("--log-level {level:?}: {e}; use error, warn, info, debug or trace"))?,
+        Some(level) => EnvFilter::try_new(level)
+            .map_err(|e| format!("--log-level {level:?}: {e}; use error, warn, info, debug or trace"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -144,7 +141,10 @@ where
     }
 }
 
-fn run_serve(config: Config, reload: impl Fn() -> Result<Config, crier::config::ConfigError> + Send + 'static) -> ExitCode {
+fn run_serve(
+    config: Config,
+    reload: impl Fn() -> Result<Config, crier::config::ConfigError> + Send + 'static,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -274,14 +274,16 @@ fn run_check(config: &Config) -> ExitCode {
     }
     let scan = generate::scan(config);
     let mut problems: Vec<String> = scan.errors.iter().map(|e| format!("{e} (error)")).collect();
-    problems.extend(
-        scan.warnings().map(|(path, w)| format!("{}:{}: {} (warning)", path.display(), w.line, w.message)),
-    );
+    problems.extend(scan.warnings().map(|(path, w)| format!("{}:{}: {} (warning)", path.display(), w.line, w.message)));
     problems.sort();
     for problem in &problems {
         println!("{problem}");
     }
     let read = scan.posts.len() + scan.drafts + scan.errors.len();
-    eprintln!("crier check: {read} posts read, {} errors, {} warnings", scan.errors.len(), problems.len() - scan.errors.len());
+    eprintln!(
+        "crier check: {read} posts read, {} errors, {} warnings",
+        scan.errors.len(),
+        problems.len() - scan.errors.len()
+    );
     if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

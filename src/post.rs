@@ -182,12 +182,8 @@ pub fn parse<'b>(
     });
     let author = author.filter(|a| !a.name.trim().is_empty());
 
-    let summary = front
-        .description
-        .or(front.excerpt)
-        .or(front.summary)
-        .map(|s| s.0.trim().to_owned())
-        .filter(|s| !s.is_empty());
+    let summary =
+        front.description.or(front.excerpt).or(front.summary).map(|s| s.0.trim().to_owned()).filter(|s| !s.is_empty());
     let draft = front.published.is_some_and(|f| !f.0) || front.draft.is_some_and(|f| f.0);
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     let format = if ext == "html" || ext == "htm" { BodyFormat::Html } else { BodyFormat::Markdown };
@@ -219,7 +215,9 @@ pub fn too_large(path: &Path, len: u64, max: u64) -> PostError {
     PostError {
         path: path.to_owned(),
         line: 1,
-        message: format!("file is {len} bytes, over the limit of {max} bytes; shorten it or raise `max_post_bytes` in the config"),
+        message: format!(
+            "file is {len} bytes, over the limit of {max} bytes; shorten it or raise `max_post_bytes` in the config"
+        ),
     }
 }
 
@@ -230,10 +228,7 @@ fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, (usize, String)> {
     let text = simdutf8::basic::from_utf8(bytes).map_err(|_| {
         let valid = std::str::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), |_| bytes.len());
         let line = 1 + memchr::memchr_iter(b'\n', &bytes[..valid]).count();
-        (
-            line,
-            "file is not valid UTF-8 (is it GBK or Latin-1?); convert it, e.g. `iconv -f GBK -t UTF-8`".to_owned(),
-        )
+        (line, "file is not valid UTF-8 (is it GBK or Latin-1?); convert it, e.g. `iconv -f GBK -t UTF-8`".to_owned())
     })?;
     let mut text = Cow::Borrowed(text);
     if memchr::memchr(b'\r', bytes).is_some() {
@@ -400,8 +395,18 @@ fn dedup(items: Vec<String>) -> Vec<String> {
 
 /// The placeholders a permalink pattern may use.
 pub const PERMALINK_PLACEHOLDERS: &[&str] = &[
-    ":categories", ":year", ":short_year", ":month", ":i_month", ":day", ":i_day", ":hour", ":minute",
-    ":second", ":title", ":slug",
+    ":categories",
+    ":year",
+    ":short_year",
+    ":month",
+    ":i_month",
+    ":day",
+    ":i_day",
+    ":hour",
+    ":minute",
+    ":second",
+    ":title",
+    ":slug",
 ];
 
 /// Splits a pattern into literal text and placeholder names.
@@ -443,7 +448,9 @@ pub fn expand_permalink(pattern: &str, date: &DateTime<FixedOffset>, title: &str
             continue;
         }
         let value = match token {
-            ":categories" => categories.iter().map(|c| slugify(c)).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/"),
+            ":categories" => {
+                categories.iter().map(|c| slugify(c)).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/")
+            }
             ":year" => date.format("%Y").to_string(),
             ":short_year" => date.format("%y").to_string(),
             ":month" => date.format("%m").to_string(),
@@ -663,7 +670,16 @@ mod tests {
             let date = parse_date(text, tz).unwrap_or_else(|| panic!("{text} should parse"));
             assert_eq!(date.to_rfc3339(), expected, "{text}");
         }
-        for bad in ["yesterday", "2021-13-01", "2021-12-32 10:00", "23/12/2021", "", "-1-01-01", "+10000-01-01", "0000-01-01 00:00 +0100"] {
+        for bad in [
+            "yesterday",
+            "2021-13-01",
+            "2021-12-32 10:00",
+            "23/12/2021",
+            "",
+            "-1-01-01",
+            "+10000-01-01",
+            "0000-01-01 00:00 +0100",
+        ] {
             assert!(parse_date(bad, tz).is_none(), "{bad} should not parse");
         }
     }
@@ -711,10 +727,7 @@ mod tests {
         let m = meta("---\ntitle: t\ndate: 2021-01-01\npermalink: https://other.example.org/x\n---\n");
         assert_eq!(m.link, "https://other.example.org/x");
         let m = meta("---\ntitle: t\ndate: 2021-01-01 10:00\ncategories: 青岛 News\n---\n");
-        assert_eq!(
-            m.link,
-            "https://news.example.com/%E9%9D%92%E5%B2%9B/news/2021/01/01/a-post.html"
-        );
+        assert_eq!(m.link, "https://news.example.com/%E9%9D%92%E5%B2%9B/news/2021/01/01/a-post.html");
         assert_eq!(m.guid(), m.link);
         let m = meta("---\ntitle: t\ndate: 2021-01-01\nguid: abc-123\n---\n");
         assert_eq!(m.guid(), "abc-123");
@@ -754,7 +767,8 @@ mod tests {
 
     #[test]
     fn yaml_escapes_cannot_smuggle_forbidden_characters() {
-        let m = meta("---\ntitle: \"a\\fb\\x01c\\uFFFEd\"\ndate: 2021-01-01\ntags: \"x\\by\"\nauthor: \"\\0Ann\"\n---\n");
+        let m =
+            meta("---\ntitle: \"a\\fb\\x01c\\uFFFEd\"\ndate: 2021-01-01\ntags: \"x\\by\"\nauthor: \"\\0Ann\"\n---\n");
         assert_eq!(m.title, "abcd");
         assert_eq!(m.tags, ["xy"]);
         assert_eq!(m.author.unwrap().name, "Ann");
@@ -762,7 +776,8 @@ mod tests {
 
     #[test]
     fn bom_crlf_and_forbidden_characters() {
-        let (m, body) = parse_at("p.md", "\u{feff}---\r\ntitle: \"a\u{8}b\"\r\ndate: 2021-01-01\r\n---\r\nline\u{c}1\r\n").unwrap();
+        let (m, body) =
+            parse_at("p.md", "\u{feff}---\r\ntitle: \"a\u{8}b\"\r\ndate: 2021-01-01\r\n---\r\nline\u{c}1\r\n").unwrap();
         assert_eq!(m.title, "ab");
         assert_eq!(body, "line1\n");
     }
@@ -799,7 +814,8 @@ mod tests {
         let text = "---\ntitle: 平安\ndate: 2021-01-01\n---\n<p>body</p>";
         let end = front_matter_len(text.as_bytes()).unwrap();
         let base = Url::parse("https://e.org/").unwrap();
-        let (head, body) = parse(Path::new("a.md"), &text.as_bytes()[..end], SystemTime::UNIX_EPOCH, &cx(&base)).unwrap();
+        let (head, body) =
+            parse(Path::new("a.md"), &text.as_bytes()[..end], SystemTime::UNIX_EPOCH, &cx(&base)).unwrap();
         let (full, _) = parse(Path::new("a.md"), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base)).unwrap();
         assert_eq!(head, full);
         assert_eq!(body, "");
@@ -810,7 +826,8 @@ mod tests {
         let base = Url::parse("https://e.org/").unwrap();
         let mut context = cx(&base);
         context.max_bytes = 10;
-        let error = parse(Path::new("big.md"), b"---\ntitle: long title\n---\n", SystemTime::UNIX_EPOCH, &context).unwrap_err();
+        let error =
+            parse(Path::new("big.md"), b"---\ntitle: long title\n---\n", SystemTime::UNIX_EPOCH, &context).unwrap_err();
         assert!(error.message.contains("max_post_bytes"), "{error}");
     }
 

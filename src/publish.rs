@@ -38,9 +38,8 @@ pub struct Levels {
 
 /// gzip of `bytes` at `level`, deterministic (no file name, no timestamp in the header).
 pub fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
-    let mut encoder = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::with_capacity(bytes.len() / 3), flate2::Compression::new(level));
+    let mut encoder =
+        flate2::GzBuilder::new().mtime(0).write(Vec::with_capacity(bytes.len() / 3), flate2::Compression::new(level));
     encoder.write_all(bytes).expect("writing to a Vec cannot fail");
     encoder.finish().expect("writing to a Vec cannot fail")
 }
@@ -48,7 +47,12 @@ pub fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
 /// brotli of `bytes` at `quality`.
 pub fn brotli(bytes: &[u8], quality: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() / 3);
-    let params = brotli::enc::BrotliEncoderParams { quality: quality as i32, lgwin: 18, size_hint: bytes.len(), ..Default::default() };
+    let params = brotli::enc::BrotliEncoderParams {
+        quality: quality as i32,
+        lgwin: 18,
+        size_hint: bytes.len(),
+        ..Default::default()
+    };
     brotli::BrotliCompress(&mut &bytes[..], &mut out, &params).expect("compressing into a Vec cannot fail");
     out
 }
@@ -77,8 +81,7 @@ fn exact(mut bytes: Vec<u8>) -> Bytes {
     Bytes::from(bytes)
 }
 
-impl Encoded {
-}
+impl Encoded {}
 
 /// The encodings and time of `path` when it holds exactly `identity` and both encodings exist.
 /// The document's time is used: encodings restored later carry it too.
@@ -185,7 +188,8 @@ impl FeedsDir {
                 let owned = DOCUMENT_EXTENSIONS.iter().any(|ext| document.ends_with(ext));
                 let stale = (owned && !keep.contains(&rel)) || name.starts_with(TEMP_PREFIX);
                 if stale {
-                    fs::remove_file(entry.path()).with_context(|| format!("cannot remove {}", entry.path().display()))?;
+                    fs::remove_file(entry.path())
+                        .with_context(|| format!("cannot remove {}", entry.path().display()))?;
                     if owned && name == document {
                         removed += 1;
                     }
@@ -270,7 +274,8 @@ mod tests {
         assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Written);
         assert_eq!(fs::metadata(with_suffix(&path, ".br")).unwrap().modified().unwrap(), t2);
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), t2);
-        let (current, outcome, _) = feeds.publish("categories/新闻.rss", b"<rss/>".to_vec(), t2 + std::time::Duration::from_secs(5));
+        let (current, outcome, _) =
+            feeds.publish("categories/新闻.rss", b"<rss/>".to_vec(), t2 + std::time::Duration::from_secs(5));
         assert_eq!(outcome, Outcome::Unchanged);
         assert_eq!(current.modified, t2, "an unchanged document keeps its time");
         assert_eq!(current.gzip, gzip(b"<rss/>", LEVELS.gzip));

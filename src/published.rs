@@ -140,7 +140,11 @@ mod tests {
         assert_ne!(a.identity.etag, a.gzip.as_ref().unwrap().etag);
         assert_ne!(a.gzip.as_ref().unwrap().etag, a.brotli.as_ref().unwrap().etag);
         assert_eq!(a.last_modified, "Tue, 14 Nov 2023 22:13:20 GMT");
-        let future = Resource::new("x", &Encoded { modified: SystemTime::now() + std::time::Duration::from_secs(3600), ..encoded }, t);
+        let future = Resource::new(
+            "x",
+            &Encoded { modified: SystemTime::now() + std::time::Duration::from_secs(3600), ..encoded },
+            t,
+        );
         assert_eq!(future.modified, whole_seconds(t), "never later than now");
     }
 }

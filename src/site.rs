@@ -163,11 +163,7 @@ impl Site {
     /// clock moves from one to the other.
     pub fn keys_due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<FeedKey> {
         let Some(site) = self.feeds.get(&FeedKey::Site) else { return BTreeSet::new() };
-        site.iter()
-            .skip_while(|o| o.date > to)
-            .take_while(|o| o.date > from)
-            .flat_map(|o| keys_of(&o.post))
-            .collect()
+        site.iter().skip_while(|o| o.date > to).take_while(|o| o.date > from).flat_map(|o| keys_of(&o.post)).collect()
     }
 
     /// How many posts are dated after `now`.
@@ -254,13 +250,9 @@ mod tests {
         let mut site = Site::new();
         site.insert(post("a", "2021-01-01T00:00:00Z", &["old"], &["t"]));
         let touched = site.insert(post("a", "2021-01-01T00:00:00Z", &["new"], &["t"]));
-        let expected: BTreeSet<FeedKey> = [
-            FeedKey::Site,
-            FeedKey::Category("old".into()),
-            FeedKey::Category("new".into()),
-            FeedKey::Tag("t".into()),
-        ]
-        .into();
+        let expected: BTreeSet<FeedKey> =
+            [FeedKey::Site, FeedKey::Category("old".into()), FeedKey::Category("new".into()), FeedKey::Tag("t".into())]
+                .into();
         assert_eq!(touched, expected);
         assert!(site.feed(&FeedKey::Category("old".into()), now(), 10).is_none());
         assert_eq!(site.len(), 1);

@@ -85,7 +85,11 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// Feeds the watchdog at half its interval, from the async runtime (so a stuck runtime stops the
 /// pings), and only while the publisher's heartbeat is recent (so a stuck publisher does too).
 /// Pings start with readiness; the start-up is bounded by `TimeoutStartSec=`.
-pub async fn feed_watchdog(interval: Duration, publisher: Arc<Heartbeat>, ready: impl std::future::Future<Output = ()>) {
+pub async fn feed_watchdog(
+    interval: Duration,
+    publisher: Arc<Heartbeat>,
+    ready: impl std::future::Future<Output = ()>,
+) {
     ready.await;
     let period = interval / 2;
     let mut ticker = tokio::time::interval(period);

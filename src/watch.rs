@@ -102,7 +102,10 @@ mod tests {
         assert_eq!(hints(event(EventKind::Create(CreateKind::File))), [Hint::Writing(a())]);
         assert_eq!(hints(event(EventKind::Modify(ModifyKind::Data(DataChange::Any)))), [Hint::Writing(a())]);
         assert_eq!(hints(event(EventKind::Modify(ModifyKind::Name(RenameMode::To)))), [Hint::Ready(a())]);
-        assert_eq!(hints(event(EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)))), [Hint::Ready(a())]);
+        assert_eq!(
+            hints(event(EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)))),
+            [Hint::Ready(a())]
+        );
         assert_eq!(hints(event(EventKind::Remove(RemoveKind::File))), [Hint::Ready(a())]);
         let rescan = event(EventKind::Other).set_flag(notify::event::Flag::Rescan);
         assert_eq!(hints(rescan), [Hint::Rescan]);

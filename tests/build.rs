@@ -103,14 +103,8 @@ const GOOD_POSTS: &[(&str, &str)] = &[
         "blog/2021-12-01-other.md",
         "---\ntitle: Other post\ndate: 2021-12-01T10:00:00-05:00\nupdated: 2021-12-05 09:00:00 +0000\ncategories: engineering\ntags: rust\ndescription: An explicit summary.\nid: urn:uuid:6f1d3f4e-1111-4222-8333-944455556666\n---\nBody with a control\u{8} character.\n",
     ),
-    (
-        "draft.md",
-        "---\ntitle: Draft\ndate: 2021-12-02\ndraft: true\ncategories: drafts\n---\nNot yet.\n",
-    ),
-    (
-        "future.md",
-        "---\ntitle: From the future\ndate: 2999-01-01 00:00:00 +0000\ncategories: future\n---\nLater.\n",
-    ),
+    ("draft.md", "---\ntitle: Draft\ndate: 2021-12-02\ndraft: true\ncategories: drafts\n---\nNot yet.\n"),
+    ("future.md", "---\ntitle: From the future\ndate: 2999-01-01 00:00:00 +0000\ncategories: future\n---\nLater.\n"),
 ];
 
 #[test]
@@ -176,7 +170,9 @@ fn builds_valid_feeds_a_reader_understands() {
     assert!(rss.contains("<pubDate>Thu, 23 Dec 2021 16:34:36 +0800</pubDate>"), "{rss}");
     assert!(rss.contains("<dc:creator>Ann Lee</dc:creator>"), "{rss}");
     assert!(rss.contains("<guid isPermaLink=\"false\">urn:uuid:6f1d3f4e-1111-4222-8333-944455556666</guid>"), "{rss}");
-    assert!(rss.contains("<atom:link href=\"https://news.example.com/feeds/feed.rss\" rel=\"self\" type=\"application/rss+xml\"/>"));
+    assert!(rss.contains(
+        "<atom:link href=\"https://news.example.com/feeds/feed.rss\" rel=\"self\" type=\"application/rss+xml\"/>"
+    ));
     assert!(!rss.contains('\u{8}'));
     let atom = text(&site.feed("feed.atom"));
     assert!(atom.contains("xml:base=\"https://news.example.com/caijing/2021/12/23/port-report.html\""), "{atom}");
@@ -272,7 +268,11 @@ fn bad_posts_are_skipped_with_file_line_and_fix_and_the_rest_publish() {
         ("no-front-matter.md", b"Just a body.\n", "no-front-matter.md:1: no front matter"),
         ("unterminated.md", b"---\ntitle: x\ndate: 2021-01-01\n", "unterminated.md:1: front matter is never closed"),
         ("bad-yaml.md", b"---\ntitle: x\ndate: 2021-01-01\ntags: [a, b\n---\n", "bad-yaml.md:"),
-        ("bad-date.md", b"---\ntitle: x\ndate: 23/12/2021\n---\nbody", "bad-date.md:3: `date: 23/12/2021` is not a date"),
+        (
+            "bad-date.md",
+            b"---\ntitle: x\ndate: 23/12/2021\n---\nbody",
+            "bad-date.md:3: `date: 23/12/2021` is not a date",
+        ),
         ("gbk.txt", b"---\ntitle: ok\ndate: 2021-01-01\n---\n\xc7\xe0\xb5\xba\n", "gbk.txt:5: file is not valid UTF-8"),
         ("empty.md", b"", "empty.md:1: file is empty"),
         ("huge.md", &[b'x'; 5000], "huge.md:1: file is 5000 bytes, over the limit"),
@@ -334,14 +334,23 @@ fn configuration_errors_exit_2_naming_the_key() {
 
 #[test]
 fn flags_override_the_file_and_feeds_url_moves_self_links() {
-    let site = Site::new(&format!("{CONFIG}\nfeeds_url = \"https://cdn.example.net/f/\"\nitems = 1\ncontent = \"summary\"\n"));
+    let site =
+        Site::new(&format!("{CONFIG}\nfeeds_url = \"https://cdn.example.net/f/\"\nitems = 1\ncontent = \"summary\"\n"));
     for (name, text) in GOOD_POSTS {
         site.write(name, text.as_bytes());
     }
     let out = Command::cargo_bin("crier")
         .unwrap()
         .current_dir(site.dir.path())
-        .args(["build", "--config", "crier.toml", "--feeds", "elsewhere", "--base-url", "https://other.example.org/blog"])
+        .args([
+            "build",
+            "--config",
+            "crier.toml",
+            "--feeds",
+            "elsewhere",
+            "--base-url",
+            "https://other.example.org/blog",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

@@ -53,9 +53,11 @@ print(count, site.version, len(site.entries), site.entries[0].title)
 fn python_feedparser_reads_every_feed() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(build_sample(dir.path()).status.code(), Some(0));
-    let out = Command::new("python3").args(["-c", READER_CHECK]).arg(dir.path()).output().unwrap_or_else(|e| {
-        panic!("python3 is needed for this test ({e}); `.ci/run` installs it with feedparser")
-    });
+    let out = Command::new("python3")
+        .args(["-c", READER_CHECK])
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed for this test ({e}); `.ci/run` installs it with feedparser"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

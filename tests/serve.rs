@@ -187,7 +187,10 @@ fn serves_feeds_with_validators_and_encodings() {
     assert_eq!(unbrotli, plain.body);
     assert_ne!(gz.header("etag"), plain.header("etag"));
     assert_ne!(gz.header("etag"), br.header("etag"));
-    assert_eq!(daemon.get("/feed.rss", &[("Accept-Encoding", "identity;q=0, x-gzip")]).header("content-encoding"), "gzip");
+    assert_eq!(
+        daemon.get("/feed.rss", &[("Accept-Encoding", "identity;q=0, x-gzip")]).header("content-encoding"),
+        "gzip"
+    );
 
     // Conditional requests.
     let not_modified = daemon.get("/feed.rss", &[("If-None-Match", plain.header("etag"))]);
@@ -196,7 +199,10 @@ fn serves_feeds_with_validators_and_encodings() {
     for name in ["etag", "last-modified", "cache-control", "vary", "date"] {
         assert!(!not_modified.header(name).is_empty(), "304 carries {name}");
     }
-    let gz_304 = daemon.get("/feed.rss", &[("Accept-Encoding", "gzip"), ("If-None-Match", &format!("\"zz\", W/{}", gz.header("etag")))]);
+    let gz_304 = daemon.get(
+        "/feed.rss",
+        &[("Accept-Encoding", "gzip"), ("If-None-Match", &format!("\"zz\", W/{}", gz.header("etag")))],
+    );
     assert_eq!(gz_304.status, 304);
     assert_eq!(daemon.get("/feed.rss", &[("If-None-Match", "*")]).status, 304);
     let last_modified = plain.header("last-modified").to_owned();
@@ -288,7 +294,8 @@ fn follows_the_posts_folder() {
     fs::remove_dir_all(posts.join("news")).unwrap();
     daemon.wait_for("a removed folder", || !feed("/feed.rss").contains("港口新闻"));
     fs::create_dir_all(posts.join("news/deeper")).unwrap();
-    fs::write(posts.join("news/deeper/port.md"), post("港口新闻回来了", "2021-12-23 16:34:36 +0800", "caijing")).unwrap();
+    fs::write(posts.join("news/deeper/port.md"), post("港口新闻回来了", "2021-12-23 16:34:36 +0800", "caijing"))
+        .unwrap();
     daemon.wait_for("a re-created folder", || feed("/feed.rss").contains("港口新闻回来了"));
     // The posts folder itself removed and created again.
     fs::remove_dir_all(&posts).unwrap();
@@ -458,7 +465,10 @@ fn a_real_feed_reader_polls_and_gets_304() {
     let daemon = Daemon::start(dir.path(), "");
     for path in ["/feed.rss", "/feed.atom"] {
         let url = format!("http://{}{path}", daemon.address);
-        let out = Command::new("python3").args(["-c", FEEDPARSER_POLL, &url]).output().expect("python3 with feedparser (.ci/run installs it)");
+        let out = Command::new("python3")
+            .args(["-c", FEEDPARSER_POLL, &url])
+            .output()
+            .expect("python3 with feedparser (.ci/run installs it)");
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
         assert!(stdout.starts_with("200 304 2 港口新闻"), "{path}: {stdout}");

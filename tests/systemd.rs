@@ -132,7 +132,8 @@ fn notify_socket_sees_ready_status_watchdog_reload_and_stopping_in_order() {
             loop {
                 match socket.recv(&mut buffer) {
                     Ok(n) => messages.lock().unwrap().push(String::from_utf8_lossy(&buffer[..n]).into_owned()),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
                     Err(_) => break,
                 }
             }

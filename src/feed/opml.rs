@@ -43,7 +43,8 @@ fn folder<W: std::io::Write>(writer: &mut Writer<W>, title: &str, outlines: &[Ou
     if outlines.is_empty() {
         return Ok(());
     }
-    writer.write_event(Event::Start(BytesStart::new("outline").with_attributes([("text", title), ("title", title)])))?;
+    writer
+        .write_event(Event::Start(BytesStart::new("outline").with_attributes([("text", title), ("title", title)])))?;
     for o in outlines {
         outline(writer, o)?;
     }

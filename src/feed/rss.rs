@@ -22,7 +22,11 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
                 description: Some(summary_html),
                 guid: Some(Guid { value: meta.guid().to_owned(), permalink: meta.id.is_none() }),
                 pub_date: Some(meta.date.to_rfc2822()),
-                categories: item.terms().into_iter().map(|name| Category { name: name.to_owned(), domain: None }).collect(),
+                categories: item
+                    .terms()
+                    .into_iter()
+                    .map(|name| Category { name: name.to_owned(), domain: None })
+                    .collect(),
                 content: doc.full_content.then(|| item.rendered.content_html.clone()),
                 dublin_core_ext: Some(DublinCoreExtension {
                     creators: vec![item.author(doc.author).name.clone()],
