@@ -12,6 +12,11 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use url::Url;
 
+use crate::permalink::Permalink;
+pub use crate::post::Author;
+use crate::post::PostContext;
+use crate::render::SummaryRule;
+
 /// An error in the configuration: exit code 2 territory.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -34,15 +39,6 @@ pub enum ContentMode {
     Full,
     /// Only the summary.
     Summary,
-}
-
-/// The site's author, used when a post names none.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Author {
-    pub name: String,
-    pub email: Option<String>,
-    pub uri: Option<String>,
 }
 
 /// The configuration file as written, every key optional.
@@ -103,7 +99,7 @@ pub struct Config {
     pub language: String,
     pub author: Author,
     pub timezone: Tz,
-    pub permalink: String,
+    pub permalink: Permalink,
     /// 0 means every post.
     pub items: usize,
     pub content: ContentMode,
@@ -111,8 +107,7 @@ pub struct Config {
     pub excerpt_separator: String,
     pub max_post_bytes: u64,
     pub ttl: Duration,
-    pub gzip_level: u32,
-    pub brotli_quality: u32,
+    pub compression: Compression,
     /// Where `crier serve` listens (unless systemd hands it a socket).
     pub listen: SocketAddr,
     /// `Cache-Control: max-age` of feed responses.
@@ -131,8 +126,14 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
-/// The default permalink pattern, Jekyll's `date` style.
-pub const DEFAULT_PERMALINK: &str = "/:categories/:year/:month/:day/:title.html";
+/// How hard the encodings beside each document are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compression {
+    /// gzip level, 0 to 9.
+    pub gzip: u32,
+    /// brotli quality, 0 to 11.
+    pub brotli: u32,
+}
 
 impl Config {
     /// Reads `path` (when given) and applies the overrides. Relative paths in the file are
@@ -155,109 +156,12 @@ impl Config {
 
     /// Validates a raw configuration; `dir` anchors its relative paths.
     pub fn from_raw(raw: RawConfig, dir: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let in_dir = |p: PathBuf| if p.is_relative() { normalize(&dir.join(p)) } else { p };
-        let posts = overrides.posts.clone().or(raw.posts.map(in_dir)).unwrap_or_else(|| "posts".into());
-        let feeds = overrides.feeds.clone().or(raw.feeds.map(in_dir)).unwrap_or_else(|| "feeds".into());
-        // Absolute, because the watcher reports absolute paths and they must match these.
-        let absolute = |key: &'static str, path: PathBuf| {
-            std::path::absolute(&path).map(|p| normalize(&p)).map_err(|e| invalid(key, path.display(), e))
-        };
-        let (posts, feeds) = (absolute("posts", posts)?, absolute("feeds", feeds)?);
-
-        let base_url_text =
-            overrides.base_url.clone().or(raw.base_url).unwrap_or_else(|| "http://127.0.0.1:8080/".to_owned());
-        let base_url = parse_http_url("base_url", &base_url_text)?;
-        let feeds_url = match raw.feeds_url {
-            Some(text) => parse_http_url("feeds_url", &text)?,
-            None => base_url.join("feeds/").map_err(|e| invalid("base_url", &base_url_text, e))?,
-        };
-
-        let timezone_text = raw.timezone.unwrap_or_else(|| "UTC".to_owned());
-        let timezone: Tz = timezone_text.parse().map_err(|_| {
-            invalid("timezone", &timezone_text, "an IANA time zone name such as \"Asia/Shanghai\" or \"UTC\"")
-        })?;
-
-        let content = match raw.content.as_deref().unwrap_or("full") {
-            "full" => ContentMode::Full,
-            "summary" => ContentMode::Summary,
-            other => return Err(invalid("content", other, "\"full\" or \"summary\"")),
-        };
-
-        let permalink = raw.permalink.unwrap_or_else(|| DEFAULT_PERMALINK.to_owned());
-        if !permalink.starts_with('/') {
-            return Err(invalid(
-                "permalink",
-                &permalink,
-                "a pattern starting with `/`, e.g. \"/:year/:month/:title.html\"",
-            ));
-        }
-        if let Some(bad) = crate::post::unknown_permalink_placeholder(&permalink) {
-            return Err(invalid(
-                "permalink",
-                &permalink,
-                format!("unknown placeholder `{bad}`; known: {}", crate::post::PERMALINK_PLACEHOLDERS.join(" ")),
-            ));
-        }
-
-        let language = raw.language.unwrap_or_else(|| "en".to_owned());
-        if language.is_empty() || !language.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(invalid("language", &language, "a language tag such as \"en\" or \"zh-CN\""));
-        }
-
-        let author = raw.author.unwrap_or_else(|| Author { name: "crier".to_owned(), email: None, uri: None });
-        if author.name.trim().is_empty() {
-            return Err(invalid("author.name", &author.name, "a non-empty name"));
-        }
-        let gzip_level = raw.gzip_level.unwrap_or(3);
-        if gzip_level > 9 {
-            return Err(invalid("gzip_level", gzip_level, "an integer from 0 to 9"));
-        }
-        let brotli_quality = raw.brotli_quality.unwrap_or(3);
-        if brotli_quality > 11 {
-            return Err(invalid("brotli_quality", brotli_quality, "an integer from 0 to 11"));
-        }
-        let excerpt_length = raw.excerpt_length.unwrap_or(300);
-        if excerpt_length == 0 {
-            return Err(invalid("excerpt_length", 0, "a number of characters, at least 1"));
-        }
-        let max_post_bytes = raw.max_post_bytes.unwrap_or(10 * 1024 * 1024);
-        if max_post_bytes == 0 {
-            return Err(invalid("max_post_bytes", 0, "a size in bytes, at least 1"));
-        }
-        let excerpt_separator = raw.excerpt_separator.unwrap_or_else(|| "<!--more-->".to_owned());
-        if excerpt_separator.is_empty() {
-            return Err(invalid("excerpt_separator", "", "a non-empty marker such as \"<!--more-->\""));
-        }
-
+        let (posts, feeds) = folders(&raw, dir, overrides)?;
+        let (base_url, feeds_url) = urls(&raw, overrides)?;
         let listen_text = overrides.listen.clone().or(raw.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             invalid("listen", &listen_text, "an address and port such as \"127.0.0.1:8080\" or \"[::]:80\"")
         })?;
-        let millis = |key: &'static str, value: Option<u64>, default: u64, min: u64| -> Result<Duration, ConfigError> {
-            let value = value.unwrap_or(default);
-            if value < min {
-                return Err(invalid(key, value, format!("a number of milliseconds, at least {min}")));
-            }
-            Ok(Duration::from_millis(value))
-        };
-        let poll_interval = millis("poll_interval_ms", raw.poll_interval_ms, 2000, 10)?;
-        let settle = millis("settle_ms", raw.settle_ms, 1000, 0)?;
-        let header_timeout = millis("header_timeout_ms", raw.header_timeout_ms, 10_000, 100)?;
-        let write_timeout = millis("write_timeout_ms", raw.write_timeout_ms, 30_000, 100)?;
-        let shutdown_timeout = millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 10_000, 0)?;
-        let max_connections = raw.max_connections.unwrap_or(1024);
-        if max_connections == 0 {
-            return Err(invalid("max_connections", 0, "a number of connections, at least 1"));
-        }
-        let max_requests_per_connection = raw.max_requests_per_connection.unwrap_or(1000);
-        if max_requests_per_connection == 0 {
-            return Err(invalid("max_requests_per_connection", 0, "a number of requests, at least 1"));
-        }
-        let max_header_bytes = raw.max_header_bytes.unwrap_or(16 * 1024);
-        if max_header_bytes < 8192 {
-            return Err(invalid("max_header_bytes", max_header_bytes, "a size in bytes, at least 8192"));
-        }
-
         Ok(Config {
             posts,
             feeds,
@@ -265,31 +169,146 @@ impl Config {
             feeds_url,
             title: raw.title.unwrap_or_else(|| "crier".to_owned()),
             description: raw.description.unwrap_or_else(|| "Recent posts".to_owned()),
-            language,
-            author,
-            timezone,
-            permalink,
+            language: language(raw.language)?,
+            author: author(raw.author)?,
+            timezone: timezone(raw.timezone)?,
+            permalink: permalink(raw.permalink)?,
             items: raw.items.unwrap_or(20),
-            content,
-            excerpt_length,
-            excerpt_separator,
-            max_post_bytes,
+            content: content(raw.content.as_deref())?,
+            excerpt_length: at_least("excerpt_length", raw.excerpt_length, 300, 1, "a number of characters")?,
+            excerpt_separator: excerpt_separator(raw.excerpt_separator)?,
+            max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
             ttl: Duration::from_secs(u64::from(raw.ttl.unwrap_or(60)) * 60),
-            gzip_level,
-            brotli_quality,
+            compression: Compression {
+                gzip: at_most("gzip_level", raw.gzip_level, 3, 9)?,
+                brotli: at_most("brotli_quality", raw.brotli_quality, 3, 11)?,
+            },
             listen,
             cache_max_age: Duration::from_secs(raw.cache_max_age.unwrap_or(300)),
             poll: raw.poll.unwrap_or(false),
-            poll_interval,
-            settle,
-            max_connections,
-            max_requests_per_connection,
-            header_timeout,
-            write_timeout,
-            max_header_bytes,
-            shutdown_timeout,
+            poll_interval: millis("poll_interval_ms", raw.poll_interval_ms, 2000, 10)?,
+            settle: millis("settle_ms", raw.settle_ms, 1000, 0)?,
+            max_connections: at_least("max_connections", raw.max_connections, 1024, 1, "a number of connections")?,
+            max_requests_per_connection: at_least(
+                "max_requests_per_connection",
+                raw.max_requests_per_connection,
+                1000,
+                1,
+                "a number of requests",
+            )?,
+            header_timeout: millis("header_timeout_ms", raw.header_timeout_ms, 10_000, 100)?,
+            write_timeout: millis("write_timeout_ms", raw.write_timeout_ms, 30_000, 100)?,
+            max_header_bytes: at_least("max_header_bytes", raw.max_header_bytes, 16 * 1024, 8192, "a size in bytes")?,
+            shutdown_timeout: millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 10_000, 0)?,
         })
     }
+
+    /// The site-wide settings a post needs to be read.
+    pub fn post_context(&self) -> PostContext<'_> {
+        PostContext {
+            timezone: self.timezone,
+            base_url: &self.base_url,
+            permalink: &self.permalink,
+            max_bytes: self.max_post_bytes,
+        }
+    }
+
+    /// How a post's summary is made when its front matter has none.
+    pub fn summary_rule(&self) -> SummaryRule<'_> {
+        SummaryRule { separator: &self.excerpt_separator, length: self.excerpt_length }
+    }
+}
+
+/// The posts and feeds folders: flags first, then the file (relative to its folder), then the
+/// defaults; made absolute, because the watcher reports absolute paths and they must match these.
+fn folders(raw: &RawConfig, dir: &Path, overrides: &Overrides) -> Result<(PathBuf, PathBuf), ConfigError> {
+    let in_dir = |p: &PathBuf| if p.is_relative() { normalize(&dir.join(p)) } else { p.clone() };
+    let posts = overrides.posts.clone().or(raw.posts.as_ref().map(in_dir)).unwrap_or_else(|| "posts".into());
+    let feeds = overrides.feeds.clone().or(raw.feeds.as_ref().map(in_dir)).unwrap_or_else(|| "feeds".into());
+    let absolute = |key: &'static str, path: PathBuf| {
+        std::path::absolute(&path).map(|p| normalize(&p)).map_err(|e| invalid(key, path.display(), e))
+    };
+    Ok((absolute("posts", posts)?, absolute("feeds", feeds)?))
+}
+
+/// `base_url`, and `feeds_url` (default: `feeds/` under the base URL).
+fn urls(raw: &RawConfig, overrides: &Overrides) -> Result<(Url, Url), ConfigError> {
+    let base_url_text =
+        overrides.base_url.clone().or(raw.base_url.clone()).unwrap_or_else(|| "http://127.0.0.1:8080/".to_owned());
+    let base_url = parse_http_url("base_url", &base_url_text)?;
+    let feeds_url = match &raw.feeds_url {
+        Some(text) => parse_http_url("feeds_url", text)?,
+        None => base_url.join("feeds/").map_err(|e| invalid("base_url", &base_url_text, e))?,
+    };
+    Ok((base_url, feeds_url))
+}
+
+fn timezone(text: Option<String>) -> Result<Tz, ConfigError> {
+    let text = text.unwrap_or_else(|| "UTC".to_owned());
+    text.parse().map_err(|_| invalid("timezone", &text, "an IANA time zone name such as \"Asia/Shanghai\" or \"UTC\""))
+}
+
+fn content(text: Option<&str>) -> Result<ContentMode, ConfigError> {
+    match text.unwrap_or("full") {
+        "full" => Ok(ContentMode::Full),
+        "summary" => Ok(ContentMode::Summary),
+        other => Err(invalid("content", other, "\"full\" or \"summary\"")),
+    }
+}
+
+fn permalink(text: Option<String>) -> Result<Permalink, ConfigError> {
+    let text = text.unwrap_or_else(|| Permalink::DEFAULT.to_owned());
+    Permalink::parse(&text).map_err(|e| invalid("permalink", &text, e))
+}
+
+fn language(text: Option<String>) -> Result<String, ConfigError> {
+    let language = text.unwrap_or_else(|| "en".to_owned());
+    if language.is_empty() || !language.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(invalid("language", &language, "a language tag such as \"en\" or \"zh-CN\""));
+    }
+    Ok(language)
+}
+
+fn author(author: Option<Author>) -> Result<Author, ConfigError> {
+    let author = author.unwrap_or_else(|| Author { name: "crier".to_owned(), email: None, uri: None });
+    if author.name.trim().is_empty() {
+        return Err(invalid("author.name", &author.name, "a non-empty name"));
+    }
+    Ok(author)
+}
+
+fn excerpt_separator(text: Option<String>) -> Result<String, ConfigError> {
+    let separator = text.unwrap_or_else(|| "<!--more-->".to_owned());
+    if separator.is_empty() {
+        return Err(invalid("excerpt_separator", "", "a non-empty marker such as \"<!--more-->\""));
+    }
+    Ok(separator)
+}
+
+/// A count or size with a lower bound; `unit` says what it counts.
+fn at_least<T>(key: &'static str, value: Option<T>, default: T, min: T, unit: &str) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let value = value.unwrap_or(default);
+    if value < min {
+        return Err(invalid(key, value, format!("{unit}, at least {min}")));
+    }
+    Ok(value)
+}
+
+/// A compression setting from 0 to `max`.
+fn at_most(key: &'static str, value: Option<u32>, default: u32, max: u32) -> Result<u32, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value > max {
+        return Err(invalid(key, value, format!("an integer from 0 to {max}")));
+    }
+    Ok(value)
+}
+
+/// A duration given in milliseconds, with a lower bound.
+fn millis(key: &'static str, value: Option<u64>, default: u64, min: u64) -> Result<Duration, ConfigError> {
+    at_least(key, value, default, min, "a number of milliseconds").map(Duration::from_millis)
 }
 
 /// `a/b/../c` as `a/c`, lexically, so that file names in messages read well.

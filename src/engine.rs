@@ -8,61 +8,23 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::config::Config;
+use crate::documents::{self, FeedSummary, INDEX_PATH, OPML_PATH};
 use crate::feed::{self, Format};
-use crate::generate::{self, INDEX_PATH, OPML_PATH};
 use crate::post::{self, PostError, PostMeta, PostWarning};
-use crate::render::{self, Rendered, SummaryRule};
+use crate::render::{self, Rendered};
 use crate::site::{FeedKey, FeedPlan, Site};
-
-/// What identifies one version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fingerprint {
-    len: u64,
-    modified: Option<SystemTime>,
-    inode: u64,
-}
-
-impl Fingerprint {
-    fn of(path: &Path) -> Option<Fingerprint> {
-        std::fs::metadata(path).ok().map(|meta| Fingerprint::from_metadata(&meta))
-    }
-
-    fn from_metadata(meta: &std::fs::Metadata) -> Fingerprint {
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(meta);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Fingerprint { len: meta.len(), modified: meta.modified().ok(), inode }
-    }
-}
-
-/// A feed as the index page and the OPML list describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedSummary {
-    pub key: FeedKey,
-    pub title: String,
-    pub items: usize,
-    pub updated: DateTime<FixedOffset>,
-}
+use crate::source::{self, Fingerprint, PathKind};
 
 /// Where regenerated documents go, as they are made (in parallel): the build writes them
 /// out and forgets them, the daemon keeps them to serve.
 pub trait DocumentSink: Sync {
     /// Takes the document at `rel` (its path under the feeds folder).
     fn accept(&self, rel: &str, bytes: Vec<u8>);
-}
-
-/// A sink that keeps every document, for tests and small jobs.
-impl DocumentSink for std::sync::Mutex<Vec<(String, Vec<u8>)>> {
-    fn accept(&self, rel: &str, bytes: Vec<u8>) {
-        self.lock().expect("no code panics while holding this lock").push((rel.to_owned(), bytes));
-    }
 }
 
 /// What one step of the engine produced.
@@ -115,8 +77,8 @@ impl Engine {
         &self.config
     }
 
-    /// Posts published now (not drafts, not scheduled).
-    pub fn published(&self) -> usize {
+    /// Posts in the feeds now (not drafts, not scheduled).
+    pub fn live_posts(&self) -> usize {
         self.site.len() - self.site.scheduled(self.due_until)
     }
 
@@ -154,8 +116,8 @@ impl Engine {
     pub fn load_all(&mut self, now: DateTime<Utc>, sink: &dyn DocumentSink) -> Change {
         let first = self.seen.is_empty() && self.feeds.is_empty();
         let mut change = Change::default();
-        let (files, problems) = if self.config.posts.is_dir() {
-            generate::post_files(&self.config.posts)
+        let (files, problems) = if PathKind::of(&self.config.posts) == PathKind::Folder {
+            source::post_files(&self.config.posts)
         } else {
             (Vec::new(), Vec::new())
         };
@@ -193,22 +155,26 @@ impl Engine {
                 continue;
             }
             let known_inside: Vec<PathBuf> = self.known_under(hint);
-            if hint.is_dir() {
-                let (files, problems) = generate::post_files(hint);
-                change.errors.extend(problems);
-                let present: HashSet<&PathBuf> = files.iter().collect();
-                for path in known_inside.iter().filter(|p| !present.contains(p)) {
-                    touched.extend(self.forget(path));
+            match PathKind::of(hint) {
+                PathKind::Folder => {
+                    let (files, problems) = source::post_files(hint);
+                    change.errors.extend(problems);
+                    let present: HashSet<&PathBuf> = files.iter().collect();
+                    for path in known_inside.iter().filter(|p| !present.contains(p)) {
+                        touched.extend(self.forget(path));
+                    }
+                    candidates.extend(files);
                 }
-                candidates.extend(files);
-            } else if hint.is_file() {
-                let name = hint.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                if post::is_post_file_name(name) {
-                    candidates.insert(hint.clone());
+                PathKind::File => {
+                    let name = hint.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                    if post::is_post_file_name(name) {
+                        candidates.insert(hint.clone());
+                    }
                 }
-            } else {
-                for path in &known_inside {
-                    touched.extend(self.forget(path));
+                PathKind::Missing => {
+                    for path in &known_inside {
+                        touched.extend(self.forget(path));
+                    }
                 }
             }
         }
@@ -268,12 +234,12 @@ impl Engine {
 
     /// Reads changed files in parallel and indexes them; returns the feeds touched.
     fn read(&mut self, paths: &[PathBuf], metadata_only: bool, change: &mut Change) -> BTreeSet<FeedKey> {
-        let cx = generate::post_context(&self.config);
-        let rule = summary_rule(&self.config);
+        let cx = self.config.post_context();
+        let rule = self.config.summary_rule();
         type Read = (PathBuf, Option<Fingerprint>, Result<(PostMeta, Option<Rendered>), PostError>);
         let results: Vec<Read> = paths
             .par_iter()
-            .map(|path| match generate::read_post(path, &cx, metadata_only) {
+            .map(|path| match source::read_post(path, &cx, metadata_only) {
                 Ok((meta, body, file)) => {
                     let rendered = (!metadata_only && !meta.draft).then(|| render::render(&meta, &body, rule));
                     (path.clone(), Some(Fingerprint::from_metadata(&file)), Ok((meta, rendered)))
@@ -322,10 +288,35 @@ impl Engine {
     /// Regenerates the documents of `keys` (and always the site feed), rendering what they need.
     fn regenerate(&mut self, mut keys: BTreeSet<FeedKey>, sink: &dyn DocumentSink, change: &mut Change) {
         keys.insert(FeedKey::Site);
-        let now = self.due_until;
-        let limit = self.config.items;
-        let plans: Vec<FeedPlan> = loop {
-            let plans: Vec<FeedPlan> = keys.iter().filter_map(|k| self.site.feed(k, now, limit)).collect();
+        let plans = self.plan(&mut keys, change);
+        self.make_feeds(&plans, sink, change);
+        let present: HashSet<&FeedKey> = plans.iter().map(|p| &p.key).collect();
+        for key in keys.iter().filter(|k| !present.contains(k)) {
+            if self.feeds.remove(key).is_some() {
+                change.removed.extend(Format::ALL.map(|f| documents::document_path(key, f)));
+                change.feeds_changed = true;
+            }
+        }
+        for plan in &plans {
+            let summary = self.summary(plan);
+            if self.feeds.get(&plan.key) != Some(&summary) {
+                self.feeds.insert(plan.key.clone(), summary);
+                change.feeds_changed = true;
+            }
+        }
+        if change.feeds_changed {
+            self.make_lists(sink, change);
+        }
+        self.trim_rendered(self.due_until);
+    }
+
+    /// The items of each feed in `keys`, every one rendered. A body that cannot be read now
+    /// leaves the feeds (and `keys` grows by the feeds it leaves); the fixed file comes back with
+    /// its next change.
+    fn plan(&mut self, keys: &mut BTreeSet<FeedKey>, change: &mut Change) -> Vec<FeedPlan> {
+        loop {
+            let plans: Vec<FeedPlan> =
+                keys.iter().filter_map(|k| self.site.feed(k, self.due_until, self.config.items)).collect();
             let mut seen = HashSet::new();
             let needed: Vec<Arc<PostMeta>> = plans
                 .iter()
@@ -334,26 +325,26 @@ impl Engine {
                 .cloned()
                 .collect();
             if needed.is_empty() {
-                break plans;
+                return plans;
             }
-            let (new, errors) = generate::render_posts(&needed, &self.config);
+            let (new, errors) = source::render_posts(&needed, &self.config);
             self.rendered.extend(new);
-            // A body that cannot be read now leaves the feeds; the fixed file comes back with its next change.
             for error in errors {
                 keys.extend(self.site.remove(&error.path));
                 self.bad.insert(error.path.clone(), error.clone());
                 change.errors.push(error);
             }
-        };
+        }
+    }
 
-        let config = &self.config;
-        let rendered = &self.rendered;
-        let documents: Vec<Option<String>> = plans
+    /// Every format of every planned feed, made in parallel and handed to the sink.
+    fn make_feeds(&self, plans: &[FeedPlan], sink: &dyn DocumentSink, change: &mut Change) {
+        let made: Vec<Option<String>> = plans
             .par_iter()
             .flat_map_iter(|plan| Format::ALL.into_iter().map(move |format| (plan, format)))
             .map(|(plan, format)| {
-                let rel = generate::document_path(&plan.key, format);
-                match generate::document(config, plan, format, rendered) {
+                let rel = documents::document_path(&plan.key, format);
+                match documents::document(&self.config, plan, format, &self.rendered) {
                     Ok(bytes) => {
                         sink.accept(&rel, bytes);
                         Some(rel)
@@ -365,46 +356,36 @@ impl Engine {
                 }
             })
             .collect();
-        change.documents.extend(documents.into_iter().flatten());
+        change.documents.extend(made.into_iter().flatten());
+    }
 
-        let present: HashSet<&FeedKey> = plans.iter().map(|p| &p.key).collect();
-        for key in keys.iter().filter(|k| !present.contains(k)) {
-            if self.feeds.remove(key).is_some() {
-                change.removed.extend(Format::ALL.map(|f| generate::document_path(key, f)));
-                change.feeds_changed = true;
-            }
+    fn summary(&self, plan: &FeedPlan) -> FeedSummary {
+        let items: Vec<feed::Item<'_>> = plan
+            .items
+            .iter()
+            .filter_map(|m| self.rendered.get(&m.path).map(|r| feed::Item { meta: m, rendered: r }))
+            .collect();
+        FeedSummary {
+            key: plan.key.clone(),
+            title: documents::feed_title(&self.config, plan),
+            items: plan.items.len(),
+            updated: feed::newest_update(&items),
         }
-        for plan in &plans {
-            let items: Vec<feed::Item<'_>> = plan
-                .items
-                .iter()
-                .filter_map(|m| rendered.get(&m.path).map(|r| feed::Item { meta: m, rendered: r }))
-                .collect();
-            let summary = FeedSummary {
-                key: plan.key.clone(),
-                title: generate::feed_title(config, plan),
-                items: plan.items.len(),
-                updated: feed::newest_update(&items),
-            };
-            if self.feeds.get(&plan.key) != Some(&summary) {
-                self.feeds.insert(plan.key.clone(), summary);
-                change.feeds_changed = true;
+    }
+
+    /// The documents that list every feed: the OPML list and the index page.
+    fn make_lists(&self, sink: &dyn DocumentSink, change: &mut Change) {
+        let feeds: Vec<(FeedKey, String)> = self.feeds.values().map(|f| (f.key.clone(), f.title.clone())).collect();
+        let updated = self.feeds.values().map(|f| f.updated).max_by_key(|d| d.to_utc()).unwrap_or_else(feed::epoch);
+        match documents::opml(&self.config, &feeds, updated) {
+            Ok(bytes) => {
+                sink.accept(OPML_PATH, bytes);
+                change.documents.push(OPML_PATH.to_owned());
             }
+            Err(error) => tracing::error!("cannot generate the OPML list: {error:#}"),
         }
-        if change.feeds_changed {
-            let feeds: Vec<(FeedKey, String)> = self.feeds.values().map(|f| (f.key.clone(), f.title.clone())).collect();
-            let updated = self.feeds.values().map(|f| f.updated).max_by_key(|d| d.to_utc()).unwrap_or_else(feed::epoch);
-            match generate::opml(config, &feeds, updated) {
-                Ok(bytes) => {
-                    sink.accept(OPML_PATH, bytes);
-                    change.documents.push(OPML_PATH.to_owned());
-                }
-                Err(error) => tracing::error!("cannot generate the OPML list: {error:#}"),
-            }
-            sink.accept(INDEX_PATH, generate::index_page(config, self.feeds.values()));
-            change.documents.push(INDEX_PATH.to_owned());
-        }
-        self.trim_rendered(now);
+        sink.accept(INDEX_PATH, documents::index_page(&self.config, self.feeds.values()));
+        change.documents.push(INDEX_PATH.to_owned());
     }
 
     /// Keeps the rendered cache near the size of what the feeds show, so that memory does not
@@ -424,10 +405,6 @@ impl Engine {
         let bad = &self.bad;
         self.rendered.retain(|path, _| keep.contains(path) || bad.contains_key(path));
     }
-}
-
-fn summary_rule(config: &Config) -> SummaryRule<'_> {
-    SummaryRule { separator: &config.excerpt_separator, length: config.excerpt_length }
 }
 
 #[cfg(test)]
@@ -464,6 +441,12 @@ mod tests {
     #[derive(Default)]
     struct Kept(std::sync::Mutex<Vec<(String, Vec<u8>)>>);
 
+    impl DocumentSink for Kept {
+        fn accept(&self, rel: &str, bytes: Vec<u8>) {
+            self.0.lock().unwrap().push((rel.to_owned(), bytes));
+        }
+    }
+
     impl Kept {
         fn text(&self, rel: &str) -> String {
             let docs = self.0.lock().unwrap();
@@ -483,22 +466,22 @@ mod tests {
         write(dir.path(), "b.md", &post("B", "2021-01-02", "y"));
         let mut engine = engine(dir.path());
         let kept = Kept::default();
-        let first = engine.load_all(now(), &kept.0);
+        let first = engine.load_all(now(), &kept);
         assert_eq!(paths(&first).len(), 3 * 3 + 2, "site, x, y, the OPML and the index page");
         // Same category: only the site feed and x.
         fs::write(&a, post("A2", "2021-01-01", "x")).unwrap();
-        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert_eq!(
             paths(&change),
             ["categories/x.atom", "categories/x.json", "categories/x.rss", "feed.atom", "feed.json", "feed.rss"]
         );
         // Moving to another category regenerates both and removes the empty one.
         fs::write(&a, post("A2", "2021-01-01", "z")).unwrap();
-        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert!(paths(&change).contains(&"categories/z.rss"));
         assert_eq!(change.removed, ["categories/x.rss", "categories/x.atom", "categories/x.json"]);
         // A hint for an unchanged file does nothing.
-        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert_eq!(change.posts_read, 0);
         assert!(change.documents.is_empty());
     }
@@ -509,23 +492,23 @@ mod tests {
         let a = write(dir.path(), "a.md", &post("Good", "2021-01-01", "x"));
         let mut engine = engine(dir.path());
         let kept = Kept::default();
-        engine.load_all(now(), &kept.0);
+        engine.load_all(now(), &kept);
         fs::write(&a, "---\ntitle: [unclosed\n---\n").unwrap();
-        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert_eq!(change.errors.len(), 1);
         assert!(change.documents.is_empty(), "nothing changes while the file is bad");
         assert!(kept.text("feed.rss").contains("<title>Good</title>"));
         assert!(engine.has_published(&a));
         assert_eq!(engine.bad().count(), 1);
         fs::write(&a, post("Fixed", "2021-01-01", "x")).unwrap();
-        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert!(change.documents.contains(&"feed.rss".to_owned()));
         assert!(kept.text("feed.rss").contains("<title>Fixed</title>"));
         assert_eq!(engine.bad().count(), 0);
         fs::remove_file(&a).unwrap();
-        let change = engine.apply(std::slice::from_ref(&a), now(), &kept.0);
+        let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert!(change.removed.contains(&"categories/x.rss".to_owned()));
-        assert_eq!(engine.published(), 0);
+        assert_eq!(engine.live_posts(), 0);
     }
 
     #[test]
@@ -535,16 +518,16 @@ mod tests {
         write(dir.path(), "sub/deeper/b.md", &post("B", "2021-01-02", "y"));
         let mut engine = engine(dir.path());
         let kept = Kept::default();
-        engine.load_all(now(), &kept.0);
-        assert_eq!(engine.published(), 2);
+        engine.load_all(now(), &kept);
+        assert_eq!(engine.live_posts(), 2);
         let sub = dir.path().join("posts/sub");
         fs::rename(&sub, dir.path().join("elsewhere")).unwrap();
-        let change = engine.apply(std::slice::from_ref(&sub), now(), &kept.0);
-        assert_eq!(engine.published(), 0);
+        let change = engine.apply(std::slice::from_ref(&sub), now(), &kept);
+        assert_eq!(engine.live_posts(), 0);
         assert_eq!(change.removed.len(), 6);
         fs::rename(dir.path().join("elsewhere"), &sub).unwrap();
-        engine.apply(std::slice::from_ref(&sub), now(), &kept.0);
-        assert_eq!(engine.published(), 2);
+        engine.apply(std::slice::from_ref(&sub), now(), &kept);
+        assert_eq!(engine.live_posts(), 2);
     }
 
     #[test]
@@ -554,20 +537,20 @@ mod tests {
         write(dir.path(), "later.md", &post("Later", "2022-06-01 12:00 +0000", "soon"));
         let mut engine = engine(dir.path());
         let kept = Kept::default();
-        let first = engine.load_all(now(), &kept.0);
+        let first = engine.load_all(now(), &kept);
         assert!(!paths(&first).contains(&"categories/soon.rss"));
         assert_eq!(engine.next_due().unwrap().to_rfc3339(), "2022-06-01T12:00:00+00:00");
         assert!(
             engine
-                .tick(DateTime::parse_from_rfc3339("2022-06-01T11:59:59Z").unwrap().to_utc(), &kept.0)
+                .tick(DateTime::parse_from_rfc3339("2022-06-01T11:59:59Z").unwrap().to_utc(), &kept)
                 .documents
                 .is_empty()
         );
-        let change = engine.tick(DateTime::parse_from_rfc3339("2022-06-01T12:00:00Z").unwrap().to_utc(), &kept.0);
+        let change = engine.tick(DateTime::parse_from_rfc3339("2022-06-01T12:00:00Z").unwrap().to_utc(), &kept);
         assert!(paths(&change).contains(&"categories/soon.rss"));
         assert!(paths(&change).contains(&"feed.rss"));
         assert_eq!(engine.next_due(), None);
-        assert_eq!(engine.published(), 2);
+        assert_eq!(engine.live_posts(), 2);
     }
 
     #[test]
@@ -578,9 +561,9 @@ mod tests {
         let three = write(dir.path(), "3.md", &post("Three", "2021-01-03", "x"));
         let mut engine = engine(dir.path());
         let kept = Kept::default();
-        engine.load_all(now(), &kept.0);
+        engine.load_all(now(), &kept);
         fs::remove_file(&three).unwrap();
-        let change = engine.apply(std::slice::from_ref(&three), now(), &kept.0);
+        let change = engine.apply(std::slice::from_ref(&three), now(), &kept);
         assert!(change.documents.contains(&"feed.rss".to_owned()));
         let text = kept.text("feed.rss");
         assert!(text.contains("<title>One</title>") && text.contains("<title>Two</title>"), "{text}");

@@ -1,4 +1,4 @@
-//! A request to the published set becomes a response: routing, conditional GET (RFC 9110 §13),
+//! A request to the served set becomes a response: routing, conditional GET (RFC 9110 §13),
 //! content-coding negotiation (§12.5.3). No sockets and no files: only prepared bytes and
 //! validators are picked and compared here.
 
@@ -9,33 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::published::{Published, Resource, Variant};
-
-/// What the responder needs to know besides the published set.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// `Cache-Control` of feed responses.
-    pub cache_control: HeaderValue,
-    /// The path of the public feeds folder (`/feeds/`): requests under it are served too, so a
-    /// reverse proxy may pass paths through unchanged.
-    pub prefix: String,
-}
-
-impl Default for HttpSettings {
-    fn default() -> HttpSettings {
-        HttpSettings { cache_control: HeaderValue::from_static("public, max-age=300"), prefix: "/feeds/".to_owned() }
-    }
-}
-
-impl HttpSettings {
-    pub fn new(max_age: std::time::Duration, feeds_url: &url::Url) -> HttpSettings {
-        HttpSettings {
-            cache_control: HeaderValue::try_from(format!("public, max-age={}", max_age.as_secs()))
-                .expect("digits are a valid header value"),
-            prefix: feeds_url.path().to_owned(),
-        }
-    }
-}
+use crate::served::{Resource, ServedSet, Variant};
 
 pub type Body = Full<Bytes>;
 
@@ -48,14 +22,13 @@ pub enum Coding {
 }
 
 /// Answers one request.
-pub fn respond(published: &Published, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
-    let settings = published.settings.as_ref();
+pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
     if path == "/healthz" {
         let (status, text) =
-            if published.ready { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") };
+            if served.ready { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") };
         return plain(status, text, method, HeaderValue::from_static("no-store"));
     }
-    let Some(resource) = route(published, settings, path) else {
+    let Some(resource) = route(served, path) else {
         // Briefly cacheable: a feed may appear here soon (a new category, a scheduled post).
         return plain(StatusCode::NOT_FOUND, "not found\n", method, HeaderValue::from_static("public, max-age=60"));
     };
@@ -75,7 +48,7 @@ pub fn respond(published: &Published, method: &Method, path: &str, headers: &Hea
     let h = response.headers_mut();
     h.insert(header::ETAG, variant.etag.clone());
     h.insert(header::LAST_MODIFIED, resource.last_modified.clone());
-    h.insert(header::CACHE_CONTROL, settings.cache_control.clone());
+    h.insert(header::CACHE_CONTROL, served.policy.cache_control.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if !not_modified {
         h.insert(header::CONTENT_TYPE, resource.content_type.clone());
@@ -88,18 +61,15 @@ pub fn respond(published: &Published, method: &Method, path: &str, headers: &Hea
     response
 }
 
-/// The resource a path names: `/` is the index page; feeds are found by their percent-decoded
-/// path under the server's root or under the public feeds folder's path. Nothing else exists.
-fn route<'a>(published: &'a Published, settings: &HttpSettings, path: &str) -> Option<&'a Resource> {
+/// The resource a path names: documents are found by their percent-decoded path under the
+/// server's root or under the public feeds folder's path (`/` is the index page). Nothing else
+/// exists.
+fn route<'a>(served: &'a ServedSet, path: &str) -> Option<&'a Resource> {
     let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
     let at_root = decoded.strip_prefix('/')?;
-    let under_prefix = decoded.strip_prefix(settings.prefix.as_str()).filter(|_| settings.prefix != "/");
-    [Some(at_root), under_prefix]
-        .into_iter()
-        .flatten()
-        .map(|rel| if rel.is_empty() { crate::generate::INDEX_PATH } else { rel })
-        .find_map(|rel| published.resources.get(rel))
-        .map(|r| r.as_ref())
+    let prefix = served.policy.prefix.as_str();
+    let under_prefix = decoded.strip_prefix(prefix).filter(|_| prefix != "/");
+    [Some(at_root), under_prefix].into_iter().flatten().find_map(|rel| served.get(rel))
 }
 
 fn plain(status: StatusCode, text: &'static str, method: &Method, cache_control: HeaderValue) -> Response<Body> {
@@ -227,22 +197,23 @@ fn opaque(tag: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::publish::{Encoded, Levels};
+    use crate::config::Compression;
+    use crate::feeds_dir::Encoded;
+    use crate::served::Policy;
     use std::collections::HashMap;
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn published() -> Published {
+    fn served() -> ServedSet {
         let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let encoded = Encoded::compress(b"<rss>feed</rss>".repeat(50), Levels { gzip: 3, brotli: 3 }, modified);
-        let resource = Arc::new(Resource::new("application/rss+xml; charset=utf-8", &encoded, SystemTime::now()));
+        let encoded = Encoded::compress(b"<rss>feed</rss>".repeat(50), Compression { gzip: 3, brotli: 3 }, modified);
+        let resource = Arc::new(Resource::new("feed.rss", &encoded, SystemTime::now()));
         let resources: HashMap<String, Arc<Resource>> =
             [("feed.rss".to_owned(), resource.clone()), ("tags/青岛.rss".to_owned(), resource)].into();
-        Published { resources, ready: true, settings: Arc::new(settings()) }
-    }
-
-    fn settings() -> HttpSettings {
-        HttpSettings::new(Duration::from_secs(300), &url::Url::parse("https://e.org/feeds/").unwrap())
+        // The policy of a site whose feeds are public under https://e.org/feeds/.
+        let policy =
+            Policy { cache_control: HeaderValue::from_static("public, max-age=300"), prefix: "/feeds/".into() };
+        ServedSet { resources, ready: true, policy: Arc::new(policy) }
     }
 
     fn get(path: &str, headers: &[(&str, &str)]) -> Response<Body> {
@@ -254,7 +225,7 @@ mod tests {
         for (name, value) in headers {
             map.append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(value).unwrap());
         }
-        respond(&published(), &method, path, &map)
+        respond(&served(), &method, path, &map)
     }
 
     fn header<'a>(response: &'a Response<Body>, name: &str) -> &'a str {
@@ -352,7 +323,7 @@ mod tests {
     fn not_ready_until_published() {
         let mut map = HeaderMap::new();
         map.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        let r = respond(&Published::default(), &Method::GET, "/healthz", &map);
+        let r = respond(&ServedSet::default(), &Method::GET, "/healthz", &map);
         assert_eq!(r.status(), 503);
     }
 

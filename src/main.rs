@@ -1,12 +1,14 @@
 //! The `crier` command: parses flags, sets up logging, runs the library, maps errors to exit codes.
 #![forbid(unsafe_code)]
+#![warn(clippy::too_many_lines)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use crier::config::{Config, Overrides};
-use crier::generate;
+use crier::build::{self, BuildError};
+use crier::config::{Config, ConfigError, Overrides};
+use crier::daemon::{self, ServeError};
 
 /// Publishes RSS 2.0, Atom 1.0 and JSON Feed from a folder of post files.
 #[derive(Parser)]
@@ -61,7 +63,7 @@ struct Common {
 }
 
 impl Common {
-    fn load(&self, listen: Option<String>) -> Result<Config, crier::config::ConfigError> {
+    fn load(&self, listen: Option<String>) -> Result<Config, ConfigError> {
         let default = PathBuf::from("config/crier.toml");
         let path = self.config.clone().or_else(|| default.is_file().then_some(default));
         let overrides =
@@ -141,104 +143,33 @@ where
     }
 }
 
-fn run_serve(
-    config: Config,
-    reload: impl Fn() -> Result<Config, crier::config::ConfigError> + Send + 'static,
-) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
+fn run_serve(config: Config, reload: impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static) -> ExitCode {
+    match daemon::run(config, reload) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("crier: cannot start the runtime: {error}");
-            return ExitCode::from(1);
-        }
-    };
-    runtime.block_on(async move {
-        // Installed before anything else: until then SIGTERM or SIGHUP would kill crier outright.
-        let shutdown = match shutdown_signal() {
-            Ok(shutdown) => shutdown,
-            Err(error) => {
-                eprintln!("crier: cannot install signal handlers: {error}");
-                return ExitCode::from(1);
-            }
-        };
-        let reloads = match reload_signal(reload) {
-            Ok(reloads) => reloads,
-            Err(error) => {
-                eprintln!("crier: cannot install signal handlers: {error}");
-                return ExitCode::from(1);
-            }
-        };
-        let listener = match crier::systemd::activated_listener() {
-            Ok(Some(listener)) => tokio::net::TcpListener::from_std(listener),
-            Ok(None) => tokio::net::TcpListener::bind(config.listen).await,
-            Err(error) => Err(error),
-        };
-        let listener = match listener {
-            Ok(listener) => listener,
-            Err(error) => {
-                eprintln!("crier: cannot listen on {}: {error}; set `listen` or pass --listen", config.listen);
-                return ExitCode::from(2);
-            }
-        };
-        let address = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
-        tracing::info!("serving {} on http://{address}/", config.posts.display());
-        match crier::daemon::serve(std::sync::Arc::new(config), listener, shutdown, reloads).await {
-            Ok(()) => {
-                tracing::info!("stopped");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("crier: {error:#}");
-                ExitCode::from(1)
+            eprintln!("crier: {error}");
+            match error {
+                ServeError::Listen { .. } => ExitCode::from(2),
+                ServeError::Start(_) | ServeError::Failed(_) => ExitCode::from(1),
             }
         }
-    })
+    }
 }
 
-/// On each SIGHUP, reads the configuration again; a good one is sent on, a bad one is logged in
-/// one line and the running configuration stays.
-fn reload_signal(
-    load: impl Fn() -> Result<Config, crier::config::ConfigError> + Send + 'static,
-) -> std::io::Result<tokio::sync::mpsc::Receiver<std::sync::Arc<Config>>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangup = signal(SignalKind::hangup())?;
-    let (sender, receiver) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reading the configuration again");
-            match load() {
-                Ok(config) => {
-                    if sender.send(std::sync::Arc::new(config)).await.is_err() {
-                        break;
-                    }
-                }
-                Err(error) => tracing::error!("reload rejected, the running configuration stays: {error}"),
-            }
-        }
-    });
-    Ok(receiver)
-}
-
-/// Installs the SIGTERM and SIGINT handlers; the future completes when either arrives.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight responses"),
-            _ = int.recv() => tracing::info!("SIGINT: finishing in-flight responses"),
-        }
-    })
+/// Exit status 2 for a missing posts folder (a configuration error), 3 when the feeds could not
+/// be written.
+fn build_failed(error: &BuildError) -> ExitCode {
+    eprintln!("crier: {error}");
+    match error {
+        BuildError::NoPostsFolder(_) => ExitCode::from(2),
+        BuildError::Write(_) => ExitCode::from(3),
+    }
 }
 
 fn run_build(config: &Config) -> ExitCode {
-    let report = match generate::build(config, chrono::Utc::now()) {
+    let report = match build::build(config, chrono::Utc::now()) {
         Ok(report) => report,
-        Err(error) => {
-            eprintln!("crier: {error:#}");
-            return if config.posts.is_dir() { ExitCode::from(3) } else { ExitCode::from(2) };
-        }
+        Err(error) => return build_failed(&error),
     };
     for (path, warning) in &report.warnings {
         tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
@@ -246,44 +177,18 @@ fn run_build(config: &Config) -> ExitCode {
     for error in &report.errors {
         tracing::error!("{error}; the post is skipped");
     }
-    println!(
-        "crier build: {} posts read: {} published, {} scheduled for later, {} drafts, {} skipped with errors, {} warnings",
-        report.posts_read,
-        report.published,
-        report.scheduled,
-        report.drafts,
-        report.errors.len(),
-        report.warnings.len()
-    );
-    println!(
-        "  {} documents in {}: {} written, {} unchanged, {} removed; {:.2} s",
-        report.feeds,
-        config.feeds.display(),
-        report.written,
-        report.unchanged,
-        report.removed,
-        report.elapsed.as_secs_f64()
-    );
+    println!("{report}");
     if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 fn run_check(config: &Config) -> ExitCode {
-    if !config.posts.is_dir() {
-        eprintln!("crier: posts folder {} does not exist or is not a folder", config.posts.display());
-        return ExitCode::from(2);
-    }
-    let scan = generate::scan(config);
-    let mut problems: Vec<String> = scan.errors.iter().map(|e| format!("{e} (error)")).collect();
-    problems.extend(scan.warnings().map(|(path, w)| format!("{}:{}: {} (warning)", path.display(), w.line, w.message)));
-    problems.sort();
-    for problem in &problems {
+    let report = match build::check(config) {
+        Ok(report) => report,
+        Err(error) => return build_failed(&error),
+    };
+    for problem in &report.problems {
         println!("{problem}");
     }
-    let read = scan.posts.len() + scan.drafts + scan.errors.len();
-    eprintln!(
-        "crier check: {read} posts read, {} errors, {} warnings",
-        scan.errors.len(),
-        problems.len() - scan.errors.len()
-    );
-    if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    eprintln!("crier check: {} posts read, {} errors, {} warnings", report.read, report.errors, report.warnings);
+    if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -15,8 +15,8 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 use url::Url;
 
-use crate::config::Author;
-use crate::text::{is_xml_char, slugify, xml_safe};
+use crate::permalink::Permalink;
+use crate::text::{is_xml_char, xml_safe};
 
 /// A post that cannot be published, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,15 @@ impl std::error::Error for PostError {}
 pub struct PostWarning {
     pub line: usize,
     pub message: String,
+}
+
+/// Who wrote a post: the front matter's `author`, else the site's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Author {
+    pub name: String,
+    pub email: Option<String>,
+    pub uri: Option<String>,
 }
 
 /// How the body is written.
@@ -83,7 +92,7 @@ impl PostMeta {
 pub struct PostContext<'a> {
     pub timezone: Tz,
     pub base_url: &'a Url,
-    pub permalink: &'a str,
+    pub permalink: &'a Permalink,
     pub max_bytes: u64,
 }
 
@@ -122,92 +131,102 @@ pub fn parse<'b>(
         let options = serde_saphyr::options! { strict_booleans: true };
         serde_saphyr::from_str_with_options(yaml, options).map_err(|e| yaml_error(path, &e))?
     };
-
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
-    let (name_date, title_stem) = split_date_prefix(stem);
-    let mut warnings = Vec::new();
-
-    let title = match front.title.map(|t| t.0).filter(|t| !t.trim().is_empty()) {
-        Some(title) => title.trim().to_owned(),
-        None => {
-            warnings.push(PostWarning {
-                line: 1,
-                message: "no `title` in front matter; using one made from the file name".into(),
-            });
-            title_from_stem(title_stem)
-        }
-    };
-
-    let date = match front.date {
-        Some(spanned) => parse_date(&spanned.value.0, cx.timezone)
-            .ok_or_else(|| fail(front_line(&spanned), bad_date_message("date", &spanned.value.0)))?,
-        None => match name_date {
-            Some(day) => midnight(day, cx.timezone),
-            None => {
-                warnings.push(PostWarning {
-                    line: 1,
-                    message: "no `date` in front matter or file name; using the file's modification time".into(),
-                });
-                let utc: DateTime<chrono::Utc> = modified.into();
-                utc.with_timezone(&cx.timezone).fixed_offset()
-            }
-        },
-    };
-    let updated_field = front.updated.or(front.last_modified_at);
-    let updated = match updated_field {
-        Some(spanned) => parse_date(&spanned.value.0, cx.timezone)
-            .ok_or_else(|| fail(front_line(&spanned), bad_date_message("updated", &spanned.value.0)))?,
-        None => date,
-    };
-
-    let categories = dedup(front.categories.or(front.category).map(|l| l.0).unwrap_or_default());
-    let tags = dedup(front.tags.or(front.tag).map(|l| l.0).unwrap_or_default());
-
-    let link = match front.permalink.map(|p| p.0) {
-        Some(permalink) => absolute_link(cx.base_url, &permalink),
-        None => {
-            let path = expand_permalink(cx.permalink, &date, title_stem, &categories);
-            absolute_link(cx.base_url, &path)
-        }
-    };
-
-    let author = front.author.map(|a| match a {
-        AuthorField::Name(name) => Author { name: name.0, email: None, uri: None },
-        AuthorField::Full { name, email, uri, url } => Author {
-            name: name.map(|n| n.0).unwrap_or_default(),
-            email: email.map(|e| e.0),
-            uri: uri.or(url).map(|u| u.0),
-        },
-    });
-    let author = author.filter(|a| !a.name.trim().is_empty());
-
-    let summary =
-        front.description.or(front.excerpt).or(front.summary).map(|s| s.0.trim().to_owned()).filter(|s| !s.is_empty());
-    let draft = front.published.is_some_and(|f| !f.0) || front.draft.is_some_and(|f| f.0);
-    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    let format = if ext == "html" || ext == "htm" { BodyFormat::Html } else { BodyFormat::Markdown };
-
-    let meta = PostMeta {
-        path: path.to_owned(),
-        title,
-        date,
-        updated,
-        categories,
-        tags,
-        link,
-        id: front.id.or(front.guid).map(|i| i.0.trim().to_owned()).filter(|i| !i.is_empty()),
-        author,
-        summary,
-        format,
-        draft,
-        warnings: warnings.into_iter().map(|w| PostWarning { line: w.line.max(1), ..w }).collect(),
-    };
+    let meta = front.into_meta(path, modified, cx)?;
     let body = match text {
         Cow::Borrowed(text) => Cow::Borrowed(&text[body_start..]),
         Cow::Owned(text) => Cow::Owned(text[body_start..].to_owned()),
     };
     Ok((meta, body))
+}
+
+/// What a post's file name says: its stem without a `YYYY-MM-DD-` prefix, that date, and the
+/// body format its extension names.
+struct FileName<'a> {
+    date: Option<NaiveDate>,
+    title_stem: &'a str,
+    format: BodyFormat,
+}
+
+impl FileName<'_> {
+    fn of(path: &Path) -> FileName<'_> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+        let (date, title_stem) = split_date_prefix(stem);
+        let html = ext.eq_ignore_ascii_case("html") || ext.eq_ignore_ascii_case("htm");
+        FileName { date, title_stem, format: if html { BodyFormat::Html } else { BodyFormat::Markdown } }
+    }
+}
+
+impl FrontMatter {
+    /// The metadata these keys give the post at `path`; what is missing comes from the file name
+    /// or the site, with a warning where the guess may surprise the author.
+    fn into_meta(self, path: &Path, modified: SystemTime, cx: &PostContext<'_>) -> Result<PostMeta, PostError> {
+        let file = FileName::of(path);
+        let mut warnings = Vec::new();
+        let warn = |warnings: &mut Vec<PostWarning>, message: &str| {
+            warnings.push(PostWarning { line: 1, message: message.to_owned() });
+        };
+        let title = match self.title.map(|t| t.0).filter(|t| !t.trim().is_empty()) {
+            Some(title) => title.trim().to_owned(),
+            None => {
+                warn(&mut warnings, "no `title` in front matter; using one made from the file name");
+                title_from_stem(file.title_stem)
+            }
+        };
+        let date = match &self.date {
+            Some(spanned) => date_value(path, "date", spanned, cx.timezone)?,
+            None => match file.date {
+                Some(day) => midnight(day, cx.timezone),
+                None => {
+                    warn(&mut warnings, "no `date` in front matter or file name; using the file's modification time");
+                    DateTime::<chrono::Utc>::from(modified).with_timezone(&cx.timezone).fixed_offset()
+                }
+            },
+        };
+        let updated = match self.updated.as_ref().or(self.last_modified_at.as_ref()) {
+            Some(spanned) => date_value(path, "updated", spanned, cx.timezone)?,
+            None => date,
+        };
+        let categories = dedup(self.categories.or(self.category).map(|l| l.0).unwrap_or_default());
+        let link = match self.permalink.map(|p| p.0) {
+            Some(permalink) => absolute_link(cx.base_url, &permalink),
+            None => absolute_link(cx.base_url, &cx.permalink.expand(&date, file.title_stem, &categories)),
+        };
+        Ok(PostMeta {
+            path: path.to_owned(),
+            title,
+            date,
+            updated,
+            categories,
+            tags: dedup(self.tags.or(self.tag).map(|l| l.0).unwrap_or_default()),
+            link,
+            id: self.id.or(self.guid).map(|i| i.0.trim().to_owned()).filter(|i| !i.is_empty()),
+            author: self.author.map(AuthorField::into_author).filter(|a| !a.name.trim().is_empty()),
+            summary: self
+                .description
+                .or(self.excerpt)
+                .or(self.summary)
+                .map(|s| s.0.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            format: file.format,
+            draft: self.published.is_some_and(|f| !f.0) || self.draft.is_some_and(|f| f.0),
+            warnings,
+        })
+    }
+}
+
+/// A front-matter date, or an error naming its line.
+fn date_value(
+    path: &Path,
+    key: &str,
+    spanned: &Spanned<Scalar>,
+    timezone: Tz,
+) -> Result<DateTime<FixedOffset>, PostError> {
+    parse_date(&spanned.value.0, timezone).ok_or_else(|| PostError {
+        path: path.to_owned(),
+        line: front_line(spanned),
+        message: bad_date_message(key, &spanned.value.0),
+    })
 }
 
 /// The error for a file over the size limit.
@@ -393,82 +412,6 @@ fn dedup(items: Vec<String>) -> Vec<String> {
     out
 }
 
-/// The placeholders a permalink pattern may use.
-pub const PERMALINK_PLACEHOLDERS: &[&str] = &[
-    ":categories",
-    ":year",
-    ":short_year",
-    ":month",
-    ":i_month",
-    ":day",
-    ":i_day",
-    ":hour",
-    ":minute",
-    ":second",
-    ":title",
-    ":slug",
-];
-
-/// Splits a pattern into literal text and placeholder names.
-fn permalink_tokens(pattern: &str) -> impl Iterator<Item = (bool, &str)> {
-    let mut rest = pattern;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        if let Some(name) = rest.strip_prefix(':') {
-            let len = name.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(name.len());
-            if len > 0 {
-                let token = &rest[..=len];
-                rest = &rest[len + 1..];
-                return Some((true, token));
-            }
-        }
-        let first = rest.chars().next().map_or(1, char::len_utf8);
-        let len = rest[first..].find(':').map_or(rest.len(), |i| i + first);
-        let token = &rest[..len];
-        rest = &rest[len..];
-        Some((false, token))
-    })
-}
-
-/// The first placeholder in `pattern` that crier does not know, if any.
-pub fn unknown_permalink_placeholder(pattern: &str) -> Option<String> {
-    permalink_tokens(pattern)
-        .find(|(is_name, token)| *is_name && !PERMALINK_PLACEHOLDERS.contains(token))
-        .map(|(_, token)| token.to_owned())
-}
-
-/// Fills a permalink pattern; dates are the post's own wall-clock time.
-pub fn expand_permalink(pattern: &str, date: &DateTime<FixedOffset>, title: &str, categories: &[String]) -> String {
-    let mut out = String::new();
-    for (is_name, token) in permalink_tokens(pattern) {
-        if !is_name {
-            out.push_str(token);
-            continue;
-        }
-        let value = match token {
-            ":categories" => {
-                categories.iter().map(|c| slugify(c)).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/")
-            }
-            ":year" => date.format("%Y").to_string(),
-            ":short_year" => date.format("%y").to_string(),
-            ":month" => date.format("%m").to_string(),
-            ":i_month" => date.format("%-m").to_string(),
-            ":day" => date.format("%d").to_string(),
-            ":i_day" => date.format("%-d").to_string(),
-            ":hour" => date.format("%H").to_string(),
-            ":minute" => date.format("%M").to_string(),
-            ":second" => date.format("%S").to_string(),
-            ":title" => title.to_owned(),
-            ":slug" => slugify(title),
-            other => other.to_owned(),
-        };
-        out.push_str(&value);
-    }
-    out
-}
-
 /// An absolute URL for a front-matter permalink or an expanded pattern. Site-relative paths go
 /// under the base URL segment by segment, so `?`, `#` and non-ASCII letters are percent-encoded.
 pub fn absolute_link(base: &Url, permalink: &str) -> String {
@@ -518,6 +461,19 @@ struct FrontMatter {
 enum AuthorField {
     Name(Scalar),
     Full { name: Option<Scalar>, email: Option<Scalar>, uri: Option<Scalar>, url: Option<Scalar> },
+}
+
+impl AuthorField {
+    fn into_author(self) -> Author {
+        match self {
+            AuthorField::Name(name) => Author { name: name.0, email: None, uri: None },
+            AuthorField::Full { name, email, uri, url } => Author {
+                name: name.map(|n| n.0).unwrap_or_default(),
+                email: email.map(|e| e.0),
+                uri: uri.or(url).map(|u| u.0),
+            },
+        }
+    }
 }
 
 /// Any YAML scalar read as text: `title: 1984` is the title "1984", not an error.
@@ -619,18 +575,14 @@ impl<'de> Deserialize<'de> for Flag {
 mod tests {
     use super::*;
 
-    fn cx(base: &Url) -> PostContext<'_> {
-        PostContext {
-            timezone: "Asia/Shanghai".parse().unwrap(),
-            base_url: base,
-            permalink: crate::config::DEFAULT_PERMALINK,
-            max_bytes: 1 << 20,
-        }
+    fn cx<'a>(base: &'a Url, permalink: &'a Permalink) -> PostContext<'a> {
+        PostContext { timezone: "Asia/Shanghai".parse().unwrap(), base_url: base, permalink, max_bytes: 1 << 20 }
     }
 
     fn parse_at(name: &str, text: &str) -> Result<(PostMeta, String), PostError> {
         let base = Url::parse("https://news.example.com/").unwrap();
-        parse(Path::new(name), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base)).map(|(m, b)| (m, b.into_owned()))
+        parse(Path::new(name), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base, &Permalink::default()))
+            .map(|(m, b)| (m, b.into_owned()))
     }
 
     fn meta(text: &str) -> PostMeta {
@@ -797,7 +749,9 @@ mod tests {
         ];
         for (bytes, line, needle) in cases {
             let base = Url::parse("https://e.org/").unwrap();
-            let error = parse(Path::new("posts/bad.md"), bytes, SystemTime::UNIX_EPOCH, &cx(&base)).unwrap_err();
+            let error =
+                parse(Path::new("posts/bad.md"), bytes, SystemTime::UNIX_EPOCH, &cx(&base, &Permalink::default()))
+                    .unwrap_err();
             assert_eq!(error.line, *line, "{error}");
             assert!(error.message.contains(needle), "{error}");
             assert!(error.to_string().starts_with("posts/bad.md:"), "{error}");
@@ -814,9 +768,16 @@ mod tests {
         let text = "---\ntitle: 平安\ndate: 2021-01-01\n---\n<p>body</p>";
         let end = front_matter_len(text.as_bytes()).unwrap();
         let base = Url::parse("https://e.org/").unwrap();
-        let (head, body) =
-            parse(Path::new("a.md"), &text.as_bytes()[..end], SystemTime::UNIX_EPOCH, &cx(&base)).unwrap();
-        let (full, _) = parse(Path::new("a.md"), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base)).unwrap();
+        let (head, body) = parse(
+            Path::new("a.md"),
+            &text.as_bytes()[..end],
+            SystemTime::UNIX_EPOCH,
+            &cx(&base, &Permalink::default()),
+        )
+        .unwrap();
+        let (full, _) =
+            parse(Path::new("a.md"), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx(&base, &Permalink::default()))
+                .unwrap();
         assert_eq!(head, full);
         assert_eq!(body, "");
     }
@@ -824,7 +785,8 @@ mod tests {
     #[test]
     fn size_limit() {
         let base = Url::parse("https://e.org/").unwrap();
-        let mut context = cx(&base);
+        let permalink = Permalink::default();
+        let mut context = cx(&base, &permalink);
         context.max_bytes = 10;
         let error =
             parse(Path::new("big.md"), b"---\ntitle: long title\n---\n", SystemTime::UNIX_EPOCH, &context).unwrap_err();
@@ -840,19 +802,4 @@ mod tests {
             assert!(!is_post_file_name(bad), "{bad}");
         }
     }
-
-    #[test]
-    fn permalink_placeholders() {
-        assert_eq!(unknown_permalink_placeholder(DEFAULT_PERMALINK_FOR_TEST), None);
-        assert_eq!(unknown_permalink_placeholder("/:year/:nope.html").as_deref(), Some(":nope"));
-        assert_eq!(unknown_permalink_placeholder("/:title文.html"), None);
-        assert_eq!(unknown_permalink_placeholder("/文/:title"), None);
-        let date = DateTime::parse_from_rfc3339("2021-03-04T05:06:07+08:00").unwrap();
-        assert_eq!(
-            expand_permalink("/:short_year/:i_month/:i_day/:hour:minute:second/:slug/", &date, "Hello World", &[]),
-            "/21/3/4/050607/hello-world/"
-        );
-    }
-
-    const DEFAULT_PERMALINK_FOR_TEST: &str = crate::config::DEFAULT_PERMALINK;
 }

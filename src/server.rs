@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::http::respond;
-use crate::published::Shared;
+use crate::served::Shared;
 
 /// How long a request that arrives before the first publish waits for it.
 const STARTUP_WAIT: Duration = Duration::from_secs(60);
@@ -47,6 +47,37 @@ impl Limits {
             shutdown_timeout: config.shutdown_timeout,
         }
     }
+}
+
+/// One connection's service: answers from the served set of the moment, and asks the client
+/// to close after `max_requests`.
+fn service(
+    shared: Arc<Shared>,
+    max_requests: usize,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = hyper::Response<crate::http::Body>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<hyper::Response<crate::http::Body>, std::convert::Infallible>> + Send,
+> + Clone {
+    let served = Arc::new(AtomicUsize::new(0));
+    service_fn(move |request: hyper::Request<Incoming>| {
+        let shared = shared.clone();
+        let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests;
+        async move {
+            // A request that arrives before the first publish (socket activation starts crier
+            // for it) waits for it rather than getting a 404; `/healthz` answers at once.
+            if !shared.load().ready && request.uri().path() != "/healthz" {
+                let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
+            }
+            let served = shared.load();
+            let mut response = respond(&served, request.method(), request.uri().path(), request.headers());
+            if last {
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    })
 }
 
 /// Serves until `shutdown` completes, then waits (at most `shutdown_timeout`) for in-flight
@@ -80,32 +111,12 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let served = Arc::new(AtomicUsize::new(0));
-        let max_requests = limits.max_requests_per_connection;
-        let service = service_fn(move |request: hyper::Request<Incoming>| {
-            let shared = shared.clone();
-            let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests;
-            async move {
-                // A request that arrives before the first publish (socket activation starts crier
-                // for it) waits for it rather than getting a 404; `/healthz` answers at once.
-                if !shared.load().ready && request.uri().path() != "/healthz" {
-                    let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
-                }
-                let published = shared.load();
-                let mut response = respond(&published, request.method(), request.uri().path(), request.headers());
-                if last {
-                    response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-                }
-                Ok::<_, std::convert::Infallible>(response)
-            }
-        });
         // A client that asks and never reads would hold its slot forever: writes that make no
         // progress for `write_timeout` end the connection.
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));
-        let connection = builder.serve_connection(TokioIo::new(Box::pin(stream)), service);
-        let connection = graceful.watch(connection);
+        let service = service(shared.clone(), limits.max_requests_per_connection);
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!("connection ended with an error: {error}");

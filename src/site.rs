@@ -1,7 +1,7 @@
 //! The in-memory index of published posts: by category and by tag, newest first.
 //!
 //! Posts are added and removed one at a time, so the daemon can keep the index current without
-//! rebuilding it; [`Site::feeds`] picks, for every feed, the newest posts already due.
+//! rebuilding it; [`Site::feed`] picks, for a feed, the newest posts already due.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -12,6 +12,9 @@ use chrono::{DateTime, Utc};
 
 use crate::post::PostMeta;
 use crate::text::slugify;
+
+/// The folders of the category and tag feeds under the feeds folder (the site feed is at its top).
+pub const FEED_FOLDERS: [&str; 2] = ["categories", "tags"];
 
 /// Which feed: the whole site, one category or one tag (by slug).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,8 +29,8 @@ impl FeedKey {
     pub fn stem(&self) -> String {
         match self {
             FeedKey::Site => "feed".to_owned(),
-            FeedKey::Category(slug) => format!("categories/{slug}"),
-            FeedKey::Tag(slug) => format!("tags/{slug}"),
+            FeedKey::Category(slug) => format!("{}/{slug}", FEED_FOLDERS[0]),
+            FeedKey::Tag(slug) => format!("{}/{slug}", FEED_FOLDERS[1]),
         }
     }
 }
@@ -130,17 +133,6 @@ impl Site {
         keys
     }
 
-    /// Every feed that has a post due at `now`: its newest `limit` due posts (0: all).
-    pub fn feeds(&self, now: DateTime<Utc>, limit: usize) -> Vec<FeedPlan> {
-        let mut plans = vec![self.feed(&FeedKey::Site, now, limit).unwrap_or(FeedPlan {
-            key: FeedKey::Site,
-            name: None,
-            items: Vec::new(),
-        })];
-        plans.extend(self.feeds.keys().filter(|k| **k != FeedKey::Site).filter_map(|k| self.feed(k, now, limit)));
-        plans
-    }
-
     /// One feed at `now`, or `None` when it has no post due.
     pub fn feed(&self, key: &FeedKey, now: DateTime<Utc>, limit: usize) -> Option<FeedPlan> {
         let set = self.feeds.get(key)?;
@@ -194,6 +186,20 @@ fn name_in(post: &PostMeta, key: &FeedKey) -> Option<String> {
         FeedKey::Tag(slug) => (&post.tags, slug),
     };
     names.iter().find(|n| slugify(n) == *slug).cloned()
+}
+
+#[cfg(test)]
+impl Site {
+    /// Every feed that has a post due at `now`: its newest `limit` due posts (0: all).
+    fn feeds(&self, now: DateTime<Utc>, limit: usize) -> Vec<FeedPlan> {
+        let mut plans = vec![self.feed(&FeedKey::Site, now, limit).unwrap_or(FeedPlan {
+            key: FeedKey::Site,
+            name: None,
+            items: Vec::new(),
+        })];
+        plans.extend(self.feeds.keys().filter(|k| **k != FeedKey::Site).filter_map(|k| self.feed(k, now, limit)));
+        plans
+    }
 }
 
 #[cfg(test)]

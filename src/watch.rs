@@ -21,8 +21,21 @@ pub enum Hint {
     Rescan,
 }
 
+/// What the watcher tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchMessage {
+    Hints(Vec<Hint>),
+    /// The watcher failed or lost events; the text says how.
+    Lost(String),
+}
+
+/// Why a folder cannot be watched.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct WatchError(String);
+
 /// Turns one notify event into hints.
-pub fn hints(event: notify::Event) -> Vec<Hint> {
+fn hints(event: notify::Event) -> Vec<Hint> {
     if event.need_rescan() {
         return vec![Hint::Rescan];
     }
@@ -43,35 +56,41 @@ pub fn hints(event: notify::Event) -> Vec<Hint> {
 }
 
 /// A running watcher; dropping it stops the watching.
-pub enum Watcher {
-    Notify(RecommendedWatcher),
-    Poll(PollWatcher),
+pub struct Watcher {
+    _running: Box<dyn notify::Watcher + Send>,
 }
 
-/// A message from the watcher thread to the publisher.
-pub type WatchMessage = Result<notify::Event, notify::Error>;
+impl Watcher {
+    fn new(running: impl notify::Watcher + Send + 'static) -> Watcher {
+        Watcher { _running: Box::new(running) }
+    }
+}
 
-/// Starts watching `root` recursively, sending events to `events`. With `poll`, or when inotify
-/// cannot watch (its watch limit reached), polls every `interval` instead.
-pub fn start<H>(root: &Path, poll: bool, interval: Duration, events: H) -> notify::Result<Watcher>
+/// Starts watching `root` recursively, sending what it sees to `handler`. With `poll`, or when
+/// inotify cannot watch (its watch limit reached), polls every `interval` instead.
+pub fn start<H>(root: &Path, poll: bool, interval: Duration, handler: H) -> Result<Watcher, WatchError>
 where
     H: Fn(WatchMessage) + Clone + Send + 'static,
 {
-    let poller = |events: H| -> notify::Result<Watcher> {
+    let events = move |result: notify::Result<notify::Event>| match result {
+        Ok(event) => handler(WatchMessage::Hints(hints(event))),
+        Err(error) => handler(WatchMessage::Lost(error.to_string())),
+    };
+    let poller = |events| -> notify::Result<Watcher> {
         let config = notify::Config::default().with_poll_interval(interval);
         let mut watcher = PollWatcher::new(events, config)?;
         watcher.watch(root, RecursiveMode::Recursive)?;
-        Ok(Watcher::Poll(watcher))
+        Ok(Watcher::new(watcher))
     };
     if poll {
-        return poller(events);
+        return poller(events).map_err(|e| WatchError(e.to_string()));
     }
     let attempt = RecommendedWatcher::new(events.clone(), notify::Config::default()).and_then(|mut watcher| {
         watcher.watch(root, RecursiveMode::Recursive)?;
         Ok(watcher)
     });
     match attempt {
-        Ok(watcher) => Ok(Watcher::Notify(watcher)),
+        Ok(watcher) => Ok(Watcher::new(watcher)),
         Err(error) => {
             tracing::warn!(
                 "cannot watch {} with inotify ({error}); polling every {:?} instead. \
@@ -79,7 +98,7 @@ where
                 root.display(),
                 interval
             );
-            poller(events)
+            poller(events).map_err(|e| WatchError(e.to_string()))
         }
     }
 }

@@ -521,7 +521,7 @@ fn scheduled_posts_follow_the_clock() {
     let config = crier::config::Config::load(Some(&dir.path().join("crier.toml")), &Default::default()).unwrap();
     let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
     let clock = Arc::new(ManualClock(Mutex::new(start)));
-    let shared = Arc::new(crier::published::Shared::new());
+    let shared = Arc::new(crier::served::Shared::new());
     let publisher = crier::daemon::Publisher::start(Arc::new(config), shared.clone(), clock.clone());
     let deadline = Instant::now() + DEADLINE;
     while !shared.load().ready {

@@ -3,7 +3,7 @@
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig};
 
 use super::{FeedDoc, Format, GENERATOR};
-use crate::config::Author;
+use crate::post::Author;
 
 fn person(author: &Author) -> Person {
     Person { name: author.name.clone(), email: author.email.clone(), uri: author.uri.clone(), ..Default::default() }

@@ -40,7 +40,7 @@ struct JsonItem<'a> {
     tags: Vec<&'a str>,
 }
 
-fn author(author: &crate::config::Author) -> JsonAuthor<'_> {
+fn author(author: &crate::post::Author) -> JsonAuthor<'_> {
     let url = author.uri.clone().or_else(|| author.email.as_ref().map(|email| format!("mailto:{email}")));
     JsonAuthor { name: &author.name, url }
 }

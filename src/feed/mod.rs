@@ -10,7 +10,7 @@ pub mod rss;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::config::Author;
+use crate::post::Author;
 use crate::post::PostMeta;
 use crate::render::Rendered;
 

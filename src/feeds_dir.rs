@@ -13,11 +13,34 @@ use std::time::SystemTime;
 use anyhow::Context;
 use bytes::Bytes;
 
-/// The encodings written beside every document.
-pub const ENCODED_SUFFIXES: [&str; 2] = [".gz", ".br"];
+use crate::config::{Compression, Config};
+use crate::documents;
+use crate::site::FEED_FOLDERS;
 
-/// Extensions of the documents crier owns in the feeds folder.
-const DOCUMENT_EXTENSIONS: [&str; 5] = [".rss", ".atom", ".json", ".opml", ".html"];
+/// An encoding written beside every document, as `<document><suffix>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Gzip,
+    Brotli,
+}
+
+impl Encoding {
+    pub const ALL: [Encoding; 2] = [Encoding::Gzip, Encoding::Brotli];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Encoding::Gzip => ".gz",
+            Encoding::Brotli => ".br",
+        }
+    }
+
+    /// The file that holds this encoding of the document at `path`.
+    fn beside(self, path: &Path) -> PathBuf {
+        let mut os = path.as_os_str().to_owned();
+        os.push(self.suffix());
+        PathBuf::from(os)
+    }
+}
 
 /// Prefix of temporary files, so leftovers of a crash can be recognised and removed.
 const TEMP_PREFIX: &str = ".crier-";
@@ -27,13 +50,6 @@ const TEMP_PREFIX: &str = ".crier-";
 pub enum Outcome {
     Written,
     Unchanged,
-}
-
-/// Compression settings.
-#[derive(Debug, Clone, Copy)]
-pub struct Levels {
-    pub gzip: u32,
-    pub brotli: u32,
 }
 
 /// gzip of `bytes` at `level`, deterministic (no file name, no timestamp in the header).
@@ -67,7 +83,7 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    pub fn compress(identity: Vec<u8>, levels: Levels, modified: SystemTime) -> Encoded {
+    pub fn compress(identity: Vec<u8>, levels: Compression, modified: SystemTime) -> Encoded {
         let gzip = gzip(&identity, levels.gzip);
         let brotli = brotli(&identity, levels.brotli);
         Encoded { identity: exact(identity), gzip: exact(gzip), brotli: exact(brotli), modified }
@@ -92,14 +108,14 @@ fn read_current(path: &Path, identity: &[u8]) -> Option<Encoded> {
     }
     // Encodings are written with the document's time; another time means a write was cut short.
     let modified = meta.modified().ok()?;
-    let current = |suffix: &str| -> Option<Vec<u8>> {
-        let path = with_suffix(path, suffix);
+    let current = |encoding: Encoding| -> Option<Vec<u8>> {
+        let path = encoding.beside(path);
         (fs::metadata(&path).ok()?.modified().ok()? == modified).then(|| fs::read(&path).ok()).flatten()
     };
     Some(Encoded {
         identity: Bytes::copy_from_slice(identity),
-        gzip: current(".gz")?.into(),
-        brotli: current(".br")?.into(),
+        gzip: current(Encoding::Gzip)?.into(),
+        brotli: current(Encoding::Brotli)?.into(),
         modified,
     })
 }
@@ -108,37 +124,42 @@ fn read_current(path: &Path, identity: &[u8]) -> Option<Encoded> {
 #[derive(Debug, Clone)]
 pub struct FeedsDir {
     root: PathBuf,
-    levels: Levels,
+    levels: Compression,
+}
+
+/// What [`FeedsDir::put`] did with a document.
+#[derive(Debug)]
+pub struct Put {
+    /// The document with its encodings and the time its bytes last changed: good to serve even
+    /// when writing failed.
+    pub encoded: Encoded,
+    pub outcome: Outcome,
+    /// Why the files could not be written, if they could not.
+    pub error: Option<anyhow::Error>,
 }
 
 impl FeedsDir {
-    pub fn new(root: impl Into<PathBuf>, levels: Levels) -> FeedsDir {
+    /// The feeds folder of `config`, with its compression settings.
+    pub fn new(config: &Config) -> FeedsDir {
+        FeedsDir::at(&config.feeds, config.compression)
+    }
+
+    pub fn at(root: impl Into<PathBuf>, levels: Compression) -> FeedsDir {
         FeedsDir { root: root.into(), levels }
     }
 
-    /// Puts `bytes` at `rel` (a `/`-separated path under the folder) with its encodings,
-    /// unless the file already holds exactly these bytes and its encodings exist.
-    pub fn put(&self, rel: &str, bytes: &[u8], modified: SystemTime) -> anyhow::Result<Outcome> {
-        let (_, outcome, error) = self.publish(rel, bytes.to_vec(), modified);
-        match error {
-            Some(error) => Err(error),
-            None => Ok(outcome),
-        }
-    }
-
-    /// Makes `identity` current at `rel` and returns it with its encodings and the time its bytes
-    /// last changed. When the folder already holds these bytes, the encodings and time come from
-    /// the files (nothing is compressed or written: a restart keeps `Last-Modified`); otherwise
-    /// they are computed, stamped `now` and written. A write failure is returned beside the
-    /// encodings, which are good to serve from memory all the same.
-    pub fn publish(&self, rel: &str, identity: Vec<u8>, now: SystemTime) -> (Encoded, Outcome, Option<anyhow::Error>) {
+    /// Makes `identity` current at `rel` (a `/`-separated path under the folder). When the folder
+    /// already holds these bytes and both encodings, the encodings and time come from the files
+    /// (nothing is compressed or written: a restart keeps `Last-Modified`); otherwise they are
+    /// computed, stamped `now` and written.
+    pub fn put(&self, rel: &str, identity: Vec<u8>, now: SystemTime) -> Put {
         let path = self.root.join(rel);
-        if let Some(current) = read_current(&path, &identity) {
-            return (current, Outcome::Unchanged, None);
+        if let Some(encoded) = read_current(&path, &identity) {
+            return Put { encoded, outcome: Outcome::Unchanged, error: None };
         }
         let encoded = Encoded::compress(identity, self.levels, now);
         let error = self.write(rel, &encoded).err();
-        (encoded, Outcome::Written, error)
+        Put { encoded, outcome: Outcome::Written, error }
     }
 
     /// Writes a document and its encodings (encodings first: whoever reads the document finds
@@ -147,8 +168,8 @@ impl FeedsDir {
         let path = self.root.join(rel);
         let parent = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
-        write_atomic(&with_suffix(&path, ".gz"), &encoded.gzip, encoded.modified)?;
-        write_atomic(&with_suffix(&path, ".br"), &encoded.brotli, encoded.modified)?;
+        write_atomic(&Encoding::Gzip.beside(&path), &encoded.gzip, encoded.modified)?;
+        write_atomic(&Encoding::Brotli.beside(&path), &encoded.brotli, encoded.modified)?;
         write_atomic(&path, &encoded.identity, encoded.modified)?;
         Ok(())
     }
@@ -156,7 +177,7 @@ impl FeedsDir {
     /// Removes one document and its encodings; a missing file is not an error.
     pub fn remove(&self, rel: &str) -> anyhow::Result<()> {
         let path = self.root.join(rel);
-        for p in [with_suffix(&path, ".gz"), with_suffix(&path, ".br"), path] {
+        for p in [Encoding::Gzip.beside(&path), Encoding::Brotli.beside(&path), path] {
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -170,7 +191,7 @@ impl FeedsDir {
     /// with its encodings, and leftover temporary files. Returns how many documents went.
     pub fn remove_stale(&self, keep: &HashSet<String>) -> anyhow::Result<usize> {
         let mut removed = 0;
-        for sub in ["", "categories", "tags"] {
+        for sub in std::iter::once("").chain(FEED_FOLDERS) {
             let dir = self.root.join(sub);
             let entries = match fs::read_dir(&dir) {
                 Ok(entries) => entries,
@@ -183,9 +204,9 @@ impl FeedsDir {
                     continue;
                 }
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-                let document = ENCODED_SUFFIXES.iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+                let document = Encoding::ALL.iter().fold(name.as_str(), |n, e| n.strip_suffix(e.suffix()).unwrap_or(n));
                 let rel = if sub.is_empty() { document.to_owned() } else { format!("{sub}/{document}") };
-                let owned = DOCUMENT_EXTENSIONS.iter().any(|ext| document.ends_with(ext));
+                let owned = documents::media_type(document).is_some();
                 let stale = (owned && !keep.contains(&rel)) || name.starts_with(TEMP_PREFIX);
                 if stale {
                     fs::remove_file(entry.path())
@@ -198,12 +219,6 @@ impl FeedsDir {
         }
         Ok(removed)
     }
-}
-
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut os = path.as_os_str().to_owned();
-    os.push(suffix);
-    PathBuf::from(os)
 }
 
 /// Writes a temporary file in the same folder, gives it mode 0644 and `modified`, then renames it
@@ -237,7 +252,13 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    const LEVELS: Levels = Levels { gzip: 6, brotli: 5 };
+    const LEVELS: Compression = Compression { gzip: 6, brotli: 5 };
+
+    /// `put`, with the write failure as the error.
+    fn put(feeds: &FeedsDir, rel: &str, bytes: &[u8], now: SystemTime) -> anyhow::Result<Outcome> {
+        let put = feeds.put(rel, bytes.to_vec(), now);
+        put.error.map_or(Ok(put.outcome), Err)
+    }
 
     #[test]
     fn encodings_round_trip_and_are_deterministic() {
@@ -256,40 +277,40 @@ mod tests {
     #[test]
     fn put_writes_once_and_keeps_unchanged_files() {
         let dir = tempfile::tempdir().unwrap();
-        let feeds = FeedsDir::new(dir.path(), LEVELS);
+        let feeds = FeedsDir::at(dir.path(), LEVELS);
         let t1 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t1).unwrap(), Outcome::Written);
+        assert_eq!(put(&feeds, "categories/新闻.rss", b"<rss/>", t1).unwrap(), Outcome::Written);
         let path = dir.path().join("categories/新闻.rss");
-        for p in [path.clone(), with_suffix(&path, ".gz"), with_suffix(&path, ".br")] {
+        for p in [path.clone(), Encoding::Gzip.beside(&path), Encoding::Brotli.beside(&path)] {
             let meta = fs::metadata(&p).unwrap();
             assert_eq!(meta.modified().unwrap(), t1, "{}", p.display());
             #[cfg(unix)]
             assert_eq!(std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777, 0o644);
         }
         let t2 = t1 + std::time::Duration::from_secs(60);
-        assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Unchanged);
+        assert_eq!(put(&feeds, "categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Unchanged);
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), t1);
         // An encoding gone missing: the set is written again, all three with one new time.
-        fs::remove_file(with_suffix(&path, ".br")).unwrap();
-        assert_eq!(feeds.put("categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Written);
-        assert_eq!(fs::metadata(with_suffix(&path, ".br")).unwrap().modified().unwrap(), t2);
+        fs::remove_file(Encoding::Brotli.beside(&path)).unwrap();
+        assert_eq!(put(&feeds, "categories/新闻.rss", b"<rss/>", t2).unwrap(), Outcome::Written);
+        assert_eq!(fs::metadata(Encoding::Brotli.beside(&path)).unwrap().modified().unwrap(), t2);
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), t2);
-        let (current, outcome, _) =
-            feeds.publish("categories/新闻.rss", b"<rss/>".to_vec(), t2 + std::time::Duration::from_secs(5));
-        assert_eq!(outcome, Outcome::Unchanged);
+        let fresh = feeds.put("categories/新闻.rss", b"<rss/>".to_vec(), t2 + std::time::Duration::from_secs(5));
+        let current = fresh.encoded;
+        assert_eq!(fresh.outcome, Outcome::Unchanged);
         assert_eq!(current.modified, t2, "an unchanged document keeps its time");
         assert_eq!(current.gzip, gzip(b"<rss/>", LEVELS.gzip));
-        assert_eq!(feeds.put("categories/新闻.rss", b"<rss></rss>", t2).unwrap(), Outcome::Written);
+        assert_eq!(put(&feeds, "categories/新闻.rss", b"<rss></rss>", t2).unwrap(), Outcome::Written);
         assert_eq!(fs::read(&path).unwrap(), b"<rss></rss>");
     }
 
     #[test]
     fn remove_stale_keeps_what_is_listed_and_foreign_files() {
         let dir = tempfile::tempdir().unwrap();
-        let feeds = FeedsDir::new(dir.path(), LEVELS);
+        let feeds = FeedsDir::at(dir.path(), LEVELS);
         let t = SystemTime::now();
         for rel in ["feed.rss", "tags/a.rss", "tags/b.atom", "categories/c.json"] {
-            feeds.put(rel, b"x", t).unwrap();
+            put(&feeds, rel, b"x", t).unwrap();
         }
         fs::write(dir.path().join("tags/README.txt"), "mine").unwrap();
         fs::write(dir.path().join(".crier-leftover"), "").unwrap();

@@ -1,5 +1,6 @@
-//! The published set: every document the server may send, with its encodings and validators
-//! computed once when it changes, and swapped whole so a reader never sees half a regeneration.
+//! The served set: every document the server may send, with its encodings, validators and
+//! response policy computed once when it changes, and swapped whole so a reader never sees half
+//! a regeneration.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -8,7 +9,10 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::publish::Encoded;
+use crate::config::Config;
+
+use crate::documents::{self, INDEX_PATH};
+use crate::feeds_dir::Encoded;
 
 /// One encoding of a document, with its strong validator.
 #[derive(Debug, Clone)]
@@ -38,19 +42,21 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// A document with its encodings; `modified` is clamped so it never lies in the future.
-    pub fn new(content_type: &'static str, encoded: &Encoded, now: SystemTime) -> Resource {
-        let mut resource = Resource::identity_only(content_type, encoded.identity.clone(), encoded.modified.min(now));
+    /// The document at `rel` with its encodings; `modified` is clamped so it never lies in the future.
+    pub fn new(rel: &str, encoded: &Encoded, now: SystemTime) -> Resource {
+        let mut resource = Resource::identity_only(rel, encoded.identity.clone(), encoded.modified.min(now));
         resource.gzip = Some(Variant::new(encoded.gzip.clone()));
         resource.brotli = Some(Variant::new(encoded.brotli.clone()));
         resource
     }
 
-    /// A document served only as it is.
-    pub fn identity_only(content_type: &'static str, body: Bytes, modified: SystemTime) -> Resource {
+    /// The document at `rel`, served only as it is.
+    pub fn identity_only(rel: &str, body: Bytes, modified: SystemTime) -> Resource {
         let modified = whole_seconds(modified);
+        let media_type = documents::media_type(rel).unwrap_or("application/octet-stream");
         Resource {
-            content_type: HeaderValue::from_static(content_type),
+            content_type: HeaderValue::try_from(format!("{media_type}; charset=utf-8"))
+                .expect("a media type is a valid header value"),
             identity: Variant::new(body),
             gzip: None,
             brotli: None,
@@ -68,33 +74,55 @@ fn whole_seconds(time: SystemTime) -> SystemTime {
     }
 }
 
-/// The media type a document is served with, from its path.
-pub fn content_type(rel: &str) -> &'static str {
-    match rel.rsplit('.').next() {
-        Some("rss") => "application/rss+xml; charset=utf-8",
-        Some("atom") => "application/atom+xml; charset=utf-8",
-        Some("json") => "application/feed+json; charset=utf-8",
-        Some("opml") => "text/x-opml; charset=utf-8",
-        _ => "text/html; charset=utf-8",
+/// How responses are made, from the configuration the documents were made with.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `Cache-Control` of feed responses.
+    pub cache_control: HeaderValue,
+    /// The path of the public feeds folder (`/feeds/`): requests under it are served too, so a
+    /// reverse proxy may pass paths through unchanged.
+    pub prefix: String,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { cache_control: HeaderValue::from_static("public, max-age=300"), prefix: "/feeds/".to_owned() }
+    }
+}
+
+impl Policy {
+    pub fn new(config: &Config) -> Policy {
+        Policy {
+            cache_control: HeaderValue::try_from(format!("public, max-age={}", config.cache_max_age.as_secs()))
+                .expect("digits are a valid header value"),
+            prefix: config.feeds_url.path().to_owned(),
+        }
     }
 }
 
 /// Everything served at one moment.
 #[derive(Debug, Clone, Default)]
-pub struct Published {
+pub struct ServedSet {
     /// By path under the feeds folder, unencoded (`categories/新闻.rss`).
     pub resources: HashMap<String, Arc<Resource>>,
     /// The first publish is complete.
     pub ready: bool,
-    /// How to answer, from the configuration these documents were made with.
-    pub settings: Arc<crate::http::HttpSettings>,
+    pub policy: Arc<Policy>,
 }
 
-/// The published set shared between the publisher and the server: readers take an `Arc` and let
-/// go of the lock at once; the publisher replaces the whole set.
+impl ServedSet {
+    /// The document at `rel` (a path under the feeds folder); the empty path is the index page.
+    pub fn get(&self, rel: &str) -> Option<&Resource> {
+        let rel = if rel.is_empty() { INDEX_PATH } else { rel };
+        self.resources.get(rel).map(Arc::as_ref)
+    }
+}
+
+/// The served set shared between the publisher and the server: readers take an `Arc` and let go
+/// of the lock at once; the publisher replaces the whole set.
 #[derive(Debug)]
 pub struct Shared {
-    current: RwLock<Arc<Published>>,
+    current: RwLock<Arc<ServedSet>>,
     ready: tokio::sync::watch::Sender<bool>,
 }
 
@@ -109,13 +137,19 @@ impl Shared {
         Shared::default()
     }
 
-    pub fn load(&self) -> Arc<Published> {
+    pub fn load(&self) -> Arc<ServedSet> {
         self.current.read().expect("no code panics while holding this lock").clone()
     }
 
-    pub fn store(&self, published: Published) {
-        let ready = published.ready;
-        *self.current.write().expect("no code panics while holding this lock") = Arc::new(published);
+    /// Makes `set` the one served. The old set is let go of after the lock is released, so no
+    /// request waits while thousands of documents are freed.
+    pub fn store(&self, set: ServedSet) {
+        let ready = set.ready;
+        let old = std::mem::replace(
+            &mut *self.current.write().expect("no code panics while holding this lock"),
+            Arc::new(set),
+        );
+        drop(old);
         self.ready.send_replace(ready);
     }
 
@@ -133,9 +167,10 @@ mod tests {
     #[test]
     fn validators_follow_the_bytes_only() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_900);
-        let encoded = Encoded::compress(b"<rss/>".to_vec(), crate::publish::Levels { gzip: 3, brotli: 3 }, t);
-        let a = Resource::new("application/rss+xml", &encoded, SystemTime::now());
-        let b = Resource::new("application/rss+xml", &encoded, SystemTime::now());
+        let encoded = Encoded::compress(b"<rss/>".to_vec(), crate::config::Compression { gzip: 3, brotli: 3 }, t);
+        let a = Resource::new("feed.rss", &encoded, SystemTime::now());
+        let b = Resource::new("feed.rss", &encoded, SystemTime::now());
+        assert_eq!(a.content_type, "application/rss+xml; charset=utf-8");
         assert_eq!(a.identity.etag, b.identity.etag);
         assert_ne!(a.identity.etag, a.gzip.as_ref().unwrap().etag);
         assert_ne!(a.gzip.as_ref().unwrap().etag, a.brotli.as_ref().unwrap().etag);

@@ -1,0 +1,209 @@
+//! What the publisher has been told since its last step: files that are ready to read, files
+//! still being written (each with the moment it will have been quiet long enough), a lost watch,
+//! a new configuration, shutdown. Time comes in as an argument, so tests move it by hand.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::watch::{Hint, WatchMessage};
+
+/// A burst of events (an editor's save, `git pull`) is gathered until it has been quiet this long…
+const BURST_QUIET: Duration = Duration::from_millis(10);
+/// …or for at most this long, so that a long burst still publishes as it goes.
+const BURST_MAX: Duration = Duration::from_millis(100);
+
+/// Messages to the publisher thread.
+#[derive(Debug)]
+pub enum Message {
+    Watch(WatchMessage),
+    /// Check the clock now (a test moved it).
+    Tick,
+    /// A new, already validated configuration (SIGHUP).
+    Reload(Arc<Config>),
+    Shutdown,
+}
+
+/// The publisher's inbox.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    /// How long a file that its writer keeps open must be quiet before it is read.
+    pub settle: Duration,
+    /// Files being written, with when they will have been quiet long enough.
+    pending: HashMap<PathBuf, Instant>,
+    /// Paths to look at now.
+    ready: BTreeSet<PathBuf>,
+    /// The watcher lost track: read the whole folder.
+    pub rescan: bool,
+    pub reload: Option<Arc<Config>>,
+    pub shutdown: bool,
+}
+
+impl Inbox {
+    pub fn new(settle: Duration) -> Inbox {
+        Inbox { settle, ..Inbox::default() }
+    }
+
+    /// Takes one message, received at `now`.
+    pub fn handle(&mut self, message: Message, now: Instant) {
+        match message {
+            Message::Watch(WatchMessage::Hints(hints)) => hints.into_iter().for_each(|hint| self.hint(hint, now)),
+            Message::Watch(WatchMessage::Lost(error)) => {
+                tracing::warn!("watcher: {error}; reading the whole posts folder again");
+                self.rescan = true;
+            }
+            Message::Tick => {}
+            Message::Reload(config) => self.reload = Some(config),
+            Message::Shutdown => self.shutdown = true,
+        }
+    }
+
+    fn hint(&mut self, hint: Hint, now: Instant) {
+        match hint {
+            Hint::Ready(path) => {
+                self.pending.remove(&path);
+                self.ready.insert(path);
+            }
+            Hint::Writing(path) if self.settle.is_zero() => {
+                self.ready.insert(path);
+            }
+            Hint::Writing(path) => {
+                self.pending.insert(path, now + self.settle);
+            }
+            Hint::Rescan => self.rescan = true,
+        }
+    }
+
+    /// When the next file being written will have settled.
+    pub fn next_settled(&self) -> Option<Instant> {
+        self.pending.values().min().copied()
+    }
+
+    /// Moves the files that have been quiet long enough at `now` to the ready ones.
+    pub fn settle_until(&mut self, now: Instant) {
+        let ready = &mut self.ready;
+        self.pending.retain(|path, deadline| {
+            let settled = *deadline <= now;
+            if settled {
+                ready.insert(path.clone());
+            }
+            !settled
+        });
+    }
+
+    /// The paths to look at now; a rescan covers them all, so then there are none.
+    pub fn take_ready(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.ready).into_iter().collect()
+    }
+
+    /// Waits for a message until `wake`, then gathers the rest of a burst: while paths are ready,
+    /// more messages are taken until [`BURST_QUIET`] passes without one (at most [`BURST_MAX`]).
+    pub fn receive(&mut self, receiver: &Receiver<Message>, wake: Instant) {
+        match receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+            Ok(message) => self.handle(message, Instant::now()),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => self.shutdown = true,
+        }
+        let burst = Burst::starting(Instant::now());
+        while !self.shutdown && !self.ready.is_empty() {
+            match receiver.recv_timeout(burst.quiet_wait(Instant::now())) {
+                Ok(message) => self.handle(message, Instant::now()),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// The window in which a burst of events is gathered.
+#[derive(Debug, Clone, Copy)]
+struct Burst {
+    end: Instant,
+}
+
+impl Burst {
+    fn starting(now: Instant) -> Burst {
+        Burst { end: now + BURST_MAX }
+    }
+
+    /// How long to wait for the next event of the burst at `now`.
+    fn quiet_wait(self, now: Instant) -> Duration {
+        BURST_QUIET.min(self.end.saturating_duration_since(now))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hints(hints: Vec<Hint>) -> Message {
+        Message::Watch(WatchMessage::Hints(hints))
+    }
+
+    #[test]
+    fn a_file_being_written_is_ready_once_quiet_for_the_settle_window() {
+        let t0 = Instant::now();
+        let mut inbox = Inbox::new(Duration::from_secs(1));
+        inbox.handle(hints(vec![Hint::Writing("/p/a.md".into())]), t0);
+        assert_eq!(inbox.next_settled(), Some(t0 + Duration::from_secs(1)));
+        inbox.settle_until(t0 + Duration::from_millis(999));
+        assert!(inbox.take_ready().is_empty(), "not a moment early");
+        // Written again: the window starts over.
+        inbox.handle(hints(vec![Hint::Writing("/p/a.md".into())]), t0 + Duration::from_millis(500));
+        inbox.settle_until(t0 + Duration::from_millis(1200));
+        assert!(inbox.take_ready().is_empty());
+        inbox.settle_until(t0 + Duration::from_millis(1500));
+        assert_eq!(inbox.take_ready(), [PathBuf::from("/p/a.md")]);
+        assert_eq!(inbox.next_settled(), None);
+    }
+
+    #[test]
+    fn a_close_after_writing_is_ready_at_once() {
+        let t0 = Instant::now();
+        let mut inbox = Inbox::new(Duration::from_secs(1));
+        inbox.handle(hints(vec![Hint::Writing("/p/a.md".into()), Hint::Ready("/p/a.md".into())]), t0);
+        assert_eq!(inbox.next_settled(), None, "no longer waiting for it");
+        assert_eq!(inbox.take_ready(), [PathBuf::from("/p/a.md")]);
+        let mut no_settle = Inbox::new(Duration::ZERO);
+        no_settle.handle(hints(vec![Hint::Writing("/p/b.md".into())]), t0);
+        assert_eq!(no_settle.take_ready(), [PathBuf::from("/p/b.md")]);
+    }
+
+    #[test]
+    fn lost_events_reload_and_shutdown() {
+        let t0 = Instant::now();
+        let mut inbox = Inbox::new(Duration::ZERO);
+        inbox.handle(hints(vec![Hint::Rescan]), t0);
+        assert!(inbox.rescan);
+        let mut inbox = Inbox::new(Duration::ZERO);
+        inbox.handle(Message::Watch(WatchMessage::Lost("queue overflow".into())), t0);
+        assert!(inbox.rescan);
+        inbox.handle(Message::Shutdown, t0);
+        assert!(inbox.shutdown);
+    }
+
+    #[test]
+    fn a_burst_waits_for_quiet_but_not_past_its_end() {
+        let t0 = Instant::now();
+        let burst = Burst::starting(t0);
+        assert_eq!(burst.quiet_wait(t0), BURST_QUIET);
+        assert_eq!(burst.quiet_wait(t0 + BURST_MAX - Duration::from_millis(4)), Duration::from_millis(4));
+        assert_eq!(burst.quiet_wait(t0 + BURST_MAX + Duration::from_millis(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn receive_gathers_a_burst_and_stops_when_quiet() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for name in ["a", "b", "c"] {
+            sender.send(hints(vec![Hint::Ready(format!("/p/{name}.md").into())])).unwrap();
+        }
+        let mut inbox = Inbox::new(Duration::ZERO);
+        inbox.receive(&receiver, Instant::now());
+        assert_eq!(inbox.take_ready().len(), 3, "the whole burst in one step");
+        drop(sender);
+        inbox.receive(&receiver, Instant::now() + Duration::from_secs(5));
+        assert!(inbox.shutdown, "every sender gone: stop");
+    }
+}

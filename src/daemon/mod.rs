@@ -1,0 +1,102 @@
+//! `crier serve`: the publisher thread that keeps the served set current, the watcher that tells
+//! it what changed, the server that reads it, and systemd's side of it, wired with one shutdown
+//! path.
+//!
+//! - [`publisher`]: the thread and its loop; each step runs the engine and swaps the served set.
+//! - [`inbox`]: what the watcher and the signals said since the last step (bursts, settling).
+//! - [`posts_root`]: the posts folder itself, watched, and followed when removed or replaced.
+//! - [`unwritten`]: documents whose write failed, served from memory and tried again.
+//! - [`status`]: the line `systemctl status` shows.
+//! - [`signals`]: SIGTERM/SIGINT as one shutdown future, SIGHUP as new configurations.
+
+pub mod inbox;
+pub mod posts_root;
+pub mod publisher;
+pub mod signals;
+pub mod status;
+pub mod unwritten;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+pub use publisher::{Clock, Publisher, PublisherHandle, SystemClock};
+
+use crate::config::{Config, ConfigError};
+use crate::served::Shared;
+use crate::server::{self, Limits};
+use crate::systemd::{self, Heartbeat};
+
+/// Why `crier serve` could not run or stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {address}: {source}; set `listen` or pass --listen")]
+    Listen { address: SocketAddr, source: std::io::Error },
+    #[error("cannot start: {0}")]
+    Start(std::io::Error),
+    #[error("{0:#}")]
+    Failed(anyhow::Error),
+}
+
+/// `crier serve` from start to stop: a runtime, the signal handlers (installed first: until then
+/// SIGTERM or SIGHUP would kill crier outright), the listener systemd passed or a new one, then
+/// [`serve`] until SIGTERM or SIGINT. `reload` reads the configuration again on SIGHUP.
+pub fn run<L>(config: Config, reload: L) -> Result<(), ServeError>
+where
+    L: Fn() -> Result<Config, ConfigError> + Send + Sync + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Start)?;
+    runtime.block_on(async move {
+        let shutdown = signals::shutdown().map_err(ServeError::Start)?;
+        let reloads = signals::reloads(reload).map_err(ServeError::Start)?;
+        let listen = |source| ServeError::Listen { address: config.listen, source };
+        let listener = match systemd::activated_listener().map_err(listen)? {
+            Some(listener) => TcpListener::from_std(listener).map_err(listen)?,
+            None => TcpListener::bind(config.listen).await.map_err(listen)?,
+        };
+        let address = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+        tracing::info!("serving {} on http://{address}/", config.posts.display());
+        serve(Arc::new(config), listener, shutdown, reloads).await.map_err(ServeError::Failed)?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// Serves on `listener` until `shutdown` completes; each configuration received on `reloads` is
+/// republished (SIGHUP). Returns once in-flight responses are done and the publisher has stopped.
+pub async fn serve(
+    config: Arc<Config>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    mut reloads: tokio::sync::mpsc::Receiver<Arc<Config>>,
+) -> anyhow::Result<()> {
+    let shared = Arc::new(Shared::new());
+    let heartbeat = Heartbeat::new();
+    let publisher = Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), heartbeat.clone());
+    let watchdog = systemd::watchdog_interval().map(|interval| {
+        tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
+        let shared = shared.clone();
+        tokio::spawn(async move { systemd::feed_watchdog(interval, heartbeat, shared.wait_ready()).await })
+    });
+    let handle = publisher.handle();
+    let reloader = tokio::spawn(async move {
+        while let Some(config) = reloads.recv().await {
+            handle.reload(config);
+        }
+    });
+    let shutdown = async {
+        shutdown.await;
+        systemd::stopping();
+    };
+    server::serve(listener, shared, Limits::from_config(&config), shutdown).await;
+    reloader.abort();
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
+    // The publisher is owned here alone, so it is always stopped and joined: never cut off
+    // mid-write at exit.
+    tokio::task::spawn_blocking(move || publisher.stop()).await?;
+    Ok(())
+}

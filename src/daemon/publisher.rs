@@ -1,0 +1,345 @@
+//! The publisher thread: keeps the served set and the feeds folder current. It publishes
+//! everything once, then watches the posts folder and, step by step, turns what changed into
+//! new documents, until it is told to stop.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::daemon::inbox::{Inbox, Message};
+use crate::daemon::posts_root::PostsRoot;
+use crate::daemon::status::Status;
+use crate::daemon::unwritten::Unwritten;
+use crate::engine::{Change, DocumentSink, Engine};
+use crate::feeds_dir::{FeedsDir, Put};
+use crate::served::{Policy, Resource, ServedSet, Shared};
+use crate::systemd::{self, Heartbeat};
+
+/// How often a missing posts folder is looked for.
+const ROOT_POLL: Duration = Duration::from_millis(500);
+/// The publisher proves it is alive at least this often (the watchdog depends on it).
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Where the time of scheduled posts comes from, so tests can move it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A running publisher thread. [`Publisher::stop`] ends it and waits for it.
+pub struct Publisher {
+    sender: Sender<Message>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A way to talk to the publisher from elsewhere (a signal task); holding one does not keep the
+/// publisher running.
+#[derive(Clone)]
+pub struct PublisherHandle(Sender<Message>);
+
+impl PublisherHandle {
+    /// Hands the publisher a new configuration: it republishes everything with it.
+    pub fn reload(&self, config: Arc<Config>) {
+        let _ = self.0.send(Message::Reload(config));
+    }
+
+    /// Asks the publisher to look at the clock now.
+    pub fn tick(&self) {
+        let _ = self.0.send(Message::Tick);
+    }
+}
+
+impl Publisher {
+    /// Starts the publisher thread: it publishes everything once (then `shared` is ready), and
+    /// keeps the served set and the feeds folder current until stopped.
+    pub fn start(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>) -> Publisher {
+        Publisher::start_with(config, shared, clock, Heartbeat::new())
+    }
+
+    /// Like [`Publisher::start`]; the publisher beats `heartbeat` at least once a second.
+    pub fn start_with(
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        clock: Arc<dyn Clock>,
+        heartbeat: Arc<Heartbeat>,
+    ) -> Publisher {
+        let (sender, receiver) = mpsc::channel();
+        let events = sender.clone();
+        let thread = std::thread::Builder::new()
+            .name("crier-publisher".into())
+            .spawn(move || Worker::new(config, shared, clock, heartbeat).run(&receiver, &events))
+            .expect("a thread can be started");
+        Publisher { sender, thread: Some(thread) }
+    }
+
+    pub fn handle(&self) -> PublisherHandle {
+        PublisherHandle(self.sender.clone())
+    }
+
+    /// Asks the publisher to look at the clock now.
+    pub fn tick(&self) {
+        self.handle().tick();
+    }
+
+    /// Stops the publisher after its current step and waits until it has.
+    pub fn stop(mut self) {
+        let _ = self.sender.send(Message::Shutdown);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.sender.send(Message::Shutdown);
+    }
+}
+
+/// One document a step made, as it stands on disk (or failed to).
+struct Made {
+    rel: String,
+    put: Put,
+}
+
+/// The daemon's sink: each document is made current on disk (or taken from it, unchanged) and
+/// kept with its encodings to serve.
+struct KeepSink<'a> {
+    feeds: &'a FeedsDir,
+    now: SystemTime,
+    made: Mutex<Vec<Made>>,
+}
+
+impl DocumentSink for KeepSink<'_> {
+    fn accept(&self, rel: &str, bytes: Vec<u8>) {
+        let put = self.feeds.put(rel, bytes, self.now);
+        self.made.lock().expect("no code panics while holding this lock").push(Made { rel: rel.to_owned(), put });
+    }
+}
+
+/// The publisher thread's state.
+struct Worker {
+    engine: Engine,
+    feeds: FeedsDir,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
+    unwritten: Unwritten,
+    root: PostsRoot,
+    heartbeat: Arc<Heartbeat>,
+    status: Status,
+}
+
+impl Worker {
+    fn new(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>, heartbeat: Arc<Heartbeat>) -> Worker {
+        Worker {
+            feeds: FeedsDir::new(&config),
+            engine: Engine::new(config),
+            shared,
+            clock,
+            unwritten: Unwritten::new(Instant::now()),
+            root: PostsRoot::default(),
+            heartbeat,
+            status: Status::default(),
+        }
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.engine.config().clone()
+    }
+
+    fn status_line(&self) -> String {
+        self.status.line(&self.engine, self.unwritten.len())
+    }
+
+    fn run(mut self, receiver: &Receiver<Message>, events: &Sender<Message>) {
+        if !self.config().posts.is_dir() {
+            let posts = self.config().posts.display().to_string();
+            tracing::warn!("posts folder {posts} does not exist yet; serving empty feeds until it does");
+        }
+        self.start_over("published", events);
+        let mut inbox = Inbox::new(self.config().settle);
+        loop {
+            self.heartbeat.beat();
+            inbox.receive(receiver, self.next_wake(&inbox, Instant::now()));
+            if inbox.shutdown {
+                break;
+            }
+            if let Some(config) = inbox.reload.take() {
+                inbox.settle = config.settle;
+                self.reload(config, events);
+                continue;
+            }
+            inbox.settle_until(Instant::now());
+            if self.root.follow(&self.config(), events) {
+                inbox.rescan = true;
+            }
+            self.work(&mut inbox);
+        }
+        self.root.stop();
+    }
+
+    /// When to wake without a message: a settling file, a scheduled post, a retry, a look for a
+    /// missing posts folder, and the heartbeat, whichever comes first.
+    fn next_wake(&self, inbox: &Inbox, now: Instant) -> Instant {
+        let due = self.engine.next_due().map(|due| now + (due - self.clock.now()).to_std().unwrap_or(Duration::ZERO));
+        let root = (!self.root.is_watching()).then_some(now + ROOT_POLL);
+        [inbox.next_settled(), due, self.unwritten.next_try(), root]
+            .into_iter()
+            .flatten()
+            .fold(now + HEARTBEAT, Instant::min)
+    }
+
+    /// Does what the inbox and the clock ask for.
+    fn work(&mut self, inbox: &mut Inbox) {
+        let ready = inbox.take_ready();
+        if std::mem::take(&mut inbox.rescan) {
+            self.step("reread the posts folder", false, |engine, now, sink| engine.load_all(now, sink));
+        } else if !ready.is_empty() {
+            self.step("updated", false, |engine, now, sink| engine.apply(&ready, now, sink));
+        }
+        if self.engine.next_due().is_some_and(|due| due <= self.clock.now()) {
+            self.step("scheduled posts due", false, |engine, now, sink| engine.tick(now, sink));
+        }
+        if self.unwritten.retry(&self.feeds, Instant::now()) {
+            systemd::status(&self.status_line());
+        }
+    }
+
+    /// Publishes everything, then watches the posts folder and catches up with what changed
+    /// meanwhile. Watching starts after the first publish, whose reads of every post would
+    /// otherwise flood the watcher with events about crier itself; catching up compares the
+    /// folder with what was read, which needs no reading.
+    fn start_over(&mut self, what: &str, events: &Sender<Message>) {
+        self.step(what, true, |engine, now, sink| engine.load_all(now, sink));
+        let config = self.config();
+        if config.posts.is_dir() {
+            self.root.watch(&config, events);
+            self.step("caught up", false, |engine, now, sink| engine.load_all(now, sink));
+        }
+    }
+
+    /// Starts over with a new configuration: everything is republished with it.
+    fn reload(&mut self, config: Arc<Config>, events: &Sender<Message>) {
+        systemd::reloading();
+        if config.listen != self.config().listen {
+            tracing::warn!("reload: `listen` changed to {}; it takes effect at the next restart", config.listen);
+        }
+        self.root.stop();
+        self.feeds = FeedsDir::new(&config);
+        self.engine = Engine::new(config);
+        self.unwritten.clear();
+        self.start_over("reloaded", events);
+        tracing::info!("reloaded the configuration");
+        systemd::ready(&self.status_line());
+    }
+
+    /// Runs one engine step and serves what it made. A `full` step (a first publish, a reload)
+    /// replaces the whole served set and clears stale documents from the feeds folder.
+    fn step(
+        &mut self,
+        what: &str,
+        full: bool,
+        run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
+    ) {
+        let started = Instant::now();
+        let sink = KeepSink { feeds: &self.feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()) };
+        let change = run(&mut self.engine, self.clock.now(), &sink);
+        let made = sink.made.into_inner().expect("no code panics while holding this lock");
+        self.report(&change);
+        if made.is_empty() && change.removed.is_empty() && !full {
+            return;
+        }
+        let current = self.shared.load();
+        let mut removed = change.removed.clone();
+        if full {
+            removed.extend(self.stale(&current, &made));
+        }
+        let (next, regenerated) = self.next_set(&current, made, &removed);
+        drop(current);
+        self.status.changed(what, change.posts_read, regenerated + removed.len());
+        let first = !self.shared.load().ready;
+        if first {
+            // Before the set goes live, so that systemd hears READY=1 before any watchdog ping.
+            systemd::ready(&self.status_line());
+        }
+        self.shared.store(next);
+        if !first {
+            systemd::status(&self.status_line());
+        }
+        tracing::info!(
+            "{what}: {} posts read, {regenerated} documents regenerated, {} removed, {} errors; {} posts published, {} feeds; {:.1} ms",
+            change.posts_read,
+            removed.len(),
+            change.errors.len(),
+            self.engine.live_posts(),
+            self.engine.feeds().count(),
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+
+    /// Logs a step's problems, each naming its file and line.
+    fn report(&mut self, change: &Change) {
+        self.status.saw(change);
+        for error in &change.errors {
+            let fate = match self.engine.has_published(&error.path) {
+                true => "its last good version stays published",
+                false => "the post is skipped",
+            };
+            tracing::error!("{error}; {fate}");
+        }
+        for (path, warning) in &change.warnings {
+            tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
+        }
+    }
+
+    /// After a full step: the documents served or on disk that the step did not make.
+    fn stale(&self, current: &ServedSet, made: &[Made]) -> Vec<String> {
+        let keep: std::collections::HashSet<String> = made.iter().map(|m| m.rel.clone()).collect();
+        if let Err(error) = self.feeds.remove_stale(&keep) {
+            tracing::error!("{error:#}");
+        }
+        current.resources.keys().filter(|rel| !keep.contains(*rel)).cloned().collect()
+    }
+
+    /// The served set after a step: `current` with the documents made and without those removed.
+    /// Returns it with the number of documents the step made.
+    fn next_set(&mut self, current: &ServedSet, made: Vec<Made>, removed: &[String]) -> (ServedSet, usize) {
+        let mut next = current.clone();
+        next.policy = Arc::new(Policy::new(self.engine.config()));
+        next.ready = true;
+        let wall = SystemTime::now();
+        let regenerated = made.len();
+        for Made { rel, put } in made {
+            let Put { mut encoded, error, .. } = put;
+            if let Some(previous) = next.resources.get(&rel) {
+                if previous.identity.body == encoded.identity {
+                    continue;
+                }
+                // Last-Modified never moves backwards, even if the clock does.
+                encoded.modified = encoded.modified.max(previous.modified);
+            }
+            self.unwritten.record(&rel, &encoded, error);
+            next.resources.insert(rel.clone(), Arc::new(Resource::new(&rel, &encoded, wall)));
+        }
+        for rel in removed {
+            next.resources.remove(rel);
+            self.unwritten.forget(rel);
+            if let Err(error) = self.feeds.remove(rel) {
+                tracing::error!("{error:#}");
+            }
+        }
+        (next, regenerated)
+    }
+}

@@ -1,0 +1,193 @@
+//! A permalink pattern (`/:categories/:year/:month/:day/:title.html`), parsed once when the
+//! configuration is read and expanded for each post. Pure.
+
+use std::fmt;
+
+use chrono::{DateTime, FixedOffset};
+
+use crate::text::slugify;
+
+/// One placeholder of a pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placeholder {
+    Categories,
+    Year,
+    ShortYear,
+    Month,
+    IMonth,
+    Day,
+    IDay,
+    Hour,
+    Minute,
+    Second,
+    Title,
+    Slug,
+}
+
+impl Placeholder {
+    const ALL: [(&'static str, Placeholder); 12] = [
+        (":categories", Placeholder::Categories),
+        (":year", Placeholder::Year),
+        (":short_year", Placeholder::ShortYear),
+        (":month", Placeholder::Month),
+        (":i_month", Placeholder::IMonth),
+        (":day", Placeholder::Day),
+        (":i_day", Placeholder::IDay),
+        (":hour", Placeholder::Hour),
+        (":minute", Placeholder::Minute),
+        (":second", Placeholder::Second),
+        (":title", Placeholder::Title),
+        (":slug", Placeholder::Slug),
+    ];
+
+    fn named(name: &str) -> Option<Placeholder> {
+        Placeholder::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p)
+    }
+
+    /// The `chrono` format of a date placeholder.
+    fn date_format(self) -> Option<&'static str> {
+        Some(match self {
+            Placeholder::Year => "%Y",
+            Placeholder::ShortYear => "%y",
+            Placeholder::Month => "%m",
+            Placeholder::IMonth => "%-m",
+            Placeholder::Day => "%d",
+            Placeholder::IDay => "%-d",
+            Placeholder::Hour => "%H",
+            Placeholder::Minute => "%M",
+            Placeholder::Second => "%S",
+            Placeholder::Categories | Placeholder::Title | Placeholder::Slug => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    Literal(String),
+    Placeholder(Placeholder),
+}
+
+/// A validated permalink pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permalink {
+    pattern: String,
+    tokens: Vec<Token>,
+}
+
+/// Why a pattern is not a permalink pattern; the text says what would be valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PermalinkError {
+    #[error("a pattern starting with `/`, e.g. \"/:year/:month/:title.html\"")]
+    NotAbsolute,
+    #[error("unknown placeholder `{0}`; known: {known}", known = Permalink::placeholders().join(" "))]
+    UnknownPlaceholder(String),
+}
+
+impl Permalink {
+    /// Jekyll's `date` style.
+    pub const DEFAULT: &'static str = "/:categories/:year/:month/:day/:title.html";
+
+    /// Every placeholder a pattern may use.
+    pub fn placeholders() -> Vec<&'static str> {
+        Placeholder::ALL.iter().map(|(name, _)| *name).collect()
+    }
+
+    pub fn parse(pattern: &str) -> Result<Permalink, PermalinkError> {
+        if !pattern.starts_with('/') {
+            return Err(PermalinkError::NotAbsolute);
+        }
+        let tokens = split(pattern)
+            .map(|(is_name, text)| match is_name {
+                true => Placeholder::named(text)
+                    .map(Token::Placeholder)
+                    .ok_or_else(|| PermalinkError::UnknownPlaceholder(text.to_owned())),
+                false => Ok(Token::Literal(text.to_owned())),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Permalink { pattern: pattern.to_owned(), tokens })
+    }
+
+    /// The site-relative path of a post; dates are the post's own wall-clock time.
+    pub fn expand(&self, date: &DateTime<FixedOffset>, title: &str, categories: &[String]) -> String {
+        let mut out = String::new();
+        for token in &self.tokens {
+            match token {
+                Token::Literal(text) => out.push_str(text),
+                Token::Placeholder(Placeholder::Categories) => {
+                    let slugs: Vec<String> = categories.iter().map(|c| slugify(c)).filter(|s| !s.is_empty()).collect();
+                    out.push_str(&slugs.join("/"));
+                }
+                Token::Placeholder(Placeholder::Title) => out.push_str(title),
+                Token::Placeholder(Placeholder::Slug) => out.push_str(&slugify(title)),
+                Token::Placeholder(date_part) => {
+                    let format = date_part.date_format().expect("every other placeholder is a date part");
+                    out.push_str(&date.format(format).to_string());
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Default for Permalink {
+    fn default() -> Permalink {
+        Permalink::parse(Permalink::DEFAULT).expect("the default pattern is valid")
+    }
+}
+
+impl fmt::Display for Permalink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pattern)
+    }
+}
+
+/// Splits a pattern into literal text and placeholder names (`:` then lower-case letters and `_`).
+fn split(pattern: &str) -> impl Iterator<Item = (bool, &str)> {
+    let mut rest = pattern;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        if let Some(name) = rest.strip_prefix(':') {
+            let len = name.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(name.len());
+            if len > 0 {
+                let token = &rest[..=len];
+                rest = &rest[len + 1..];
+                return Some((true, token));
+            }
+        }
+        let first = rest.chars().next().map_or(1, char::len_utf8);
+        let len = rest[first..].find(':').map_or(rest.len(), |i| i + first);
+        let token = &rest[..len];
+        rest = &rest[len..];
+        Some((false, token))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        assert!(Permalink::parse(Permalink::DEFAULT).is_ok());
+        assert_eq!(Permalink::parse("/:year/:nope.html"), Err(PermalinkError::UnknownPlaceholder(":nope".into())));
+        assert_eq!(Permalink::parse(":year/x"), Err(PermalinkError::NotAbsolute));
+        assert!(Permalink::parse("/:title文.html").is_ok());
+        assert!(Permalink::parse("/文/:title").is_ok());
+        assert!(Permalink::parse("/a:1/:title").is_ok(), "a colon before a digit is literal");
+        let message = PermalinkError::UnknownPlaceholder(":nope".into()).to_string();
+        assert!(message.contains(":nope") && message.contains(":short_year"), "{message}");
+    }
+
+    #[test]
+    fn expands() {
+        let date = DateTime::parse_from_rfc3339("2021-03-04T05:06:07+08:00").unwrap();
+        let pattern = Permalink::parse("/:short_year/:i_month/:i_day/:hour:minute:second/:slug/").unwrap();
+        assert_eq!(pattern.expand(&date, "Hello World", &[]), "/21/3/4/050607/hello-world/");
+        let categories = ["新闻".to_owned(), "A B".to_owned(), "!!".to_owned()];
+        let pattern = Permalink::default();
+        assert_eq!(pattern.expand(&date, "x", &categories), "/新闻/a-b/2021/03/04/x.html");
+        assert_eq!(pattern.to_string(), Permalink::DEFAULT);
+    }
+}

@@ -1,0 +1,174 @@
+//! The posts folder, read: the only module that reads post files. Walking the folder, a file's
+//! fingerprint, its front matter alone or its whole text, and the bodies that feeds need.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::post::{self, PostContext, PostError, PostMeta, PostWarning};
+use crate::render::{self, Rendered};
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Fingerprint {
+    pub fn of(path: &Path) -> Option<Fingerprint> {
+        std::fs::metadata(path).ok().map(|meta| Fingerprint::from_metadata(&meta))
+    }
+
+    pub fn from_metadata(meta: &std::fs::Metadata) -> Fingerprint {
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Fingerprint { len: meta.len(), modified: meta.modified().ok(), inode }
+    }
+}
+
+/// Every post file under `root`, sorted; folders and files that are hidden or editor leftovers
+/// are skipped. Folders that cannot be read are reported as problems.
+pub fn post_files(root: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
+    let walker = walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        match entry {
+            Ok(entry) if entry.file_type().is_file() => {
+                if entry.file_name().to_str().is_some_and(post::is_post_file_name) {
+                    files.push(entry.into_path());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => problems.push(PostError {
+                path: e.path().unwrap_or(root).to_owned(),
+                line: 1,
+                message: format!(
+                    "cannot read: {}; check the permissions",
+                    e.io_error().map_or(e.to_string(), |io| io.to_string())
+                ),
+            }),
+        }
+    }
+    (files, problems)
+}
+
+/// How much of a post file to read first when only its metadata is wanted.
+const HEAD_BYTES: usize = 1024;
+
+/// Reads and parses one post file. With `metadata_only`, reads just far enough to see the end of
+/// the front matter (the body comes back empty and its bytes unchecked).
+pub fn read_post(
+    path: &Path,
+    cx: &PostContext<'_>,
+    metadata_only: bool,
+) -> Result<(PostMeta, String, std::fs::Metadata), PostError> {
+    use std::io::Read;
+    let io_error = |e: std::io::Error| PostError {
+        path: path.to_owned(),
+        line: 1,
+        message: format!("cannot read: {e}; check that the file exists and crier may read it"),
+    };
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    let metadata = file.metadata().map_err(io_error)?;
+    if metadata.len() > cx.max_bytes {
+        return Err(post::too_large(path, metadata.len(), cx.max_bytes));
+    }
+    let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut bytes = Vec::with_capacity(if metadata_only { HEAD_BYTES } else { metadata.len() as usize + 1 });
+    if metadata_only {
+        (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut bytes).map_err(io_error)?;
+        if let Some(end) = post::front_matter_len(&bytes) {
+            bytes.truncate(end);
+            return post::parse(path, &bytes, modified, cx).map(|(meta, _)| (meta, String::new(), metadata));
+        }
+    }
+    file.read_to_end(&mut bytes).map_err(io_error)?;
+    post::parse(path, &bytes, modified, cx).map(|(meta, body)| (meta, body.into_owned(), metadata))
+}
+
+/// The result of reading a posts folder.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub posts: Vec<PostMeta>,
+    pub errors: Vec<PostError>,
+    pub drafts: usize,
+}
+
+impl Scan {
+    /// Every warning, with the file it is about.
+    pub fn warnings(&self) -> impl Iterator<Item = (&Path, &PostWarning)> {
+        self.posts.iter().flat_map(|p| p.warnings.iter().map(move |w| (p.path.as_path(), w)))
+    }
+}
+
+/// Reads every byte of every post under the configured folder, in parallel, keeping metadata
+/// only: what `crier check` reports on.
+pub fn scan(config: &Config) -> Scan {
+    let cx = config.post_context();
+    let (files, mut errors) = post_files(&config.posts);
+    let results: Vec<Result<PostMeta, PostError>> =
+        files.par_iter().map(|path| read_post(path, &cx, false).map(|(meta, _, _)| meta)).collect();
+    let mut scan = Scan::default();
+    for result in results {
+        match result {
+            Ok(meta) if meta.draft => scan.drafts += 1,
+            Ok(meta) => scan.posts.push(meta),
+            Err(error) => errors.push(error),
+        }
+    }
+    scan.errors = errors;
+    scan
+}
+
+/// Renders the bodies of `posts`, reading each file again; a file that fails to read or parse now
+/// (a body that is not UTF-8, or a file changed since it was scanned) is returned as an error.
+pub fn render_posts(posts: &[Arc<PostMeta>], config: &Config) -> (HashMap<PathBuf, Arc<Rendered>>, Vec<PostError>) {
+    let cx = config.post_context();
+    let rule = config.summary_rule();
+    let results: Vec<Result<(PathBuf, Rendered), PostError>> = posts
+        .par_iter()
+        .map(|meta| {
+            let (_, body, _) = read_post(&meta.path, &cx, false)?;
+            Ok((meta.path.clone(), render::render(meta, &body, rule)))
+        })
+        .collect();
+    let mut errors = Vec::new();
+    let mut rendered = HashMap::with_capacity(results.len());
+    for result in results {
+        match result {
+            Ok((path, r)) => {
+                rendered.insert(path, Arc::new(r));
+            }
+            Err(error) => errors.push(error),
+        }
+    }
+    (rendered, errors)
+}
+
+/// What is at a path now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    Folder,
+    File,
+    Missing,
+}
+
+impl PathKind {
+    pub fn of(path: &Path) -> PathKind {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => PathKind::Folder,
+            Ok(_) => PathKind::File,
+            Err(_) => PathKind::Missing,
+        }
+    }
+}
