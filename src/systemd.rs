@@ -67,12 +67,20 @@ impl Heartbeat {
 
     /// Records that the caller is alive now.
     pub fn beat(&self) {
-        self.last.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.beat_at(Instant::now());
     }
 
     /// How long since the last beat.
     pub fn age(&self) -> Duration {
-        let now = self.start.elapsed().as_millis() as u64;
+        self.age_at(Instant::now())
+    }
+
+    fn beat_at(&self, now: Instant) {
+        self.last.store(now.saturating_duration_since(self.start).as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn age_at(&self, now: Instant) -> Duration {
+        let now = now.saturating_duration_since(self.start).as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last.load(Ordering::Relaxed)))
     }
 }
@@ -115,8 +123,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn heartbeat_ages() {
+    fn heartbeat_ages_between_beats() {
         let heart = Heartbeat::new();
+        let t0 = heart.start;
+        heart.beat_at(t0 + Duration::from_secs(1));
+        assert_eq!(heart.age_at(t0 + Duration::from_secs(1)), Duration::ZERO);
+        assert_eq!(heart.age_at(t0 + Duration::from_millis(3500)), Duration::from_millis(2500));
+        heart.beat_at(t0 + Duration::from_secs(4));
+        assert_eq!(heart.age_at(t0 + Duration::from_secs(5)), Duration::from_secs(1), "a new beat resets the age");
         heart.beat();
         assert!(heart.age() < Duration::from_secs(1));
     }
