@@ -1,19 +1,11 @@
 //! The bundled sample site builds cleanly, and a second, independent feed reader (Python's
 //! feedparser, installed by `.ci/run`) reads every RSS and Atom document without complaint.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
 
-fn build_sample(feeds: &Path) -> std::process::Output {
-    let root = env!("CARGO_MANIFEST_DIR");
-    assert_cmd::Command::cargo_bin("crier")
-        .unwrap()
-        .current_dir(root)
-        .args(["build", "--config", "config/crier.toml", "--feeds"])
-        .arg(feeds)
-        .output()
-        .unwrap()
-}
+use common::build_sample;
 
 #[test]
 fn sample_site_builds_without_errors_or_warnings() {
