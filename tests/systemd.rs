@@ -1,5 +1,6 @@
 //! crier under systemd's protocols, without systemd: a notify socket made by the test, socket
-//! activation through `systemd-socket-activate`, SIGHUP reloads, journald-style logs.
+//! activation (by a small helper that hands over a listener the way systemd does, and, as an
+//! interop test, through the real `systemd-socket-activate`), SIGHUP reloads, journald-style logs.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{CRIER, Daemon, Guard, Log, get, signal, wait_exit};
+use common::{CRIER, Daemon, Guard, Log, get, interop, require_tool, signal, wait_exit};
 
 fn site() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -95,19 +96,76 @@ fn notify_socket_sees_ready_status_watchdog_reload_and_stopping_in_order() {
     assert!(all.iter().any(|m| m.starts_with("STATUS=") && !m.contains("READY")), "status updates: {all:?}");
 }
 
+/// Hands a listening socket to a program the way systemd does: binds 127.0.0.1 on a port the
+/// kernel picks, reports the port on stdout, moves the socket to fd 3, sets `LISTEN_FDS=1` and
+/// `LISTEN_PID` to its own pid, and replaces itself with the program (so the pid matches).
+const SOCKET_HANDOVER: &str = r#"
+import os, socket, sys
+listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+print(listener.getsockname()[1], flush=True)
+if listener.fileno() != 3:
+    os.dup2(listener.fileno(), 3)
+    listener.close()
+os.set_inheritable(3, True)
+env = dict(os.environ, LISTEN_FDS="1", LISTEN_PID=str(os.getpid()))
+env.pop("LISTEN_FDNAMES", None)
+os.execve(sys.argv[1], sys.argv[1:], env)
+"#;
+
 #[test]
 fn socket_activation_serves_on_the_passed_socket() {
     let dir = site();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new("systemd-socket-activate")
+    let mut child = Command::new("python3")
         .current_dir(dir.path())
-        .args(["-l", &format!("127.0.0.1:{port}"), CRIER, "serve", "--config", "crier.toml"])
+        .args(["-c", SOCKET_HANDOVER, CRIER, "serve", "--config", "crier.toml"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map(Guard)
-        .expect("systemd-socket-activate (Debian's systemd package)");
-    let log = Log::collect(&mut child);
-    log.wait_for_line("Listening on");
+        .unwrap();
+    // The port the helper bound; crier inherits the same stdout but writes nothing to it.
+    let mut port = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut port).unwrap();
+    let given = format!("127.0.0.1:{}", port.trim());
+    let daemon = Daemon::adopt(child, dir.path());
+    assert_eq!(daemon.address, given, "crier serves on the socket it was given, not one of its own");
+    let response = get(&given, "/feed.rss");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(response.text().contains("第一篇"), "{}", response.text());
+}
+
+#[test]
+fn systemd_socket_activate_starts_crier_on_its_socket() {
+    if !interop("crier under systemd-socket-activate serves on the passed socket") {
+        return;
+    }
+    require_tool("systemd-socket-activate", &["--version"], "apt-get install systemd");
+    let dir = site();
+    // systemd-socket-activate takes no port 0: pick a free port, and pick again if another
+    // process takes it in between.
+    let mut attempts = 0;
+    let (mut child, log, port) = loop {
+        attempts += 1;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut child = Command::new("systemd-socket-activate")
+            .current_dir(dir.path())
+            .args(["-l", &format!("127.0.0.1:{port}"), CRIER, "serve", "--config", "crier.toml"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(Guard)
+            .unwrap();
+        let log = Log::collect(&mut child);
+        log.wait_for("systemd-socket-activate to listen or fail", || {
+            log.count("Listening on") > 0 || child.try_wait().unwrap().is_some()
+        });
+        if log.count("Listening on") > 0 {
+            break (child, log, port);
+        }
+        assert!(attempts < 5 && log.count("in use") > 0, "systemd-socket-activate failed:\n{}", log.text());
+    };
     // The first connection starts crier, which serves it on the socket it was given.
     let response = get(&format!("127.0.0.1:{port}"), "/feed.rss");
     assert_eq!(response.status, 200, "{}", response.text());
