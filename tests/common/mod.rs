@@ -54,12 +54,14 @@ pub fn require_tool(program: &str, args: &[&str], install: &str) {
     let out = Command::new(program).args(args).output();
     match out {
         Ok(out) if out.status.success() => {}
-        Ok(out) => panic!(
-            "CRIER_INTEROP=1 but `{program} {}` failed: {}{}; install: {install} (.ci/run does)",
-            args.join(" "),
-            text(&out.stdout),
-            text(&out.stderr)
-        ),
+        Ok(out) => {
+            let said = text(&out.stderr);
+            let last = said.lines().last().unwrap_or("");
+            panic!(
+                "CRIER_INTEROP=1 but `{program} {}` failed ({last}); install: {install} (.ci/run does)",
+                args.join(" ")
+            )
+        }
         Err(error) => panic!("CRIER_INTEROP=1 but `{program}` cannot run: {error}; install: {install} (.ci/run does)"),
     }
 }
