@@ -1,82 +1,24 @@
 //! `crier build` and `crier check` run for real on fixture sites, their feeds read back by a real
 //! feed parser (feed-rs), a strict XML 1.0 parser (roxmltree) and serde_json.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::SystemTime;
 
-use assert_cmd::Command;
+use common::{CRIER, Site, text};
 
-/// A fixture site in a temporary folder.
-struct Site {
-    dir: tempfile::TempDir,
-}
-
-impl Site {
-    fn new(config: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("posts")).unwrap();
-        fs::write(dir.path().join("crier.toml"), config).unwrap();
-        Site { dir }
+/// A fixture site holding [`GOOD_POSTS`] under [`CONFIG`].
+fn good_site() -> Site {
+    let site = Site::new(CONFIG);
+    for (name, text) in GOOD_POSTS {
+        site.write(name, text.as_bytes());
     }
-
-    fn with_good_posts() -> Site {
-        let site = Site::new(CONFIG);
-        for (name, text) in GOOD_POSTS {
-            site.write(name, text.as_bytes());
-        }
-        site
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) {
-        let path = self.path("posts").join(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, bytes).unwrap();
-    }
-
-    fn crier(&self, command: &str) -> std::process::Output {
-        Command::cargo_bin("crier")
-            .unwrap()
-            .current_dir(self.dir.path())
-            .args([command, "--config", "crier.toml"])
-            .output()
-            .unwrap()
-    }
-
-    fn build(&self) -> std::process::Output {
-        self.crier("build")
-    }
-
-    fn feed(&self, rel: &str) -> Vec<u8> {
-        fs::read(self.path("feeds").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-    }
-
-    fn parsed(&self, rel: &str) -> feed_rs::model::Feed {
-        feed_rs::parser::parse(&self.feed(rel)[..]).unwrap_or_else(|e| panic!("{rel}: {e}"))
-    }
-
-    /// Every file under feeds/, with its bytes and modification time.
-    fn snapshot(&self) -> BTreeMap<PathBuf, (Vec<u8>, SystemTime)> {
-        walkdir::WalkDir::new(self.path("feeds"))
-            .into_iter()
-            .map(Result::unwrap)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                let meta = e.metadata().unwrap();
-                (e.path().to_owned(), (fs::read(e.path()).unwrap(), meta.modified().unwrap()))
-            })
-            .collect()
-    }
-}
-
-fn text(output: &[u8]) -> String {
-    String::from_utf8_lossy(output).into_owned()
+    site
 }
 
 const CONFIG: &str = r#"
@@ -109,7 +51,7 @@ const GOOD_POSTS: &[(&str, &str)] = &[
 
 #[test]
 fn builds_valid_feeds_a_reader_understands() {
-    let site = Site::with_good_posts();
+    let site = good_site();
     let out = site.build();
     assert_eq!(out.status.code(), Some(0), "stdout: {}\nstderr: {}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("3 published"), "{}", text(&out.stdout));
@@ -226,7 +168,7 @@ fn builds_valid_feeds_a_reader_understands() {
 
 #[test]
 fn second_build_is_byte_identical_and_rewrites_nothing() {
-    let site = Site::with_good_posts();
+    let site = good_site();
     assert_eq!(site.build().status.code(), Some(0));
     let first = site.snapshot();
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -236,7 +178,7 @@ fn second_build_is_byte_identical_and_rewrites_nothing() {
     assert_eq!(site.snapshot(), first, "bytes and modification times are unchanged");
 
     // A fresh folder built elsewhere gets the same bytes: nothing comes from the clock.
-    let other = Site::with_good_posts();
+    let other = good_site();
     assert_eq!(other.build().status.code(), Some(0));
     let strip = |snap: BTreeMap<PathBuf, (Vec<u8>, SystemTime)>, root: &Path| -> BTreeMap<PathBuf, Vec<u8>> {
         snap.into_iter().map(|(p, (b, _))| (p.strip_prefix(root).unwrap().to_owned(), b)).collect()
@@ -246,7 +188,7 @@ fn second_build_is_byte_identical_and_rewrites_nothing() {
 
 #[test]
 fn removed_posts_take_their_feeds_with_them() {
-    let site = Site::with_good_posts();
+    let site = good_site();
     assert_eq!(site.build().status.code(), Some(0));
     assert!(site.path("feeds/categories/caijing.rss").exists());
     fs::remove_file(site.path("posts/news/port-report.txt")).unwrap();
@@ -299,7 +241,7 @@ fn bad_posts_are_skipped_with_file_line_and_fix_and_the_rest_publish() {
 
 #[test]
 fn check_passes_on_a_clean_site_and_writes_nothing() {
-    let site = Site::with_good_posts();
+    let site = good_site();
     let out = site.crier("check");
     assert_eq!(out.status.code(), Some(0), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!site.path("feeds").exists());
@@ -321,7 +263,7 @@ fn configuration_errors_exit_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("`timezone`"), "{}", text(&out.stderr));
 
-    let out = Command::cargo_bin("crier").unwrap().args(["build", "--bogus"]).output().unwrap();
+    let out = Command::new(CRIER).args(["build", "--bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--bogus"));
 
@@ -339,8 +281,7 @@ fn flags_override_the_file_and_feeds_url_moves_self_links() {
     for (name, text) in GOOD_POSTS {
         site.write(name, text.as_bytes());
     }
-    let out = Command::cargo_bin("crier")
-        .unwrap()
+    let out = Command::new(CRIER)
         .current_dir(site.dir.path())
         .args([
             "build",
@@ -366,8 +307,8 @@ fn flags_override_the_file_and_feeds_url_moves_self_links() {
 
 #[test]
 fn version_and_help() {
-    let out = Command::cargo_bin("crier").unwrap().arg("--version").output().unwrap();
+    let out = Command::new(CRIER).arg("--version").output().unwrap();
     assert!(text(&out.stdout).starts_with("crier "));
-    let out = Command::cargo_bin("crier").unwrap().arg("--help").output().unwrap();
+    let out = Command::new(CRIER).arg("--help").output().unwrap();
     assert!(text(&out.stdout).contains("build") && text(&out.stdout).contains("check"));
 }
