@@ -72,9 +72,9 @@ impl fmt::Display for BuildReport {
 }
 
 fn require_posts_folder(config: &Config) -> Result<(), BuildError> {
-    match config.posts.is_dir() {
-        true => Ok(()),
-        false => Err(BuildError::NoPostsFolder(config.posts.clone())),
+    match source::PathKind::of(&config.posts) {
+        source::PathKind::Folder => Ok(()),
+        _ => Err(BuildError::NoPostsFolder(config.posts.clone())),
     }
 }
 

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::permalink::Permalink;
-pub use crate::post::Author;
+use crate::post::Author;
 use crate::post::PostContext;
 use crate::render::SummaryRule;
 
@@ -158,10 +158,6 @@ impl Config {
     pub fn from_raw(raw: RawConfig, dir: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let (posts, feeds) = folders(&raw, dir, overrides)?;
         let (base_url, feeds_url) = urls(&raw, overrides)?;
-        let listen_text = overrides.listen.clone().or(raw.listen).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        let listen: SocketAddr = listen_text.parse().map_err(|_| {
-            invalid("listen", &listen_text, "an address and port such as \"127.0.0.1:8080\" or \"[::]:80\"")
-        })?;
         Ok(Config {
             posts,
             feeds,
@@ -183,7 +179,7 @@ impl Config {
                 gzip: at_most("gzip_level", raw.gzip_level, 3, 9)?,
                 brotli: at_most("brotli_quality", raw.brotli_quality, 3, 11)?,
             },
-            listen,
+            listen: listen(overrides.listen.clone().or(raw.listen))?,
             cache_max_age: Duration::from_secs(raw.cache_max_age.unwrap_or(300)),
             poll: raw.poll.unwrap_or(false),
             poll_interval: millis("poll_interval_ms", raw.poll_interval_ms, 2000, 10)?,
@@ -241,6 +237,11 @@ fn urls(raw: &RawConfig, overrides: &Overrides) -> Result<(Url, Url), ConfigErro
         None => base_url.join("feeds/").map_err(|e| invalid("base_url", &base_url_text, e))?,
     };
     Ok((base_url, feeds_url))
+}
+
+fn listen(text: Option<String>) -> Result<SocketAddr, ConfigError> {
+    let text = text.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    text.parse().map_err(|_| invalid("listen", &text, "an address and port such as \"127.0.0.1:8080\" or \"[::]:80\""))
 }
 
 fn timezone(text: Option<String>) -> Result<Tz, ConfigError> {

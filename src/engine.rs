@@ -554,6 +554,25 @@ mod tests {
     }
 
     #[test]
+    fn a_fifo_named_like_a_post_is_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.md", &post("A", "2021-01-01", "x"));
+        let fifo = dir.path().join("posts/pipe.md");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let mut engine = engine(dir.path());
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let kept = Kept::default();
+            engine.load_all(now(), &kept);
+            let change = engine.apply(std::slice::from_ref(&fifo), now(), &kept);
+            let _ = done.send((engine.live_posts(), change.errors.len()));
+        });
+        // Opening a FIFO blocks until a writer comes: a hang here is the failure.
+        let (live, errors) = finished.recv_timeout(std::time::Duration::from_secs(10)).expect("reading the posts hung");
+        assert_eq!((live, errors), (1, 0));
+    }
+
+    #[test]
     fn older_posts_fill_in_when_a_newer_one_goes() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "1.md", &post("One", "2021-01-01", "x"));

@@ -88,6 +88,14 @@ impl Encoded {
         let brotli = brotli(&identity, levels.brotli);
         Encoded { identity: exact(identity), gzip: exact(gzip), brotli: exact(brotli), modified }
     }
+
+    /// The bytes of one encoding.
+    pub fn get(&self, encoding: Encoding) -> &Bytes {
+        match encoding {
+            Encoding::Gzip => &self.gzip,
+            Encoding::Brotli => &self.brotli,
+        }
+    }
 }
 
 /// Bytes that hold on to no spare capacity: documents grow by doubling while they are written,
@@ -96,8 +104,6 @@ fn exact(mut bytes: Vec<u8>) -> Bytes {
     bytes.shrink_to_fit();
     Bytes::from(bytes)
 }
-
-impl Encoded {}
 
 /// The encodings and time of `path` when it holds exactly `identity` and both encodings exist.
 /// The document's time is used: encodings restored later carry it too.
@@ -168,8 +174,9 @@ impl FeedsDir {
         let path = self.root.join(rel);
         let parent = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(parent).with_context(|| format!("cannot create folder {}", parent.display()))?;
-        write_atomic(&Encoding::Gzip.beside(&path), &encoded.gzip, encoded.modified)?;
-        write_atomic(&Encoding::Brotli.beside(&path), &encoded.brotli, encoded.modified)?;
+        for encoding in Encoding::ALL {
+            write_atomic(&encoding.beside(&path), encoded.get(encoding), encoded.modified)?;
+        }
         write_atomic(&path, &encoded.identity, encoded.modified)?;
         Ok(())
     }
@@ -177,7 +184,7 @@ impl FeedsDir {
     /// Removes one document and its encodings; a missing file is not an error.
     pub fn remove(&self, rel: &str) -> anyhow::Result<()> {
         let path = self.root.join(rel);
-        for p in [Encoding::Gzip.beside(&path), Encoding::Brotli.beside(&path), path] {
+        for p in Encoding::ALL.map(|e| e.beside(&path)).into_iter().chain([path]) {
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -21,6 +21,17 @@ pub enum Coding {
     Identity,
 }
 
+impl Coding {
+    /// The content-coding's name in `Accept-Encoding` and `Content-Encoding`.
+    fn token(self) -> &'static str {
+        match self {
+            Coding::Brotli => "br",
+            Coding::Gzip => "gzip",
+            Coding::Identity => "identity",
+        }
+    }
+}
+
 /// Answers one request.
 pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
     if path == "/healthz" {
@@ -52,11 +63,9 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     if !not_modified {
         h.insert(header::CONTENT_TYPE, resource.content_type.clone());
-        match coding {
-            Coding::Brotli => h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("br")),
-            Coding::Gzip => h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-            Coding::Identity => None,
-        };
+        if coding != Coding::Identity {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
+        }
     }
     response
 }
@@ -124,11 +133,7 @@ fn accepted(headers: &HeaderMap) -> impl Fn(Coding) -> f32 {
         }
     }
     move |coding| {
-        let name = match coding {
-            Coding::Brotli => "br",
-            Coding::Gzip => "gzip",
-            Coding::Identity => "identity",
-        };
+        let name = coding.token();
         let lookup = |n: &str| listed.iter().filter(|(l, _)| l == n).map(|(_, q)| *q).reduce(f32::max);
         if !present {
             // No Accept-Encoding: any coding is acceptable, but identity is what old clients expect.

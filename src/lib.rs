@@ -1,8 +1,8 @@
 //! crier: a feed publisher. Post files (YAML front matter over HTML or Markdown) in; RSS 2.0,
 //! Atom 1.0 and JSON Feed 1.1 for the whole site, every category and every tag out.
 //!
-//! Layout, from the bottom up; a module uses only modules above it in this list (checked by
-//! `tests/layers.rs`):
+//! Layout, from the bottom layer up: each module uses only modules listed before it, so the
+//! arrows point one way, from the commands down to the pure leaves (`tests/layers.rs` checks it):
 //! - [`text`]: XML-safe characters, slugs, cutting excerpts. Pure.
 //! - [`permalink`]: a permalink pattern, parsed once and expanded per post. Pure.
 //! - [`post`]: one file's bytes to [`post::PostMeta`] and a body; every failure a [`post::PostError`]. Pure.

@@ -150,7 +150,7 @@ fn run_serve(config: Config, reload: impl Fn() -> Result<Config, ConfigError> + 
             eprintln!("crier: {error}");
             match error {
                 ServeError::Listen { .. } => ExitCode::from(2),
-                ServeError::Start(_) | ServeError::Failed(_) => ExitCode::from(1),
+                ServeError::Runtime(_) | ServeError::Signals(_) | ServeError::Failed(_) => ExitCode::from(1),
             }
         }
     }

@@ -53,10 +53,13 @@ impl Resource {
     /// The document at `rel`, served only as it is.
     pub fn identity_only(rel: &str, body: Bytes, modified: SystemTime) -> Resource {
         let modified = whole_seconds(modified);
-        let media_type = documents::media_type(rel).unwrap_or("application/octet-stream");
+        // Every document crier makes is UTF-8 text.
+        let content_type = match documents::media_type(rel) {
+            Some(media_type) => format!("{media_type}; charset=utf-8"),
+            None => "application/octet-stream".to_owned(),
+        };
         Resource {
-            content_type: HeaderValue::try_from(format!("{media_type}; charset=utf-8"))
-                .expect("a media type is a valid header value"),
+            content_type: HeaderValue::try_from(content_type).expect("a media type is a valid header value"),
             identity: Variant::new(body),
             gzip: None,
             brotli: None,
@@ -84,9 +87,10 @@ pub struct Policy {
     pub prefix: String,
 }
 
+/// Before the first publish nothing is served but `/healthz`; nothing to cache, no prefix.
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { cache_control: HeaderValue::from_static("public, max-age=300"), prefix: "/feeds/".to_owned() }
+        Policy { cache_control: HeaderValue::from_static("no-store"), prefix: "/".to_owned() }
     }
 }
 

@@ -5,11 +5,13 @@
 //! read), a maximum request head size (431), a cap on connections and on requests per connection. Shutdown stops accepting and lets in-flight
 //! responses finish within a bound.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use http::Response;
 use http::header::{CONNECTION, HeaderValue};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -19,7 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::http::respond;
+use crate::http::{Body, respond};
 use crate::served::Shared;
 
 /// How long a request that arrives before the first publish waits for it.
@@ -49,35 +51,23 @@ impl Limits {
     }
 }
 
-/// One connection's service: answers from the served set of the moment, and asks the client
-/// to close after `max_requests`.
-fn service(
+/// Answers one request from the served set of the moment; `last` asks the client to close.
+async fn answer(
     shared: Arc<Shared>,
-    max_requests: usize,
-) -> impl hyper::service::Service<
-    hyper::Request<Incoming>,
-    Response = hyper::Response<crate::http::Body>,
-    Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<hyper::Response<crate::http::Body>, std::convert::Infallible>> + Send,
-> + Clone {
-    let served = Arc::new(AtomicUsize::new(0));
-    service_fn(move |request: hyper::Request<Incoming>| {
-        let shared = shared.clone();
-        let last = served.fetch_add(1, Ordering::Relaxed) + 1 >= max_requests;
-        async move {
-            // A request that arrives before the first publish (socket activation starts crier
-            // for it) waits for it rather than getting a 404; `/healthz` answers at once.
-            if !shared.load().ready && request.uri().path() != "/healthz" {
-                let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
-            }
-            let served = shared.load();
-            let mut response = respond(&served, request.method(), request.uri().path(), request.headers());
-            if last {
-                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    })
+    request: hyper::Request<Incoming>,
+    last: bool,
+) -> Result<Response<Body>, Infallible> {
+    // A request that arrives before the first publish (socket activation starts crier for it)
+    // waits for it rather than getting a 404; `/healthz` answers at once.
+    if !shared.load().ready && request.uri().path() != "/healthz" {
+        let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
+    }
+    let served = shared.load();
+    let mut response = respond(&served, request.method(), request.uri().path(), request.headers());
+    if last {
+        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
 }
 
 /// Serves until `shutdown` completes, then waits (at most `shutdown_timeout`) for in-flight
@@ -115,7 +105,10 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
         // progress for `write_timeout` end the connection.
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));
-        let service = service(shared.clone(), limits.max_requests_per_connection);
+        let (shared, requests, max) = (shared.clone(), AtomicUsize::new(0), limits.max_requests_per_connection);
+        let service = service_fn(move |request| {
+            answer(shared.clone(), request, requests.fetch_add(1, Ordering::Relaxed) + 1 >= max)
+        });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {

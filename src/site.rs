@@ -13,8 +13,11 @@ use chrono::{DateTime, Utc};
 use crate::post::PostMeta;
 use crate::text::slugify;
 
+const CATEGORY_FOLDER: &str = "categories";
+const TAG_FOLDER: &str = "tags";
+
 /// The folders of the category and tag feeds under the feeds folder (the site feed is at its top).
-pub const FEED_FOLDERS: [&str; 2] = ["categories", "tags"];
+pub const FEED_FOLDERS: [&str; 2] = [CATEGORY_FOLDER, TAG_FOLDER];
 
 /// Which feed: the whole site, one category or one tag (by slug).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,8 +32,8 @@ impl FeedKey {
     pub fn stem(&self) -> String {
         match self {
             FeedKey::Site => "feed".to_owned(),
-            FeedKey::Category(slug) => format!("{}/{slug}", FEED_FOLDERS[0]),
-            FeedKey::Tag(slug) => format!("{}/{slug}", FEED_FOLDERS[1]),
+            FeedKey::Category(slug) => format!("{CATEGORY_FOLDER}/{slug}"),
+            FeedKey::Tag(slug) => format!("{TAG_FOLDER}/{slug}"),
         }
     }
 }

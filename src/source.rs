@@ -155,11 +155,13 @@ pub fn render_posts(posts: &[Arc<PostMeta>], config: &Config) -> (HashMap<PathBu
     (rendered, errors)
 }
 
-/// What is at a path now.
+/// What is at a path now (links followed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathKind {
     Folder,
     File,
+    /// Nothing, or nothing a post can be: a FIFO, a socket or a device is never opened (opening
+    /// a FIFO would block until someone writes to it).
     Missing,
 }
 
@@ -167,8 +169,15 @@ impl PathKind {
     pub fn of(path: &Path) -> PathKind {
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_dir() => PathKind::Folder,
-            Ok(_) => PathKind::File,
-            Err(_) => PathKind::Missing,
+            Ok(meta) if meta.is_file() => PathKind::File,
+            _ => PathKind::Missing,
         }
     }
+}
+
+/// A folder's device and inode, or `None` when it is not a folder: what tells a posts folder
+/// replaced by another (a rename-swap deploy) from the same one.
+pub fn folder_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))
 }

@@ -94,7 +94,7 @@ impl Inbox {
         });
     }
 
-    /// The paths to look at now; a rescan covers them all, so then there are none.
+    /// The paths to look at now (a rescan, when one is due, reads them anyway).
     pub fn take_ready(&mut self) -> Vec<PathBuf> {
         std::mem::take(&mut self.ready).into_iter().collect()
     }

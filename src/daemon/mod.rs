@@ -34,8 +34,10 @@ use crate::systemd::{self, Heartbeat};
 pub enum ServeError {
     #[error("cannot listen on {address}: {source}; set `listen` or pass --listen")]
     Listen { address: SocketAddr, source: std::io::Error },
-    #[error("cannot start: {0}")]
-    Start(std::io::Error),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
     #[error("{0:#}")]
     Failed(anyhow::Error),
 }
@@ -47,10 +49,10 @@ pub fn run<L>(config: Config, reload: L) -> Result<(), ServeError>
 where
     L: Fn() -> Result<Config, ConfigError> + Send + Sync + 'static,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Start)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
-        let shutdown = signals::shutdown().map_err(ServeError::Start)?;
-        let reloads = signals::reloads(reload).map_err(ServeError::Start)?;
+        let shutdown = signals::shutdown().map_err(ServeError::Signals)?;
+        let reloads = signals::reloads(reload).map_err(ServeError::Signals)?;
         let listen = |source| ServeError::Listen { address: config.listen, source };
         let listener = match systemd::activated_listener().map_err(listen)? {
             Some(listener) => TcpListener::from_std(listener).map_err(listen)?,
@@ -97,6 +99,5 @@ pub async fn serve(
     }
     // The publisher is owned here alone, so it is always stopped and joined: never cut off
     // mid-write at exit.
-    tokio::task::spawn_blocking(move || publisher.stop()).await?;
-    Ok(())
+    tokio::task::spawn_blocking(move || publisher.stop()).await?
 }

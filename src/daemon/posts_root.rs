@@ -2,18 +2,12 @@
 //! replaced (a rename-swap deploy) or back. The watcher's events name paths inside the folder;
 //! what happens to the folder itself is found by comparing its device and inode.
 
-use std::path::Path;
 use std::sync::mpsc::Sender;
 
 use crate::config::Config;
 use crate::daemon::inbox::Message;
+use crate::source::folder_identity;
 use crate::watch::{self, Watcher};
-
-/// A folder's device and inode, or `None` when it is not a folder.
-fn folder_identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()))
-}
 
 #[derive(Default)]
 pub struct PostsRoot {

@@ -16,6 +16,7 @@ use crate::daemon::unwritten::Unwritten;
 use crate::engine::{Change, DocumentSink, Engine};
 use crate::feeds_dir::{FeedsDir, Put};
 use crate::served::{Policy, Resource, ServedSet, Shared};
+use crate::source::PathKind;
 use crate::systemd::{self, Heartbeat};
 
 /// How often a missing posts folder is looked for.
@@ -54,11 +55,6 @@ impl PublisherHandle {
     pub fn reload(&self, config: Arc<Config>) {
         let _ = self.0.send(Message::Reload(config));
     }
-
-    /// Asks the publisher to look at the clock now.
-    pub fn tick(&self) {
-        let _ = self.0.send(Message::Tick);
-    }
 }
 
 impl Publisher {
@@ -90,14 +86,16 @@ impl Publisher {
 
     /// Asks the publisher to look at the clock now.
     pub fn tick(&self) {
-        self.handle().tick();
+        let _ = self.sender.send(Message::Tick);
     }
 
-    /// Stops the publisher after its current step and waits until it has.
-    pub fn stop(mut self) {
+    /// Stops the publisher after its current step and waits until it has; an error if the
+    /// thread had died of a panic.
+    pub fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.sender.send(Message::Shutdown);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        match self.thread.take().map(std::thread::JoinHandle::join) {
+            Some(Err(_)) => anyhow::bail!("the publisher thread panicked; the feeds stopped following the posts"),
+            _ => Ok(()),
         }
     }
 }
@@ -164,7 +162,7 @@ impl Worker {
     }
 
     fn run(mut self, receiver: &Receiver<Message>, events: &Sender<Message>) {
-        if !self.config().posts.is_dir() {
+        if PathKind::of(&self.config().posts) != PathKind::Folder {
             let posts = self.config().posts.display().to_string();
             tracing::warn!("posts folder {posts} does not exist yet; serving empty feeds until it does");
         }
@@ -224,7 +222,7 @@ impl Worker {
     fn start_over(&mut self, what: &str, events: &Sender<Message>) {
         self.step(what, true, |engine, now, sink| engine.load_all(now, sink));
         let config = self.config();
-        if config.posts.is_dir() {
+        if PathKind::of(&config.posts) == PathKind::Folder {
             self.root.watch(&config, events);
             self.step("caught up", false, |engine, now, sink| engine.load_all(now, sink));
         }

@@ -63,7 +63,7 @@ impl ClockedPublisher {
     /// Stops the publisher thread and waits for it.
     pub fn stop(mut self) {
         if let Some(publisher) = self.publisher.take() {
-            publisher.stop();
+            publisher.stop().expect("the publisher thread ran to its end");
         }
     }
 }
