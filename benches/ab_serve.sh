@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Serve A/B: benches/serve.sh with short settings, run for two crier binaries in turn, ROUNDS
+# times (A, B, A, B, ...), so that the machine's drift hits both alike. Prints, per run, the
+# save-to-served latency row and the median of crier's own update steps.
+#
+#   bash benches/ab_serve.sh OLD_BIN NEW_BIN
+#
+# Knobs: ROUNDS=2, LAT_POSTS=80, EDITS=200 (and serve.sh's own).
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+[ "$#" -eq 2 ] || { echo "usage: bash benches/ab_serve.sh OLD_BIN NEW_BIN" >&2; exit 2; }
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+echo "| run | binary | posts | p50 ms | p90 ms | p99 ms | max ms | min ms | mean ms | update step median |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for round in $(seq "${ROUNDS:-2}"); do
+  for side in A B; do
+    bin=$1; [ "$side" = B ] && bin=$2
+    SKIP_CARGO=1 CRIER_BIN=$bin RESULTS=$out/results.md LAT_POSTS=${LAT_POSTS:-80} EDITS=${EDITS:-200} \
+      WRK_SECS=2 REPS=1 bash "$REPO/benches/serve.sh" > "$out/run.md" 2> "$out/run.log"
+    row=$(grep -A2 '| p50 ms' "$out/run.md" | tail -1)
+    step=$(grep -o 'had median [0-9.]* ms' "$out/run.md" | head -1 | grep -o '[0-9.]* ms')
+    echo "| $round | $side ${row#|} $step |"
+  done
+done
