@@ -20,6 +20,6 @@ for round in $(seq "${ROUNDS:-2}"); do
       WRK_SECS=2 REPS=1 bash "$REPO/benches/serve.sh" > "$out/run.md" 2> "$out/run.log"
     row=$(grep -A2 '| p50 ms' "$out/run.md" | tail -1)
     step=$(grep -o 'had median [0-9.]* ms' "$out/run.md" | head -1 | grep -o '[0-9.]* ms')
-    echo "| $round | $side ${row#|} $step |"
+    echo "| $round | $side |${row#|} $step |"
   done
 done
