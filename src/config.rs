@@ -60,6 +60,7 @@ pub struct RawConfig {
     pub excerpt_length: Option<usize>,
     pub excerpt_separator: Option<String>,
     pub max_post_bytes: Option<u64>,
+    pub max_terms: Option<usize>,
     pub ttl: Option<u32>,
     pub gzip_level: Option<u32>,
     pub brotli_quality: Option<u32>,
@@ -106,6 +107,8 @@ pub struct Config {
     pub excerpt_length: usize,
     pub excerpt_separator: String,
     pub max_post_bytes: u64,
+    /// The most categories, and the most tags, one post may list.
+    pub max_terms: usize,
     pub ttl: Duration,
     pub compression: Compression,
     /// Where `crier serve` listens (unless systemd hands it a socket).
@@ -174,6 +177,7 @@ impl Config {
             excerpt_length: at_least("excerpt_length", raw.excerpt_length, 300, 1, "a number of characters")?,
             excerpt_separator: excerpt_separator(raw.excerpt_separator)?,
             max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
+            max_terms: at_least("max_terms", raw.max_terms, 100, 1, "a number of names")?,
             ttl: Duration::from_secs(u64::from(raw.ttl.unwrap_or(60)) * 60),
             compression: Compression {
                 gzip: at_most("gzip_level", raw.gzip_level, 3, 9)?,
@@ -206,6 +210,7 @@ impl Config {
             base_url: &self.base_url,
             permalink: &self.permalink,
             max_bytes: self.max_post_bytes,
+            max_terms: self.max_terms,
         }
     }
 
@@ -397,6 +402,7 @@ mod tests {
             ("brotli_quality = 12", "brotli_quality"),
             ("listen = \"localhost\"", "listen"),
             ("max_header_bytes = 100", "max_header_bytes"),
+            ("max_terms = 0", "max_terms"),
         ] {
             let error = load(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text} -> {error}");

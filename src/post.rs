@@ -94,6 +94,8 @@ pub struct PostContext<'a> {
     pub base_url: &'a Url,
     pub permalink: &'a Permalink,
     pub max_bytes: u64,
+    /// The most categories, and the most tags, one post may list.
+    pub max_terms: usize,
 }
 
 /// The extensions of post files.
@@ -187,7 +189,7 @@ impl FrontMatter {
             Some(spanned) => date_value(path, "updated", spanned, cx.timezone)?,
             None => date,
         };
-        let categories = dedup(self.categories.or(self.category).map(|l| l.0).unwrap_or_default());
+        let categories = terms(path, ("categories", self.categories), ("category", self.category), cx.max_terms)?;
         let link = match self.permalink.map(|p| p.0) {
             Some(permalink) => absolute_link(cx.base_url, &permalink),
             None => absolute_link(cx.base_url, &cx.permalink.expand(&date, file.title_stem, &categories)),
@@ -198,7 +200,7 @@ impl FrontMatter {
             date,
             updated,
             categories,
-            tags: dedup(self.tags.or(self.tag).map(|l| l.0).unwrap_or_default()),
+            tags: terms(path, ("tags", self.tags), ("tag", self.tag), cx.max_terms)?,
             link,
             id: self.id.or(self.guid).map(|i| i.0.trim().to_owned()).filter(|i| !i.is_empty()),
             author: self.author.map(AuthorField::into_author).filter(|a| !a.name.trim().is_empty()),
@@ -213,6 +215,31 @@ impl FrontMatter {
             warnings,
         })
     }
+}
+
+/// The names of one taxonomy (its plural key, else its singular one), each once; more than `max`
+/// names is an error naming the key's line, before any work that grows with their number.
+fn terms(
+    path: &Path,
+    plural: (&str, Option<Spanned<StringList>>),
+    singular: (&str, Option<Spanned<StringList>>),
+    max: usize,
+) -> Result<Vec<String>, PostError> {
+    let (key, list) = match (plural, singular) {
+        ((key, Some(list)), _) | (_, (key, Some(list))) => (key, list),
+        _ => return Ok(Vec::new()),
+    };
+    let count = list.value.0.len();
+    if count > max {
+        return Err(PostError {
+            path: path.to_owned(),
+            line: front_line(&list),
+            message: format!(
+                "`{key}` lists {count} names, over the limit of {max}; keep the ones readers subscribe to, or raise `max_terms` in the config"
+            ),
+        });
+    }
+    Ok(dedup(list.value.0))
 }
 
 /// A front-matter date, or an error naming its line.
@@ -441,10 +468,10 @@ struct FrontMatter {
     date: Option<Spanned<Scalar>>,
     updated: Option<Spanned<Scalar>>,
     last_modified_at: Option<Spanned<Scalar>>,
-    categories: Option<StringList>,
-    category: Option<StringList>,
-    tags: Option<StringList>,
-    tag: Option<StringList>,
+    categories: Option<Spanned<StringList>>,
+    category: Option<Spanned<StringList>>,
+    tags: Option<Spanned<StringList>>,
+    tag: Option<Spanned<StringList>>,
     permalink: Option<Scalar>,
     author: Option<AuthorField>,
     description: Option<Scalar>,
@@ -576,7 +603,13 @@ mod tests {
     use super::*;
 
     fn cx<'a>(base: &'a Url, permalink: &'a Permalink) -> PostContext<'a> {
-        PostContext { timezone: "Asia/Shanghai".parse().unwrap(), base_url: base, permalink, max_bytes: 1 << 20 }
+        PostContext {
+            timezone: "Asia/Shanghai".parse().unwrap(),
+            base_url: base,
+            permalink,
+            max_bytes: 1 << 20,
+            max_terms: 5,
+        }
     }
 
     fn parse_at(name: &str, text: &str) -> Result<(PostMeta, String), PostError> {
@@ -670,6 +703,20 @@ mod tests {
         let m = meta("---\ntitle: 1984\ndate: 2021-01-01\ncategories: 2021\n---\n");
         assert_eq!(m.title, "1984");
         assert_eq!(m.categories, ["2021"]);
+    }
+
+    #[test]
+    fn too_many_terms_name_the_key_and_its_line() {
+        let error = parse_at("posts/t.md", "---\ntitle: t\ndate: 2021-01-01\ncategories: [a, b, c, d, e, f]\n---\n")
+            .unwrap_err();
+        assert_eq!((error.line, error.path.as_path()), (4, Path::new("posts/t.md")));
+        assert!(error.message.contains("`categories` lists 6 names, over the limit of 5"), "{}", error.message);
+        assert!(error.message.contains("max_terms"), "the fix: {}", error.message);
+        let error = parse_at("posts/t.md", "---\ntitle: t\ntag: a b c d e f g\ndate: 2021-01-01\n---\n").unwrap_err();
+        assert_eq!(error.line, 3);
+        assert!(error.message.contains("`tag` lists 7 names"), "{}", error.message);
+        let m = meta("---\ntitle: t\ndate: 2021-01-01\ncategories: [a, b, c, d, e]\ntags: [x, x, x, x, x]\n---\n");
+        assert_eq!((m.categories.len(), m.tags.len()), (5, 1), "the limit itself is fine");
     }
 
     #[test]
