@@ -117,7 +117,7 @@ impl Engine {
         let first = self.seen.is_empty() && self.feeds.is_empty();
         let mut change = Change::default();
         let (files, problems) = if PathKind::of(&self.config.posts) == PathKind::Folder {
-            source::post_files(&self.config.posts)
+            source::post_files(&self.config.posts, &self.config.posts)
         } else {
             (Vec::new(), Vec::new())
         };
@@ -157,7 +157,7 @@ impl Engine {
             let known_inside: Vec<PathBuf> = self.known_under(hint);
             match PathKind::of(hint) {
                 PathKind::Folder => {
-                    let (files, problems) = source::post_files(hint);
+                    let (files, problems) = source::post_files(&self.config.posts, hint);
                     change.errors.extend(problems);
                     let present: HashSet<&PathBuf> = files.iter().collect();
                     for path in known_inside.iter().filter(|p| !present.contains(p)) {
@@ -167,8 +167,17 @@ impl Engine {
                 }
                 PathKind::File => {
                     let name = hint.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                    if post::is_post_file_name(name) {
-                        candidates.insert(hint.clone());
+                    if !post::is_post_file_name(name) {
+                        continue;
+                    }
+                    match source::link_outside(&self.config.posts, hint) {
+                        Some(error) => {
+                            touched.extend(self.forget(hint));
+                            change.errors.push(error);
+                        }
+                        None => {
+                            candidates.insert(hint.clone());
+                        }
                     }
                 }
                 PathKind::Missing => {
@@ -550,6 +559,37 @@ mod tests {
         assert!(paths(&change).contains(&"categories/soon.rss"));
         assert!(paths(&change).contains(&"feed.rss"));
         assert_eq!(engine.next_due(), None);
+        assert_eq!(engine.live_posts(), 2);
+    }
+
+    #[test]
+    fn symlinks_are_followed_only_inside_the_posts_folder() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let real = write(dir.path(), "sub/real.md", &post("Inside", "2021-01-01", "x"));
+        fs::create_dir_all(dir.path().join("outside")).unwrap();
+        fs::write(dir.path().join("outside/secret.md"), post("Secret", "2021-01-02", "x")).unwrap();
+        let posts = dir.path().join("posts");
+        symlink(&real, posts.join("alias.md")).unwrap();
+        symlink(dir.path().join("outside/secret.md"), posts.join("escape.md")).unwrap();
+        symlink(dir.path().join("outside"), posts.join("elsewhere")).unwrap();
+        symlink(&posts, posts.join("sub/loop")).unwrap();
+        let mut engine = engine(dir.path());
+        let kept = Kept::default();
+        let first = engine.load_all(now(), &kept);
+        assert_eq!(engine.live_posts(), 2, "the file and its alias inside the folder");
+        assert!(!kept.text("feed.rss").contains("Secret"));
+        let mut messages: Vec<String> = first.errors.iter().map(|e| e.to_string()).collect();
+        messages.sort();
+        assert_eq!(messages.len(), 3, "{messages:#?}");
+        assert!(messages[0].contains("posts/elsewhere:1: is a symbolic link to") && messages[0].contains("outside"));
+        assert!(messages[1].contains("posts/escape.md:1: is a symbolic link to"), "{}", messages[1]);
+        assert!(messages[2].contains("posts/sub/loop:1: is a symbolic link back to"), "{}", messages[2]);
+        // A link made later, seen through the watcher's hint, is refused the same way.
+        symlink(dir.path().join("outside/secret.md"), posts.join("later.md")).unwrap();
+        let change = engine.apply(&[posts.join("later.md")], now(), &kept);
+        assert_eq!(change.errors.len(), 1);
+        assert!(change.errors[0].message.contains("outside the posts folder"));
         assert_eq!(engine.live_posts(), 2);
     }
 

@@ -34,13 +34,22 @@ impl Fingerprint {
     }
 }
 
-/// Every post file under `root`, sorted; folders and files that are hidden or editor leftovers
-/// are skipped. Folders that cannot be read are reported as problems.
-pub fn post_files(root: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
+/// Every post file under `dir` (the posts folder `root` or a folder inside it), sorted; folders
+/// and files that are hidden or editor leftovers are skipped. Symbolic links are followed while
+/// they lead inside `root`; one that leads outside is not read, and is reported, as are folders
+/// that cannot be read and link loops.
+pub fn post_files(root: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
     let mut files = Vec::new();
+    let outside = std::cell::RefCell::new(Vec::new());
+    let walker = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter();
+    let walker = walker.filter_entry(|e| {
+        if e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.') {
+            return false;
+        }
+        let escape = e.path_is_symlink().then(|| link_outside(root, e.path())).flatten();
+        escape.map(|error| outside.borrow_mut().push(error)).is_none()
+    });
     let mut problems = Vec::new();
-    let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter();
-    let walker = walker.filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in walker {
         match entry {
             Ok(entry) if entry.file_type().is_file() => {
@@ -49,17 +58,38 @@ pub fn post_files(root: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
                 }
             }
             Ok(_) => {}
-            Err(e) => problems.push(PostError {
-                path: e.path().unwrap_or(root).to_owned(),
-                line: 1,
-                message: format!(
-                    "cannot read: {}; check the permissions",
-                    e.io_error().map_or(e.to_string(), |io| io.to_string())
-                ),
-            }),
+            Err(e) => problems.push(walk_error(dir, &e)),
         }
     }
+    problems.extend(outside.into_inner());
     (files, problems)
+}
+
+fn walk_error(dir: &Path, error: &walkdir::Error) -> PostError {
+    let path = error.path().unwrap_or(dir).to_owned();
+    let message = match (error.loop_ancestor(), error.io_error()) {
+        (Some(ancestor), _) => {
+            format!("is a symbolic link back to {}, which contains it: a loop; remove the link", ancestor.display())
+        }
+        (None, Some(io)) => format!("cannot read: {io}; check the permissions"),
+        (None, None) => format!("cannot read: {error}; check the permissions"),
+    };
+    PostError { path, line: 1, message }
+}
+
+/// The error for a path that resolves, through symbolic links, outside the posts folder `root`, if
+/// it does: a link there could publish any file crier may read.
+pub fn link_outside(root: &Path, path: &Path) -> Option<PostError> {
+    let target = std::fs::canonicalize(path).ok()?;
+    let real_root = std::fs::canonicalize(root).ok()?;
+    (!target.starts_with(&real_root)).then(|| PostError {
+        path: path.to_owned(),
+        line: 1,
+        message: format!(
+            "is a symbolic link to {}, outside the posts folder, and is not read; move the file into the posts folder",
+            target.display()
+        ),
+    })
 }
 
 /// How much of a post file to read first when only its metadata is wanted.
@@ -115,7 +145,7 @@ impl Scan {
 /// only: what `crier check` reports on.
 pub fn scan(config: &Config) -> Scan {
     let cx = config.post_context();
-    let (files, mut errors) = post_files(&config.posts);
+    let (files, mut errors) = post_files(&config.posts, &config.posts);
     let results: Vec<Result<PostMeta, PostError>> =
         files.par_iter().map(|path| read_post(path, &cx, false).map(|(meta, _, _)| meta)).collect();
     let mut scan = Scan::default();
