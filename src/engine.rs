@@ -267,6 +267,8 @@ impl Engine {
                 Ok((meta, rendered)) => {
                     self.bad.remove(&path);
                     change.warnings.extend(meta.warnings.iter().map(|w| (path.clone(), w.clone())));
+                    let cut = rendered.iter().flat_map(|r| &r.warnings);
+                    change.warnings.extend(cut.map(|w| (path.clone(), w.clone())));
                     if meta.draft {
                         self.drafts.insert(path.clone());
                         self.rendered.remove(&path);
@@ -337,6 +339,9 @@ impl Engine {
                 return plans;
             }
             let (new, errors) = source::render_posts(&needed, &self.config);
+            for (path, rendered) in &new {
+                change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
+            }
             self.rendered.extend(new);
             for error in errors {
                 keys.extend(self.site.remove(&error.path));

@@ -6,6 +6,7 @@
 //! - [`text`]: XML-safe characters, slugs, cutting excerpts. Pure.
 //! - [`permalink`]: a permalink pattern, parsed once and expanded per post. Pure.
 //! - [`post`]: one file's bytes to [`post::PostMeta`] and a body; every failure a [`post::PostError`]. Pure.
+//! - [`shape`]: an HTML body's nesting depth and attribute count capped in one linear pass. Pure.
 //! - [`render`]: a body to sanitized HTML with absolute URLs, and a summary. Pure.
 //! - [`config`]: the TOML file and flags, validated into one immutable [`config::Config`].
 //! - [`site`]: the index of posts by category and tag, newest first; picks each feed's items. Pure.
@@ -37,6 +38,7 @@ pub mod post;
 pub mod render;
 pub mod served;
 pub mod server;
+pub mod shape;
 pub mod site;
 pub mod source;
 pub mod systemd;

@@ -75,6 +75,8 @@ pub struct PostMeta {
     /// The front matter's `description`/`excerpt`/`summary`, plain text.
     pub summary: Option<String>,
     pub format: BodyFormat,
+    /// The line of the file where the body starts.
+    pub body_line: usize,
     /// Not published (`published: false` or `draft: true`).
     pub draft: bool,
     pub warnings: Vec<PostWarning>,
@@ -133,7 +135,8 @@ pub fn parse<'b>(
         let options = serde_saphyr::options! { strict_booleans: true };
         serde_saphyr::from_str_with_options(yaml, options).map_err(|e| yaml_error(path, &e))?
     };
-    let meta = front.into_meta(path, modified, cx)?;
+    let body_line = 1 + memchr::memchr_iter(b'\n', &text.as_bytes()[..body_start]).count();
+    let meta = front.into_meta(path, modified, body_line, cx)?;
     let body = match text {
         Cow::Borrowed(text) => Cow::Borrowed(&text[body_start..]),
         Cow::Owned(text) => Cow::Owned(text[body_start..].to_owned()),
@@ -162,7 +165,13 @@ impl FileName<'_> {
 impl FrontMatter {
     /// The metadata these keys give the post at `path`; what is missing comes from the file name
     /// or the site, with a warning where the guess may surprise the author.
-    fn into_meta(self, path: &Path, modified: SystemTime, cx: &PostContext<'_>) -> Result<PostMeta, PostError> {
+    fn into_meta(
+        self,
+        path: &Path,
+        modified: SystemTime,
+        body_line: usize,
+        cx: &PostContext<'_>,
+    ) -> Result<PostMeta, PostError> {
         let file = FileName::of(path);
         let mut warnings = Vec::new();
         let warn = |warnings: &mut Vec<PostWarning>, message: &str| {
@@ -211,6 +220,7 @@ impl FrontMatter {
                 .map(|s| s.0.trim().to_owned())
                 .filter(|s| !s.is_empty()),
             format: file.format,
+            body_line,
             draft: self.published.is_some_and(|f| !f.0) || self.draft.is_some_and(|f| f.0),
             warnings,
         })

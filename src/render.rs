@@ -11,7 +11,8 @@ use ammonia::{Builder, UrlRelative};
 use pulldown_cmark::{Options, Parser};
 use url::Url;
 
-use crate::post::{BodyFormat, PostMeta};
+use crate::post::{BodyFormat, PostMeta, PostWarning};
+use crate::shape::{self, Limits};
 use crate::text::{cut, squash_whitespace, xml_safe};
 
 /// A post's body as feeds carry it.
@@ -21,6 +22,8 @@ pub struct Rendered {
     pub content_html: String,
     /// Plain text, at most the configured number of characters.
     pub summary: String,
+    /// What was cut from a body of a hostile shape.
+    pub warnings: Vec<PostWarning>,
 }
 
 /// How summaries are made.
@@ -34,18 +37,73 @@ pub struct SummaryRule<'a> {
 pub fn render(meta: &PostMeta, body: &str, rule: SummaryRule<'_>) -> Rendered {
     let base = Url::parse(&meta.link).ok();
     let sanitizer = sanitizer(base.as_ref());
-    let html = to_html(meta.format, body);
-    let document = sanitizer.clean(&html);
+    let (source, deep_quote) = match meta.format {
+        BodyFormat::Markdown => shape::cap_markdown(body, Limits::default()),
+        BodyFormat::Html => (Cow::Borrowed(body), None),
+    };
+    let html = to_html(meta.format, &source);
+    let capped = shape::cap(&html, Limits::default());
+    let mut warnings = shape_warnings(meta, body, &capped);
+    if let Some(line) = deep_quote {
+        warnings.insert(
+            0,
+            PostWarning {
+                line: meta.body_line + line - 1,
+                message: format!(
+                    "block quotes nested deeper than {} levels: the markers past that depth are dropped; flatten them",
+                    Limits::default().depth
+                ),
+            },
+        );
+    }
+    let document = sanitizer.clean(&capped.html);
     let content_html = xml_safe(&document.to_string()).into_owned();
 
     let summary = match &meta.summary {
         Some(summary) => squash_whitespace(summary),
         None => match body.split_once(rule.separator) {
-            Some((before, _)) => all_text(&sanitizer.clean(&to_html(meta.format, before)).to_string()),
+            Some((before, _)) => {
+                let before = match meta.format {
+                    BodyFormat::Markdown => shape::cap_markdown(before, Limits::default()).0,
+                    BodyFormat::Html => Cow::Borrowed(before),
+                };
+                let before = to_html(meta.format, &before);
+                all_text(&sanitizer.clean(&shape::cap(&before, Limits::default()).html).to_string())
+            }
             None => first_paragraph(&content_html),
         },
     };
-    Rendered { content_html, summary: cut(&xml_safe(&summary), rule.length) }
+    Rendered { content_html, summary: cut(&xml_safe(&summary), rule.length), warnings }
+}
+
+/// A warning for each limit the body's HTML ran into, on the line where it first did (an HTML
+/// body's own line; for Markdown, whose HTML is made, the body's first line).
+fn shape_warnings(meta: &PostMeta, body: &str, capped: &shape::Capped<'_>) -> Vec<PostWarning> {
+    let limits = Limits::default();
+    let line = |offset: usize| match meta.format {
+        BodyFormat::Html => meta.body_line + memchr::memchr_iter(b'\n', &body.as_bytes()[..offset]).count(),
+        BodyFormat::Markdown => meta.body_line,
+    };
+    let mut warnings = Vec::new();
+    if let Some(offset) = capped.too_deep {
+        warnings.push(PostWarning {
+            line: line(offset),
+            message: format!(
+                "HTML nested deeper than {} elements: the tags below that depth are dropped and their text kept; flatten the markup",
+                limits.depth
+            ),
+        });
+    }
+    if let Some(offset) = capped.too_many_attributes {
+        warnings.push(PostWarning {
+            line: line(offset),
+            message: format!(
+                "an HTML element has more than {} attributes: the rest are dropped; remove them",
+                limits.attributes
+            ),
+        });
+    }
+    warnings
 }
 
 fn to_html(format: BodyFormat, body: &str) -> Cow<'_, str> {
@@ -214,6 +272,7 @@ mod tests {
             author: None,
             summary: summary.map(str::to_owned),
             format,
+            body_line: 5,
             draft: false,
             warnings: vec![],
         }
@@ -223,6 +282,26 @@ mod tests {
 
     fn html(body: &str) -> String {
         render(&meta(BodyFormat::Markdown, None), body, RULE).content_html
+    }
+
+    #[test]
+    fn hostile_shapes_are_cut_with_a_warning_on_their_line() {
+        let rule = SummaryRule { separator: "<!--more-->", length: 100 };
+        let deep = format!("<p>first</p>\n\n{}deep text", "<div>".repeat(1000));
+        let rendered = render(&meta(BodyFormat::Html, None), &deep, rule);
+        assert!(rendered.content_html.contains("deep text"), "the text stays");
+        assert_eq!(rendered.content_html.matches("<div>").count(), Limits::default().depth);
+        assert_eq!(rendered.warnings.len(), 1);
+        assert_eq!(rendered.warnings[0].line, 5 + 2, "the body starts on line 5; the deep tag is its third line");
+        assert!(rendered.warnings[0].message.contains("nested deeper than 128"), "{}", rendered.warnings[0].message);
+        let crowded =
+            format!("text\n<p {}>x</p>", (0..1000).map(|i| format!("data-a{i}=1")).collect::<Vec<_>>().join(" "));
+        let rendered = render(&meta(BodyFormat::Markdown, None), &crowded, rule);
+        assert!(rendered.content_html.contains(">x</p>"));
+        assert_eq!(rendered.warnings.len(), 1);
+        assert_eq!(rendered.warnings[0].line, 5, "Markdown: the body's first line");
+        assert!(rendered.warnings[0].message.contains("more than 64 attributes"));
+        assert!(render(&meta(BodyFormat::Html, None), "<p>plain</p>", rule).warnings.is_empty());
     }
 
     #[test]

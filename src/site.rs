@@ -225,6 +225,7 @@ mod tests {
             author: None,
             summary: None,
             format: BodyFormat::Markdown,
+            body_line: 5,
             draft: false,
             warnings: vec![],
         })

@@ -312,3 +312,31 @@ fn version_and_help() {
     let out = Command::new(CRIER).arg("--help").output().unwrap();
     assert!(text(&out.stdout).contains("build") && text(&out.stdout).contains("check"));
 }
+
+#[test]
+fn hostile_shapes_publish_with_a_warning_and_the_rest_still_publish() {
+    let site = good_site();
+    let front = "---\ntitle: 深\ndate: 2021-12-25 10:00:00 +0800\ncategories: caijing\n---\n";
+    // Before the shape limits, each of these kept the build busy for minutes.
+    site.write("news/divs.html", format!("{front}<p>上</p>\n{}底\n", "<div>".repeat(100_000)).as_bytes());
+    site.write("news/quote.md", format!("{front}{} 引用\n", ">".repeat(100_000)).as_bytes());
+    let attributes: Vec<String> = (0..50_000).map(|i| format!("a{i}=\"1\"")).collect();
+    site.write("news/attrs.html", format!("{front}<p {}>属性</p>\n", attributes.join(" ")).as_bytes());
+    let tags = vec!["t"; 5000].join(", ");
+    site.write("news/terms.md", format!("---\ntitle: 标签\ndate: 2021-12-25\ntags: [{tags}]\n---\n正文\n").as_bytes());
+    let out = site.build();
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "the post with too many tags is an error: {stderr}");
+    for expected in [
+        "news/divs.html:7: HTML nested deeper than 128 elements",
+        "news/quote.md:6: block quotes nested deeper than 128 levels",
+        "news/attrs.html:6: an HTML element has more than 64 attributes",
+        "`tags` lists 5000 names, over the limit of 100",
+    ] {
+        assert!(stderr.contains(expected), "{expected}\n{stderr}");
+    }
+    let site_feed = String::from_utf8(site.feed("feed.atom")).unwrap();
+    for text in ["底", "引用", "属性"] {
+        assert!(site_feed.contains(text), "{text} is published");
+    }
+}

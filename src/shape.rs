@@ -1,0 +1,348 @@
+//! Limits on the shape of a post's HTML, applied in one linear pass before the HTML reaches the
+//! parser and sanitizer, as browsers cap tree depth: html5ever's tree builder checks scopes by
+//! walking the open elements (quadratic in the nesting depth) and its tokenizer compares each
+//! attribute with the ones before it (quadratic in their number). Pure.
+//!
+//! Within the limits the HTML is returned as it is, byte for byte. Past them, start tags deeper
+//! than [`Limits::depth`] are dropped with their end tags (their text stays), and attributes past
+//! [`Limits::attributes`] are dropped from their tag.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// How deep and how crowded the HTML may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open elements at once.
+    pub depth: usize,
+    /// Attributes on one element.
+    pub attributes: usize,
+}
+
+impl Default for Limits {
+    /// Far beyond any written page (blog posts nest a few dozen levels at most), far below what
+    /// makes the parser slow.
+    fn default() -> Limits {
+        Limits { depth: 128, attributes: 64 }
+    }
+}
+
+/// The HTML within the limits, and where a limit first applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capped<'a> {
+    pub html: Cow<'a, str>,
+    /// Byte offset, in the input, of the first tag nested too deep.
+    pub too_deep: Option<usize>,
+    /// Byte offset, in the input, of the first tag with too many attributes.
+    pub too_many_attributes: Option<usize>,
+}
+
+/// Caps the nesting of Markdown block quotes (`> > > text`) at `limits.depth` markers per line,
+/// before the Markdown parser builds a container for each. Returns the text and the line
+/// (1-based, in `markdown`) of the first line cut.
+pub fn cap_markdown(markdown: &str, limits: Limits) -> (Cow<'_, str>, Option<usize>) {
+    let mut first = None;
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut line_start = 0;
+    for (number, line) in markdown.split_inclusive('\n').enumerate() {
+        let (markers, end) = quote_markers(line, limits.depth);
+        if markers > limits.depth {
+            first.get_or_insert(number + 1);
+            out.push_str(&markdown[copied..line_start + end]);
+            let (_, rest_at) = quote_markers(line, usize::MAX);
+            copied = line_start + rest_at;
+        }
+        line_start += line.len();
+    }
+    match first {
+        None => (Cow::Borrowed(markdown), None),
+        Some(_) => {
+            out.push_str(&markdown[copied..]);
+            (Cow::Owned(out), first)
+        }
+    }
+}
+
+/// How many block-quote markers open `line`, counting at most `limit + 1`, and the byte offset
+/// just after the `limit`-th (or the last one counted).
+fn quote_markers(line: &str, limit: usize) -> (usize, usize) {
+    let bytes = line.as_bytes();
+    let (mut count, mut at, mut kept) = (0, 0, 0);
+    loop {
+        let indent = bytes[at..].iter().take(3).take_while(|b| **b == b' ').count();
+        if bytes.get(at + indent) != Some(&b'>') {
+            return (count, kept);
+        }
+        at += indent + 1;
+        if bytes.get(at) == Some(&b' ') {
+            at += 1;
+        }
+        count += 1;
+        if count <= limit {
+            kept = at;
+        } else if limit != usize::MAX {
+            return (count, kept);
+        }
+    }
+}
+
+/// Elements that never have content.
+const VOID: [&str; 14] =
+    ["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"];
+/// Elements whose content is text up to their end tag.
+const RAW_TEXT: [&str; 9] =
+    ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript"];
+/// Elements a new one of the same kind closes (`<li>` after `<li>`), as the parser does.
+const SELF_CLOSING_SIBLINGS: [&str; 9] = ["p", "li", "dt", "dd", "option", "tr", "td", "th", "rt"];
+
+/// Applies `limits` to `html`.
+pub fn cap(html: &str, limits: Limits) -> Capped<'_> {
+    let mut scan = Scan { html, limits, open: Vec::new(), dropped: HashMap::new(), cuts: Vec::new() };
+    let (mut too_deep, mut too_many_attributes) = (None, None);
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'<', &html.as_bytes()[at..]) {
+        let start = at + found;
+        at = match scan.tag(start) {
+            Some(Tag::Start { name, end, deep, crowded }) => {
+                too_deep = too_deep.or(deep.then_some(start));
+                too_many_attributes = too_many_attributes.or(crowded.then_some(start));
+                match RAW_TEXT.contains(&name.as_str()) {
+                    true => raw_text_end(html, end, &name),
+                    false => end,
+                }
+            }
+            Some(Tag::Other { end }) => end,
+            None => start + 1,
+        };
+    }
+    let html = match scan.cuts.is_empty() {
+        true => Cow::Borrowed(html),
+        false => Cow::Owned(without(html, &scan.cuts)),
+    };
+    Capped { html, too_deep, too_many_attributes }
+}
+
+enum Tag {
+    Start { name: String, end: usize, deep: bool, crowded: bool },
+    Other { end: usize },
+}
+
+struct Scan<'a> {
+    html: &'a str,
+    limits: Limits,
+    /// The open elements kept, innermost last (never more than `limits.depth`).
+    open: Vec<String>,
+    /// Open elements dropped for depth, by name: their end tags go too.
+    dropped: HashMap<String, usize>,
+    /// Byte ranges to remove.
+    cuts: Vec<Range<usize>>,
+}
+
+impl Scan<'_> {
+    /// The markup starting at `start` (a `<`): a tag, a comment, a declaration, or `None` for a
+    /// `<` that is text.
+    fn tag(&mut self, start: usize) -> Option<Tag> {
+        let bytes = self.html.as_bytes();
+        let rest = &bytes[start + 1..];
+        if rest.starts_with(b"!--") {
+            let end = memchr::memmem::find(&rest[3..], b"-->").map_or(bytes.len(), |i| start + 4 + i + 3);
+            return Some(Tag::Other { end });
+        }
+        match rest.first()? {
+            b'!' | b'?' => Some(Tag::Other { end: after_gt(bytes, start) }),
+            b'/' if rest.get(1).is_some_and(u8::is_ascii_alphabetic) => {
+                let (name, _) = name_at(bytes, start + 2);
+                let end = after_gt(bytes, start);
+                self.end_tag(name, start..end);
+                Some(Tag::Other { end })
+            }
+            c if c.is_ascii_alphabetic() => Some(self.start_tag(start)),
+            _ => None,
+        }
+    }
+
+    fn start_tag(&mut self, start: usize) -> Tag {
+        let bytes = self.html.as_bytes();
+        let (name, mut at) = name_at(bytes, start + 1);
+        let mut count = 0;
+        let mut crowded_from = None;
+        // Attributes: a name, then `=` and a value, quoted or not; `>` outside quotes ends the tag.
+        let end = loop {
+            while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b'/') {
+                at += 1;
+            }
+            if at >= bytes.len() || bytes[at] == b'>' {
+                break (at + 1).min(bytes.len());
+            }
+            count += 1;
+            if count == self.limits.attributes + 1 {
+                crowded_from = Some(at);
+            }
+            at = attribute_end(bytes, at);
+        };
+        if let Some(from) = crowded_from {
+            // Up to the `>` (or `/>`), which stays.
+            let close = if bytes[..end].ends_with(b"/>") { end - 2 } else { end.saturating_sub(1) };
+            self.cuts.push(from..close.max(from));
+        }
+        let deep = self.open_element(&name, start..end);
+        Tag::Start { name, end, deep, crowded: crowded_from.is_some() }
+    }
+
+    /// Records an element opened by the tag at `range`; returns whether it was dropped for depth.
+    fn open_element(&mut self, name: &str, range: Range<usize>) -> bool {
+        if VOID.contains(&name) {
+            return false;
+        }
+        if SELF_CLOSING_SIBLINGS.contains(&name) && self.open.last().is_some_and(|top| top == name) {
+            self.open.pop();
+        }
+        if self.open.len() < self.limits.depth {
+            self.open.push(name.to_owned());
+            return false;
+        }
+        *self.dropped.entry(name.to_owned()).or_default() += 1;
+        self.cuts.push(range);
+        true
+    }
+
+    fn end_tag(&mut self, name: String, range: Range<usize>) {
+        if let Some(count) = self.dropped.get_mut(&name).filter(|c| **c > 0) {
+            *count -= 1;
+            self.cuts.push(range);
+        } else if let Some(index) = self.open.iter().rposition(|open| *open == name) {
+            self.open.truncate(index);
+        }
+    }
+}
+
+/// A tag name at `at`, lower-cased, and where it ends.
+fn name_at(bytes: &[u8], at: usize) -> (String, usize) {
+    let end = bytes[at..]
+        .iter()
+        .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
+        .map_or(bytes.len(), |i| at + i);
+    (String::from_utf8_lossy(&bytes[at..end]).to_ascii_lowercase(), end)
+}
+
+/// Where an attribute starting at `at` ends: after its value, if it has one.
+fn attribute_end(bytes: &[u8], mut at: usize) -> usize {
+    while at < bytes.len() && !(bytes[at].is_ascii_whitespace() || matches!(bytes[at], b'=' | b'>' | b'/')) {
+        at += 1;
+    }
+    let mut value = at;
+    while value < bytes.len() && bytes[value].is_ascii_whitespace() {
+        value += 1;
+    }
+    if bytes.get(value) != Some(&b'=') {
+        return at;
+    }
+    value += 1;
+    while value < bytes.len() && bytes[value].is_ascii_whitespace() {
+        value += 1;
+    }
+    match bytes.get(value) {
+        Some(&quote @ (b'"' | b'\'')) => {
+            memchr::memchr(quote, &bytes[value + 1..]).map_or(bytes.len(), |i| value + 1 + i + 1)
+        }
+        _ => {
+            bytes[value..].iter().position(|b| b.is_ascii_whitespace() || *b == b'>').map_or(bytes.len(), |i| value + i)
+        }
+    }
+}
+
+/// Just after the `>` that closes the markup at `start`, or the end of the input.
+fn after_gt(bytes: &[u8], start: usize) -> usize {
+    memchr::memchr(b'>', &bytes[start..]).map_or(bytes.len(), |i| start + i + 1)
+}
+
+/// Where the text of a raw-text element ends: at its end tag (any case), or the end of the input.
+fn raw_text_end(html: &str, from: usize, name: &str) -> usize {
+    let bytes = html.as_bytes();
+    let mut at = from;
+    while let Some(i) = memchr::memmem::find(&bytes[at..], b"</") {
+        let tag = at + i;
+        let candidate = &bytes[tag + 2..];
+        if candidate.len() >= name.len() && candidate[..name.len()].eq_ignore_ascii_case(name.as_bytes()) {
+            return tag;
+        }
+        at = tag + 2;
+    }
+    bytes.len()
+}
+
+/// `html` without the byte ranges `cuts` (in order, not overlapping).
+fn without(html: &str, cuts: &[Range<usize>]) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut at = 0;
+    for cut in cuts {
+        if cut.start >= at {
+            out.push_str(&html[at..cut.start]);
+            at = cut.end;
+        }
+    }
+    out.push_str(&html[at..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: Limits = Limits { depth: 3, attributes: 2 };
+
+    #[test]
+    fn within_the_limits_nothing_changes() {
+        for html in [
+            "<p>a <b>b</b></p><ul><li>1<li>2<li>3</ul>",
+            "<div><div><div>x</div></div></div><div><div><div>y</div></div></div>",
+            "<p class=\"a > b\" hidden>t</p><!-- <div><div><div><div> --><br><img src=x alt=\"\">",
+            "<script>if (a<b) { document.write('<div><div><div><div>') }</script><p>after</p>",
+            "1 < 2 and <3 hearts, a <> b",
+        ] {
+            let capped = cap(html, SMALL);
+            assert_eq!(capped.html, html);
+            assert!(matches!(capped.html, Cow::Borrowed(_)));
+            assert_eq!((capped.too_deep, capped.too_many_attributes), (None, None), "{html}");
+        }
+    }
+
+    #[test]
+    fn deeper_tags_go_and_their_text_stays() {
+        let capped = cap("<div><div><div><div>x</div>y</div></div></div>z", SMALL);
+        assert_eq!(capped.html, "<div><div><div>xy</div></div></div>z");
+        assert_eq!(capped.too_deep, Some(15));
+        let unclosed = "<div>".repeat(10) + "deep";
+        assert_eq!(cap(&unclosed, SMALL).html, "<div><div><div>deep");
+    }
+
+    #[test]
+    fn attributes_past_the_limit_go() {
+        let capped = cap("<p a=1 b=\"2\" c='3' d e=5>t</p><br x=1 y=2 z=3/>", SMALL);
+        assert_eq!(capped.html, "<p a=1 b=\"2\" >t</p><br x=1 y=2 />");
+        assert_eq!(capped.too_many_attributes, Some(0));
+    }
+
+    #[test]
+    fn markdown_quotes_past_the_depth_go() {
+        let text = "> > quoted\n>>>>>> deep\nplain > not a marker\n";
+        let (capped, line) = cap_markdown(text, SMALL);
+        assert_eq!(capped, "> > quoted\n>>>deep\nplain > not a marker\n");
+        assert_eq!(line, Some(2));
+        let (same, none) = cap_markdown("> a\n> > > b\n", SMALL);
+        assert_eq!((same, none), (Cow::Borrowed("> a\n> > > b\n"), None));
+    }
+
+    #[test]
+    fn hostile_shapes_are_cut_to_the_limits() {
+        // Their time is measured in benches/hostile.sh.
+        let deep = "<div>".repeat(100_000);
+        assert_eq!(cap(&deep, Limits::default()).html.len(), 128 * 5);
+        let crowded = format!("<p {}>x</p>", (0..100_000).map(|i| format!("a{i}=1")).collect::<Vec<_>>().join(" "));
+        let capped = cap(&crowded, Limits::default());
+        assert!(capped.html.len() < 64 * 10, "{}", capped.html.len());
+        assert!(capped.html.ends_with(">x</p>"));
+    }
+}
