@@ -138,7 +138,13 @@ impl Site {
 
     /// One feed at `now`, or `None` when it has no post due.
     pub fn feed(&self, key: &FeedKey, now: DateTime<Utc>, limit: usize) -> Option<FeedPlan> {
-        let set = self.feeds.get(key)?;
+        let empty = BTreeSet::new();
+        // The site feed always exists, even before its first post.
+        let set = match self.feeds.get(key) {
+            Some(set) => set,
+            None if *key == FeedKey::Site => &empty,
+            None => return None,
+        };
         let limit = if limit == 0 { usize::MAX } else { limit };
         let items: Vec<Arc<PostMeta>> =
             set.iter().filter(|o| o.date <= now).take(limit).map(|o| o.post.clone()).collect();
