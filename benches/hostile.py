@@ -35,6 +35,10 @@ def body(shape, size):
     if shape == "nested-lists-md":
         lines = [("  " * i) + "- item" for i in range(int((size / 2) ** 0.5))]
         return "\n".join(lines) + "\n", "md"
+    if shape == "nested-list-one-line-md":
+        return "- " * (size // 2) + "x\n", "md"
+    if shape == "nested-blockquote-tabs-md":
+        return ">\t" * (size // 2) + "deep\n", "md"
     if shape == "nested-emphasis-md":
         return "*" * (size // 2) + "x" + "*" * (size // 2) + "\n", "md"
     if shape == "inline-html-in-md":
@@ -48,6 +52,8 @@ SHAPES = [
     "unclosed-divs-html",
     "attribute-flood-html",
     "nested-lists-md",
+    "nested-list-one-line-md",
+    "nested-blockquote-tabs-md",
     "nested-emphasis-md",
     "inline-html-in-md",
 ]

@@ -596,6 +596,12 @@ mod tests {
         assert_eq!(change.errors.len(), 1);
         assert!(change.errors[0].message.contains("outside the posts folder"));
         assert_eq!(engine.live_posts(), 2);
+        // So is a folder reached through a linked folder (notify follows links).
+        fs::create_dir_all(dir.path().join("outside/sub")).unwrap();
+        fs::write(dir.path().join("outside/sub/s.md"), post("Below", "2021-01-03", "x")).unwrap();
+        let change = engine.apply(&[posts.join("elsewhere/sub")], now(), &kept);
+        assert_eq!(change.errors.len(), 1, "{:?}", change.errors);
+        assert_eq!(engine.live_posts(), 2);
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn quote_markers(line: &str, limit: usize) -> (usize, usize) {
             return (count, kept);
         }
         at += indent + 1;
-        if bytes.get(at) == Some(&b' ') {
+        if matches!(bytes.get(at), Some(b' ' | b'\t')) {
             at += 1;
         }
         count += 1;
@@ -94,6 +94,90 @@ const VOID: [&str; 14] =
 /// Elements whose content is text up to their end tag.
 const RAW_TEXT: [&str; 9] =
     ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript"];
+/// The HTML standard's "special" elements: an end tag of another kind cannot close past them.
+const SPECIAL: [&str; 79] = [
+    "address",
+    "applet",
+    "area",
+    "article",
+    "aside",
+    "base",
+    "basefont",
+    "bgsound",
+    "blockquote",
+    "body",
+    "br",
+    "button",
+    "caption",
+    "center",
+    "col",
+    "colgroup",
+    "dd",
+    "details",
+    "dir",
+    "div",
+    "dl",
+    "dt",
+    "embed",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "frame",
+    "frameset",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "head",
+    "header",
+    "hgroup",
+    "hr",
+    "html",
+    "iframe",
+    "img",
+    "input",
+    "keygen",
+    "li",
+    "link",
+    "listing",
+    "main",
+    "marquee",
+    "menu",
+    "meta",
+    "nav",
+    "noembed",
+    "noframes",
+    "noscript",
+    "object",
+    "ol",
+    "p",
+    "param",
+    "plaintext",
+    "pre",
+    "script",
+    "search",
+    "section",
+    "select",
+    "source",
+    "style",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "template",
+    "textarea",
+    "tfoot",
+    "th",
+    "thead",
+    "title",
+    "tr",
+];
+/// Where the search for a special element's open tag stops (the standard's "scope").
+const SCOPE_BOUNDARIES: [&str; 9] = ["applet", "caption", "html", "table", "td", "th", "marquee", "object", "template"];
 /// Elements a new one of the same kind closes (`<li>` after `<li>`), as the parser does.
 const SELF_CLOSING_SIBLINGS: [&str; 9] = ["p", "li", "dt", "dd", "option", "tr", "td", "th", "rt"];
 
@@ -108,7 +192,8 @@ pub fn cap(html: &str, limits: Limits) -> Capped<'_> {
             Some(Tag::Start { name, end, deep, crowded }) => {
                 too_deep = too_deep.or(deep.then_some(start));
                 too_many_attributes = too_many_attributes.or(crowded.then_some(start));
-                match RAW_TEXT.contains(&name.as_str()) {
+                let foreign = scan.open.iter().any(|open| open == "svg" || open == "math");
+                match RAW_TEXT.contains(&name.as_str()) && !foreign {
                     true => raw_text_end(html, end, &name),
                     false => end,
                 }
@@ -147,8 +232,7 @@ impl Scan<'_> {
         let bytes = self.html.as_bytes();
         let rest = &bytes[start + 1..];
         if rest.starts_with(b"!--") {
-            let end = memchr::memmem::find(&rest[3..], b"-->").map_or(bytes.len(), |i| start + 4 + i + 3);
-            return Some(Tag::Other { end });
+            return Some(Tag::Other { end: comment_end(bytes, start + 4) });
         }
         match rest.first()? {
             b'!' | b'?' => Some(Tag::Other { end: after_gt(bytes, start) }),
@@ -182,12 +266,16 @@ impl Scan<'_> {
             }
             at = attribute_end(bytes, at);
         };
-        if let Some(from) = crowded_from {
-            // Up to the `>` (or `/>`), which stays.
-            let close = if bytes[..end].ends_with(b"/>") { end - 2 } else { end.saturating_sub(1) };
+        let deep = self.open_element(&name, start..end);
+        if let (Some(from), false) = (crowded_from, deep) {
+            // Up to the `>` (or `/>`), which stays; an unclosed tag loses the rest of the input.
+            let close = match &bytes[..end] {
+                b if b.ends_with(b"/>") => end - 2,
+                b if b.ends_with(b">") => end - 1,
+                _ => end,
+            };
             self.cuts.push(from..close.max(from));
         }
-        let deep = self.open_element(&name, start..end);
         Tag::Start { name, end, deep, crowded: crowded_from.is_some() }
     }
 
@@ -208,12 +296,26 @@ impl Scan<'_> {
         true
     }
 
+    /// An end tag closes its element as the parser would: a special element's end tag finds it
+    /// within its scope; any other end tag only when no special element is open above it.
+    /// Otherwise the parser ignores it, and so does the count.
     fn end_tag(&mut self, name: String, range: Range<usize>) {
         if let Some(count) = self.dropped.get_mut(&name).filter(|c| **c > 0) {
             *count -= 1;
             self.cuts.push(range);
-        } else if let Some(index) = self.open.iter().rposition(|open| *open == name) {
-            self.open.truncate(index);
+            return;
+        }
+        let special = SPECIAL.contains(&name.as_str());
+        for index in (0..self.open.len()).rev() {
+            let open = self.open[index].as_str();
+            if open == name {
+                self.open.truncate(index);
+                return;
+            }
+            let barrier = if special { SCOPE_BOUNDARIES.contains(&open) } else { SPECIAL.contains(&open) };
+            if barrier {
+                return;
+            }
         }
     }
 }
@@ -225,6 +327,30 @@ fn name_at(bytes: &[u8], at: usize) -> (String, usize) {
         .position(|b| b.is_ascii_whitespace() || *b == b'/' || *b == b'>')
         .map_or(bytes.len(), |i| at + i);
     (String::from_utf8_lossy(&bytes[at..end]).to_ascii_lowercase(), end)
+}
+
+/// Just after the comment whose text starts at `at`: `-->`, `--!>`, or the abrupt `<!-->` and
+/// `<!--->` the tokenizer also accepts.
+fn comment_end(bytes: &[u8], at: usize) -> usize {
+    let rest = &bytes[at..];
+    if rest.starts_with(b">") {
+        return at + 1;
+    }
+    if rest.starts_with(b"->") {
+        return at + 2;
+    }
+    let mut from = 0;
+    while let Some(i) = memchr::memmem::find(&rest[from..], b"--") {
+        let dashes = from + i;
+        if rest[dashes + 2..].starts_with(b">") {
+            return at + dashes + 3;
+        }
+        if rest[dashes + 2..].starts_with(b"!>") {
+            return at + dashes + 4;
+        }
+        from = dashes + 1;
+    }
+    bytes.len()
 }
 
 /// Where an attribute starting at `at` ends: after its value, if it has one.
@@ -280,8 +406,14 @@ fn without(html: &str, cuts: &[Range<usize>]) -> String {
     for cut in cuts {
         if cut.start >= at {
             out.push_str(&html[at..cut.start]);
-            at = cut.end;
+            // A `<` left just before a cut is text; written as a reference, it cannot join what
+            // follows the cut into a new tag (`<<div>div>`).
+            if out.ends_with('<') {
+                out.pop();
+                out.push_str("&lt;");
+            }
         }
+        at = at.max(cut.end);
     }
     out.push_str(&html[at..]);
     out
@@ -326,11 +458,37 @@ mod tests {
     }
 
     #[test]
+    fn hostile_edges_found_in_review() {
+        // An unclosed, crowded tag at the end of a file ending in a multi-byte character.
+        let capped = cap("<p a=1 b=2 c=3 é", SMALL);
+        assert_eq!(capped.html, "<p a=1 b=2 ");
+        // Too deep and too crowded at once: the tag goes whole, with its end tag.
+        let both = "<div><div><div><div a=1 b=2 c=3>x</div></div></div></div>";
+        assert_eq!(cap(both, SMALL).html, "<div><div><div>x</div></div></div>");
+        // An end tag the parser ignores (a special element is open above its element) closes nothing.
+        let ignored = "<span><div></span>".repeat(3) + "<div>deep";
+        assert_eq!(cap(&ignored, SMALL).too_deep, Some(18 + 6), "the second <div> is the fourth open element");
+        // Comments end where the tokenizer ends them.
+        for comment in ["<!-->", "<!--->", "<!-- x --!>"] {
+            let html = format!("{comment}{}", "<div>".repeat(4));
+            assert!(cap(&html, SMALL).too_deep.is_some(), "{comment}");
+        }
+        // Inside SVG, <style> is not raw text.
+        let svg = format!("<svg><style>{}", "<g>".repeat(4));
+        assert!(cap(&svg, SMALL).too_deep.is_some());
+        // A `<` left before a cut cannot join the rest into a new tag.
+        let spliced = "<div>".repeat(3) + "<<div>div>";
+        assert_eq!(cap(&spliced, SMALL).html, "<div><div><div>&lt;div>");
+    }
+
+    #[test]
     fn markdown_quotes_past_the_depth_go() {
         let text = "> > quoted\n>>>>>> deep\nplain > not a marker\n";
         let (capped, line) = cap_markdown(text, SMALL);
         assert_eq!(capped, "> > quoted\n>>>deep\nplain > not a marker\n");
         assert_eq!(line, Some(2));
+        let (tabs, line) = cap_markdown(">\t>\t>\t>\tdeep\n", SMALL);
+        assert_eq!((tabs.as_ref(), line), (">\t>\t>\tdeep\n", Some(1)));
         let (same, none) = cap_markdown("> a\n> > > b\n", SMALL);
         assert_eq!((same, none), (Cow::Borrowed("> a\n> > > b\n"), None));
     }

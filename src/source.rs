@@ -41,12 +41,15 @@ impl Fingerprint {
 pub fn post_files(root: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
     let mut files = Vec::new();
     let outside = std::cell::RefCell::new(Vec::new());
+    let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
     let walker = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter();
     let walker = walker.filter_entry(|e| {
         if e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.') {
             return false;
         }
-        let escape = e.path_is_symlink().then(|| link_outside(root, e.path())).flatten();
+        // The folder walked may itself lie below a link (a watcher's hint); below it, links.
+        let check = e.path_is_symlink() || (e.depth() == 0 && dir != root);
+        let escape = check.then(|| outside_of(&real_root, e.path())).flatten();
         escape.map(|error| outside.borrow_mut().push(error)).is_none()
     });
     let mut problems = Vec::new();
@@ -80,9 +83,13 @@ fn walk_error(dir: &Path, error: &walkdir::Error) -> PostError {
 /// The error for a path that resolves, through symbolic links, outside the posts folder `root`, if
 /// it does: a link there could publish any file crier may read.
 pub fn link_outside(root: &Path, path: &Path) -> Option<PostError> {
+    outside_of(&std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned()), path)
+}
+
+/// [`link_outside`], with the posts folder already resolved.
+fn outside_of(real_root: &Path, path: &Path) -> Option<PostError> {
     let target = std::fs::canonicalize(path).ok()?;
-    let real_root = std::fs::canonicalize(root).ok()?;
-    (!target.starts_with(&real_root)).then(|| PostError {
+    (!target.starts_with(real_root)).then(|| PostError {
         path: path.to_owned(),
         line: 1,
         message: format!(
