@@ -50,7 +50,7 @@ pub fn render(meta: &PostMeta, body: &str, rule: SummaryRule<'_>) -> Rendered {
             PostWarning {
                 line: meta.body_line + line - 1,
                 message: format!(
-                    "block quotes nested deeper than {} levels: the markers past that depth are dropped; flatten them",
+                    "block quotes or lists nested deeper than {} levels on one line: the markers past that depth are dropped; flatten them",
                     Limits::default().depth
                 ),
             },

@@ -38,8 +38,8 @@ pub struct Capped<'a> {
     pub too_many_attributes: Option<usize>,
 }
 
-/// Caps the nesting of Markdown block quotes (`> > > text`) at `limits.depth` markers per line,
-/// before the Markdown parser builds a container for each. Returns the text and the line
+/// Caps the nesting of Markdown containers opened on one line (`> > > text`, `- - - item`) at
+/// `limits.depth` markers, before the Markdown parser builds a container for each. Returns the text and the line
 /// (1-based, in `markdown`) of the first line cut.
 pub fn cap_markdown(markdown: &str, limits: Limits) -> (Cow<'_, str>, Option<usize>) {
     let mut first = None;
@@ -65,26 +65,36 @@ pub fn cap_markdown(markdown: &str, limits: Limits) -> (Cow<'_, str>, Option<usi
     }
 }
 
-/// How many block-quote markers open `line`, counting at most `limit + 1`, and the byte offset
-/// just after the `limit`-th (or the last one counted).
+/// How many container markers open `line` — block quotes (`>`) and list items (`-`, `*`, `+`,
+/// `1.`, `1)`), each after at most three spaces — counting at most `limit + 1`, and the byte
+/// offset just after the `limit`-th (or the last one counted).
 fn quote_markers(line: &str, limit: usize) -> (usize, usize) {
     let bytes = line.as_bytes();
     let (mut count, mut at, mut kept) = (0, 0, 0);
     loop {
         let indent = bytes[at..].iter().take(3).take_while(|b| **b == b' ').count();
-        if bytes.get(at + indent) != Some(&b'>') {
-            return (count, kept);
-        }
-        at += indent + 1;
-        if matches!(bytes.get(at), Some(b' ' | b'\t')) {
-            at += 1;
-        }
+        let Some(len) = marker_len(&bytes[at + indent..]) else { return (count, kept) };
+        at += indent + len;
         count += 1;
         if count <= limit {
             kept = at;
         } else if limit != usize::MAX {
             return (count, kept);
         }
+    }
+}
+
+/// The length of the container marker at the start of `rest`, with the space or tab after it.
+fn marker_len(rest: &[u8]) -> Option<usize> {
+    let blank = |at: usize| matches!(rest.get(at), Some(b' ' | b'\t'));
+    match rest.first()? {
+        b'>' => Some(1 + usize::from(blank(1))),
+        b'-' | b'*' | b'+' if blank(1) => Some(2),
+        b'0'..=b'9' => {
+            let digits = rest.iter().take(10).take_while(|b| b.is_ascii_digit()).count();
+            (digits <= 9 && matches!(rest.get(digits), Some(b'.' | b')')) && blank(digits + 1)).then_some(digits + 2)
+        }
+        _ => None,
     }
 }
 
@@ -483,10 +493,12 @@ mod tests {
 
     #[test]
     fn markdown_quotes_past_the_depth_go() {
-        let text = "> > quoted\n>>>>>> deep\nplain > not a marker\n";
+        let text = "> > quoted\n>>>>>> deep\nplain > not a marker\n-x 1.x\n";
         let (capped, line) = cap_markdown(text, SMALL);
-        assert_eq!(capped, "> > quoted\n>>>deep\nplain > not a marker\n");
+        assert_eq!(capped, "> > quoted\n>>>deep\nplain > not a marker\n-x 1.x\n");
         assert_eq!(line, Some(2));
+        let (lists, line) = cap_markdown("text\n- 1. > * + deep\n", SMALL);
+        assert_eq!((lists.as_ref(), line), ("text\n- 1. > deep\n", Some(2)));
         let (tabs, line) = cap_markdown(">\t>\t>\t>\tdeep\n", SMALL);
         assert_eq!((tabs.as_ref(), line), (">\t>\t>\tdeep\n", Some(1)));
         let (same, none) = cap_markdown("> a\n> > > b\n", SMALL);

@@ -329,7 +329,7 @@ fn hostile_shapes_publish_with_a_warning_and_the_rest_still_publish() {
     assert_eq!(out.status.code(), Some(1), "the post with too many tags is an error: {stderr}");
     for expected in [
         "news/divs.html:7: HTML nested deeper than 128 elements",
-        "news/quote.md:6: block quotes nested deeper than 128 levels",
+        "news/quote.md:6: block quotes or lists nested deeper than 128 levels",
         "news/attrs.html:6: an HTML element has more than 64 attributes",
         "`tags` lists 5000 names, over the limit of 100",
     ] {
