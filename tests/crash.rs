@@ -4,15 +4,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{CRIER, Daemon, serve_config};
+use common::{CRIER, Daemon, files_under, serve_config};
 
 /// A small deterministic generator (xorshift), so a failure can be replayed.
 struct Dice(u64);
@@ -64,16 +63,6 @@ fn churn(posts: PathBuf, stop: Arc<AtomicBool>, seed: u64) -> std::thread::JoinH
     })
 }
 
-/// Every file under `dir` with its bytes, by path relative to `dir`.
-fn files(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(Result::unwrap)
-        .filter(|e| e.file_type().is_file())
-        .map(|e| (e.path().strip_prefix(dir).unwrap().to_owned(), fs::read(e.path()).unwrap()))
-        .collect()
-}
-
 #[test]
 fn killed_at_random_moments_the_restart_leaves_a_clean_build() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +93,7 @@ fn killed_at_random_moments_the_restart_leaves_a_clean_build() {
     let mut daemon = Daemon::spawn(dir.path(), |_| {});
     daemon.wait_healthy();
     daemon.terminate();
-    let served = files(&dir.path().join("feeds"));
+    let served = files_under(&dir.path().join("feeds"));
     let temporary: Vec<&PathBuf> =
         served.keys().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".crier-")).collect();
     assert!(temporary.is_empty(), "temporary files left: {temporary:?}");
@@ -116,7 +105,7 @@ fn killed_at_random_moments_the_restart_leaves_a_clean_build() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let clean = files(&clean);
+    let clean = files_under(&clean);
     assert_eq!(served.keys().collect::<Vec<_>>(), clean.keys().collect::<Vec<_>>(), "the same documents");
     for (path, bytes) in &clean {
         assert!(served[path] == *bytes, "{} differs from a clean build", path.display());
