@@ -37,73 +37,65 @@ pub struct SummaryRule<'a> {
 pub fn render(meta: &PostMeta, body: &str, rule: SummaryRule<'_>) -> Rendered {
     let base = Url::parse(&meta.link).ok();
     let sanitizer = sanitizer(base.as_ref());
-    let (source, deep_quote) = match meta.format {
-        BodyFormat::Markdown => shape::cap_markdown(body, Limits::default()),
-        BodyFormat::Html => (Cow::Borrowed(body), None),
-    };
-    let html = to_html(meta.format, &source);
-    let capped = shape::cap(&html, Limits::default());
-    let mut warnings = shape_warnings(meta, body, &capped);
-    if let Some(line) = deep_quote {
-        warnings.insert(
-            0,
-            PostWarning {
-                line: meta.body_line + line - 1,
-                message: format!(
-                    "block quotes or lists nested deeper than {} levels on one line: the markers past that depth are dropped; flatten them",
-                    Limits::default().depth
-                ),
-            },
-        );
-    }
-    let document = sanitizer.clean(&capped.html);
+    let (html, warnings) = shaped_html(meta, body);
+    let document = sanitizer.clean(&html);
     let content_html = xml_safe(&document.to_string()).into_owned();
 
     let summary = match &meta.summary {
         Some(summary) => squash_whitespace(summary),
         None => match body.split_once(rule.separator) {
-            Some((before, _)) => {
-                let before = match meta.format {
-                    BodyFormat::Markdown => shape::cap_markdown(before, Limits::default()).0,
-                    BodyFormat::Html => Cow::Borrowed(before),
-                };
-                let before = to_html(meta.format, &before);
-                all_text(&sanitizer.clean(&shape::cap(&before, Limits::default()).html).to_string())
-            }
+            Some((before, _)) => all_text(&sanitizer.clean(&shaped_html(meta, before).0).to_string()),
             None => first_paragraph(&content_html),
         },
     };
     Rendered { content_html, summary: cut(&xml_safe(&summary), rule.length), warnings }
 }
 
-/// A warning for each limit the body's HTML ran into, on the line where it first did (an HTML
-/// body's own line; for Markdown, whose HTML is made, the body's first line).
-fn shape_warnings(meta: &PostMeta, body: &str, capped: &shape::Capped<'_>) -> Vec<PostWarning> {
+/// `text` (the body or its start) as HTML within the shape limits, with a warning for each limit
+/// it ran into, on the line where it first did: an HTML body's own line; for Markdown, the line
+/// of a too-deep quote or list, else (the limit met in the HTML made from it) the body's first.
+fn shaped_html(meta: &PostMeta, text: &str) -> (String, Vec<PostWarning>) {
     let limits = Limits::default();
+    let (source, deep_markdown) = match meta.format {
+        BodyFormat::Markdown => shape::cap_markdown(text, limits),
+        BodyFormat::Html => (Cow::Borrowed(text), None),
+    };
+    let html = to_html(meta.format, &source);
+    let capped = shape::cap(&html, limits);
     let line = |offset: usize| match meta.format {
-        BodyFormat::Html => meta.body_line + memchr::memchr_iter(b'\n', &body.as_bytes()[..offset]).count(),
+        BodyFormat::Html => meta.body_line + memchr::memchr_iter(b'\n', &text.as_bytes()[..offset]).count(),
         BodyFormat::Markdown => meta.body_line,
     };
     let mut warnings = Vec::new();
+    let mut warn = |line: usize, message: String| warnings.push(PostWarning { line, message });
+    if let Some(line) = deep_markdown {
+        warn(
+            meta.body_line + line - 1,
+            format!(
+                "block quotes or lists nested deeper than {} levels on one line: the markers past that depth are dropped; flatten them",
+                limits.depth
+            ),
+        );
+    }
     if let Some(offset) = capped.too_deep {
-        warnings.push(PostWarning {
-            line: line(offset),
-            message: format!(
+        warn(
+            line(offset),
+            format!(
                 "HTML nested deeper than {} elements: the tags below that depth are dropped and their text kept; flatten the markup",
                 limits.depth
             ),
-        });
+        );
     }
     if let Some(offset) = capped.too_many_attributes {
-        warnings.push(PostWarning {
-            line: line(offset),
-            message: format!(
+        warn(
+            line(offset),
+            format!(
                 "an HTML element has more than {} attributes: the rest are dropped; remove them",
                 limits.attributes
             ),
-        });
+        );
     }
-    warnings
+    (capped.html.into_owned(), warnings)
 }
 
 fn to_html(format: BodyFormat, body: &str) -> Cow<'_, str> {

@@ -39,20 +39,19 @@ pub struct Capped<'a> {
 }
 
 /// Caps the nesting of Markdown containers opened on one line (`> > > text`, `- - - item`) at
-/// `limits.depth` markers, before the Markdown parser builds a container for each. Returns the text and the line
-/// (1-based, in `markdown`) of the first line cut.
+/// `limits.depth` markers, before the Markdown parser builds a container for each. Returns the
+/// text and the line (1-based, in `markdown`) of the first line cut.
 pub fn cap_markdown(markdown: &str, limits: Limits) -> (Cow<'_, str>, Option<usize>) {
     let mut first = None;
     let mut out = String::new();
     let mut copied = 0;
     let mut line_start = 0;
     for (number, line) in markdown.split_inclusive('\n').enumerate() {
-        let (markers, end) = quote_markers(line, limits.depth);
-        if markers > limits.depth {
+        let markers = container_markers(line, limits.depth);
+        if markers.count > limits.depth {
             first.get_or_insert(number + 1);
-            out.push_str(&markdown[copied..line_start + end]);
-            let (_, rest_at) = quote_markers(line, usize::MAX);
-            copied = line_start + rest_at;
+            out.push_str(&markdown[copied..line_start + markers.kept_end]);
+            copied = line_start + markers.end;
         }
         line_start += line.len();
     }
@@ -65,23 +64,29 @@ pub fn cap_markdown(markdown: &str, limits: Limits) -> (Cow<'_, str>, Option<usi
     }
 }
 
-/// How many container markers open `line` — block quotes (`>`) and list items (`-`, `*`, `+`,
-/// `1.`, `1)`), each after at most three spaces — counting at most `limit + 1`, and the byte
-/// offset just after the `limit`-th (or the last one counted).
-fn quote_markers(line: &str, limit: usize) -> (usize, usize) {
+/// The container markers that open a line.
+struct Markers {
+    count: usize,
+    /// Just after the last marker kept.
+    kept_end: usize,
+    /// Just after the last marker.
+    end: usize,
+}
+
+/// The container markers opening `line` — block quotes (`>`) and list items (`-`, `*`, `+`,
+/// `1.`, `1)`), each after at most three spaces — keeping the first `keep`.
+fn container_markers(line: &str, keep: usize) -> Markers {
     let bytes = line.as_bytes();
-    let (mut count, mut at, mut kept) = (0, 0, 0);
-    loop {
-        let indent = bytes[at..].iter().take(3).take_while(|b| **b == b' ').count();
-        let Some(len) = marker_len(&bytes[at + indent..]) else { return (count, kept) };
-        at += indent + len;
-        count += 1;
-        if count <= limit {
-            kept = at;
-        } else if limit != usize::MAX {
-            return (count, kept);
+    let mut markers = Markers { count: 0, kept_end: 0, end: 0 };
+    let indent = |at: usize| bytes[at..].iter().take(3).take_while(|b| **b == b' ').count();
+    while let Some(len) = marker_len(&bytes[markers.end + indent(markers.end)..]) {
+        markers.end += indent(markers.end) + len;
+        markers.count += 1;
+        if markers.count <= keep {
+            markers.kept_end = markers.end;
         }
     }
+    markers
 }
 
 /// The length of the container marker at the start of `rest`, with the space or tab after it.
@@ -105,86 +110,15 @@ const VOID: [&str; 14] =
 const RAW_TEXT: [&str; 9] =
     ["script", "style", "textarea", "title", "xmp", "iframe", "noembed", "noframes", "noscript"];
 /// The HTML standard's "special" elements: an end tag of another kind cannot close past them.
+#[rustfmt::skip]
 const SPECIAL: [&str; 79] = [
-    "address",
-    "applet",
-    "area",
-    "article",
-    "aside",
-    "base",
-    "basefont",
-    "bgsound",
-    "blockquote",
-    "body",
-    "br",
-    "button",
-    "caption",
-    "center",
-    "col",
-    "colgroup",
-    "dd",
-    "details",
-    "dir",
-    "div",
-    "dl",
-    "dt",
-    "embed",
-    "fieldset",
-    "figcaption",
-    "figure",
-    "footer",
-    "form",
-    "frame",
-    "frameset",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "head",
-    "header",
-    "hgroup",
-    "hr",
-    "html",
-    "iframe",
-    "img",
-    "input",
-    "keygen",
-    "li",
-    "link",
-    "listing",
-    "main",
-    "marquee",
-    "menu",
-    "meta",
-    "nav",
-    "noembed",
-    "noframes",
-    "noscript",
-    "object",
-    "ol",
-    "p",
-    "param",
-    "plaintext",
-    "pre",
-    "script",
-    "search",
-    "section",
-    "select",
-    "source",
-    "style",
-    "summary",
-    "table",
-    "tbody",
-    "td",
-    "template",
-    "textarea",
-    "tfoot",
-    "th",
-    "thead",
-    "title",
-    "tr",
+    "address", "applet", "area", "article", "aside", "base", "basefont", "bgsound", "blockquote", "body", "br",
+    "button", "caption", "center", "col", "colgroup", "dd", "details", "dir", "div", "dl", "dt", "embed", "fieldset",
+    "figcaption", "figure", "footer", "form", "frame", "frameset", "h1", "h2", "h3", "h4", "h5", "h6", "head",
+    "header", "hgroup", "hr", "html", "iframe", "img", "input", "keygen", "li", "link", "listing", "main", "marquee",
+    "menu", "meta", "nav", "noembed", "noframes", "noscript", "object", "ol", "p", "param", "plaintext", "pre",
+    "script", "search", "section", "select", "source", "style", "summary", "table", "tbody", "td", "template",
+    "textarea", "tfoot", "th", "thead", "title", "tr",
 ];
 /// Where the search for a special element's open tag stops (the standard's "scope").
 const SCOPE_BOUNDARIES: [&str; 9] = ["applet", "caption", "html", "table", "td", "th", "marquee", "object", "template"];

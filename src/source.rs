@@ -93,7 +93,7 @@ fn outside_of(real_root: &Path, path: &Path) -> Option<PostError> {
         path: path.to_owned(),
         line: 1,
         message: format!(
-            "is a symbolic link to {}, outside the posts folder, and is not read; move the file into the posts folder",
+            "leads through a symbolic link to {}, outside the posts folder, and is not read; move the file into the posts folder",
             target.display()
         ),
     })
