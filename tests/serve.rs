@@ -479,23 +479,55 @@ fn a_client_that_does_not_read_is_cut_off() {
     assert_eq!(daemon.get("/healthz", &[]).status, 200, "others are still served");
 }
 
+/// Opens a connection that sends part of a request head and then nothing (slowloris).
+fn slow_head(address: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(b"GET /feed.rss HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stream
+}
+
+/// Whether the server has closed `stream` (it reads the end within a moment).
+fn closed(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut rest = Vec::new();
+    // A reset counts: closing a connection with unread bytes sends one.
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+    }
+}
+
 #[test]
-fn connections_beyond_the_cap_wait_their_turn() {
+fn slow_clients_cannot_lock_others_out() {
     let dir = site();
-    let daemon = Daemon::start(dir.path(), "max_connections = 2\nheader_timeout_ms = 1500");
-    // Two connections that say nothing take both slots…
-    let idle: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&daemon.address).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(200));
-    // …so a third is not answered while they last,
-    let mut third = TcpStream::connect(&daemon.address).unwrap();
-    third.write_all(b"GET /feed.rss HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    third.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
-    let mut first = [0u8; 1];
-    assert!(third.read(&mut first).is_err(), "served beyond the cap");
-    // …and is once the header timeout has cut the idle ones off.
-    third.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut raw = Vec::new();
-    third.read_to_end(&mut raw).unwrap();
-    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
-    drop(idle);
+    // Without eviction each slot would be held until the header timeout, a minute.
+    let daemon = Daemon::start(dir.path(), "max_connections = 4\nheader_timeout_ms = 60000");
+    let mut flood: Vec<TcpStream> = (0..20).map(|_| slow_head(&daemon.address)).collect();
+    for _ in 0..10 {
+        flood.push(slow_head(&daemon.address));
+        // `request` gives up after DEADLINE (10 s), far below the header timeout.
+        assert_eq!(daemon.get("/feed.rss", &[]).status, 200);
+    }
+    let evicted = flood.iter_mut().map(|s| closed(s, Duration::from_millis(50))).filter(|&c| c).count();
+    assert!(evicted >= 26, "only {evicted} of the 30 slow connections were evicted to make room");
+}
+
+#[test]
+fn the_longest_idle_connection_makes_room() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "max_connections = 2\nheader_timeout_ms = 60000");
+    // A keep-alive connection that got its answer and is now idle…
+    let mut idle = TcpStream::connect(&daemon.address).unwrap();
+    idle.set_read_timeout(Some(DEADLINE)).unwrap();
+    idle.write_all(b"HEAD /feed.rss HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut head = [0u8; 4096];
+    let n = idle.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_millis(50));
+    // …and a younger incomplete head take both slots; a third client evicts the idle one.
+    let mut slow = slow_head(&daemon.address);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(daemon.get("/feed.rss", &[]).status, 200);
+    assert!(closed(&mut idle, DEADLINE), "the idle connection was not the one evicted");
+    assert!(!closed(&mut slow, Duration::from_millis(300)), "the younger incomplete head was evicted");
 }

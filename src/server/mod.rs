@@ -2,8 +2,12 @@
 //!
 //! Limits keep one client from hurting the others: a header read timeout (which needs hyper's
 //! timer, and also closes idle keep-alive connections), a write timeout (a client that does not
-//! read), a maximum request head size (431), a cap on connections and on requests per connection. Shutdown stops accepting and lets in-flight
+//! read), a maximum request head size (431), a cap on requests per connection, and a cap on
+//! connections where a new one evicts the longest-waiting idle or incomplete one ([`slots`]), so
+//! that slow clients cannot lock the others out. Shutdown stops accepting and lets in-flight
 //! responses finish within a bound.
+
+mod slots;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -19,10 +23,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::http::{Body, respond};
 use crate::served::Shared;
+use slots::{Slot, Slots};
 
 /// How long a request that arrives before the first publish waits for it.
 const STARTUP_WAIT: Duration = Duration::from_secs(60);
@@ -70,11 +74,36 @@ async fn answer(
     Ok(response)
 }
 
+/// The service of one connection: answers its requests, telling its slot when each is in
+/// progress; the `max`th asks the client to close.
+fn service(
+    shared: Arc<Shared>,
+    slot: Arc<Slot>,
+    max: usize,
+) -> impl hyper::service::Service<
+    hyper::Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<Body>, Infallible>> + Send,
+> {
+    let requests = AtomicUsize::new(0);
+    service_fn(move |request| {
+        let (shared, slot) = (shared.clone(), slot.clone());
+        let last = requests.fetch_add(1, Ordering::Relaxed) + 1 >= max;
+        async move {
+            slot.answering();
+            let response = answer(shared, request, last).await;
+            slot.answered();
+            response
+        }
+    })
+}
+
 /// Serves until `shutdown` completes, then waits (at most `shutdown_timeout`) for in-flight
 /// connections to finish their responses.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Slots::new(limits.max_connections);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -83,11 +112,6 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
-        // Waiting for a slot before accepting leaves extra clients in the kernel's backlog.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -100,21 +124,25 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
             },
             () = &mut shutdown => break,
         };
+        let slot = tokio::select! {
+            slot = slots.acquire() => Arc::new(slot),
+            () = &mut shutdown => break,
+        };
         let _ = stream.set_nodelay(true);
         // A client that asks and never reads would hold its slot forever: writes that make no
         // progress for `write_timeout` end the connection.
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));
-        let (shared, requests, max) = (shared.clone(), AtomicUsize::new(0), limits.max_requests_per_connection);
-        let service = service_fn(move |request| {
-            answer(shared.clone(), request, requests.fetch_add(1, Ordering::Relaxed) + 1 >= max)
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(Box::pin(stream)), service));
+        let stream = slot.track(Box::pin(stream));
+        let service = service(shared.clone(), slot.clone(), limits.max_requests_per_connection);
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!("connection ended with an error: {error}");
+            tokio::select! {
+                result = connection => if let Err(error) = result {
+                    tracing::debug!("connection ended with an error: {error}");
+                },
+                () = slot.evicted() => {}
             }
-            drop(slot);
         });
     }
     drop(listener);
