@@ -21,7 +21,10 @@ use tokio::sync::Notify;
 #[repr(u64)]
 enum Phase {
     Free = 0,
-    /// Accepted, or bytes of a new request arrived: the head is not complete yet.
+    /// Accepted, not yet read from: not evicted, or a flood of new connections would evict each
+    /// new connection before its task has had the chance to read a complete head.
+    Fresh = 6,
+    /// Read from, or bytes of a new request arrived after idling: the head is not complete yet.
     Head = 1,
     /// The request is being answered.
     Busy = 2,
@@ -46,6 +49,7 @@ fn phase(word: u64) -> Phase {
         2 => Phase::Busy,
         3 => Phase::Answered,
         4 => Phase::Idle,
+        6 => Phase::Fresh,
         _ => Phase::Evicted,
     }
 }
@@ -97,7 +101,7 @@ impl Slots {
             tokio::pin!(freed);
             freed.as_mut().enable();
             if let Some(index) = self.free.lock().expect("the free list is never poisoned").pop() {
-                self.entries[index].state.store(pack(Phase::Head, self.now_ms()), Ordering::Release);
+                self.entries[index].state.store(pack(Phase::Fresh, self.now_ms()), Ordering::Release);
                 return Slot { slots: self.clone(), index };
             }
             if let Some(index) = self.evict_one() {
@@ -137,7 +141,7 @@ impl Slots {
 impl Slot {
     /// The service got a complete request head.
     pub fn answering(&self) {
-        self.slots.transition(self.index, &[Phase::Head, Phase::Idle], Phase::Busy);
+        self.slots.transition(self.index, &[Phase::Fresh, Phase::Head, Phase::Idle], Phase::Busy);
     }
 
     /// The service made its answer.
@@ -179,9 +183,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.slot.slots.transition(self.slot.index, &[Phase::Idle], Phase::Head);
-        }
+        let from: &[Phase] = if buf.filled().len() > before { &[Phase::Fresh, Phase::Idle] } else { &[Phase::Fresh] };
+        self.slot.slots.transition(self.slot.index, from, Phase::Head);
         result
     }
 }
@@ -231,6 +234,9 @@ mod tests {
         set(&slots, 1, Phase::Head, 30);
         set(&slots, 2, Phase::Idle, 20);
         set(&slots, 3, Phase::Answered, 5);
+        let fresh = Slots::new(1);
+        set(&fresh, 0, Phase::Fresh, 0);
+        assert_eq!(fresh.evict_one(), None, "a connection not yet read from is not evicted");
         assert_eq!(slots.evict_one(), Some(2), "idle since 20 has waited longest");
         assert_eq!(phase(slots.entries[2].state.load(Ordering::Acquire)), Phase::Evicted);
         assert_eq!(slots.evict_one(), Some(1), "then the incomplete head");
