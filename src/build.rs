@@ -143,7 +143,7 @@ pub struct CheckReport {
 /// `crier check`: reads every byte of every post and lists every problem; writes nothing.
 pub fn check(config: &Config) -> Result<CheckReport, BuildError> {
     require_posts_folder(config)?;
-    let scan = source::scan(config);
+    let scan = source::scan(&Arc::new(config.clone()));
     let mut problems: Vec<String> = scan.errors.iter().map(|e| format!("{e} (error)")).collect();
     let warning = |(path, w): (&Path, &PostWarning)| format!("{}:{}: {} (warning)", path.display(), w.line, w.message);
     problems.extend(scan.warnings().map(warning));

@@ -61,6 +61,7 @@ pub struct RawConfig {
     pub excerpt_separator: Option<String>,
     pub max_post_bytes: Option<u64>,
     pub max_terms: Option<usize>,
+    pub post_time_budget_ms: Option<u64>,
     pub ttl: Option<u32>,
     pub gzip_level: Option<u32>,
     pub brotli_quality: Option<u32>,
@@ -109,6 +110,8 @@ pub struct Config {
     pub max_post_bytes: u64,
     /// The most categories, and the most tags, one post may list.
     pub max_terms: usize,
+    /// How long reading and rendering one post may take before it is skipped with an error.
+    pub post_time_budget: Duration,
     pub ttl: Duration,
     pub compression: Compression,
     /// Where `crier serve` listens (unless systemd hands it a socket).
@@ -178,6 +181,7 @@ impl Config {
             excerpt_separator: excerpt_separator(raw.excerpt_separator)?,
             max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
             max_terms: at_least("max_terms", raw.max_terms, 100, 1, "a number of names")?,
+            post_time_budget: millis("post_time_budget_ms", raw.post_time_budget_ms, 5_000, 10)?,
             ttl: Duration::from_secs(u64::from(raw.ttl.unwrap_or(60)) * 60),
             compression: Compression {
                 gzip: at_most("gzip_level", raw.gzip_level, 3, 9)?,

@@ -57,6 +57,8 @@ pub struct Engine {
     feeds: BTreeMap<FeedKey, FeedSummary>,
     /// Posts dated up to this instant have been let into the feeds.
     due_until: DateTime<Utc>,
+    /// Called as each post is read or rendered (the publisher's heartbeat).
+    progress: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl Engine {
@@ -70,7 +72,14 @@ impl Engine {
             drafts: BTreeSet::new(),
             feeds: BTreeMap::new(),
             due_until: DateTime::<Utc>::MIN_UTC,
+            progress: Arc::new(|| {}),
         }
+    }
+
+    /// Has `progress` called as each post is read or rendered, so that a long publish still
+    /// shows it is moving.
+    pub fn on_progress(&mut self, progress: impl Fn() + Send + Sync + 'static) {
+        self.progress = Arc::new(progress);
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -243,22 +252,21 @@ impl Engine {
 
     /// Reads changed files in parallel and indexes them; returns the feeds touched.
     fn read(&mut self, paths: &[PathBuf], metadata_only: bool, change: &mut Change) -> BTreeSet<FeedKey> {
-        let cx = self.config.post_context();
-        let rule = self.config.summary_rule();
-        type Read = (PathBuf, Option<Fingerprint>, Result<(PostMeta, Option<Rendered>), PostError>);
-        let results: Vec<Read> = paths
-            .par_iter()
-            .map(|path| match source::read_post(path, &cx, metadata_only) {
-                Ok((meta, body, file)) => {
-                    let rendered = (!metadata_only && !meta.draft).then(|| render::render(&meta, &body, rule));
-                    (path.clone(), Some(Fingerprint::from_metadata(&file)), Ok((meta, rendered)))
-                }
-                Err(error) => (path.clone(), Fingerprint::of(path), Err(error)),
-            })
-            .collect();
+        let results = source::read_each(paths.to_vec(), &self.config, &*self.progress, PathBuf::as_path, {
+            move |path, cx, config| {
+                let (meta, body, file) = source::read_post(path, cx, metadata_only)?;
+                let rendered =
+                    (!metadata_only && !meta.draft).then(|| render::render(&meta, &body, config.summary_rule()));
+                Ok((meta, rendered, Fingerprint::from_metadata(&file)))
+            }
+        });
         change.posts_read += results.len();
         let mut touched = BTreeSet::new();
-        for (path, fingerprint, result) in results {
+        for (path, result) in results {
+            let (fingerprint, result) = match result {
+                Ok((meta, rendered, fingerprint)) => (Some(fingerprint), Ok((meta, rendered))),
+                Err(error) => (Fingerprint::of(&path), Err(error)),
+            };
             match fingerprint {
                 Some(fingerprint) => self.seen.insert(path.clone(), fingerprint),
                 None => self.seen.remove(&path),
@@ -338,7 +346,7 @@ impl Engine {
             if needed.is_empty() {
                 return plans;
             }
-            let (new, errors) = source::render_posts(&needed, &self.config);
+            let (new, errors) = source::render_posts(needed, &self.config, &*self.progress);
             for (path, rendered) in &new {
                 change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
             }

@@ -4,6 +4,7 @@
 //! Layout, from the bottom layer up: each module uses only modules listed before it, so the
 //! arrows point one way, from the commands down to the pure leaves (`tests/layers.rs` checks it):
 //! - [`text`]: XML-safe characters, slugs, cutting excerpts. Pure.
+//! - [`budget`]: work on many items in parallel with a time budget per item.
 //! - [`permalink`]: a permalink pattern, parsed once and expanded per post. Pure.
 //! - [`post`]: one file's bytes to [`post::PostMeta`] and a body; every failure a [`post::PostError`]. Pure.
 //! - [`shape`]: an HTML body's nesting depth and attribute count capped in one linear pass. Pure.
@@ -25,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::too_many_lines)]
 
+pub mod budget;
 pub mod build;
 pub mod config;
 pub mod daemon;

@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rayon::prelude::*;
-
+use crate::budget::{self, Skipped};
 use crate::config::Config;
 use crate::post::{self, PostContext, PostError, PostMeta, PostWarning};
 use crate::render::{self, Rendered};
@@ -148,15 +147,60 @@ impl Scan {
     }
 }
 
+/// Runs `work` on each post in parallel, within the configured time budget per post: a post
+/// whose work overruns it, or panics, comes back as an error naming the file, and the others do
+/// not wait for it. `progress` is called as each post is done.
+pub fn read_each<T, R, F>(
+    items: Vec<T>,
+    config: &Arc<Config>,
+    progress: &dyn Fn(),
+    path_of: fn(&T) -> &Path,
+    work: F,
+) -> Vec<(PathBuf, Result<R, PostError>)>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(&T, &PostContext<'_>, &Config) -> Result<R, PostError> + Send + Sync + 'static,
+{
+    let paths: Vec<PathBuf> = items.iter().map(|item| path_of(item).to_owned()).collect();
+    let shared = config.clone();
+    let results =
+        budget::map(items, config.post_time_budget, progress, move |item| work(&item, &shared.post_context(), &shared));
+    paths
+        .into_iter()
+        .zip(results)
+        .map(|(path, result)| {
+            let result = result.unwrap_or_else(|skipped| Err(skipped_error(&path, &skipped, config)));
+            (path, result)
+        })
+        .collect()
+}
+
+fn skipped_error(path: &Path, skipped: &Skipped, config: &Config) -> PostError {
+    let message = match skipped {
+        Skipped::OverBudget(took) => format!(
+            "reading and rendering this post took over {} ms (`post_time_budget_ms`, {took:?} so far); it is \
+             skipped and the other posts are published without it; split the post or raise \
+             `post_time_budget_ms`, and please report the file: crier should be fast on any post",
+            config.post_time_budget.as_millis()
+        ),
+        Skipped::Panicked(why) => format!(
+            "crier failed on this post ({why}); it is skipped and the other posts are published; \
+             please report the file as a bug"
+        ),
+    };
+    PostError { path: path.to_owned(), line: 1, message }
+}
+
 /// Reads every byte of every post under the configured folder, in parallel, keeping metadata
 /// only: what `crier check` reports on.
-pub fn scan(config: &Config) -> Scan {
-    let cx = config.post_context();
+pub fn scan(config: &Arc<Config>) -> Scan {
     let (files, mut errors) = post_files(&config.posts, &config.posts);
-    let results: Vec<Result<PostMeta, PostError>> =
-        files.par_iter().map(|path| read_post(path, &cx, false).map(|(meta, _, _)| meta)).collect();
+    let results = read_each(files, config, &|| {}, PathBuf::as_path, |path, cx, _| {
+        read_post(path, cx, false).map(|(meta, _, _)| meta)
+    });
     let mut scan = Scan::default();
-    for result in results {
+    for (_, result) in results {
         match result {
             Ok(meta) if meta.draft => scan.drafts += 1,
             Ok(meta) => scan.posts.push(meta),
@@ -169,21 +213,26 @@ pub fn scan(config: &Config) -> Scan {
 
 /// Renders the bodies of `posts`, reading each file again; a file that fails to read or parse now
 /// (a body that is not UTF-8, or a file changed since it was scanned) is returned as an error.
-pub fn render_posts(posts: &[Arc<PostMeta>], config: &Config) -> (HashMap<PathBuf, Arc<Rendered>>, Vec<PostError>) {
-    let cx = config.post_context();
-    let rule = config.summary_rule();
-    let results: Vec<Result<(PathBuf, Rendered), PostError>> = posts
-        .par_iter()
-        .map(|meta| {
-            let (_, body, _) = read_post(&meta.path, &cx, false)?;
-            Ok((meta.path.clone(), render::render(meta, &body, rule)))
-        })
-        .collect();
+pub fn render_posts(
+    posts: Vec<Arc<PostMeta>>,
+    config: &Arc<Config>,
+    progress: &dyn Fn(),
+) -> (HashMap<PathBuf, Arc<Rendered>>, Vec<PostError>) {
+    let results = read_each(
+        posts,
+        config,
+        progress,
+        |meta| &meta.path,
+        |meta, cx, config| {
+            let (_, body, _) = read_post(&meta.path, cx, false)?;
+            Ok(render::render(meta, &body, config.summary_rule()))
+        },
+    );
     let mut errors = Vec::new();
     let mut rendered = HashMap::with_capacity(results.len());
-    for result in results {
+    for (path, result) in results {
         match result {
-            Ok((path, r)) => {
+            Ok(r) => {
                 rendered.insert(path, Arc::new(r));
             }
             Err(error) => errors.push(error),

@@ -6,10 +6,10 @@ mod common;
 
 use std::fs;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{CRIER, Daemon, Guard, Log, get, interop, require_tool, signal, wait_exit};
 
@@ -35,33 +35,16 @@ fn write_config(dir: &Path, title: &str) {
 #[test]
 fn notify_socket_sees_ready_status_watchdog_reload_and_stopping_in_order() {
     let dir = site();
-    let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
-    let messages = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let messages = messages.clone();
-        std::thread::spawn(move || {
-            let mut buffer = [0u8; 4096];
-            loop {
-                match socket.recv(&mut buffer) {
-                    Ok(n) => messages.lock().unwrap().push(String::from_utf8_lossy(&buffer[..n]).into_owned()),
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
-                    Err(_) => break,
-                }
-            }
-        });
-    }
+    let (socket_path, messages) = notify_listener(dir.path());
     // Not waiting for /healthz: readiness is what this test observes.
     let mut daemon = Daemon::spawn(dir.path(), |command| {
         command.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "300000");
     });
     let (log, address) = (daemon.log.clone(), daemon.address.clone());
-    let count = |needle: &str| messages.lock().unwrap().iter().filter(|m| m.contains(needle)).count();
+    let count = |needle: &str| messages.lock().unwrap().iter().filter(|(_, m)| m.contains(needle)).count();
 
     log.wait_for("READY=1", || count("READY=1") == 1);
-    let ready = messages.lock().unwrap().iter().find(|m| m.contains("READY=1")).cloned().unwrap();
+    let ready = messages.lock().unwrap().iter().map(|(_, m)| m.clone()).find(|m| m.contains("READY=1")).unwrap();
     assert!(ready.contains("STATUS=1 posts in 2 feeds"), "{ready}");
     assert_eq!(get(&address, "/healthz").status, 200, "ready means serving");
     log.wait_for("watchdog pings", || count("WATCHDOG=1") >= 3);
@@ -70,7 +53,8 @@ fn notify_socket_sees_ready_status_watchdog_reload_and_stopping_in_order() {
     write_config(dir.path(), "After");
     daemon.signal("HUP");
     log.wait_for("the reload", || count("READY=1") == 2);
-    let reloading = messages.lock().unwrap().iter().find(|m| m.contains("RELOADING=1")).cloned().unwrap();
+    let reloading =
+        messages.lock().unwrap().iter().map(|(_, m)| m.clone()).find(|m| m.contains("RELOADING=1")).unwrap();
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
     log.wait_for("the new title", || get(&address, "/feed.rss").text().contains("<title>After</title>"));
 
@@ -86,7 +70,7 @@ fn notify_socket_sees_ready_status_watchdog_reload_and_stopping_in_order() {
     log.wait_for("STOPPING=1", || count("STOPPING=1") == 1);
 
     // The order: READY, then status and pings, RELOADING, READY, STOPPING last.
-    let all = messages.lock().unwrap().clone();
+    let all: Vec<String> = messages.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
     let position = |needle: &str| all.iter().position(|m| m.contains(needle)).unwrap();
     let last_ready = all.iter().rposition(|m| m.contains("READY=1")).unwrap();
     assert!(position("READY=1") < position("WATCHDOG=1"));
@@ -204,4 +188,66 @@ fn journald_lines_carry_priorities_and_no_timestamps() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The messages sent to a notify socket, each with when it came.
+type Messages = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// A notify socket in `dir`, and every message crier sends to it.
+fn notify_listener(dir: &Path) -> (PathBuf, Messages) {
+    let path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let messages = Arc::new(Mutex::new(Vec::new()));
+    let sink = messages.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match socket.recv(&mut buffer) {
+                Ok(n) => {
+                    sink.lock().unwrap().push((Instant::now(), String::from_utf8_lossy(&buffer[..n]).into_owned()))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => break,
+            }
+        }
+    });
+    (path, messages)
+}
+
+#[test]
+fn a_post_over_its_time_budget_neither_stalls_publishing_nor_starves_the_watchdog() {
+    let dir = site();
+    let config = fs::read_to_string(dir.path().join("crier.toml")).unwrap();
+    fs::write(dir.path().join("crier.toml"), config + "post_time_budget_ms = 1000\n").unwrap();
+    let (socket_path, messages) = notify_listener(dir.path());
+    // The watchdog interval is 2 s: pings stop if the publisher shows no progress for 2 s.
+    let mut daemon = Daemon::spawn(dir.path(), |command| {
+        command.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "2000000");
+    });
+    let (log, address) = (daemon.log.clone(), daemon.address.clone());
+    let pings = || -> Vec<Instant> {
+        messages.lock().unwrap().iter().filter(|(_, m)| m.contains("WATCHDOG=1")).map(|(t, _)| *t).collect()
+    };
+    log.wait_for("watchdog pings", || pings().len() >= 2);
+
+    // A post that takes this (unoptimized) build many seconds to render, and a good one.
+    let slow = "*a **b ***c ".repeat(400_000);
+    fs::write(
+        dir.path().join("posts/slow.md"),
+        format!("---\ntitle: slow\ndate: 2022-01-01 10:00:00 +0800\n---\n{slow}"),
+    )
+    .unwrap();
+    fs::write(dir.path().join("posts/b.md"), "---\ntitle: 第二篇\ndate: 2022-01-02 10:00:00 +0800\n---\n<p>好。</p>\n")
+        .unwrap();
+    let since = Instant::now();
+    let skipped = log.wait_for_line("post_time_budget_ms");
+    assert!(skipped.contains("slow.md"), "the error names the file: {skipped}");
+    log.wait_for("the good post", || get(&address, "/feed.rss").text().contains("第二篇"));
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<_> = pings().into_iter().filter(|t| *t > since).collect();
+    let longest = after.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+    assert!(longest < Duration::from_millis(1900), "the watchdog went {longest:?} without a ping: {after:?}");
+    assert!(daemon.get("/feed.rss", &[]).text().contains("第一篇"));
+    assert_eq!(daemon.terminate().code(), Some(0));
 }

@@ -139,11 +139,20 @@ struct Worker {
     status: Status,
 }
 
+/// An engine whose every post read or rendered counts as the publisher making progress: a long
+/// publish keeps the watchdog fed, a stuck one (no post done within the watchdog interval) does not.
+fn engine(config: Arc<Config>, heartbeat: &Arc<Heartbeat>) -> Engine {
+    let mut engine = Engine::new(config);
+    let heartbeat = heartbeat.clone();
+    engine.on_progress(move || heartbeat.beat());
+    engine
+}
+
 impl Worker {
     fn new(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>, heartbeat: Arc<Heartbeat>) -> Worker {
         Worker {
             feeds: FeedsDir::new(&config),
-            engine: Engine::new(config),
+            engine: engine(config, &heartbeat),
             shared,
             clock,
             unwritten: Unwritten::new(Instant::now()),
@@ -236,7 +245,7 @@ impl Worker {
         }
         self.root.stop();
         self.feeds = FeedsDir::new(&config);
-        self.engine = Engine::new(config);
+        self.engine = engine(config, &self.heartbeat);
         self.unwritten.clear();
         self.start_over("reloaded", events);
         tracing::info!("reloaded the configuration");
