@@ -27,9 +27,14 @@ BENCH_NAME=ab
 [ -x /usr/bin/time ] || apt_install time
 
 # run BIN POSTS FEEDS -> "seconds kib"
+# (from $BENCH_DIR, so that neither binary picks up a config file it may not know).
 run() {
-  /usr/bin/time -f '%e %M' -o "$BENCH_DIR/ab.time" \
-    "$1" build --posts "$2" --feeds "$3" --base-url https://news.example.com/ >/dev/null 2>&1 || true
+  if ! (cd "$BENCH_DIR" && /usr/bin/time -f '%e %M' -o "$BENCH_DIR/ab.time" \
+    "$1" build --posts "$2" --feeds "$3" --base-url https://news.example.com/ >"$BENCH_DIR/ab.out" 2>&1); then
+    tail -n 5 "$BENCH_DIR/ab.out" >&2
+    echo "ab: $1 build failed" >&2
+    exit 1
+  fi
   cat "$BENCH_DIR/ab.time"
 }
 

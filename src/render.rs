@@ -60,7 +60,7 @@ fn shaped_html(meta: &PostMeta, text: &str) -> (String, Vec<PostWarning>) {
         BodyFormat::Markdown => shape::cap_markdown(text, limits),
         BodyFormat::Html => (Cow::Borrowed(text), None),
     };
-    let html = to_html(meta.format, &source);
+    let (html, deep_inline) = to_html(meta.format, &source, limits.depth);
     let capped = shape::cap(&html, limits);
     let line = |offset: usize| match meta.format {
         BodyFormat::Html => meta.body_line + memchr::memchr_iter(b'\n', &text.as_bytes()[..offset]).count(),
@@ -73,6 +73,16 @@ fn shaped_html(meta: &PostMeta, text: &str) -> (String, Vec<PostWarning>) {
             meta.body_line + line - 1,
             format!(
                 "block quotes or lists nested deeper than {} levels on one line: the markers past that depth are dropped; flatten them",
+                limits.depth
+            ),
+        );
+    }
+    if let Some(offset) = deep_inline {
+        let line = meta.body_line + memchr::memchr_iter(b'\n', &source.as_bytes()[..offset]).count();
+        warn(
+            line,
+            format!(
+                "Markdown nested deeper than {} levels (emphasis, links, quotes, lists): the markup below that depth is dropped and its text kept; simplify it",
                 limits.depth
             ),
         );
@@ -98,14 +108,36 @@ fn shaped_html(meta: &PostMeta, text: &str) -> (String, Vec<PostWarning>) {
     (capped.html.into_owned(), warnings)
 }
 
-fn to_html(format: BodyFormat, body: &str) -> Cow<'_, str> {
+/// A body as HTML. Markdown's elements nested deeper than `depth` (runs of emphasis
+/// delimiters nest one element per two characters) are left out, their text kept, before any
+/// HTML is written for them; returns where the first was, as a byte offset in `body`.
+fn to_html(format: BodyFormat, body: &str, depth: usize) -> (Cow<'_, str>, Option<usize>) {
+    use pulldown_cmark::Event;
     match format {
-        BodyFormat::Html => Cow::Borrowed(body),
+        BodyFormat::Html => (Cow::Borrowed(body), None),
         BodyFormat::Markdown => {
             let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_FOOTNOTES;
             let mut html = String::with_capacity(body.len() + body.len() / 4);
-            pulldown_cmark::html::push_html(&mut html, Parser::new_ext(body, options));
-            Cow::Owned(html)
+            let (mut open, mut first_dropped) = (0usize, None);
+            let events = Parser::new_ext(body, options).into_offset_iter().filter_map(|(event, range)| {
+                let keep = match &event {
+                    Event::Start(_) => {
+                        open += 1;
+                        open <= depth
+                    }
+                    Event::End(_) => {
+                        open -= 1;
+                        open < depth
+                    }
+                    _ => true,
+                };
+                if !keep {
+                    first_dropped.get_or_insert(range.start);
+                }
+                keep.then_some(event)
+            });
+            pulldown_cmark::html::push_html(&mut html, events);
+            (Cow::Owned(html), first_dropped)
         }
     }
 }
@@ -294,6 +326,22 @@ mod tests {
         assert_eq!(rendered.warnings[0].line, 5, "Markdown: the body's first line");
         assert!(rendered.warnings[0].message.contains("more than 64 attributes"));
         assert!(render(&meta(BodyFormat::Html, None), "<p>plain</p>", rule).warnings.is_empty());
+    }
+
+    #[test]
+    fn deep_markdown_emphasis_is_cut_before_html_is_written() {
+        let run = "*".repeat(2000);
+        let rendered = render(&meta(BodyFormat::Markdown, None), &format!("intro\n\n{run}x{run}\n"), RULE);
+        let html = &rendered.content_html;
+        assert!(html.contains('x'), "the text stays: {html}");
+        let tags = html.matches("<em>").count() + html.matches("<strong>").count();
+        assert!(tags < Limits::default().depth, "{tags} emphasis elements");
+        assert_eq!(rendered.warnings.len(), 1, "{:?}", rendered.warnings);
+        assert_eq!(rendered.warnings[0].line, 5 + 2, "the run is the body's third line");
+        assert!(rendered.warnings[0].message.contains("Markdown nested deeper than 128"));
+        let shallow = render(&meta(BodyFormat::Markdown, None), "***bold italic*** and **more**", RULE);
+        assert!(shallow.warnings.is_empty());
+        assert!(shallow.content_html.contains("<em><strong>bold italic</strong></em>"), "{}", shallow.content_html);
     }
 
     #[test]

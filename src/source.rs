@@ -179,15 +179,14 @@ where
 fn skipped_error(path: &Path, skipped: &Skipped, config: &Config) -> PostError {
     let message = match skipped {
         Skipped::OverBudget(took) => format!(
-            "reading and rendering this post took over {} ms (`post_time_budget_ms`, {took:?} so far); it is \
-             skipped and the other posts are published without it; split the post or raise \
+            "reading and rendering this post took over {} ms (`post_time_budget_ms`; given up after \
+             {took:?}); the other posts are published without waiting for it; split the post or raise \
              `post_time_budget_ms`, and please report the file: crier should be fast on any post",
             config.post_time_budget.as_millis()
         ),
-        Skipped::Panicked(why) => format!(
-            "crier failed on this post ({why}); it is skipped and the other posts are published; \
-             please report the file as a bug"
-        ),
+        Skipped::Panicked(why) => {
+            format!("crier failed on this post ({why}); the other posts are published; please report the file as a bug")
+        }
     };
     PostError { path: path.to_owned(), line: 1, message }
 }
