@@ -4,7 +4,9 @@
 For each server with room for MAXCONN connections (crier: max_connections; nginx: one worker
 with worker_connections = MAXCONN + 1, its listening socket taking one), an attacker process
 keeps 5 x MAXCONN connections open as slowloris does: each sends a partial request head and one
-more header line every second, and a connection the server closed is opened again a second later. Meanwhile a legitimate client makes
+more header line every second, and a connection the server closed is opened again a second later.
+A third round uses a harsher flood: a closed connection is opened again at once, from another
+address (127.0.0.2) than the legitimate client's, so that every slot turns over fast. Meanwhile a legitimate client makes
 REQUESTS requests one after the other, each on a new connection, and records how long each took
 to be answered in full (a request not answered within GIVE_UP seconds counts as GIVE_UP and as
 failed). Both servers serve the same feeds folder (crier build's output) with a 10 s header
@@ -51,12 +53,13 @@ def wait_up(port, proc, what):
     sys.exit(f"{what} did not come up")
 
 
-async def attacker(port, stop, opened):
+async def attacker(port, stop, opened, instant):
     """One slow client as slowloris does it: a partial head, then a header line a second; when the
-    server has closed the connection, a new one on the next tick."""
+    server has closed the connection, a new one on the next tick (or at once, from 127.0.0.2)."""
     while not stop.is_set():
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            source = ("127.0.0.2", 0) if instant else None
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=source)
             writer.write(b"GET /feed.rss HTTP/1.1\r\nHost: x\r\n")
             await writer.drain()
             opened.value += 1
@@ -71,12 +74,12 @@ async def attacker(port, stop, opened):
             writer.close()
         except OSError:
             pass
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(0.001 if instant else 1.0)
 
 
-def flood_process(port, count, stop, opened):
+def flood_process(port, count, stop, opened, instant):
     async def run():
-        tasks = [asyncio.create_task(attacker(port, stop, opened)) for _ in range(count)]
+        tasks = [asyncio.create_task(attacker(port, stop, opened, instant)) for _ in range(count)]
         while not stop.is_set():
             await asyncio.sleep(0.1)
         for task in tasks:
@@ -104,10 +107,10 @@ def one_request(port):
     return (elapsed if ok else GIVE_UP), ok
 
 
-def measure(port, requests, flood):
+def measure(port, requests, flood, instant):
     """The legitimate client's latencies while `flood` slow connections run in another process."""
     stop, opened = multiprocessing.Event(), multiprocessing.Value("i", 0)
-    attackers = multiprocessing.Process(target=flood_process, args=(port, flood, stop, opened))
+    attackers = multiprocessing.Process(target=flood_process, args=(port, flood, stop, opened, instant))
     if flood:
         attackers.start()
         time.sleep(3.0)  # let the flood take every slot
@@ -181,11 +184,11 @@ def main():
         wait_up(cport, crier, "crier")
         wait_up(nport, nginx, "nginx")
         version = subprocess.run([args.nginx, "-v"], capture_output=True, text=True).stderr.strip()
-        for attack in (0, flood):
+        for attack, instant in ((0, False), (flood, False), (flood, True)):
             for name, port in (("crier", cport), ("nginx", nport)):
-                result = measure(port, args.requests, attack)
-                rows.append((name, attack, result))
-                print(f"{name:5} flood={attack:4}  p50 {result['p50']:8.1f} ms  p99 {result['p99']:8.1f} ms  "
+                result = measure(port, args.requests, attack, instant)
+                rows.append((name, attack, instant, result))
+                print(f"{name:5} flood={attack:4} instant={instant!s:5}  p50 {result['p50']:8.1f} ms  p99 {result['p99']:8.1f} ms  "
                       f"max {result['max']:8.1f} ms  failed {result['failed']}/{args.requests}  "
                       f"attacker connections opened {result['opened']}", flush=True)
     finally:
@@ -202,10 +205,13 @@ def main():
                     f"(each reopened a second after the server closed it); {args.requests} legitimate requests one after the other, "
                     f"each on a new connection; a request not answered within {GIVE_UP:.0f} s counts as "
                     f"failed and as {GIVE_UP:.0f} s.\n\n"
-                    "| server | flood connections | p50 ms | p99 ms | max ms | failed | attacker connects |\n"
-                    "|---|---:|---:|---:|---:|---:|---:|\n")
-            for name, attack, r in rows:
-                f.write(f"| {name} | {attack} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | "
+                    "The last two rows: the flood reopens a closed connection at once, from another "
+                    "address (127.0.0.2) than the legitimate client's.\n\n"
+                    "| server | flood connections | reopened | p50 ms | p99 ms | max ms | failed | attacker connects |\n"
+                    "|---|---:|---|---:|---:|---:|---:|---:|\n")
+            for name, attack, instant, r in rows:
+                reopen = "-" if not attack else ("at once" if instant else "after 1 s")
+                f.write(f"| {name} | {attack} | {reopen} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | "
                         f"{r['failed']}/{args.requests} | {r['opened']} |\n")
 
 

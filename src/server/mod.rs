@@ -112,7 +112,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -125,7 +125,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
             () = &mut shutdown => break,
         };
         let slot = tokio::select! {
-            slot = slots.acquire() => Arc::new(slot),
+            slot = slots.acquire(peer.ip()) => Arc::new(slot),
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);

@@ -2,11 +2,14 @@
 //! that when all are taken a new connection takes the slot of the connection that has waited
 //! longest without a request in progress: the longest-idle keep-alive connection, or the oldest
 //! request head still incomplete (slowloris). A connection whose request is being answered is
-//! never evicted.
+//! never evicted. The victim is taken from the address that holds the most such connections, so
+//! that one client flooding the table evicts its own connections, not those of the others.
 //!
 //! A slot's state is one atomic word (phase and since when), changed by compare-and-swap, so the
 //! accept loop and the connection's own task never disagree on whether a request got through.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,8 +61,19 @@ fn since(word: u64) -> u64 {
     word & ((1 << PHASE_SHIFT) - 1)
 }
 
+/// A client address as a slot records it.
+fn peer_key(peer: IpAddr) -> u64 {
+    let v6 = match peer {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    };
+    xxhash_rust::xxh3::xxh3_64(&v6.octets())
+}
+
 struct Entry {
     state: AtomicU64,
+    /// Which client address holds the slot (a hash of it).
+    peer: AtomicU64,
     evict: Notify,
 }
 
@@ -79,7 +93,9 @@ pub struct Slot {
 
 impl Slots {
     pub fn new(count: usize) -> Arc<Slots> {
-        let entries = (0..count).map(|_| Entry { state: AtomicU64::new(0), evict: Notify::new() }).collect();
+        let entries = (0..count)
+            .map(|_| Entry { state: AtomicU64::new(0), peer: AtomicU64::new(0), evict: Notify::new() })
+            .collect();
         Arc::new(Slots {
             entries,
             free: Mutex::new((0..count).rev().collect()),
@@ -95,12 +111,13 @@ impl Slots {
     /// A free slot for a new connection; when none is free, evicts the connection that has waited
     /// longest without a request in progress and takes its slot. Waits only while every
     /// connection is being answered.
-    pub async fn acquire(self: &Arc<Slots>) -> Slot {
+    pub async fn acquire(self: &Arc<Slots>, peer: IpAddr) -> Slot {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             if let Some(index) = self.free.lock().expect("the free list is never poisoned").pop() {
+                self.entries[index].peer.store(peer_key(peer), Ordering::Release);
                 self.entries[index].state.store(pack(Phase::Fresh, self.now_ms()), Ordering::Release);
                 return Slot { slots: self.clone(), index };
             }
@@ -113,15 +130,23 @@ impl Slots {
         }
     }
 
-    /// Evicts the longest-waiting idle or incomplete connection, if there is one.
+    /// Evicts the longest-waiting idle or incomplete connection of the address that holds the
+    /// most of them, if there is one.
     fn evict_one(&self) -> Option<usize> {
-        let (index, word) = self
+        let evictable: Vec<(usize, u64, u64)> = self
             .entries
             .iter()
             .enumerate()
-            .map(|(i, e)| (i, e.state.load(Ordering::Acquire)))
-            .filter(|&(_, w)| matches!(phase(w), Phase::Head | Phase::Idle))
-            .min_by_key(|&(_, w)| since(w))?;
+            .map(|(i, e)| (i, e.state.load(Ordering::Acquire), e.peer.load(Ordering::Acquire)))
+            .filter(|&(_, w, _)| matches!(phase(w), Phase::Head | Phase::Idle))
+            .collect();
+        let mut held: HashMap<u64, usize> = HashMap::new();
+        for &(_, _, peer) in &evictable {
+            *held.entry(peer).or_default() += 1;
+        }
+        let most = held.values().copied().max()?;
+        let (index, word, _) =
+            evictable.into_iter().filter(|(_, _, peer)| held[peer] == most).min_by_key(|&(_, w, _)| since(w))?;
         let entry = &self.entries[index];
         let evicted = pack(Phase::Evicted, self.now_ms());
         entry.state.compare_exchange(word, evicted, Ordering::AcqRel, Ordering::Acquire).ok()?;
@@ -241,6 +266,19 @@ mod tests {
         assert_eq!(phase(slots.entries[2].state.load(Ordering::Acquire)), Phase::Evicted);
         assert_eq!(slots.evict_one(), Some(1), "then the incomplete head");
         assert_eq!(slots.evict_one(), None, "a connection being answered is never evicted");
+    }
+
+    #[test]
+    fn the_address_holding_the_most_slots_loses_one_first() {
+        let slots = Slots::new(4);
+        let (flood, other) = (peer_key("192.0.2.1".parse().unwrap()), peer_key("198.51.100.7".parse().unwrap()));
+        for (index, peer, since_ms) in [(0, other, 1), (1, flood, 10), (2, flood, 5), (3, flood, 20)] {
+            set(&slots, index, Phase::Head, since_ms);
+            slots.entries[index].peer.store(peer, Ordering::Release);
+        }
+        assert_eq!(slots.evict_one(), Some(2), "the flood's oldest, though the other client's head is older");
+        assert_eq!(slots.evict_one(), Some(1));
+        assert_eq!(slots.evict_one(), Some(0), "one each: the oldest of all");
     }
 
     #[test]
