@@ -22,10 +22,17 @@ pub enum Skipped {
     Panicked(String),
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A job returns whether its thread should leave the pool: it was given up on and replaced.
+type Job = Box<dyn FnOnce() -> bool + Send>;
 
-/// The start stamp of an item that is done.
+/// An item's start stamp once it is done.
 const DONE: u64 = u64::MAX;
+/// An item's start stamp once it is given up on, and a thread was started in its thread's place.
+const GIVEN_UP_REPLACED: u64 = u64::MAX - 1;
+/// An item's start stamp once it is given up on, with no replacement (too many are stuck).
+const GIVEN_UP: u64 = u64::MAX - 2;
+/// An item given up on and replaced whose thread has since ended it and left the pool.
+const RETIRED: u64 = u64::MAX - 3;
 
 /// The most threads started in place of stuck ones at a time.
 const MAX_STUCK: usize = 64;
@@ -35,9 +42,8 @@ const MAX_STUCK: usize = 64;
 struct Pool {
     queue: Mutex<VecDeque<Job>>,
     ready: Condvar,
-    /// Threads to retire: one for each replacement started, taken by whichever thread finishes a
-    /// job first, so that the count of threads free for new work stays the same.
-    retire: AtomicUsize,
+    /// Replacement threads started for items given up on whose own threads have not left yet.
+    replaced: AtomicUsize,
     epoch: Instant,
 }
 
@@ -47,22 +53,23 @@ fn pool() -> &'static Pool {
         let pool: &'static Pool = Box::leak(Box::new(Pool {
             queue: Mutex::new(VecDeque::new()),
             ready: Condvar::new(),
-            retire: AtomicUsize::new(0),
+            replaced: AtomicUsize::new(0),
             epoch: Instant::now(),
         }));
         for _ in 0..std::thread::available_parallelism().map_or(2, usize::from) {
-            pool.spawn_worker();
+            let _ = pool.spawn_worker();
         }
         pool
     })
 }
 
 impl Pool {
-    fn spawn_worker(&'static self) {
+    fn spawn_worker(&'static self) -> bool {
         let spawned = std::thread::Builder::new().name("crier-post".into()).spawn(move || self.work());
-        if let Err(error) = spawned {
+        if let Err(error) = &spawned {
             tracing::error!("cannot start a thread for reading posts: {error}");
         }
+        spawned.is_ok()
     }
 
     fn work(&self) {
@@ -76,9 +83,9 @@ impl Pool {
                     }
                 }
             };
-            job();
-            let retire = self.retire.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-            if retire.is_ok() {
+            if job() {
+                // Given up on and replaced: the replacement does this thread's work now.
+                self.replaced.fetch_sub(1, Ordering::AcqRel);
                 return;
             }
         }
@@ -89,14 +96,10 @@ impl Pool {
         self.ready.notify_all();
     }
 
-    /// Starts a thread in place of one busy with an item given up on, unless many already are:
-    /// then the pool works with fewer threads until those items end.
-    fn replace_stuck_thread(&'static self) {
-        let replaced =
-            self.retire.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_STUCK).then_some(n + 1));
-        if replaced.is_ok() {
-            self.spawn_worker();
-        }
+    /// Reserves a replacement for a thread about to be given up on, unless many are already
+    /// replaced: then the pool works with fewer threads until those items end.
+    fn reserve_replacement(&self) -> bool {
+        self.replaced.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_STUCK).then_some(n + 1)).is_ok()
     }
 
     /// Milliseconds since the pool started, plus one (zero means "not started").
@@ -110,7 +113,8 @@ type Slot<R> = Mutex<Option<Result<R, Skipped>>>;
 
 /// One call's items as the pool's threads and the caller share them.
 struct Batch<R> {
-    /// When each item started (a [`Pool::stamp`]), 0 before, [`DONE`] after.
+    /// Each item's state: 0 queued, a [`Pool::stamp`] while it runs, then [`DONE`] or, if the
+    /// watcher claimed it first, [`GIVEN_UP`] or [`GIVEN_UP_REPLACED`]. Exactly one side wins.
     started: Box<[AtomicU64]>,
     results: Box<[Slot<R>]>,
     /// Items done, and items given up on: when they add up to all, the caller is woken.
@@ -145,16 +149,25 @@ where
     pool.submit(items.into_iter().enumerate().map(|(index, item)| {
         let (batch, work) = (batch.clone(), work.clone());
         Box::new(move || {
-            batch.started[index].store(pool.stamp(), Ordering::Release);
+            let stamp = pool.stamp();
+            batch.started[index].store(stamp, Ordering::Release);
             let result = catch_unwind(AssertUnwindSafe(|| work(item))).map_err(|panic| {
                 let message = panic.downcast_ref::<&str>().map(|s| (*s).to_owned());
                 Skipped::Panicked(message.or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default())
             });
             *batch.results[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-            batch.started[index].store(DONE, Ordering::Release);
-            batch.done.fetch_add(1, Ordering::AcqRel);
-            if batch.settled() {
-                batch.caller.unpark();
+            match batch.started[index].compare_exchange(stamp, DONE, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => {
+                    batch.done.fetch_add(1, Ordering::AcqRel);
+                    if batch.settled() {
+                        batch.caller.unpark();
+                    }
+                    false
+                }
+                // Given up on: leave the pool if a replacement took this thread's place.
+                Err(_) => batch.started[index]
+                    .compare_exchange(GIVEN_UP_REPLACED, RETIRED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok(),
             }
         }) as Job
     }));
@@ -186,11 +199,26 @@ fn watch<R>(pool: &'static Pool, batch: &Batch<R>, budget: Duration, progress: &
             let since = started.load(Ordering::Acquire);
             // An item may start after `now` was read: it has run for no time yet.
             let ran = now.saturating_sub(since);
-            if since != 0 && since != DONE && ran > budget_ms && given_up[index].is_none() {
-                given_up[index] = Some(Duration::from_millis(ran));
-                batch.given_up.fetch_add(1, Ordering::AcqRel);
-                progress();
-                pool.replace_stuck_thread();
+            if since == 0 || since >= RETIRED || ran <= budget_ms {
+                continue;
+            }
+            let replace = pool.reserve_replacement();
+            let claim = if replace { GIVEN_UP_REPLACED } else { GIVEN_UP };
+            if started.compare_exchange(since, claim, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                // It finished just now: not given up on.
+                if replace {
+                    pool.replaced.fetch_sub(1, Ordering::AcqRel);
+                }
+                continue;
+            }
+            given_up[index] = Some(Duration::from_millis(ran));
+            batch.given_up.fetch_add(1, Ordering::AcqRel);
+            progress();
+            let unreplace =
+                || started.compare_exchange(GIVEN_UP_REPLACED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire);
+            if replace && !pool.spawn_worker() && unreplace().is_ok() {
+                // No replacement after all: the stuck thread stays in the pool when its item ends.
+                pool.replaced.fetch_sub(1, Ordering::AcqRel);
             }
         }
     }
@@ -244,6 +272,41 @@ mod tests {
             results.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, r)| *r.as_ref().unwrap()).collect();
         assert_eq!(others, (0..20).filter(|&n| n != 3).collect::<Vec<_>>());
         assert!(calls.load(Ordering::Relaxed) >= 2, "progress was reported as items were done and given up on");
+    }
+
+    #[test]
+    fn an_item_finishing_as_it_is_given_up_on_counts_once() {
+        // Item 0 overruns the budget and then finishes while items 1 and 2 still run: it must
+        // be either done or given up on, never both (which once ended the call early).
+        for _ in 0..3 {
+            let results = map(vec![260u64, 150, 150], Duration::from_millis(200), &|| {}, |ms| {
+                std::thread::sleep(Duration::from_millis(ms));
+                ms
+            });
+            assert_eq!(results[1], Ok(150));
+            assert_eq!(results[2], Ok(150));
+        }
+    }
+
+    #[test]
+    fn stuck_items_leave_threads_for_the_others() {
+        // Two items stuck for seconds while 58 quick ones wait: the stuck threads are replaced
+        // (not healthy ones retired), so the quick items finish long before the stuck ones.
+        let release = Arc::new(AtomicBool::new(false));
+        let stuck = release.clone();
+        let results = map((0..60u32).collect(), Duration::from_millis(100), &|| {}, move |n| {
+            while (n == 0 || n == 21) && !stuck.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            n
+        });
+        release.store(true, Ordering::Release);
+        assert!(
+            matches!(results[0], Err(Skipped::OverBudget(_))) && matches!(results[21], Err(Skipped::OverBudget(_)))
+        );
+        // The stuck items end only once the call has returned: returning at all is the claim.
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 58);
     }
 
     #[test]

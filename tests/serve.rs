@@ -497,11 +497,27 @@ fn closed(stream: &mut TcpStream, wait: Duration) -> bool {
     }
 }
 
+/// Opens a connection from another loopback address (127.0.0.2).
+fn connect_from_other_address(address: &str) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build().unwrap();
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        socket.connect(address.parse().unwrap()).await.unwrap().into_std().unwrap()
+    });
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
 #[test]
 fn slow_clients_cannot_lock_others_out() {
     let dir = site();
     // Without eviction each slot would be held until the header timeout, a minute.
     let daemon = Daemon::start(dir.path(), "max_connections = 4\nheader_timeout_ms = 60000");
+    // The oldest slow head of all, from another address than the flood's…
+    let mut other = connect_from_other_address(&daemon.address);
+    other.write_all(b"GET /feed.rss HTTP/1.1\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
     let mut flood: Vec<TcpStream> = (0..20).map(|_| slow_head(&daemon.address)).collect();
     for _ in 0..10 {
         flood.push(slow_head(&daemon.address));
@@ -510,6 +526,8 @@ fn slow_clients_cannot_lock_others_out() {
     }
     let evicted = flood.iter_mut().map(|s| closed(s, Duration::from_millis(50))).filter(|&c| c).count();
     assert!(evicted >= 26, "only {evicted} of the 30 slow connections were evicted to make room");
+    // …survives it: the flood's address held the most slots, so it lost them.
+    assert!(!closed(&mut other, Duration::from_millis(300)), "the other address's connection was evicted");
 }
 
 #[test]

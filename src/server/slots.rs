@@ -132,14 +132,20 @@ impl Slots {
 
     /// Evicts the longest-waiting idle or incomplete connection of the address that holds the
     /// most of them, if there is one.
+    /// A connection evicted and not yet gone makes room already: nothing more is evicted until
+    /// its slot is free, so one newcomer never evicts two.
     fn evict_one(&self) -> Option<usize> {
-        let evictable: Vec<(usize, u64, u64)> = self
+        let states: Vec<(usize, u64, u64)> = self
             .entries
             .iter()
             .enumerate()
             .map(|(i, e)| (i, e.state.load(Ordering::Acquire), e.peer.load(Ordering::Acquire)))
-            .filter(|&(_, w, _)| matches!(phase(w), Phase::Head | Phase::Idle))
             .collect();
+        if states.iter().any(|&(_, w, _)| phase(w) == Phase::Evicted) {
+            return None;
+        }
+        let evictable: Vec<(usize, u64, u64)> =
+            states.into_iter().filter(|&(_, w, _)| matches!(phase(w), Phase::Head | Phase::Idle)).collect();
         let mut held: HashMap<u64, usize> = HashMap::new();
         for &(_, _, peer) in &evictable {
             *held.entry(peer).or_default() += 1;
@@ -264,7 +270,10 @@ mod tests {
         assert_eq!(fresh.evict_one(), None, "a connection not yet read from is not evicted");
         assert_eq!(slots.evict_one(), Some(2), "idle since 20 has waited longest");
         assert_eq!(phase(slots.entries[2].state.load(Ordering::Acquire)), Phase::Evicted);
+        assert_eq!(slots.evict_one(), None, "nothing more while the evicted one is still there");
+        set(&slots, 2, Phase::Busy, 40);
         assert_eq!(slots.evict_one(), Some(1), "then the incomplete head");
+        set(&slots, 1, Phase::Busy, 40);
         assert_eq!(slots.evict_one(), None, "a connection being answered is never evicted");
     }
 
@@ -276,8 +285,11 @@ mod tests {
             set(&slots, index, Phase::Head, since_ms);
             slots.entries[index].peer.store(peer, Ordering::Release);
         }
+        let gone = |index| set(&slots, index, Phase::Busy, 40);
         assert_eq!(slots.evict_one(), Some(2), "the flood's oldest, though the other client's head is older");
+        gone(2);
         assert_eq!(slots.evict_one(), Some(1));
+        gone(1);
         assert_eq!(slots.evict_one(), Some(0), "one each: the oldest of all");
     }
 
