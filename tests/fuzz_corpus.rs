@@ -5,21 +5,30 @@
 #[path = "../fuzz/checks.rs"]
 mod checks;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+/// Runs `check` on every input of `target`'s corpus, on as many threads as there are cores.
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target);
-    let mut inputs = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        if let Err(panic) = std::panic::catch_unwind(|| check(&data)) {
-            eprintln!("the input that failed: {}", path.display());
-            std::panic::resume_unwind(panic);
+    let paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(paths.len() >= 10, "{}: only {} inputs; the corpus is missing", dir.display(), paths.len());
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    std::thread::scope(|scope| {
+        for share in paths.chunks(paths.len().div_ceil(threads)) {
+            scope.spawn(move || {
+                for path in share {
+                    let data = std::fs::read(path).unwrap();
+                    if let Err(panic) = std::panic::catch_unwind(|| check(&data)) {
+                        eprintln!("the input that failed: {}", path.display());
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            });
         }
-        inputs += 1;
-    }
-    assert!(inputs >= 10, "{}: only {inputs} inputs; the corpus is missing", dir.display());
+    });
 }
 
 #[test]

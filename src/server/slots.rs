@@ -2,8 +2,8 @@
 //! that when all are taken a new connection takes the slot of the connection that has waited
 //! longest without a request in progress: the longest-idle keep-alive connection, or the oldest
 //! request head still incomplete (slowloris). A connection whose request is being answered is
-//! never evicted. The victim is taken from the address that holds the most such connections, so
-//! that one client flooding the table evicts its own connections, not those of the others.
+//! never evicted. The victim is taken from the address that holds the most slots, so that one
+//! client flooding the table evicts its own connections, not those of the others.
 //!
 //! A slot's state is one atomic word (phase and since when), changed by compare-and-swap, so the
 //! accept loop and the connection's own task never disagree on whether a request got through.
@@ -131,7 +131,7 @@ impl Slots {
     }
 
     /// Evicts the longest-waiting idle or incomplete connection of the address that holds the
-    /// most of them, if there is one.
+    /// most slots, if it has one.
     /// A connection evicted and not yet gone makes room already: nothing more is evicted until
     /// its slot is free, so one newcomer never evicts two.
     fn evict_one(&self) -> Option<usize> {
@@ -144,15 +144,19 @@ impl Slots {
         if states.iter().any(|&(_, w, _)| phase(w) == Phase::Evicted) {
             return None;
         }
-        let evictable: Vec<(usize, u64, u64)> =
-            states.into_iter().filter(|&(_, w, _)| matches!(phase(w), Phase::Head | Phase::Idle)).collect();
+        // The address holding the most slots, in any phase, pays; while none of its connections
+        // may be evicted (just accepted, or being answered), the newcomer waits for one that may.
         let mut held: HashMap<u64, usize> = HashMap::new();
-        for &(_, _, peer) in &evictable {
-            *held.entry(peer).or_default() += 1;
+        for &(_, w, peer) in &states {
+            if phase(w) != Phase::Free {
+                *held.entry(peer).or_default() += 1;
+            }
         }
         let most = held.values().copied().max()?;
-        let (index, word, _) =
-            evictable.into_iter().filter(|(_, _, peer)| held[peer] == most).min_by_key(|&(_, w, _)| since(w))?;
+        let (index, word, _) = states
+            .into_iter()
+            .filter(|&(_, w, peer)| held.get(&peer) == Some(&most) && matches!(phase(w), Phase::Head | Phase::Idle))
+            .min_by_key(|&(_, w, _)| since(w))?;
         let entry = &self.entries[index];
         let evicted = pack(Phase::Evicted, self.now_ms());
         entry.state.compare_exchange(word, evicted, Ordering::AcqRel, Ordering::Acquire).ok()?;
@@ -279,18 +283,31 @@ mod tests {
 
     #[test]
     fn the_address_holding_the_most_slots_loses_one_first() {
-        let slots = Slots::new(4);
+        let slots = Slots::new(7);
         let (flood, other) = (peer_key("192.0.2.1".parse().unwrap()), peer_key("198.51.100.7".parse().unwrap()));
-        for (index, peer, since_ms) in [(0, other, 1), (1, flood, 10), (2, flood, 5), (3, flood, 20)] {
-            set(&slots, index, Phase::Head, since_ms);
+        for (index, peer, phase, since_ms) in [
+            (0, other, Phase::Head, 1),
+            (1, flood, Phase::Head, 10),
+            (2, flood, Phase::Head, 5),
+            (3, flood, Phase::Fresh, 2),
+            (4, other, Phase::Idle, 3),
+            (5, flood, Phase::Busy, 0),
+            (6, flood, Phase::Busy, 0),
+        ] {
+            set(&slots, index, phase, since_ms);
             slots.entries[index].peer.store(peer, Ordering::Release);
         }
-        let gone = |index| set(&slots, index, Phase::Busy, 40);
-        assert_eq!(slots.evict_one(), Some(2), "the flood's oldest, though the other client's head is older");
-        gone(2);
+        let free = |index| set(&slots, index, Phase::Free, 0);
+        assert_eq!(slots.evict_one(), Some(2), "the flood's oldest, though the other client's are older");
+        free(2);
         assert_eq!(slots.evict_one(), Some(1));
-        gone(1);
-        assert_eq!(slots.evict_one(), Some(0), "one each: the oldest of all");
+        free(1);
+        assert_eq!(slots.evict_one(), None, "the flood's others are not yet read from or answered: wait");
+        set(&slots, 3, Phase::Head, 2);
+        assert_eq!(slots.evict_one(), Some(3));
+        free(3);
+        free(5);
+        assert_eq!(slots.evict_one(), Some(0), "two slots each: the oldest of both");
     }
 
     #[test]
