@@ -103,7 +103,9 @@ fn service(
 /// connections to finish their responses.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let slots = Slots::new(limits.max_connections);
+    // A client still reading its answer after a header timeout's worth of time may give up its
+    // slot when the table is full (the write timeout alone only ends a reader that stops).
+    let slots = Slots::new(limits.max_connections, limits.header_timeout);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

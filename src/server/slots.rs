@@ -31,7 +31,8 @@ enum Phase {
     Head = 1,
     /// The request is being answered.
     Busy = 2,
-    /// The answer is made but may not be on the wire yet.
+    /// The answer is made but may not be on the wire yet. Evicted only once it has been
+    /// answering for longer than the slow-reader grace: a client reading a few bytes at a time.
     Answered = 3,
     /// Keep-alive, waiting for the next request.
     Idle = 4,
@@ -83,6 +84,8 @@ pub struct Slots {
     free: Mutex<Vec<usize>>,
     freed: Notify,
     epoch: Instant,
+    /// How long an answer may take to be read before its connection may be evicted.
+    slow_reader_ms: u64,
 }
 
 /// A slot held by one connection; dropping it frees the slot.
@@ -92,7 +95,7 @@ pub struct Slot {
 }
 
 impl Slots {
-    pub fn new(count: usize) -> Arc<Slots> {
+    pub fn new(count: usize, slow_reader: Duration) -> Arc<Slots> {
         let entries = (0..count)
             .map(|_| Entry { state: AtomicU64::new(0), peer: AtomicU64::new(0), evict: Notify::new() })
             .collect();
@@ -101,6 +104,7 @@ impl Slots {
             free: Mutex::new((0..count).rev().collect()),
             freed: Notify::new(),
             epoch: Instant::now(),
+            slow_reader_ms: slow_reader.as_millis() as u64,
         })
     }
 
@@ -153,9 +157,15 @@ impl Slots {
             }
         }
         let most = held.values().copied().max()?;
+        let now = self.now_ms();
+        let evictable = |w: u64| match phase(w) {
+            Phase::Head | Phase::Idle => true,
+            Phase::Answered => now.saturating_sub(since(w)) > self.slow_reader_ms,
+            _ => false,
+        };
         let (index, word, _) = states
             .into_iter()
-            .filter(|&(_, w, peer)| held.get(&peer) == Some(&most) && matches!(phase(w), Phase::Head | Phase::Idle))
+            .filter(|&(_, w, peer)| held.get(&peer) == Some(&most) && evictable(w))
             .min_by_key(|&(_, w, _)| since(w))?;
         let entry = &self.entries[index];
         let evicted = pack(Phase::Evicted, self.now_ms());
@@ -264,12 +274,12 @@ mod tests {
 
     #[test]
     fn evicts_the_longest_waiting_of_idle_and_incomplete_never_a_busy_one() {
-        let slots = Slots::new(4);
+        let slots = Slots::new(4, Duration::from_secs(3600));
         set(&slots, 0, Phase::Busy, 1);
         set(&slots, 1, Phase::Head, 30);
         set(&slots, 2, Phase::Idle, 20);
         set(&slots, 3, Phase::Answered, 5);
-        let fresh = Slots::new(1);
+        let fresh = Slots::new(1, Duration::from_secs(3600));
         set(&fresh, 0, Phase::Fresh, 0);
         assert_eq!(fresh.evict_one(), None, "a connection not yet read from is not evicted");
         assert_eq!(slots.evict_one(), Some(2), "idle since 20 has waited longest");
@@ -283,7 +293,7 @@ mod tests {
 
     #[test]
     fn the_address_holding_the_most_slots_loses_one_first() {
-        let slots = Slots::new(7);
+        let slots = Slots::new(7, Duration::from_secs(3600));
         let (flood, other) = (peer_key("192.0.2.1".parse().unwrap()), peer_key("198.51.100.7".parse().unwrap()));
         for (index, peer, phase, since_ms) in [
             (0, other, Phase::Head, 1),
@@ -311,8 +321,18 @@ mod tests {
     }
 
     #[test]
+    fn a_slow_reader_may_be_evicted_after_its_grace() {
+        let slots = Slots::new(2, Duration::from_millis(20));
+        set(&slots, 0, Phase::Answered, slots.now_ms());
+        set(&slots, 1, Phase::Busy, 0);
+        assert_eq!(slots.evict_one(), None, "an answer being read within its grace stays");
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(slots.evict_one(), Some(0), "an answer read for longer than its grace may go");
+    }
+
+    #[test]
     fn a_request_that_got_through_is_not_evicted() {
-        let slots = Slots::new(1);
+        let slots = Slots::new(1, Duration::from_secs(3600));
         set(&slots, 0, Phase::Head, 1);
         let word = slots.entries[0].state.load(Ordering::Acquire);
         slots.transition(0, &[Phase::Head, Phase::Idle], Phase::Busy);
