@@ -21,36 +21,15 @@ import asyncio
 import multiprocessing
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, free_port, get, wait_up
+
 GIVE_UP = 5.0
 HEADER_TIMEOUT_S = 10
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(port, proc, what):
-    for _ in range(200):
-        if proc.poll() is not None:
-            sys.exit(f"{what} exited at start")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /feed.rss HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                if s.recv(12).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    sys.exit(f"{what} did not come up")
 
 
 async def attacker(port, stop, opened, instant):
@@ -93,14 +72,7 @@ def one_request(port):
     """Seconds until the whole answer is in, and whether it was a 200."""
     started = time.perf_counter()
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=GIVE_UP) as s:
-            s.sendall(b"GET /feed.rss HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-                if time.perf_counter() - started > GIVE_UP:
-                    raise TimeoutError
-        ok = data.startswith(b"HTTP/1.1 200")
+        ok = get(port, "/feed.rss", timeout=GIVE_UP).startswith(b"HTTP/1.1 200")
     except OSError:
         ok = False
     elapsed = time.perf_counter() - started

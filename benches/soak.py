@@ -31,16 +31,11 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchlib import ROOT, free_port, get, wait_up
+
 IDLE = 1000
 WARMUP = 120
 SAMPLE_EVERY = 10
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post_text(n, version):
@@ -154,12 +149,7 @@ def wrk_counts(output):
 
 
 def etag_of(port, path):
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return re.search(rb"(?i)etag: ([^\r]+)", data).group(1).decode()
+    return re.search(rb"(?i)etag: ([^\r]+)", get(port, path)).group(1).decode()
 
 
 def same_tree(a, b):
@@ -212,14 +202,8 @@ def main():
     crier = subprocess.Popen([args.crier, "serve", "--config", os.path.join(run, "crier.toml")],
                              stdout=log, stderr=subprocess.STDOUT)
     try:
-        for _ in range(200):
-            try:
-                etag = etag_of(port, "/categories/blog.rss")
-                break
-            except (OSError, AttributeError):
-                time.sleep(0.1)
-        else:
-            sys.exit("crier did not come up")
+        wait_up(port, crier, "crier", "/categories/blog.rss")
+        etag = etag_of(port, "/categories/blog.rss")
         idle = Idle(port)
         idle.start()
         churn.start()

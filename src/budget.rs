@@ -114,7 +114,8 @@ type Slot<R> = Mutex<Option<Result<R, Skipped>>>;
 /// One call's items as the pool's threads and the caller share them.
 struct Batch<R> {
     /// Each item's state: 0 queued, a [`Pool::stamp`] while it runs, then [`DONE`] or, if the
-    /// watcher claimed it first, [`GIVEN_UP`] or [`GIVEN_UP_REPLACED`]. Exactly one side wins.
+    /// watcher claimed it first, [`GIVEN_UP`] or [`GIVEN_UP_REPLACED`] (then [`RETIRED`] once its
+    /// thread has left). Exactly one side wins each claim.
     started: Box<[AtomicU64]>,
     results: Box<[Slot<R>]>,
     /// Items done, and items given up on: when they add up to all, the caller is woken.
@@ -153,7 +154,8 @@ where
             batch.started[index].store(stamp, Ordering::Release);
             let result = catch_unwind(AssertUnwindSafe(|| work(item))).map_err(|panic| {
                 let message = panic.downcast_ref::<&str>().map(|s| (*s).to_owned());
-                Skipped::Panicked(message.or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default())
+                let message = message.or_else(|| panic.downcast_ref::<String>().cloned());
+                Skipped::Panicked(message.unwrap_or_else(|| "a panic without a message".to_owned()))
             });
             *batch.results[index].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
             match batch.started[index].compare_exchange(stamp, DONE, Ordering::AcqRel, Ordering::Acquire) {

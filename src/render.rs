@@ -62,8 +62,10 @@ fn shaped_html(meta: &PostMeta, text: &str) -> (String, Vec<PostWarning>) {
     };
     let (html, deep_inline) = to_html(meta.format, &source, limits.depth);
     let capped = shape::cap(&html, limits);
+    // Cutting container markers keeps every line, so offsets in `source` count lines as in `text`.
+    let line_at = |offset: usize| meta.body_line + memchr::memchr_iter(b'\n', &source.as_bytes()[..offset]).count();
     let line = |offset: usize| match meta.format {
-        BodyFormat::Html => meta.body_line + memchr::memchr_iter(b'\n', &text.as_bytes()[..offset]).count(),
+        BodyFormat::Html => line_at(offset),
         BodyFormat::Markdown => meta.body_line,
     };
     let mut warnings = Vec::new();
@@ -78,9 +80,8 @@ fn shaped_html(meta: &PostMeta, text: &str) -> (String, Vec<PostWarning>) {
         );
     }
     if let Some(offset) = deep_inline {
-        let line = meta.body_line + memchr::memchr_iter(b'\n', &source.as_bytes()[..offset]).count();
         warn(
-            line,
+            line_at(offset),
             format!(
                 "Markdown nested deeper than {} levels (emphasis, links, quotes, lists): the markup below that depth is dropped and its text kept; simplify it",
                 limits.depth

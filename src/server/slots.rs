@@ -136,6 +136,7 @@ impl Slots {
 
     /// Evicts the longest-waiting idle or incomplete connection of the address that holds the
     /// most slots, if it has one.
+    ///
     /// A connection evicted and not yet gone makes room already: nothing more is evicted until
     /// its slot is free, so one newcomer never evicts two.
     fn evict_one(&self) -> Option<usize> {
