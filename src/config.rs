@@ -76,6 +76,21 @@ pub struct RawConfig {
     pub write_timeout_ms: Option<u64>,
     pub max_header_bytes: Option<usize>,
     pub shutdown_timeout_ms: Option<u64>,
+    pub state_dir: Option<PathBuf>,
+    pub websub: Option<RawWebSub>,
+}
+
+/// The `[websub]` table as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSub {
+    pub hub: Option<bool>,
+    pub hubs: Option<Vec<String>>,
+    pub allow_callbacks: Option<Vec<String>>,
+    pub lease_seconds: Option<u64>,
+    pub min_lease_seconds: Option<u64>,
+    pub max_lease_seconds: Option<u64>,
+    pub max_subscriptions: Option<usize>,
 }
 
 /// Command-line overrides; each one, when given, wins over the file.
@@ -130,6 +145,32 @@ pub struct Config {
     pub write_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_timeout: Duration,
+    /// crier's own state across restarts (WebSub subscriptions); never inside `feeds`.
+    pub state_dir: PathBuf,
+    pub websub: WebSub,
+}
+
+/// WebSub: the built-in hub and the external hubs feeds advertise and crier pings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSub {
+    /// Run the built-in hub at `<feeds_url>hub`.
+    pub hub: bool,
+    /// External hubs, advertised after the built-in one and pinged on every change.
+    pub hubs: Vec<Url>,
+    /// Networks a callback may resolve to besides public addresses.
+    pub allow_callbacks: Vec<ipnet::IpNet>,
+    /// The lease given when a subscriber asks for none, and the bounds of any lease.
+    pub lease: Duration,
+    pub min_lease: Duration,
+    pub max_lease: Duration,
+    pub max_subscriptions: usize,
+}
+
+impl WebSub {
+    /// Whether feeds advertise a hub at all.
+    pub fn enabled(&self) -> bool {
+        self.hub || !self.hubs.is_empty()
+    }
 }
 
 /// How hard the encodings beside each document are compressed.
@@ -165,8 +206,6 @@ impl Config {
         let (posts, feeds) = folders(&raw, dir, overrides)?;
         let (base_url, feeds_url) = urls(&raw, overrides)?;
         Ok(Config {
-            posts,
-            feeds,
             base_url,
             feeds_url,
             title: raw.title.unwrap_or_else(|| "crier".to_owned()),
@@ -204,7 +243,22 @@ impl Config {
             write_timeout: millis("write_timeout_ms", raw.write_timeout_ms, 30_000, 100)?,
             max_header_bytes: at_least("max_header_bytes", raw.max_header_bytes, 16 * 1024, 8192, "a size in bytes")?,
             shutdown_timeout: millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 10_000, 0)?,
+            state_dir: state_dir(raw.state_dir.as_ref(), dir, &feeds)?,
+            websub: websub(raw.websub.unwrap_or_default())?,
+            posts,
+            feeds,
         })
+    }
+
+    /// The hubs feeds advertise, the built-in one first.
+    pub fn hub_urls(&self) -> Vec<String> {
+        let builtin = self.websub.hub.then(|| self.hub_url().to_string());
+        builtin.into_iter().chain(self.websub.hubs.iter().map(Url::to_string)).collect()
+    }
+
+    /// The public address of the built-in hub.
+    pub fn hub_url(&self) -> Url {
+        self.feeds_url.join("hub").expect("a URL ending with `/` takes a relative path")
     }
 
     /// The site-wide settings a post needs to be read.
@@ -234,6 +288,63 @@ fn folders(raw: &RawConfig, dir: &Path, overrides: &Overrides) -> Result<(PathBu
         std::path::absolute(&path).map(|p| normalize(&p)).map_err(|e| invalid(key, path.display(), e))
     };
     Ok((absolute("posts", posts)?, absolute("feeds", feeds)?))
+}
+
+/// `state_dir` (default: `crier-state` beside the feeds folder), absolute, and never inside the
+/// feeds folder, whose stale files crier removes.
+fn state_dir(raw: Option<&PathBuf>, dir: &Path, feeds: &Path) -> Result<PathBuf, ConfigError> {
+    let path = match raw {
+        Some(path) if path.is_relative() => normalize(&dir.join(path)),
+        Some(path) => path.clone(),
+        None => feeds.parent().unwrap_or(feeds).join("crier-state"),
+    };
+    let path =
+        std::path::absolute(&path).map(|p| normalize(&p)).map_err(|e| invalid("state_dir", path.display(), e))?;
+    if path.starts_with(feeds) || feeds.starts_with(&path) {
+        return Err(invalid("state_dir", path.display(), "a folder outside the feeds folder (and not containing it)"));
+    }
+    Ok(path)
+}
+
+/// The `[websub]` table.
+fn websub(raw: RawWebSub) -> Result<WebSub, ConfigError> {
+    let hubs = raw
+        .hubs
+        .unwrap_or_default()
+        .iter()
+        .map(|text| {
+            Url::parse(text)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .ok_or_else(|| invalid("websub.hubs", text, "absolute http:// or https:// URLs of hubs"))
+        })
+        .collect::<Result<Vec<Url>, ConfigError>>()?;
+    let allow_callbacks = raw
+        .allow_callbacks
+        .unwrap_or_default()
+        .iter()
+        .map(|text| {
+            let parsed = text.parse::<ipnet::IpNet>().or_else(|_| text.parse::<std::net::IpAddr>().map(Into::into));
+            parsed
+                .map_err(|_| invalid("websub.allow_callbacks", text, "networks such as \"10.0.0.0/8\" or \"::1/128\""))
+        })
+        .collect::<Result<Vec<ipnet::IpNet>, ConfigError>>()?;
+    let min = at_least("websub.min_lease_seconds", raw.min_lease_seconds, 3600, 1, "a number of seconds")?;
+    let max = at_least("websub.max_lease_seconds", raw.max_lease_seconds, 30 * 86_400, min, "a number of seconds")?;
+    let lease =
+        at_least("websub.lease_seconds", raw.lease_seconds, 864_000.clamp(min, max), min, "a number of seconds")?;
+    if lease > max {
+        return Err(invalid("websub.lease_seconds", lease, format!("at most max_lease_seconds ({max})")));
+    }
+    Ok(WebSub {
+        hub: raw.hub.unwrap_or(false),
+        hubs,
+        allow_callbacks,
+        lease: Duration::from_secs(lease),
+        min_lease: Duration::from_secs(min),
+        max_lease: Duration::from_secs(max),
+        max_subscriptions: at_least("websub.max_subscriptions", raw.max_subscriptions, 10_000, 1, "a number")?,
+    })
 }
 
 /// `base_url`, and `feeds_url` (default: `feeds/` under the base URL).

@@ -30,6 +30,11 @@ pub fn document_path(key: &FeedKey, format: Format) -> String {
     format!("{}.{}", key.stem(), format.extension())
 }
 
+/// A feed's public address in one format: its self link and its WebSub topic.
+pub fn self_url(config: &Config, key: &FeedKey, format: Format) -> String {
+    post::absolute_link(&config.feeds_url, &document_path(key, format))
+}
+
 /// The feed's title, as readers list it.
 pub fn feed_title(config: &Config, plan: &FeedPlan) -> String {
     let site = xml_safe(&config.title);
@@ -53,11 +58,13 @@ pub fn document(
         Some(name) => format!("{} ({name})", xml_safe(&config.description)),
         None => xml_safe(&config.description).into_owned(),
     };
+    let hubs = config.hub_urls();
     let doc = FeedDoc {
         title: feed_title(config, plan),
         description,
         home_url: config.base_url.as_str(),
-        self_url: post::absolute_link(&config.feeds_url, &document_path(&plan.key, format)),
+        self_url: self_url(config, &plan.key, format),
+        hubs: &hubs,
         language: &config.language,
         author: &config.author,
         updated: feed::newest_update(&items),

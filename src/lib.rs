@@ -16,6 +16,7 @@
 //! - [`source`]: the only module that reads the posts folder: walking, fingerprints, reading posts.
 //! - [`engine`]: the posts folder's state kept current change by change, and the documents that follow.
 //! - [`feeds_dir`]: documents to files with gzip and brotli beside them, atomically.
+//! - [`state`]: crier's state across restarts (WebSub subscriptions), one SQLite database.
 //! - [`served`]: the served set (bodies, encodings, validators, response policy), swapped whole.
 //! - [`http`]: a request to a response over the served set; no sockets.
 //! - [`watch`]: notify's events as crier's own hints; the only module that knows notify.
@@ -43,6 +44,7 @@ pub mod server;
 pub mod shape;
 pub mod site;
 pub mod source;
+pub mod state;
 pub mod systemd;
 pub mod text;
 pub mod watch;

@@ -58,10 +58,10 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         title: Text::plain(doc.title.clone()),
         subtitle: Some(Text::plain(doc.description.clone())),
         updated: doc.updated,
-        links: vec![
-            link(&doc.self_url, "self", Format::Atom.media_type()),
-            link(doc.home_url, "alternate", "text/html"),
-        ],
+        links: [link(&doc.self_url, "self", Format::Atom.media_type()), link(doc.home_url, "alternate", "text/html")]
+            .into_iter()
+            .chain(doc.hubs.iter().map(|hub| Link { href: hub.clone(), rel: "hub".to_owned(), ..Default::default() }))
+            .collect(),
         authors: vec![person(doc.author)],
         generator: Some(Generator { value: GENERATOR.to_owned(), uri: None, version: None }),
         lang: Some(doc.language.to_owned()),

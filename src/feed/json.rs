@@ -12,8 +12,18 @@ struct JsonFeed<'a> {
     feed_url: &'a str,
     description: &'a str,
     language: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<JsonHub<'a>>,
     authors: Vec<JsonAuthor<'a>>,
     items: Vec<JsonItem<'a>>,
+}
+
+/// A hub that pushes the feed's changes: JSON Feed 1.1 names WebSub's type `WebSub`.
+#[derive(Serialize)]
+struct JsonHub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(Serialize)]
@@ -73,6 +83,7 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         feed_url: &doc.self_url,
         description: &doc.description,
         language: doc.language,
+        hubs: doc.hubs.iter().map(|url| JsonHub { kind: "WebSub", url }).collect(),
         authors: vec![author(doc.author)],
         items,
     };

@@ -76,6 +76,8 @@ pub struct FeedDoc<'a> {
     pub home_url: &'a str,
     /// The public address of this feed in the format being written.
     pub self_url: String,
+    /// WebSub hubs that push this feed's changes (`rel="hub"`), in order.
+    pub hubs: &'a [String],
     pub language: &'a str,
     pub author: &'a Author,
     /// The newest `updated` of the items: the feed's own time.

@@ -45,12 +45,14 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         last_build_date: Some(doc.updated.to_rfc2822()),
         ttl: Some(doc.ttl_minutes.to_string()),
         atom_ext: Some(AtomExtension {
-            links: vec![Link {
+            links: std::iter::once(Link {
                 href: doc.self_url.clone(),
                 rel: "self".to_owned(),
                 mime_type: Some(Format::Rss.media_type().to_owned()),
                 ..Default::default()
-            }],
+            })
+            .chain(doc.hubs.iter().map(|hub| Link { href: hub.clone(), rel: "hub".to_owned(), ..Default::default() }))
+            .collect(),
         }),
         items,
         ..Default::default()

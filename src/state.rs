@@ -1,0 +1,267 @@
+//! crier's state across restarts, in one SQLite database at `state_dir/state.sqlite3`: the only
+//! module that touches `state_dir`, and the only one that speaks SQL. Each feature that keeps
+//! state adds its tables through a migration and typed functions here (`docs/state.md`).
+//!
+//! The database is never replaced behind the admin's back: one that a newer crier wrote, or that
+//! is not a sound SQLite database, is an error naming the file and what to do.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// The database's file name under `state_dir`.
+pub const FILE_NAME: &str = "state.sqlite3";
+
+/// Each schema version's statements, run once, in order, in one transaction each; the version
+/// a database is at is its `PRAGMA user_version`. Append, never edit.
+const MIGRATIONS: &[&str] = &[
+    // 1: WebSub subscriptions. `delivered` is the validator of the topic's bytes the subscriber
+    // last received (or had when it subscribed): a change is due when the topic's differs.
+    "CREATE TABLE subscription (
+        topic TEXT NOT NULL,
+        callback TEXT NOT NULL,
+        secret TEXT,
+        lease_expires INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        delivered TEXT NOT NULL,
+        PRIMARY KEY (topic, callback)
+    ) WITHOUT ROWID;
+    CREATE INDEX subscription_expiry ON subscription (lease_expires);",
+];
+
+/// The state store could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create state_dir {path}: {source}; set `state_dir` to a folder crier may write")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{path} is not a usable crier state database ({message}); move it away to start with no \
+         subscriptions, or restore it from a backup"
+    )]
+    Unusable { path: PathBuf, message: String },
+    #[error(
+        "{path} was written by a newer crier (schema {found}, this crier knows {known}); run that \
+         version, or move the file away to start afresh"
+    )]
+    Newer { path: PathBuf, found: i64, known: i64 },
+    #[error("state database {path}: {source}")]
+    Sql { path: PathBuf, source: rusqlite::Error },
+}
+
+/// A WebSub subscription as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub topic: String,
+    pub callback: String,
+    pub secret: Option<String>,
+    /// Unix seconds.
+    pub lease_expires: i64,
+    /// The validator of the topic's bytes this subscriber has.
+    pub delivered: String,
+}
+
+/// The open state database.
+#[derive(Debug)]
+pub struct State {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+impl State {
+    /// Opens (creating when missing) the database in `dir` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<State, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir { path: dir.to_owned(), source })?;
+        let path = dir.join(FILE_NAME);
+        let unusable = |e: rusqlite::Error| StateError::Unusable { path: path.clone(), message: e.to_string() };
+        let connection = Connection::open(&path).map_err(unusable)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(unusable)?;
+        let check: String = connection.query_row("PRAGMA quick_check", [], |row| row.get(0)).map_err(unusable)?;
+        if check != "ok" {
+            return Err(StateError::Unusable { path, message: format!("quick_check: {check}") });
+        }
+        connection.pragma_update(None, "journal_mode", "WAL").map_err(unusable)?;
+        connection.pragma_update(None, "synchronous", "NORMAL").map_err(unusable)?;
+        let state = State { path, connection: Mutex::new(connection) };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        |source| StateError::Sql { path: self.path.clone(), source }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn migrate(&self) -> Result<(), StateError> {
+        let mut connection = self.lock();
+        let known = MIGRATIONS.len() as i64;
+        let found: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(self.sql())?;
+        if found > known {
+            return Err(StateError::Newer { path: self.path.clone(), found, known });
+        }
+        for (version, statements) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            let transaction = connection.transaction().map_err(self.sql())?;
+            transaction.execute_batch(statements).map_err(self.sql())?;
+            transaction.pragma_update(None, "user_version", version as i64 + 1).map_err(self.sql())?;
+            transaction.commit().map_err(self.sql())?;
+        }
+        Ok(())
+    }
+
+    /// Adds a subscription or renews it (new lease, secret and validator).
+    pub fn subscribe(&self, s: &Subscription, now: i64) -> Result<(), StateError> {
+        self.lock()
+            .execute(
+                "INSERT INTO subscription (topic, callback, secret, lease_expires, created, delivered)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (topic, callback) DO UPDATE SET
+                   secret = excluded.secret, lease_expires = excluded.lease_expires, delivered = excluded.delivered",
+                params![s.topic, s.callback, s.secret, s.lease_expires, now, s.delivered],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Ends a subscription; whether there was one.
+    pub fn unsubscribe(&self, topic: &str, callback: &str) -> Result<bool, StateError> {
+        let n = self
+            .lock()
+            .execute("DELETE FROM subscription WHERE topic = ?1 AND callback = ?2", params![topic, callback])
+            .map_err(self.sql())?;
+        Ok(n > 0)
+    }
+
+    /// The subscription of `callback` to `topic`, if it exists.
+    pub fn subscription(&self, topic: &str, callback: &str) -> Result<Option<Subscription>, StateError> {
+        self.lock()
+            .query_row(
+                "SELECT topic, callback, secret, lease_expires, delivered FROM subscription
+                 WHERE topic = ?1 AND callback = ?2",
+                params![topic, callback],
+                subscription,
+            )
+            .optional()
+            .map_err(self.sql())
+    }
+
+    /// The subscriptions to `topic` whose lease runs past `now`.
+    pub fn subscribers(&self, topic: &str, now: i64) -> Result<Vec<Subscription>, StateError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached(
+                "SELECT topic, callback, secret, lease_expires, delivered FROM subscription
+                 WHERE topic = ?1 AND lease_expires > ?2",
+            )
+            .map_err(self.sql())?;
+        let rows = statement.query_map(params![topic, now], subscription).map_err(self.sql())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.sql())
+    }
+
+    /// The topics with at least one subscription whose lease runs past `now`.
+    pub fn topics(&self, now: i64) -> Result<Vec<String>, StateError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached("SELECT DISTINCT topic FROM subscription WHERE lease_expires > ?1")
+            .map_err(self.sql())?;
+        let rows = statement.query_map(params![now], |row| row.get(0)).map_err(self.sql())?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(self.sql())
+    }
+
+    /// Records that the subscriber has the topic's bytes with validator `delivered`.
+    pub fn delivered(&self, topic: &str, callback: &str, delivered: &str) -> Result<(), StateError> {
+        self.lock()
+            .execute(
+                "UPDATE subscription SET delivered = ?3 WHERE topic = ?1 AND callback = ?2",
+                params![topic, callback, delivered],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// Deletes the subscriptions whose lease ended at or before `now`; how many.
+    pub fn expire(&self, now: i64) -> Result<usize, StateError> {
+        self.lock().execute("DELETE FROM subscription WHERE lease_expires <= ?1", params![now]).map_err(self.sql())
+    }
+
+    /// How many subscriptions are stored.
+    pub fn subscription_count(&self) -> Result<usize, StateError> {
+        let n: i64 =
+            self.lock().query_row("SELECT count(*) FROM subscription", [], |row| row.get(0)).map_err(self.sql())?;
+        Ok(n as usize)
+    }
+}
+
+fn subscription(row: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
+    Ok(Subscription {
+        topic: row.get(0)?,
+        callback: row.get(1)?,
+        secret: row.get(2)?,
+        lease_expires: row.get(3)?,
+        delivered: row.get(4)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(topic: &str, callback: &str, lease_expires: i64) -> Subscription {
+        Subscription {
+            topic: topic.into(),
+            callback: callback.into(),
+            secret: Some("s".into()),
+            lease_expires,
+            delivered: "\"a\"".into(),
+        }
+    }
+
+    #[test]
+    fn subscriptions_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state.subscribe(&sub("t1", "http://a/", 100), 0).unwrap();
+        state.subscribe(&sub("t1", "http://b/", 50), 0).unwrap();
+        state.subscribe(&sub("t2", "http://a/", 100), 0).unwrap();
+        state.delivered("t1", "http://a/", "\"b\"").unwrap();
+        drop(state);
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(state.subscription_count().unwrap(), 3);
+        let t1 = state.subscribers("t1", 60).unwrap();
+        assert_eq!(t1.len(), 1, "the lease of b ended at 50");
+        assert_eq!(t1[0].delivered, "\"b\"");
+        assert_eq!(state.topics(60).unwrap().len(), 2);
+        assert_eq!(state.expire(60).unwrap(), 1);
+        assert!(state.unsubscribe("t2", "http://a/").unwrap());
+        assert!(!state.unsubscribe("t2", "http://a/").unwrap());
+        // Renewal replaces the lease and the secret, keeps one row.
+        state.subscribe(&Subscription { secret: None, ..sub("t1", "http://a/", 500) }, 1).unwrap();
+        let renewed = state.subscription("t1", "http://a/").unwrap().unwrap();
+        assert_eq!((renewed.lease_expires, renewed.secret), (500, None));
+        assert_eq!(state.subscription_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_trust() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), b"this is not a database, but someone's notes".repeat(100)).unwrap();
+        let error = State::open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains(FILE_NAME) && error.contains("move it away"), "{error}");
+        assert!(dir.path().join(FILE_NAME).exists(), "never replaced");
+
+        let dir = tempfile::tempdir().unwrap();
+        drop(State::open(dir.path()).unwrap());
+        let connection = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        connection.pragma_update(None, "user_version", 99).unwrap();
+        drop(connection);
+        let error = State::open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("newer crier") && error.contains("schema 99"), "{error}");
+    }
+}
