@@ -172,5 +172,10 @@ pub fn media_type(rel: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether the document at `rel` is a feed (in any format), as opposed to the OPML list or a page.
+pub fn is_feed(rel: &str) -> bool {
+    rel.rsplit_once('.').is_some_and(|(_, extension)| Format::ALL.iter().any(|f| f.extension() == extension))
+}
+
 /// The file name of the OPML list.
 pub const OPML_PATH: &str = "index.opml";

@@ -61,6 +61,9 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
     h.insert(header::LAST_MODIFIED, resource.last_modified.clone());
     h.insert(header::CACHE_CONTROL, served.policy.cache_control.clone());
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    for link in &resource.links {
+        h.append(header::LINK, link.clone());
+    }
     if !not_modified {
         h.insert(header::CONTENT_TYPE, resource.content_type.clone());
         if coding != Coding::Identity {
@@ -216,8 +219,11 @@ mod tests {
         let resources: HashMap<String, Arc<Resource>> =
             [("feed.rss".to_owned(), resource.clone()), ("tags/青岛.rss".to_owned(), resource)].into();
         // The policy of a site whose feeds are public under https://e.org/feeds/.
-        let policy =
-            Policy { cache_control: HeaderValue::from_static("public, max-age=300"), prefix: "/feeds/".into() };
+        let policy = Policy {
+            cache_control: HeaderValue::from_static("public, max-age=300"),
+            prefix: "/feeds/".into(),
+            ..Default::default()
+        };
         ServedSet { resources, ready: true, policy: Arc::new(policy) }
     }
 

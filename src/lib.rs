@@ -19,6 +19,7 @@
 //! - [`state`]: crier's state across restarts (WebSub subscriptions), one SQLite database.
 //! - [`served`]: the served set (bodies, encodings, validators, response policy), swapped whole.
 //! - [`http`]: a request to a response over the served set; no sockets.
+//! - [`websub`]: the built-in WebSub hub (subscriptions, verification, distribution) and pings.
 //! - [`watch`]: notify's events as crier's own hints; the only module that knows notify.
 //! - [`server`]: the accept loop on a given listener, with limits and graceful shutdown.
 //! - [`systemd`]: sd_notify readiness, status and watchdog; socket activation.
@@ -48,3 +49,4 @@ pub mod state;
 pub mod systemd;
 pub mod text;
 pub mod watch;
+pub mod websub;

@@ -39,6 +39,8 @@ pub struct Resource {
     /// When these bytes last changed, at one-second resolution (what `Last-Modified` says).
     pub modified: SystemTime,
     pub last_modified: HeaderValue,
+    /// `Link` header values: a feed's WebSub hubs and its self URL (WebSub §4).
+    pub links: Vec<HeaderValue>,
 }
 
 impl Resource {
@@ -66,7 +68,14 @@ impl Resource {
             modified,
             last_modified: HeaderValue::try_from(httpdate::fmt_http_date(modified))
                 .expect("an HTTP date is a valid header value"),
+            links: Vec::new(),
         }
+    }
+
+    /// The same document with the `Link` headers `policy` gives the document at `rel`.
+    pub fn linked(mut self, rel: &str, policy: &Policy) -> Resource {
+        self.links = policy.links(rel);
+        self
     }
 }
 
@@ -85,12 +94,21 @@ pub struct Policy {
     /// The path of the public feeds folder (`/feeds/`): requests under it are served too, so a
     /// reverse proxy may pass paths through unchanged.
     pub prefix: String,
+    /// The public address of the feeds folder, which self links hang off.
+    pub feeds_url: Option<url::Url>,
+    /// `Link: <hub>; rel="hub"` for each hub feeds advertise, the built-in one first.
+    pub hub_links: Vec<HeaderValue>,
 }
 
 /// Before the first publish nothing is served but `/healthz`; nothing to cache, no prefix.
 impl Default for Policy {
     fn default() -> Policy {
-        Policy { cache_control: HeaderValue::from_static("no-store"), prefix: "/".to_owned() }
+        Policy {
+            cache_control: HeaderValue::from_static("no-store"),
+            prefix: "/".to_owned(),
+            feeds_url: None,
+            hub_links: Vec::new(),
+        }
     }
 }
 
@@ -100,8 +118,27 @@ impl Policy {
             cache_control: HeaderValue::try_from(format!("public, max-age={}", config.cache_max_age.as_secs()))
                 .expect("digits are a valid header value"),
             prefix: config.feeds_url.path().to_owned(),
+            feeds_url: Some(config.feeds_url.clone()),
+            hub_links: config.hub_urls().iter().map(|hub| link_value(hub, "hub")).collect(),
         }
     }
+
+    /// The `Link` header values of the document at `rel`: for a feed when hubs are advertised,
+    /// each hub then the feed's self URL (its WebSub topic); nothing for other documents.
+    pub fn links(&self, rel: &str) -> Vec<HeaderValue> {
+        match &self.feeds_url {
+            Some(feeds_url) if documents::is_feed(rel) && !self.hub_links.is_empty() => {
+                let topic = crate::post::absolute_link(feeds_url, rel);
+                self.hub_links.iter().cloned().chain([link_value(&topic, "self")]).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One `Link` header value; `url` is ASCII (the url crate percent-encodes the rest).
+fn link_value(url: &str, rel: &str) -> HeaderValue {
+    HeaderValue::try_from(format!("<{url}>; rel=\"{rel}\"")).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// Everything served at one moment.

@@ -22,12 +22,14 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use publisher::{Clock, Publisher, PublisherHandle, SystemClock};
+pub use publisher::{Clock, OnPublished, Publisher, PublisherHandle, SystemClock};
 
 use crate::config::{Config, ConfigError};
 use crate::served::Shared;
 use crate::server::{self, Limits};
+use crate::state::State;
 use crate::systemd::{self, Heartbeat};
+use crate::websub::Hub;
 
 /// Why `crier serve` could not run or stopped with a failure.
 #[derive(Debug, thiserror::Error)]
@@ -76,15 +78,24 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new());
     let heartbeat = Heartbeat::new();
-    let publisher = Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), heartbeat.clone());
+    let hub = start_hub(&config, &shared)?;
+    let on_published = hub.clone().map(|hub| -> OnPublished { Arc::new(move |changed| hub.published(changed)) });
+    let publisher =
+        Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), heartbeat.clone(), on_published);
     let watchdog = systemd::watchdog_interval().map(|interval| {
         tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
         let shared = shared.clone();
         tokio::spawn(async move { systemd::feed_watchdog(interval, heartbeat, shared.wait_ready()).await })
     });
     let handle = publisher.handle();
+    let reloader_hub = hub.clone();
+    let running_hub = config.websub.hub;
     let reloader = tokio::spawn(async move {
         while let Some(config) = reloads.recv().await {
+            let config = keep_hub(config, reloader_hub.is_some(), running_hub);
+            if let Some(hub) = &reloader_hub {
+                hub.reload(config.clone());
+            }
             handle.reload(config);
         }
     });
@@ -92,7 +103,8 @@ pub async fn serve(
         shutdown.await;
         systemd::stopping();
     };
-    server::serve(listener, shared, Limits::from_config(&config), shutdown).await;
+    let answerer = server::Answerer { shared, hub };
+    server::serve(listener, answerer, Limits::from_config(&config), shutdown).await;
     reloader.abort();
     if let Some(watchdog) = watchdog {
         watchdog.abort();
@@ -100,4 +112,33 @@ pub async fn serve(
     // The publisher is owned here alone, so it is always stopped and joined: never cut off
     // mid-write at exit.
     tokio::task::spawn_blocking(move || publisher.stop()).await?
+}
+
+/// The WebSub side when the configuration asks for it: the state store opened, the hub started.
+fn start_hub(config: &Arc<Config>, shared: &Arc<Shared>) -> anyhow::Result<Option<Arc<Hub>>> {
+    if !config.websub.enabled() {
+        return Ok(None);
+    }
+    let state = Arc::new(State::open(&config.state_dir)?);
+    tracing::info!("websub: state in {}", state.path().display());
+    if config.websub.hub {
+        tracing::info!("websub: the built-in hub answers at {}", config.hub_url());
+    }
+    Ok(Some(Hub::start(config.clone(), state, shared.clone())))
+}
+
+/// A reloaded configuration with WebSub as it was at start: the hub, and the links that advertise
+/// hubs, are switched on or off by a restart (`started`: WebSub runs; `running`: the built-in hub).
+fn keep_hub(config: Arc<Config>, started: bool, running: bool) -> Arc<Config> {
+    let mut kept = (*config).clone();
+    if !started && config.websub.enabled() {
+        tracing::warn!("reload: [websub] was turned on; it takes effect at the next restart");
+        kept.websub.hubs.clear();
+    } else if config.websub.hub != running {
+        tracing::warn!("reload: `websub.hub` changed to {}; it takes effect at the next restart", config.websub.hub);
+    } else {
+        return config;
+    }
+    kept.websub.hub = running;
+    Arc::new(kept)
 }

@@ -14,7 +14,7 @@ use crate::daemon::posts_root::PostsRoot;
 use crate::daemon::status::Status;
 use crate::daemon::unwritten::Unwritten;
 use crate::engine::{Change, DocumentSink, Engine};
-use crate::feeds_dir::{FeedsDir, Put};
+use crate::feeds_dir::{FeedsDir, Outcome, Put};
 use crate::served::{Policy, Resource, ServedSet, Shared};
 use crate::source::PathKind;
 use crate::systemd::{self, Heartbeat};
@@ -39,6 +39,10 @@ impl Clock for SystemClock {
     }
 }
 
+/// Told, after each step once its documents are served, the paths of those whose bytes changed
+/// (the WebSub hub's cue).
+pub type OnPublished = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
 /// A running publisher thread. [`Publisher::stop`] ends it and waits for it.
 pub struct Publisher {
     sender: Sender<Message>,
@@ -61,21 +65,23 @@ impl Publisher {
     /// Starts the publisher thread: it publishes everything once (then `shared` is ready), and
     /// keeps the served set and the feeds folder current until stopped.
     pub fn start(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>) -> Publisher {
-        Publisher::start_with(config, shared, clock, Heartbeat::new())
+        Publisher::start_with(config, shared, clock, Heartbeat::new(), None)
     }
 
-    /// Like [`Publisher::start`]; the publisher beats `heartbeat` at least once a second.
+    /// Like [`Publisher::start`]; the publisher beats `heartbeat` at least once a second and tells
+    /// `on_published` what each step changed.
     pub fn start_with(
         config: Arc<Config>,
         shared: Arc<Shared>,
         clock: Arc<dyn Clock>,
         heartbeat: Arc<Heartbeat>,
+        on_published: Option<OnPublished>,
     ) -> Publisher {
         let (sender, receiver) = mpsc::channel();
         let events = sender.clone();
         let thread = std::thread::Builder::new()
             .name("crier-publisher".into())
-            .spawn(move || Worker::new(config, shared, clock, heartbeat).run(&receiver, &events))
+            .spawn(move || Worker::new(config, shared, clock, heartbeat, on_published).run(&receiver, &events))
             .expect("a thread can be started");
         Publisher { sender, thread: Some(thread) }
     }
@@ -137,6 +143,7 @@ struct Worker {
     root: PostsRoot,
     heartbeat: Arc<Heartbeat>,
     status: Status,
+    on_published: Option<OnPublished>,
 }
 
 /// An engine whose every post read or rendered counts as the publisher making progress: a long
@@ -149,7 +156,13 @@ fn engine(config: Arc<Config>, heartbeat: &Arc<Heartbeat>) -> Engine {
 }
 
 impl Worker {
-    fn new(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>, heartbeat: Arc<Heartbeat>) -> Worker {
+    fn new(
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+        clock: Arc<dyn Clock>,
+        heartbeat: Arc<Heartbeat>,
+        on_published: Option<OnPublished>,
+    ) -> Worker {
         Worker {
             feeds: FeedsDir::new(&config),
             engine: engine(config, &heartbeat),
@@ -159,6 +172,7 @@ impl Worker {
             root: PostsRoot::default(),
             heartbeat,
             status: Status::default(),
+            on_published,
         }
     }
 
@@ -273,7 +287,7 @@ impl Worker {
         if full {
             removed.extend(self.stale(&current, &made));
         }
-        let (next, regenerated) = self.next_set(&current, made, &removed);
+        let (next, regenerated, changed) = self.next_set(&current, made, &removed);
         drop(current);
         self.status.changed(what, change.posts_read, regenerated + removed.len());
         let first = !self.shared.load().ready;
@@ -282,6 +296,9 @@ impl Worker {
             systemd::ready(&self.status_line());
         }
         self.shared.store(next);
+        if let Some(on_published) = &self.on_published {
+            on_published(changed);
+        }
         if !first {
             systemd::status(&self.status_line());
         }
@@ -321,24 +338,35 @@ impl Worker {
     }
 
     /// The served set after a step: `current` with the documents made and without those removed.
-    /// Returns it with the number of documents the step made.
-    fn next_set(&mut self, current: &ServedSet, made: Vec<Made>, removed: &[String]) -> (ServedSet, usize) {
+    /// Returns it with the number of documents the step made and the paths of those whose bytes
+    /// changed: since the last step, or, for a document not served yet, since the files on disk.
+    fn next_set(
+        &mut self,
+        current: &ServedSet,
+        made: Vec<Made>,
+        removed: &[String],
+    ) -> (ServedSet, usize, Vec<String>) {
         let mut next = current.clone();
         next.policy = Arc::new(Policy::new(self.engine.config()));
         next.ready = true;
         let wall = SystemTime::now();
         let regenerated = made.len();
+        let mut changed = Vec::new();
         for Made { rel, put } in made {
-            let Put { mut encoded, error, .. } = put;
+            let Put { mut encoded, error, outcome } = put;
             if let Some(previous) = next.resources.get(&rel) {
                 if previous.identity.body == encoded.identity {
                     continue;
                 }
                 // Last-Modified never moves backwards, even if the clock does.
                 encoded.modified = encoded.modified.max(previous.modified);
+                changed.push(rel.clone());
+            } else if outcome == Outcome::Written {
+                changed.push(rel.clone());
             }
             self.unwritten.record(&rel, &encoded, error);
-            next.resources.insert(rel.clone(), Arc::new(Resource::new(&rel, &encoded, wall)));
+            let resource = Resource::new(&rel, &encoded, wall).linked(&rel, &next.policy);
+            next.resources.insert(rel.clone(), Arc::new(resource));
         }
         for rel in removed {
             next.resources.remove(rel);
@@ -347,6 +375,6 @@ impl Worker {
                 tracing::error!("{error:#}");
             }
         }
-        (next, regenerated)
+        (next, regenerated, changed)
     }
 }

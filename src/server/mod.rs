@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 
 use crate::http::{Body, respond};
 use crate::served::Shared;
+use crate::websub::Hub;
 use slots::{Slot, Slots};
 
 /// How long a request that arrives before the first publish waits for it.
@@ -55,16 +56,32 @@ impl Limits {
     }
 }
 
-/// Answers one request from the served set of the moment; `last` asks the client to close.
+/// What answers requests: the served set of the moment and, when it runs, the WebSub hub.
+#[derive(Debug, Clone)]
+pub struct Answerer {
+    pub shared: Arc<Shared>,
+    pub hub: Option<Arc<Hub>>,
+}
+
+/// Answers one request from the served set of the moment (or the hub, at its URL); `last` asks
+/// the client to close.
 async fn answer(
-    shared: Arc<Shared>,
+    answerer: Answerer,
     request: hyper::Request<Incoming>,
     last: bool,
 ) -> Result<Response<Body>, Infallible> {
+    let Answerer { shared, hub } = answerer;
     // A request that arrives before the first publish (socket activation starts crier for it)
-    // waits for it rather than getting a 404; `/healthz` answers at once.
+    // (a feed or the hub) waits for it rather than getting a 404 or a denial; `/healthz` answers at once.
     if !shared.load().ready && request.uri().path() != "/healthz" {
         let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
+    }
+    if let Some(hub) = hub.filter(|hub| hub.answers(request.uri().path())) {
+        let mut response = hub.answer(request).await;
+        if last {
+            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        return Ok(response);
     }
     let served = shared.load();
     let mut response = respond(&served, request.method(), request.uri().path(), request.headers());
@@ -77,7 +94,7 @@ async fn answer(
 /// The service of one connection: answers its requests, telling its slot when each is in
 /// progress; the `max`th asks the client to close.
 fn service(
-    shared: Arc<Shared>,
+    answerer: Answerer,
     slot: Arc<Slot>,
     max: usize,
 ) -> impl hyper::service::Service<
@@ -88,11 +105,11 @@ fn service(
 > {
     let requests = AtomicUsize::new(0);
     service_fn(move |request| {
-        let (shared, slot) = (shared.clone(), slot.clone());
+        let (answerer, slot) = (answerer.clone(), slot.clone());
         let last = requests.fetch_add(1, Ordering::Relaxed) + 1 >= max;
         async move {
             slot.answering();
-            let response = answer(shared, request, last).await;
+            let response = answer(answerer, request, last).await;
             slot.answered();
             response
         }
@@ -101,7 +118,7 @@ fn service(
 
 /// Serves until `shutdown` completes, then waits (at most `shutdown_timeout`) for in-flight
 /// connections to finish their responses.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, shutdown: impl Future<Output = ()>) {
+pub async fn serve(listener: TcpListener, answerer: Answerer, limits: Limits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     // A client still reading its answer after a header timeout's worth of time may give up its
     // slot when the table is full (the write timeout alone only ends a reader that stops).
@@ -136,7 +153,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, limits: Limits, s
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));
         let stream = slot.track(Box::pin(stream));
-        let service = service(shared.clone(), slot.clone(), limits.max_requests_per_connection);
+        let service = service(answerer.clone(), slot.clone(), limits.max_requests_per_connection);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             tokio::select! {
