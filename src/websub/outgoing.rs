@@ -18,9 +18,10 @@ use super::{CONNECT_TIMEOUT, TOTAL_TIMEOUT};
 const MAX_ANSWER: usize = 1024;
 
 /// How long to wait before each retry of a failed delivery or ping; one try more than retries.
-pub const RETRY_DELAYS: [Duration; 7] = [
-    Duration::from_secs(2),
-    Duration::from_secs(10),
+pub const RETRY_DELAYS: [Duration; 8] = [
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+    Duration::from_secs(15),
     Duration::from_secs(60),
     Duration::from_secs(300),
     Duration::from_secs(1800),

@@ -238,14 +238,23 @@ impl Response {
 
 /// One request on a new connection (`Connection: close`), read to the end.
 pub fn request(address: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    send(address, method, path, headers, b"")
+}
+
+/// One request with a body (its `Content-Length` added when not empty), read to the end.
+pub fn send(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("connect {address}: {e}"));
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
     Response::parse(&raw)
