@@ -81,6 +81,8 @@ struct Script {
     deliveries: VecDeque<u16>,
     /// crier's address, to fetch what it serves when a delivery arrives.
     crier: Option<String>,
+    /// How long each delivery takes to answer.
+    slow: Duration,
 }
 
 /// A callback server on 127.0.0.1 that records every request and answers as scripted.
@@ -123,10 +125,11 @@ impl Subscriber {
                 (None, None) => (200, Vec::new()),
             }
         } else {
-            let (status, crier) = {
+            let (status, crier, slow) = {
                 let mut script = self.script.lock().unwrap();
-                (script.deliveries.pop_front().unwrap_or(200), script.crier.clone())
+                (script.deliveries.pop_front().unwrap_or(200), script.crier.clone(), script.slow)
             };
+            std::thread::sleep(slow);
             if let (Some(crier), Some(topic)) = (crier, self_link(&hit)) {
                 hit.served_then = common::get(&crier, topic.strip_prefix("https://news.example.com").unwrap()).body;
             }
@@ -311,6 +314,29 @@ fn subscribe_verify_and_receive_signed_changes_of_that_topic_only() {
     assert!(delivery.header("x-hub-signature").is_empty(), "no secret, no signature");
     assert_eq!(delivery.header("content-type"), ["application/atom+xml; charset=utf-8"]);
     daemon.wait_for("the second site delivery", || subscriber.deliveries(&site).len() == 2);
+}
+
+#[test]
+fn changes_during_a_slow_delivery_end_in_the_newest_bytes_once() {
+    let (_dir, daemon) = start("");
+    let (slow, quick) = (Subscriber::start(&daemon), Subscriber::start(&daemon));
+    let topic = format!("{SITE}feed.json");
+    subscribe(&daemon, &topic, &slow.callback("/slow"), &[]);
+    subscribe(&daemon, &topic, &quick.callback("/quick"), &[]);
+    slow.script.lock().unwrap().slow = Duration::from_millis(1500);
+    let started = Instant::now();
+    for (i, title) in ["第一", "第二", "第三"].iter().enumerate() {
+        publish(&daemon, &format!("burst-{i}.md"), title);
+    }
+    daemon.wait_for("the quick subscriber has the newest", || {
+        quick.hits("POST").last().is_some_and(|h| String::from_utf8_lossy(&h.body).contains("第三"))
+    });
+    assert!(started.elapsed() < Duration::from_millis(1500), "the slow callback delayed the quick one");
+    daemon.wait_for("the slow subscriber has the newest", || {
+        slow.hits("POST").last().is_some_and(|h| String::from_utf8_lossy(&h.body).contains("第三"))
+    });
+    assert!(!happens_within(Duration::from_secs(2), || slow.hits("POST").len() > 2), "{}", slow.hits("POST").len());
+    assert!(slow.hits("POST").len() <= 2, "the first change, then the newest bytes");
 }
 
 #[test]

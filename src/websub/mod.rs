@@ -19,7 +19,7 @@ pub mod guard;
 pub mod outgoing;
 pub mod request;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -45,6 +45,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest subscription request body read.
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// How long a subscription request's body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Verifications waiting or running at once; more requests are asked to come back later.
 const MAX_PENDING_VERIFICATIONS: usize = 256;
 /// Outgoing requests in progress at once, across all subscribers.
@@ -60,8 +62,9 @@ pub struct Hub {
     guard: Guard,
     callbacks: reqwest::Client,
     hubs: reqwest::Client,
-    /// Subscriptions (topic, callback) with a delivery task running.
-    delivering: Mutex<HashSet<(String, String)>>,
+    /// Subscriptions (topic, callback) with a delivery task running, each with whether a change
+    /// came while it ran (so the task looks again before it ends).
+    delivering: Mutex<HashMap<(String, String), bool>>,
     verifications: AtomicUsize,
     outgoing: tokio::sync::Semaphore,
     changes: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
@@ -139,9 +142,13 @@ impl Hub {
         if !form {
             return bad_request("the body must be application/x-www-form-urlencoded".into());
         }
-        let body = match Limited::new(request.into_body(), MAX_REQUEST_BYTES).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(_) => {
+        // A body sent slowly holds a connection that eviction may not take (a request in
+        // progress), so it gets a deadline of its own.
+        let collect = Limited::new(request.into_body(), MAX_REQUEST_BYTES).collect();
+        let body = match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+            Ok(Ok(body)) => body.to_bytes(),
+            Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the request body took too long\n".into()),
+            Ok(Err(_)) => {
                 return text(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("a request to the hub is at most {MAX_REQUEST_BYTES} bytes\n"),
@@ -152,14 +159,17 @@ impl Hub {
             Ok(request) => request,
             Err(reason) => return bad_request(reason),
         };
-        if let Err(reason) = self.guard.check_url(&request.callback).await {
-            return bad_request(format!("hub.callback refused: {reason}"));
-        }
         if self.verifications.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_VERIFICATIONS {
             self.verifications.fetch_sub(1, Ordering::SeqCst);
             let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "too many verifications in progress\n".into());
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             return response;
+        }
+        // The name is resolved here, counted among the verifications, so that requests naming
+        // slow hosts cannot pile up lookups.
+        if let Err(reason) = self.guard.check_url(&request.callback).await {
+            self.verifications.fetch_sub(1, Ordering::SeqCst);
+            return bad_request(format!("hub.callback refused: {reason}"));
         }
         tokio::spawn(self.clone().verify(request));
         text(StatusCode::ACCEPTED, "accepted; the hub will verify the callback's intent\n".into())
@@ -315,8 +325,13 @@ impl Hub {
         };
         for subscription in subscribers.into_iter().filter(|s| s.delivered != current) {
             let key = (subscription.topic.clone(), subscription.callback.clone());
-            if self.delivering.lock().expect("no code panics while holding this lock").insert(key.clone()) {
-                tokio::spawn(self.clone().deliver(key, rel.to_owned()));
+            let mut running = self.delivering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match running.get_mut(&key) {
+                Some(again) => *again = true,
+                None => {
+                    running.insert(key.clone(), false);
+                    tokio::spawn(self.clone().deliver(key, rel.to_owned()));
+                }
             }
         }
     }
@@ -324,15 +339,21 @@ impl Hub {
     /// Brings one subscriber up to date with its topic, retrying failures with growing delays;
     /// when the topic changes meanwhile, the newest bytes are what is sent.
     async fn deliver(self: Arc<Self>, key: (String, String), rel: String) {
-        let _running = Running { hub: &self, key: key.clone() };
+        let mut running = Running { hub: &self, key: key.clone(), ended: false };
         let (topic, callback) = &key;
         let mut failures = 0;
         loop {
             let Ok(Some(subscription)) = self.state.subscription(topic, callback) else { return };
             let Some(resource) = self.resource(&rel) else { return };
             let current = etag(&resource);
-            if subscription.delivered == current || subscription.lease_expires <= unix_now() {
+            if subscription.lease_expires <= unix_now() {
                 return;
+            }
+            if subscription.delivered == current {
+                if running.end() {
+                    return;
+                }
+                continue;
             }
             let sent = {
                 let _permit = self.outgoing.acquire().await;
@@ -407,11 +428,33 @@ impl Hub {
 struct Running<'a> {
     hub: &'a Hub,
     key: (String, String),
+    ended: bool,
+}
+
+impl Running<'_> {
+    /// Gives up the claim, unless a change came since the task last looked: then it must look
+    /// again (says false), since the distributor left that change to it.
+    fn end(&mut self) -> bool {
+        let mut running = self.hub.delivering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match running.get_mut(&self.key) {
+            Some(again) if *again => {
+                *again = false;
+                false
+            }
+            _ => {
+                running.remove(&self.key);
+                self.ended = true;
+                true
+            }
+        }
+    }
 }
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.hub.delivering.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
+        if !self.ended {
+            self.hub.delivering.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
+        }
     }
 }
 
