@@ -205,7 +205,7 @@ impl Config {
     pub fn from_raw(raw: RawConfig, dir: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let (posts, feeds) = folders(&raw, dir, overrides)?;
         let (base_url, feeds_url) = urls(&raw, overrides)?;
-        Ok(Config {
+        Config {
             base_url,
             feeds_url,
             title: raw.title.unwrap_or_else(|| "crier".to_owned()),
@@ -247,7 +247,21 @@ impl Config {
             websub: websub(raw.websub.unwrap_or_default())?,
             posts,
             feeds,
-        })
+        }
+        .checked()
+    }
+
+    /// Checks across keys: the built-in hub is not also listed among the external ones.
+    fn checked(self) -> Result<Config, ConfigError> {
+        if self.websub.hub && self.websub.hubs.contains(&self.hub_url()) {
+            let hub = self.hub_url().to_string();
+            return Err(invalid(
+                "websub.hubs",
+                hub,
+                "external hubs only; the built-in hub (hub = true) is advertised already",
+            ));
+        }
+        Ok(self)
     }
 
     /// The hubs feeds advertise, the built-in one first.
@@ -306,6 +320,9 @@ fn state_dir(raw: Option<&PathBuf>, dir: &Path, feeds: &Path) -> Result<PathBuf,
     Ok(path)
 }
 
+/// The longest lease crier gives: a year.
+const MAX_LEASE: u64 = 365 * 86_400;
+
 /// The `[websub]` table.
 fn websub(raw: RawWebSub) -> Result<WebSub, ConfigError> {
     let hubs = raw
@@ -331,6 +348,9 @@ fn websub(raw: RawWebSub) -> Result<WebSub, ConfigError> {
         .collect::<Result<Vec<ipnet::IpNet>, ConfigError>>()?;
     let min = at_least("websub.min_lease_seconds", raw.min_lease_seconds, 3600, 1, "a number of seconds")?;
     let max = at_least("websub.max_lease_seconds", raw.max_lease_seconds, 30 * 86_400, min, "a number of seconds")?;
+    if max > MAX_LEASE {
+        return Err(invalid("websub.max_lease_seconds", max, format!("at most {MAX_LEASE} (a year)")));
+    }
     let lease =
         at_least("websub.lease_seconds", raw.lease_seconds, 864_000.clamp(min, max), min, "a number of seconds")?;
     if lease > max {
@@ -498,6 +518,18 @@ mod tests {
     }
 
     #[test]
+    fn websub_and_state_dir() {
+        let config =
+            load("feeds = \"/srv/site/feeds\"\n[websub]\nhub = true\nallow_callbacks = [\"127.0.0.1\", \"fd00::/8\"]")
+                .unwrap();
+        assert_eq!(config.state_dir, Path::new("/srv/site/crier-state"), "beside the feeds folder");
+        assert_eq!(config.websub.allow_callbacks.len(), 2);
+        assert_eq!(config.hub_urls(), ["http://127.0.0.1:8080/feeds/hub"]);
+        assert_eq!(config.websub.lease, Duration::from_secs(864_000));
+        assert!(!load("").unwrap().websub.enabled(), "off unless asked for");
+    }
+
+    #[test]
     fn overrides_win() {
         let raw: RawConfig = toml::from_str("posts = \"a\"\nbase_url = \"https://a.org/\"").unwrap();
         let overrides =
@@ -518,6 +550,12 @@ mod tests {
             ("listen = \"localhost\"", "listen"),
             ("max_header_bytes = 100", "max_header_bytes"),
             ("max_terms = 0", "max_terms"),
+            ("[websub]\nmax_lease_seconds = 99999999999", "websub.max_lease_seconds"),
+            ("[websub]\nlease_seconds = 60", "websub.lease_seconds"),
+            ("[websub]\nallow_callbacks = [\"10.0.0.0/33\"]", "websub.allow_callbacks"),
+            ("[websub]\nhubs = [\"/relative\"]", "websub.hubs"),
+            ("[websub]\nhub = true\nhubs = [\"http://127.0.0.1:8080/feeds/hub\"]", "websub.hubs"),
+            ("state_dir = \"/tmp/feeds/state\"\nfeeds = \"/tmp/feeds\"", "state_dir"),
         ] {
             let error = load(text).unwrap_err().to_string();
             assert!(error.contains(key), "{text} -> {error}");

@@ -116,18 +116,34 @@ impl State {
         Ok(())
     }
 
-    /// Adds a subscription or renews it (new lease, secret and validator).
-    pub fn subscribe(&self, s: &Subscription, now: i64) -> Result<(), StateError> {
-        self.lock()
+    /// Adds a subscription, unless `max` exist already, or renews it (new lease and secret; what
+    /// the subscriber was delivered stays, so a delivery still owed is not forgotten). Says
+    /// whether the subscription exists now.
+    pub fn subscribe(&self, s: &Subscription, now: i64, max: usize) -> Result<bool, StateError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(self.sql())?;
+        let renewed = transaction
             .execute(
-                "INSERT INTO subscription (topic, callback, secret, lease_expires, created, delivered)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (topic, callback) DO UPDATE SET
-                   secret = excluded.secret, lease_expires = excluded.lease_expires, delivered = excluded.delivered",
-                params![s.topic, s.callback, s.secret, s.lease_expires, now, s.delivered],
+                "UPDATE subscription SET secret = ?3, lease_expires = ?4 WHERE topic = ?1 AND callback = ?2",
+                params![s.topic, s.callback, s.secret, s.lease_expires],
             )
             .map_err(self.sql())?;
-        Ok(())
+        if renewed == 0 {
+            let count: i64 =
+                transaction.query_row("SELECT count(*) FROM subscription", [], |row| row.get(0)).map_err(self.sql())?;
+            if count as usize >= max {
+                return Ok(false);
+            }
+            transaction
+                .execute(
+                    "INSERT INTO subscription (topic, callback, secret, lease_expires, created, delivered)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![s.topic, s.callback, s.secret, s.lease_expires, now, s.delivered],
+                )
+                .map_err(self.sql())?;
+        }
+        transaction.commit().map_err(self.sql())?;
+        Ok(true)
     }
 
     /// Ends a subscription; whether there was one.
@@ -227,9 +243,9 @@ mod tests {
     fn subscriptions_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(dir.path()).unwrap();
-        state.subscribe(&sub("t1", "http://a/", 100), 0).unwrap();
-        state.subscribe(&sub("t1", "http://b/", 50), 0).unwrap();
-        state.subscribe(&sub("t2", "http://a/", 100), 0).unwrap();
+        state.subscribe(&sub("t1", "http://a/", 100), 0, 10).unwrap();
+        state.subscribe(&sub("t1", "http://b/", 50), 0, 10).unwrap();
+        state.subscribe(&sub("t2", "http://a/", 100), 0, 10).unwrap();
         state.delivered("t1", "http://a/", "\"b\"").unwrap();
         drop(state);
         let state = State::open(dir.path()).unwrap();
@@ -241,10 +257,13 @@ mod tests {
         assert_eq!(state.expire(60).unwrap(), 1);
         assert!(state.unsubscribe("t2", "http://a/").unwrap());
         assert!(!state.unsubscribe("t2", "http://a/").unwrap());
-        // Renewal replaces the lease and the secret, keeps one row.
-        state.subscribe(&Subscription { secret: None, ..sub("t1", "http://a/", 500) }, 1).unwrap();
+        // Renewal replaces the lease and the secret, keeps one row and what was delivered.
+        let renewal = Subscription { secret: None, delivered: "\"new\"".into(), ..sub("t1", "http://a/", 500) };
+        assert!(state.subscribe(&renewal, 1, 1).unwrap(), "a renewal passes even at the limit");
         let renewed = state.subscription("t1", "http://a/").unwrap().unwrap();
-        assert_eq!((renewed.lease_expires, renewed.secret), (500, None));
+        assert_eq!((renewed.lease_expires, renewed.secret, renewed.delivered.as_str()), (500, None, "\"b\""));
+        assert_eq!(state.subscription_count().unwrap(), 1);
+        assert!(!state.subscribe(&sub("t3", "http://c/", 100), 0, 1).unwrap(), "a new one does not");
         assert_eq!(state.subscription_count().unwrap(), 1);
     }
 

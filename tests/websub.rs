@@ -8,6 +8,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -117,6 +118,15 @@ impl Subscriber {
 
     fn answer(&self, mut stream: TcpStream) {
         let Some(mut hit) = read_request(&mut stream) else { return };
+        if let Some(query) = hit.target.strip_prefix("/redirect?") {
+            // Where a client that follows redirects would find the challenge echoed.
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nLocation: /echo?{query}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            self.hits.lock().unwrap().push(hit);
+            let _ = stream.write_all(head.as_bytes());
+            return;
+        }
         let (status, body) = if hit.method == "GET" {
             let script = self.script.lock().unwrap();
             match (script.refuse_with, hit.query("hub.challenge")) {
@@ -323,15 +333,14 @@ fn changes_during_a_slow_delivery_end_in_the_newest_bytes_once() {
     let topic = format!("{SITE}feed.json");
     subscribe(&daemon, &topic, &slow.callback("/slow"), &[]);
     subscribe(&daemon, &topic, &quick.callback("/quick"), &[]);
-    slow.script.lock().unwrap().slow = Duration::from_millis(1500);
-    let started = Instant::now();
+    slow.script.lock().unwrap().slow = Duration::from_secs(3);
     for (i, title) in ["第一", "第二", "第三"].iter().enumerate() {
         publish(&daemon, &format!("burst-{i}.md"), title);
     }
     daemon.wait_for("the quick subscriber has the newest", || {
         quick.hits("POST").last().is_some_and(|h| String::from_utf8_lossy(&h.body).contains("第三"))
     });
-    assert!(started.elapsed() < Duration::from_millis(1500), "the slow callback delayed the quick one");
+    assert!(slow.hits("POST").is_empty(), "the quick subscriber waited for the slow one's first answer");
     daemon.wait_for("the slow subscriber has the newest", || {
         slow.hits("POST").last().is_some_and(|h| String::from_utf8_lossy(&h.body).contains("第三"))
     });
@@ -451,7 +460,7 @@ fn failed_deliveries_are_retried_and_410_ends_the_subscription() {
     subscriber.script.lock().unwrap().deliveries = VecDeque::from([410]);
     publish(&daemon, "gone.md", "订阅结束");
     daemon.wait_for("the 410", || subscriber.hits("POST").len() == 4);
-    daemon.wait_for("the subscription ended", || daemon.log_lines("answered 410 Gone") > 0);
+    daemon.wait_for("the subscription ended", || daemon.log_lines("(410 Gone): its subscription") > 0);
     publish(&daemon, "after.md", "之后");
     assert!(!happens_within(Duration::from_secs(2), || subscriber.hits("POST").len() > 4));
 }
@@ -463,22 +472,103 @@ fn unsubscribe_and_lease_expiry_stop_deliveries() {
     let (rss, atom) = (format!("{SITE}feed.rss"), format!("{SITE}feed.atom"));
     subscribe(&daemon, &rss, &subscriber.callback("/a"), &[]);
     subscribe(&daemon, &atom, &subscriber.callback("/b"), &[("hub.lease_seconds", "1")]);
+    subscribe(&daemon, &atom, &subscriber.callback("/control"), &[]);
     let response = hub_request(
         &daemon,
         &[("hub.mode", "unsubscribe"), ("hub.topic", &rss), ("hub.callback", &subscriber.callback("/a"))],
     );
     assert_eq!(response.status, 202);
-    daemon.wait_for("the unsubscription", || daemon.log_lines("websub: unsubscribed") > 0);
+    daemon.wait_for("the unsubscription", || daemon.log_lines("websub: unsubscribed:") > 0);
     let verification =
         subscriber.hits("GET").into_iter().find(|h| h.query("hub.mode").as_deref() == Some("unsubscribe")).unwrap();
     assert!(verification.query("hub.challenge").is_some());
+    assert_eq!(verification.query("hub.lease_seconds"), None);
     std::thread::sleep(Duration::from_millis(1500)); // the one-second lease runs out
     publish(&daemon, "new.md", "没人订阅");
-    assert!(
-        !happens_within(Duration::from_secs(2), || !subscriber.hits("POST").is_empty()),
-        "{:?}",
-        subscriber.hits("POST")
+    daemon.wait_for("the control delivery", || subscriber.hits("POST").iter().any(|h| h.target == "/control"));
+    let others = || subscriber.hits("POST").into_iter().filter(|h| h.target != "/control").count();
+    assert!(!happens_within(Duration::from_secs(1), || others() > 0), "{:?}", subscriber.hits("POST"));
+}
+
+#[test]
+fn renewal_keeps_the_delivery_owed_and_the_limit_holds() {
+    let (_dir, daemon) = start(&websub_table("max_subscriptions = 1"));
+    let subscriber = Subscriber::start(&daemon);
+    let (topic, callback) = (format!("{SITE}feed.rss"), subscriber.callback("/cb"));
+    subscribe(&daemon, &topic, &callback, &[]);
+    subscriber.script.lock().unwrap().deliveries = VecDeque::from([500, 500]);
+    publish(&daemon, "new.md", "续订");
+    daemon.wait_for("the first, failed, try", || subscriber.hits("POST").len() == 1);
+    subscribe(&daemon, &topic, &callback, &[("hub.lease_seconds", "7200")]); // a renewal, at the limit
+    daemon.wait_for("the change delivered after the retries (500, 500, 200)", || subscriber.hits("POST").len() == 3);
+
+    let other = subscriber.callback("/other");
+    assert_eq!(
+        hub_request(&daemon, &[("hub.mode", "subscribe"), ("hub.topic", &topic), ("hub.callback", &other)]).status,
+        202
     );
+    daemon.wait_for("the denial", || {
+        subscriber.hits("GET").iter().any(|h| h.target.starts_with("/other?hub.mode=denied"))
+    });
+    let denial = subscriber.hits("GET").into_iter().find(|h| h.target.starts_with("/other?")).unwrap();
+    assert!(denial.query("hub.reason").is_some_and(|r| r.contains("limit of 1")), "{denial:?}");
+}
+
+#[test]
+fn redirects_are_not_followed() {
+    let (_dir, daemon) = start("");
+    let subscriber = Subscriber::start(&daemon);
+    let fields = [
+        ("hub.mode", "subscribe"),
+        ("hub.topic", &format!("{SITE}feed.rss")),
+        ("hub.callback", &subscriber.callback("/redirect")),
+    ];
+    assert_eq!(hub_request(&daemon, &fields).status, 202);
+    daemon.wait_for("the verification refused", || daemon.log_lines("the callback answered 302") > 0);
+    assert!(subscriber.hits("GET").iter().all(|h| !h.target.starts_with("/echo")), "the redirect was followed");
+}
+
+#[test]
+fn callbacks_are_checked_again_when_allow_callbacks_narrows() {
+    let (dir, mut daemon) = start(&websub_table("").replace("[\"127.0.0.0/8\"]", "[\"127.0.0.0/8\", \"::1/128\"]"));
+    let subscriber = Subscriber::start(&daemon);
+    let topic = format!("{SITE}feed.rss");
+    let port = subscriber.address.rsplit(':').next().unwrap().to_owned();
+    // An address, which the client's resolver never sees, and a name, which only it checks.
+    subscribe(&daemon, &topic, &subscriber.callback("/literal"), &[]);
+    subscribe(&daemon, &topic, &format!("http://localhost:{port}/name"), &[]);
+    daemon.terminate();
+    let daemon = start_in(dir.path(), "[websub]\nhub = true\n"); // loopback no longer allowed
+    publish(&daemon, "new.md", "内网");
+    daemon.wait_for("the literal's subscription ended", || daemon.log_lines("its subscription to") > 0);
+    daemon.wait_for("the name's delivery refused", || daemon.log_lines("delivering") > 0);
+    assert!(!happens_within(Duration::from_secs(2), || !subscriber.hits("POST").is_empty()), "crier called loopback");
+}
+
+#[test]
+fn hub_bodies_sent_slowly_do_not_lock_out_feed_readers() {
+    let (_dir, daemon) = start("max_connections = 4\nheader_timeout_ms = 3000\n");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Three times as many clients as slots, each sending a hub request's head and never its body.
+    for _ in 0..12 {
+        let (address, stop) = (daemon.address.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut stream) = TcpStream::connect(&address) else { continue };
+                let head = "POST /hub HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nhub.mode=sub";
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.read_to_end(&mut Vec::new()); // until the 408, or eviction
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    for _ in 0..5 {
+        let started = Instant::now();
+        let response = daemon.get("/feed.rss", &[]);
+        assert_eq!(response.status, 200);
+        assert!(started.elapsed() < Duration::from_secs(2), "a feed reader waited {:?}", started.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
 #[test]
@@ -520,8 +610,9 @@ fn external_hubs_are_pinged_for_changed_topics_after_they_are_served() {
     let hub_address = listener.local_addr().unwrap().to_string();
     let pings: Arc<Mutex<Vec<Ping>>> = Arc::default();
     let crier: Arc<Mutex<Option<String>>> = Arc::default();
+    let failures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     {
-        let (pings, crier) = (pings.clone(), crier.clone());
+        let (pings, crier, failures) = (pings.clone(), crier.clone(), failures.clone());
         std::thread::spawn(move || {
             for mut stream in listener.incoming().map_while(Result::ok) {
                 let Some(hit) = read_request(&mut stream) else { continue };
@@ -537,12 +628,14 @@ fn external_hubs_are_pinged_for_changed_topics_after_they_are_served() {
                     .map(|a: &String| common::get(a, "/feed.rss").body)
                     .unwrap_or_default();
                 pings.lock().unwrap().push((urls, served));
-                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+                let fail = failures.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok();
+                let status = if fail { "500 Internal Server Error" } else { "204 No Content" };
+                let _ = stream.write_all(format!("HTTP/1.1 {status}\r\nConnection: close\r\n\r\n").as_bytes());
             }
         });
     }
     let config = format!("[websub]\nhubs = [\"http://{hub_address}/\"]\n");
-    let daemon = start_in(dir.path(), &config);
+    let mut daemon = start_in(dir.path(), &config);
     *crier.lock().unwrap() = Some(daemon.address.clone());
     assert!(daemon.get("/feed.rss", &[]).header("link").contains(&hub_address));
     // A new feeds folder: the first publish changed every topic.
@@ -562,4 +655,72 @@ fn external_hubs_are_pinged_for_changed_topics_after_they_are_served() {
     assert_eq!(urls_sorted, expected, "exactly the changed topics (engineering did not change)");
     assert!(String::from_utf8_lossy(&served).contains("新消息"), "the ping came after the new bytes were served");
     assert!(!happens_within(Duration::from_secs(1), || pings.lock().unwrap().len() > first + 1), "one ping per change");
+
+    // A failed ping is tried again, with the same topics.
+    failures.store(1, std::sync::atomic::Ordering::SeqCst);
+    fs::write(dir.path().join("posts/d.md"), post("再来", "2022-01-06 08:00 +0800", "engineering")).unwrap();
+    assert!(poll(|| pings.lock().unwrap().len() == first + 3), "no retry: {}", pings.lock().unwrap().len());
+    let (failed, retried) = {
+        let pings = pings.lock().unwrap();
+        (pings[first + 1].0.clone(), pings[first + 2].0.clone())
+    };
+    assert_eq!(failed, retried);
+    assert!(failed.iter().any(|t| t.ends_with("categories/engineering.rss")), "{failed:?}");
+
+    // A restart with nothing changed pings nothing.
+    daemon.terminate();
+    let daemon = start_in(dir.path(), &config);
+    *crier.lock().unwrap() = Some(daemon.address.clone());
+    assert!(
+        !happens_within(Duration::from_secs(2), || pings.lock().unwrap().len() > first + 3),
+        "pinged unchanged feeds"
+    );
+}
+
+#[test]
+fn a_slow_host_does_not_delay_deliveries_to_others() {
+    let (_dir, daemon) = start("");
+    // Slow callbacks on 127.0.0.1 take 5 s to answer a delivery; the fast one is on 127.0.0.2.
+    let fast_arrivals: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let mut hosts = Vec::new();
+    for (ip, slow) in [("127.0.0.1", true), ("127.0.0.2", false)] {
+        let listener = TcpListener::bind(format!("{ip}:0")).unwrap();
+        hosts.push(listener.local_addr().unwrap().to_string());
+        let arrivals = fast_arrivals.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let arrivals = arrivals.clone();
+                std::thread::spawn(move || {
+                    let Some(hit) = read_request(&mut stream) else { return };
+                    let body = hit.query("hub.challenge").unwrap_or_default();
+                    if hit.method == "POST" && slow {
+                        std::thread::sleep(Duration::from_secs(5));
+                    } else if hit.method == "POST" {
+                        arrivals.lock().unwrap().push(Instant::now());
+                    }
+                    let head =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(body.as_bytes());
+                });
+            }
+        });
+    }
+    // More slow subscribers than the hub sends to at once, all on one topic.
+    let topic = format!("{SITE}feed.rss");
+    for i in 0..130 {
+        let callback = format!("http://{}/slow{i}", hosts[0]);
+        assert_eq!(
+            hub_request(&daemon, &[("hub.mode", "subscribe"), ("hub.topic", &topic), ("hub.callback", &callback)])
+                .status,
+            202
+        );
+    }
+    subscribe(&daemon, &topic, &format!("http://{}/fast", hosts[1]), &[]);
+    daemon.wait_for("every subscription", || daemon.log_lines("websub: subscribed") == 131);
+    let saved = Instant::now();
+    publish(&daemon, "new.md", "慢与快");
+    daemon.wait_for("the fast delivery", || !fast_arrivals.lock().unwrap().is_empty());
+    let took = fast_arrivals.lock().unwrap()[0] - saved;
+    assert!(took < Duration::from_secs(4), "the fast callback waited {took:?} behind the slow host");
 }

@@ -103,8 +103,12 @@ pub async fn serve(
         shutdown.await;
         systemd::stopping();
     };
-    let answerer = server::Answerer { shared, hub };
+    let answerer = server::Answerer { shared, hub: hub.clone() };
     server::serve(listener, answerer, Limits::from_config(&config), shutdown).await;
+    if let Some(hub) = hub {
+        // A delivery cut off after the subscriber got it would be sent again after the restart.
+        hub.drain(config.shutdown_timeout).await;
+    }
     reloader.abort();
     if let Some(watchdog) = watchdog {
         watchdog.abort();

@@ -63,32 +63,45 @@ pub struct Answerer {
     pub hub: Option<Arc<Hub>>,
 }
 
-/// Answers one request from the served set of the moment (or the hub, at its URL); `last` asks
-/// the client to close.
+/// Answers one request from the served set of the moment (or the hub, at its URL), telling `slot`
+/// when the answering starts; `last` asks the client to close.
 async fn answer(
     answerer: Answerer,
+    slot: &Slot,
     request: hyper::Request<Incoming>,
     last: bool,
 ) -> Result<Response<Body>, Infallible> {
     let Answerer { shared, hub } = answerer;
-    // A request that arrives before the first publish (socket activation starts crier for it)
-    // (a feed or the hub) waits for it rather than getting a 404 or a denial; `/healthz` answers at once.
-    if !shared.load().ready && request.uri().path() != "/healthz" {
-        let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
-    }
-    if let Some(hub) = hub.filter(|hub| hub.answers(request.uri().path())) {
-        let mut response = hub.answer(request).await;
-        if last {
-            response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    let mut response = match hub.filter(|hub| hub.answers(request.uri().path())) {
+        Some(hub) => {
+            // Until its body has arrived, a hub request is an incomplete request: its slot stays
+            // evictable, so clients that send bodies slowly cannot hold every slot.
+            let received = hub.receive(request).await;
+            slot.answering();
+            wait_ready(&shared, "").await;
+            match received {
+                Ok(body) => hub.answer(&body).await,
+                Err(refusal) => refusal,
+            }
         }
-        return Ok(response);
-    }
-    let served = shared.load();
-    let mut response = respond(&served, request.method(), request.uri().path(), request.headers());
+        None => {
+            slot.answering();
+            wait_ready(&shared, request.uri().path()).await;
+            respond(&shared.load(), request.method(), request.uri().path(), request.headers())
+        }
+    };
     if last {
         response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
+}
+
+/// A request that arrives before the first publish (socket activation starts crier for it) waits
+/// for it rather than getting a 404 (or the hub's denial); `/healthz` answers at once.
+async fn wait_ready(shared: &Shared, path: &str) {
+    if !shared.load().ready && path != "/healthz" {
+        let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
+    }
 }
 
 /// The service of one connection: answers its requests, telling its slot when each is in
@@ -108,8 +121,7 @@ fn service(
         let (answerer, slot) = (answerer.clone(), slot.clone());
         let last = requests.fetch_add(1, Ordering::Relaxed) + 1 >= max;
         async move {
-            slot.answering();
-            let response = answer(answerer, request, last).await;
+            let response = answer(answerer, &slot, request, last).await;
             slot.answered();
             response
         }

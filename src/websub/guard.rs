@@ -64,15 +64,26 @@ fn refused_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// Name lookups running at once. Each holds a blocking thread until the system resolver returns,
+/// which may be long after the hub stopped waiting for it.
+const MAX_LOOKUPS: usize = 32;
+
 /// The callback addresses the hub may reach: public ones and those `allow` lists.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Guard {
     allow: Arc<RwLock<Vec<IpNet>>>,
+    lookups: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Guard {
+    fn default() -> Guard {
+        Guard::new(Vec::new())
+    }
 }
 
 impl Guard {
     pub fn new(allow: Vec<IpNet>) -> Guard {
-        Guard { allow: Arc::new(RwLock::new(allow)) }
+        Guard { allow: Arc::new(RwLock::new(allow)), lookups: Arc::new(tokio::sync::Semaphore::new(MAX_LOOKUPS)) }
     }
 
     /// Replaces the allowed networks (a reload).
@@ -104,18 +115,28 @@ impl Guard {
             None => Err("hub.callback has no host".to_owned()),
             Some(Host::Ipv4(ip)) => self.check(ip.into()),
             Some(Host::Ipv6(ip)) => self.check(ip.into()),
-            Some(Host::Domain(name)) => self.resolve(name, port).await.map(drop),
+            // The addresses an internal name resolves to are logged, not told to whoever asked.
+            Some(Host::Domain(name)) => self.resolve(name, port).await.map(drop).map_err(|reason| {
+                tracing::info!("websub: callback {url} refused: {reason}");
+                format!("{name} cannot be resolved, or resolves to an address this hub does not call (unless websub.allow_callbacks lists it)")
+            }),
         }
     }
 
     /// The addresses `name` resolves to, when all of them are allowed.
     async fn resolve(&self, name: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
-        let lookup = tokio::time::timeout(super::CONNECT_TIMEOUT, tokio::net::lookup_host((name, port)));
-        let addresses: Vec<SocketAddr> = match lookup.await {
-            Ok(Ok(addresses)) => addresses.collect(),
-            Ok(Err(error)) => return Err(format!("cannot resolve {name}: {error}")),
-            Err(_) => return Err(format!("resolving {name} took too long")),
+        let too_long = || format!("resolving {name} took too long");
+        let lookup = async {
+            let permit = self.lookups.clone().acquire_owned().await.map_err(|_| too_long())?;
+            let target = (name.to_owned(), port);
+            // The permit goes with the lookup: it is given back when the resolver returns.
+            let lookup = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                std::net::ToSocketAddrs::to_socket_addrs(&target).map(Iterator::collect::<Vec<SocketAddr>>)
+            });
+            lookup.await.map_err(|_| too_long())?.map_err(|error| format!("cannot resolve {name}: {error}"))
         };
+        let addresses = tokio::time::timeout(super::CONNECT_TIMEOUT, lookup).await.map_err(|_| too_long())??;
         if addresses.is_empty() {
             return Err(format!("{name} has no address"));
         }
@@ -204,7 +225,9 @@ mod tests {
         assert!(check("http://127.0.0.1:9/cb").await.unwrap_err().contains("loopback"));
         assert!(check("http://[::1]/cb").await.unwrap_err().contains("loopback"));
         let localhost = check("http://localhost/cb").await.unwrap_err();
-        assert!(localhost.contains("localhost resolves to") && localhost.contains("loopback"), "{localhost}");
+        assert!(localhost.contains("localhost") && !localhost.contains("127.0.0.1"), "not told: {localhost}");
+        let reason = guard.resolve("localhost", 80).await.unwrap_err();
+        assert!(reason.contains("localhost resolves to") && reason.contains("loopback"), "{reason}");
         assert!(check("http://93.184.215.14/cb").await.is_ok(), "a public literal needs no lookup");
     }
 }

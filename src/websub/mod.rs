@@ -12,9 +12,11 @@
 //! - Each external hub in `websub.hubs` gets `hub.mode=publish` for the changed topics.
 //!
 //! - [`request`]: a subscriber's request parsed. Pure.
+//! - `distribute`: changes to deliveries (one task per subscriber, limits per host) and pings.
 //! - [`guard`]: the addresses a callback may reach (SSRF).
 //! - [`outgoing`]: the HTTP client side: verification, delivery, pings, signatures.
 
+mod distribute;
 pub mod guard;
 pub mod outgoing;
 pub mod request;
@@ -36,7 +38,7 @@ use crate::http::Body;
 use crate::served::{Resource, Shared};
 use crate::state::{State, Subscription};
 use guard::Guard;
-use outgoing::{Failure, RETRY_DELAYS};
+use outgoing::Callbacks;
 use request::{HubRequest, Mode};
 
 /// Connecting to a callback or hub, and resolving its name, may take this long.
@@ -45,8 +47,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const TOTAL_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest subscription request body read.
 const MAX_REQUEST_BYTES: usize = 16 * 1024;
-/// How long a subscription request's body may take to arrive.
-const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests to the hub whose bodies are arriving at once; more get 503 at once.
+const MAX_RECEIVING: usize = 64;
 /// Verifications waiting or running at once; more requests are asked to come back later.
 const MAX_PENDING_VERIFICATIONS: usize = 256;
 /// Outgoing requests in progress at once, across all subscribers.
@@ -60,12 +62,19 @@ pub struct Hub {
     state: Arc<State>,
     shared: Arc<Shared>,
     guard: Guard,
-    callbacks: reqwest::Client,
+    callbacks: Callbacks,
     hubs: reqwest::Client,
     /// Subscriptions (topic, callback) with a delivery task running, each with whether a change
     /// came while it ran (so the task looks again before it ends).
     delivering: Mutex<HashMap<(String, String), bool>>,
-    verifications: AtomicUsize,
+    /// Deliveries in progress per callback host, so one slow host holds few of `outgoing`.
+    hosts: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// Topics waiting to be pinged, per external hub, and whether its pinger runs.
+    pings: Mutex<HashMap<Url, distribute::Pending>>,
+    /// Deliveries being sent right now (not waiting to retry): shutdown lets them finish.
+    sending: Arc<AtomicUsize>,
+    verifications: Arc<AtomicUsize>,
+    receiving: Arc<AtomicUsize>,
     outgoing: tokio::sync::Semaphore,
     changes: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
 }
@@ -91,11 +100,15 @@ impl Hub {
             config: RwLock::new(config),
             state,
             shared,
-            callbacks: outgoing::callback_client(guard.clone()),
+            callbacks: Callbacks::new(guard.clone()),
             guard,
             hubs: outgoing::hub_client(),
             delivering: Mutex::default(),
-            verifications: AtomicUsize::new(0),
+            hosts: Mutex::default(),
+            pings: Mutex::default(),
+            sending: Arc::default(),
+            verifications: Arc::default(),
+            receiving: Arc::default(),
             outgoing: tokio::sync::Semaphore::new(MAX_OUTGOING),
             changes,
         });
@@ -126,13 +139,14 @@ impl Hub {
         config.websub.hub && (path == "/hub" || path == config.hub_url().path())
     }
 
-    /// Answers a request to the hub's URL.
-    pub async fn answer(self: &Arc<Self>, request: hyper::Request<hyper::body::Incoming>) -> Response<Body> {
+    /// Receives a request to the hub's URL: its body, or the answer refusing it (method, media
+    /// type, size, too slow, too many at once).
+    pub async fn receive(&self, request: hyper::Request<hyper::body::Incoming>) -> Result<Bytes, Response<Body>> {
         if request.method() != Method::POST {
             let mut response =
                 text(StatusCode::METHOD_NOT_ALLOWED, "the hub takes POST requests (WebSub §5.1)\n".into());
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return response;
+            return Err(response);
         }
         let form = request
             .headers()
@@ -140,38 +154,38 @@ impl Hub {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
         if !form {
-            return bad_request("the body must be application/x-www-form-urlencoded".into());
+            return Err(bad_request("the body must be application/x-www-form-urlencoded".into()));
         }
-        // A body sent slowly holds a connection that eviction may not take (a request in
-        // progress), so it gets a deadline of its own.
-        let collect = Limited::new(request.into_body(), MAX_REQUEST_BYTES).collect();
-        let body = match tokio::time::timeout(BODY_TIMEOUT, collect).await {
-            Ok(Ok(body)) => body.to_bytes(),
-            Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "the request body took too long\n".into()),
-            Ok(Err(_)) => {
-                return text(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("a request to the hub is at most {MAX_REQUEST_BYTES} bytes\n"),
-                );
-            }
+        let Some(_receiving) = Ticket::take(&self.receiving, MAX_RECEIVING) else {
+            return Err(busy("too many requests to the hub at once"));
         };
-        let request = match request::parse(&body) {
+        let collect = Limited::new(request.into_body(), MAX_REQUEST_BYTES).collect();
+        match tokio::time::timeout(self.config().header_timeout, collect).await {
+            Ok(Ok(body)) => Ok(body.to_bytes()),
+            Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "the request body took too long\n".into())),
+            Ok(Err(_)) => Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a request to the hub is at most {MAX_REQUEST_BYTES} bytes\n"),
+            )),
+        }
+    }
+
+    /// Answers a subscription request's body: 400 with the reason, or 202 and the verification
+    /// of intent started.
+    pub async fn answer(self: &Arc<Self>, body: &[u8]) -> Response<Body> {
+        let request = match request::parse(body) {
             Ok(request) => request,
             Err(reason) => return bad_request(reason),
         };
-        if self.verifications.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_VERIFICATIONS {
-            self.verifications.fetch_sub(1, Ordering::SeqCst);
-            let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "too many verifications in progress\n".into());
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
-            return response;
-        }
-        // The name is resolved here, counted among the verifications, so that requests naming
+        let Some(ticket) = Ticket::take(&self.verifications, MAX_PENDING_VERIFICATIONS) else {
+            return busy("too many verifications in progress");
+        };
+        // The name is resolved here, holding a verification's place, so that requests naming
         // slow hosts cannot pile up lookups.
         if let Err(reason) = self.guard.check_url(&request.callback).await {
-            self.verifications.fetch_sub(1, Ordering::SeqCst);
             return bad_request(format!("hub.callback refused: {reason}"));
         }
-        tokio::spawn(self.clone().verify(request));
+        tokio::spawn(self.clone().verify(request, ticket));
         text(StatusCode::ACCEPTED, "accepted; the hub will verify the callback's intent\n".into())
     }
 
@@ -190,10 +204,9 @@ impl Hub {
 
     /// Verification of intent, then the subscription made, renewed or ended (§5.3); or, for a
     /// topic crier does not serve, the denial (§5.2).
-    async fn verify(self: Arc<Self>, request: HubRequest) {
+    async fn verify(self: Arc<Self>, request: HubRequest, _ticket: Ticket) {
         let callback = request.callback.to_string();
         let outcome = self.verify_and_store(&request).await;
-        self.verifications.fetch_sub(1, Ordering::SeqCst);
         match outcome {
             Ok(done) => tracing::info!("websub: {done}: {callback} for {}", request.topic),
             Err(reason) => tracing::info!(
@@ -204,7 +217,7 @@ impl Hub {
         }
     }
 
-    async fn verify_and_store(&self, request: &HubRequest) -> Result<&'static str, String> {
+    async fn verify_and_store(self: &Arc<Self>, request: &HubRequest) -> Result<&'static str, String> {
         let config = self.config();
         let rel = self.topic_rel(&request.topic);
         let denial = match (&rel, request.mode) {
@@ -216,7 +229,6 @@ impl Hub {
         };
         if let Some(reason) = denial {
             let params = [("hub.mode", "denied"), ("hub.topic", request.topic.as_str()), ("hub.reason", &reason)];
-            let _permit = self.outgoing.acquire().await;
             outgoing::get(&self.callbacks, &request.callback, &params).await?;
             return Err(format!("denied: {reason}"));
         }
@@ -236,25 +248,25 @@ impl Hub {
         if request.mode == Mode::Subscribe {
             params.push(("hub.lease_seconds", &lease_text));
         }
-        {
-            let _permit = self.outgoing.acquire().await;
-            outgoing::verify(&self.callbacks, &request.callback, &params, &challenge).await?;
-        }
+        outgoing::verify(&self.callbacks, &request.callback, &params, &challenge).await?;
         let callback = request.callback.to_string();
         if request.mode == Mode::Unsubscribe {
-            self.state.unsubscribe(&topic, &callback).map_err(|e| e.to_string())?;
-            return Ok("unsubscribed");
+            let existed = self.state.unsubscribe(&topic, &callback).map_err(|e| e.to_string())?;
+            return Ok(if existed { "unsubscribed" } else { "nothing to unsubscribe" });
         }
-        // The subscriber has what is served now; the next change is the first delivery.
-        let delivered = rel.and_then(|rel| self.resource(&rel)).map(|r| etag(&r)).unwrap_or_default();
-        let subscription = Subscription {
-            topic,
-            callback,
-            secret: request.secret.clone(),
-            lease_expires: unix_now() + lease as i64,
-            delivered,
-        };
-        self.state.subscribe(&subscription, unix_now()).map_err(|e| e.to_string())?;
+        // A new subscriber has what is served now; the next change is its first delivery.
+        let delivered = rel.as_ref().and_then(|rel| self.resource(rel)).map(|r| etag(&r)).unwrap_or_default();
+        let lease_expires = unix_now().saturating_add(i64::try_from(lease).unwrap_or(i64::MAX));
+        let subscription =
+            Subscription { topic: topic.clone(), callback, secret: request.secret.clone(), lease_expires, delivered };
+        let stored = self.state.subscribe(&subscription, unix_now(), config.websub.max_subscriptions);
+        if !stored.map_err(|e| e.to_string())? {
+            return Err(format!("this hub has reached its limit of {} subscriptions", config.websub.max_subscriptions));
+        }
+        // A change served since `delivered` was read is delivered now.
+        if let Some(rel) = rel {
+            self.start_deliveries(&topic, &rel);
+        }
         Ok("subscribed")
     }
 
@@ -267,194 +279,6 @@ impl Hub {
         let topic = self.topic_rel(&request.topic).map(|rel| crate::post::absolute_link(&config.feeds_url, &rel));
         let existing = self.state.subscription(&topic.unwrap_or_default(), request.callback.as_str());
         Ok(existing.map_err(|e| e.to_string())?.is_none())
-    }
-
-    /// The distributor: each batch of changed documents becomes deliveries and pings. The first
-    /// batch also looks at every topic with subscribers, for changes made while crier was down.
-    async fn distribute(self: Arc<Self>, mut receiver: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>) {
-        let mut first = true;
-        while let Some(mut changed) = receiver.recv().await {
-            while let Ok(more) = receiver.try_recv() {
-                changed.extend(more);
-            }
-            let config = self.config();
-            let mut topics: Vec<(String, String)> = changed
-                .iter()
-                .filter(|rel| documents::is_feed(rel))
-                .map(|rel| (crate::post::absolute_link(&config.feeds_url, rel), rel.clone()))
-                .collect();
-            topics.sort();
-            topics.dedup();
-            if !config.websub.hubs.is_empty() && !topics.is_empty() {
-                let urls: Vec<String> = topics.iter().map(|(topic, _)| topic.clone()).collect();
-                for hub in &config.websub.hubs {
-                    tokio::spawn(self.clone().ping(hub.clone(), urls.clone()));
-                }
-            }
-            if std::mem::take(&mut first) {
-                topics.extend(self.stored_topics(&config));
-            }
-            for (topic, rel) in topics {
-                self.start_deliveries(&topic, &rel);
-            }
-        }
-    }
-
-    /// Every topic with subscribers that crier serves, with its document path.
-    fn stored_topics(&self, config: &Config) -> Vec<(String, String)> {
-        let topics = self.state.topics(unix_now()).unwrap_or_else(|error| {
-            tracing::error!("websub: {error}");
-            Vec::new()
-        });
-        topics
-            .into_iter()
-            .filter_map(|topic| {
-                let rel = self.topic_rel(&Url::parse(&topic).ok()?)?;
-                (crate::post::absolute_link(&config.feeds_url, &rel) == topic).then_some((topic, rel))
-            })
-            .collect()
-    }
-
-    /// A delivery task for each subscriber of `topic` that lacks its current bytes and has none running.
-    fn start_deliveries(self: &Arc<Self>, topic: &str, rel: &str) {
-        let Some(resource) = self.resource(rel) else { return };
-        let current = etag(&resource);
-        let subscribers = match self.state.subscribers(topic, unix_now()) {
-            Ok(subscribers) => subscribers,
-            Err(error) => return tracing::error!("websub: {error}"),
-        };
-        for subscription in subscribers.into_iter().filter(|s| s.delivered != current) {
-            let key = (subscription.topic.clone(), subscription.callback.clone());
-            let mut running = self.delivering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            match running.get_mut(&key) {
-                Some(again) => *again = true,
-                None => {
-                    running.insert(key.clone(), false);
-                    tokio::spawn(self.clone().deliver(key, rel.to_owned()));
-                }
-            }
-        }
-    }
-
-    /// Brings one subscriber up to date with its topic, retrying failures with growing delays;
-    /// when the topic changes meanwhile, the newest bytes are what is sent.
-    async fn deliver(self: Arc<Self>, key: (String, String), rel: String) {
-        let mut running = Running { hub: &self, key: key.clone(), ended: false };
-        let (topic, callback) = &key;
-        let mut failures = 0;
-        loop {
-            let Ok(Some(subscription)) = self.state.subscription(topic, callback) else { return };
-            let Some(resource) = self.resource(&rel) else { return };
-            let current = etag(&resource);
-            if subscription.lease_expires <= unix_now() {
-                return;
-            }
-            if subscription.delivered == current {
-                if running.end() {
-                    return;
-                }
-                continue;
-            }
-            let sent = {
-                let _permit = self.outgoing.acquire().await;
-                let body = resource.identity.body.clone();
-                let secret = subscription.secret.as_deref();
-                outgoing::deliver(&self.callbacks, callback, body, &resource.content_type, &resource.links, secret)
-                    .await
-            };
-            match sent {
-                Ok(()) => {
-                    failures = 0;
-                    if let Err(error) = self.state.delivered(topic, callback, &current) {
-                        return tracing::error!("websub: {error}");
-                    }
-                }
-                Err(Failure::Gone) => {
-                    tracing::info!("websub: {callback} answered 410 Gone; its subscription to {topic} ends");
-                    let _ = self.state.unsubscribe(topic, callback);
-                    return;
-                }
-                Err(Failure::Failed(reason)) => {
-                    let Some(delay) = RETRY_DELAYS.get(failures) else {
-                        tracing::warn!(
-                            "websub: giving up delivering {topic} to {callback} after {} tries: {reason}",
-                            failures + 1
-                        );
-                        let _ = self.state.delivered(topic, callback, &current);
-                        return;
-                    };
-                    failures += 1;
-                    tracing::info!(
-                        "websub: delivering {topic} to {callback} failed ({reason}); try {} in {delay:?}",
-                        failures + 1
-                    );
-                    tokio::time::sleep(*delay).await;
-                }
-            }
-        }
-    }
-
-    /// Tells an external hub the topics changed, retrying failures with growing delays.
-    async fn ping(self: Arc<Self>, hub: Url, topics: Vec<String>) {
-        for (tries, delay) in RETRY_DELAYS.iter().map(Some).chain([None]).enumerate() {
-            let result = outgoing::ping(&self.hubs, &hub, &topics).await;
-            match (result, delay) {
-                (Ok(()), _) => return tracing::debug!("websub: pinged {hub} for {} topics", topics.len()),
-                (Err(reason), Some(delay)) => {
-                    tracing::info!("websub: ping to {hub} failed ({reason}); try {} in {delay:?}", tries + 2);
-                    tokio::time::sleep(*delay).await;
-                }
-                (Err(reason), None) => {
-                    tracing::warn!("websub: giving up pinging {hub} after {} tries: {reason}", tries + 1)
-                }
-            }
-        }
-    }
-
-    /// Deletes expired subscriptions now and then.
-    async fn sweep(self: Arc<Self>) {
-        loop {
-            match self.state.expire(unix_now()) {
-                Ok(0) => {}
-                Ok(n) => tracing::info!("websub: {n} subscriptions expired"),
-                Err(error) => tracing::error!("websub: {error}"),
-            }
-            tokio::time::sleep(SWEEP_EVERY).await;
-        }
-    }
-}
-
-/// A delivery task's claim on its subscription, given up however the task ends.
-struct Running<'a> {
-    hub: &'a Hub,
-    key: (String, String),
-    ended: bool,
-}
-
-impl Running<'_> {
-    /// Gives up the claim, unless a change came since the task last looked: then it must look
-    /// again (says false), since the distributor left that change to it.
-    fn end(&mut self) -> bool {
-        let mut running = self.hub.delivering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match running.get_mut(&self.key) {
-            Some(again) if *again => {
-                *again = false;
-                false
-            }
-            _ => {
-                running.remove(&self.key);
-                self.ended = true;
-                true
-            }
-        }
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        if !self.ended {
-            self.hub.delivering.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
-        }
     }
 }
 
@@ -476,6 +300,28 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+fn busy(reason: &str) -> Response<Body> {
+    let mut response = text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}; try again later\n"));
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    response
+}
+
+/// A place among at most `max` of something in progress, given back when dropped.
+struct Ticket(Arc<AtomicUsize>);
+
+impl Ticket {
+    fn take(counter: &Arc<AtomicUsize>, max: usize) -> Option<Ticket> {
+        let taken = counter.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < max).then_some(n + 1));
+        taken.ok().map(|_| Ticket(counter.clone()))
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn bad_request(reason: String) -> Response<Body> {

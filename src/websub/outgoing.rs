@@ -29,9 +29,30 @@ pub const RETRY_DELAYS: [Duration; 8] = [
     Duration::from_secs(21600),
 ];
 
-/// A client for subscribers' callbacks, which connects only to addresses `guard` allows.
-pub fn callback_client(guard: Guard) -> reqwest::Client {
-    builder().dns_resolver(std::sync::Arc::new(guard)).build().expect("the TLS backend initializes")
+/// The client for subscribers' callbacks: it connects only to addresses the guard allows, names
+/// checked by its resolver on every connection, literal addresses before every request.
+#[derive(Debug, Clone)]
+pub struct Callbacks {
+    client: reqwest::Client,
+    guard: Guard,
+}
+
+impl Callbacks {
+    pub fn new(guard: Guard) -> Callbacks {
+        let client = builder().dns_resolver(std::sync::Arc::new(guard.clone())).build();
+        Callbacks { client: client.expect("the TLS backend initializes"), guard }
+    }
+
+    /// Refuses a callback whose host is a literal address the guard does not allow (the resolver
+    /// never sees those).
+    fn check_literal(&self, url: &Url) -> Result<(), Failure> {
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.into(),
+            Some(url::Host::Ipv6(ip)) => ip.into(),
+            _ => return Ok(()),
+        };
+        self.guard.check(ip).map_err(Failure::Refused)
+    }
 }
 
 /// A client for the external hubs the admin configured.
@@ -54,7 +75,9 @@ fn builder() -> reqwest::ClientBuilder {
 pub enum Failure {
     /// The callback answered 410 Gone: the subscription ends.
     Gone,
-    /// Anything else: a status, a timeout, a refused address.
+    /// The callback's address is one the hub may not call (any more): the subscription ends.
+    Refused(String),
+    /// Anything else: a status, a timeout, a name that resolves to a refused address.
     Failed(String),
 }
 
@@ -62,28 +85,29 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Gone => f.write_str("410 Gone"),
-            Failure::Failed(reason) => f.write_str(reason),
+            Failure::Refused(reason) | Failure::Failed(reason) => f.write_str(reason),
         }
     }
 }
 
 /// A GET to `callback` with `params` added to its query; the answer's status and its first bytes.
-pub async fn get(client: &reqwest::Client, callback: &Url, params: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
+pub async fn get(callbacks: &Callbacks, callback: &Url, params: &[(&str, &str)]) -> Result<(u16, Vec<u8>), String> {
+    callbacks.check_literal(callback).map_err(|e| e.to_string())?;
     let mut url = callback.clone();
     url.query_pairs_mut().extend_pairs(params);
-    let response = client.get(url).send().await.map_err(describe)?;
+    let response = callbacks.client.get(url).send().await.map_err(describe)?;
     let status = response.status().as_u16();
     Ok((status, read_some(response, MAX_ANSWER).await))
 }
 
 /// Verification of intent (§5.3): the subscriber must answer 2xx with the challenge as its body.
 pub async fn verify(
-    client: &reqwest::Client,
+    callbacks: &Callbacks,
     callback: &Url,
     params: &[(&str, &str)],
     challenge: &str,
 ) -> Result<(), String> {
-    let (status, body) = get(client, callback, params).await?;
+    let (status, body) = get(callbacks, callback, params).await?;
     if !(200..300).contains(&status) {
         return Err(format!("the callback answered {status}"));
     }
@@ -96,14 +120,15 @@ pub async fn verify(
 /// Content distribution (§7): the document, its type, its `Link` headers, and the signature of
 /// the body under `secret`.
 pub async fn deliver(
-    client: &reqwest::Client,
-    callback: &str,
+    callbacks: &Callbacks,
+    callback: &Url,
     body: Bytes,
     content_type: &HeaderValue,
     links: &[HeaderValue],
     secret: Option<&str>,
 ) -> Result<(), Failure> {
-    let mut request = client.post(callback).header(http::header::CONTENT_TYPE, content_type.clone());
+    callbacks.check_literal(callback)?;
+    let mut request = callbacks.client.post(callback.clone()).header(http::header::CONTENT_TYPE, content_type.clone());
     for link in links {
         request = request.header(http::header::LINK, link.clone());
     }
