@@ -252,6 +252,14 @@ fn feeds_advertise_the_hubs_and_themselves() {
     assert!(rss.contains(&format!("<atom:link href=\"{SITE}hub\" rel=\"hub\"/>")), "{rss}");
     let atom = daemon.get("/feed.atom", &[]).text();
     assert!(atom.contains(&format!("<link href=\"{SITE}hub\" rel=\"hub\"/>")), "{atom}");
+    for (path, text) in [("/feed.rss", &rss), ("/feed.atom", &atom)] {
+        roxmltree::Document::parse(text).unwrap_or_else(|e| panic!("{path} is not well-formed: {e}"));
+        let parsed = feed_rs::parser::parse(text.as_bytes()).unwrap();
+        assert!(
+            parsed.links.iter().any(|l| l.rel.as_deref() == Some("hub") && l.href == format!("{SITE}hub")),
+            "{path}"
+        );
+    }
     let json: serde_json::Value = serde_json::from_slice(&daemon.get("/feed.json", &[]).body).unwrap();
     assert_eq!(json["hubs"][0], serde_json::json!({"type": "WebSub", "url": format!("{SITE}hub")}));
     assert_eq!(json["hubs"][1]["url"], "http://127.0.0.1:9/");
