@@ -159,7 +159,7 @@ static SERVED: LazyLock<ServedSet> = LazyLock::new(|| {
             (rel.to_owned(), Arc::new(Resource::new(rel, &encoded, modified + Duration::from_secs(60))))
         })
         .collect();
-    ServedSet { resources, ready: true, policy: Arc::new(Policy::new(&CONFIG)) }
+    ServedSet { resources, ready: true, policy: Arc::new(Policy::new(&CONFIG)), ..Default::default() }
 });
 
 /// A request: the first byte picks the method, the first line is the request target, the other

@@ -77,7 +77,10 @@ pub struct RawConfig {
     pub max_header_bytes: Option<usize>,
     pub shutdown_timeout_ms: Option<u64>,
     pub state_dir: Option<PathBuf>,
+    pub gone_days: Option<u64>,
+    pub aliases: Option<Vec<String>>,
     pub websub: Option<RawWebSub>,
+    pub redirects: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The `[websub]` table as written.
@@ -147,7 +150,26 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// crier's own state across restarts (WebSub subscriptions); never inside `feeds`.
     pub state_dir: PathBuf,
+    /// How long a feed that no longer exists answers 410 Gone (then 404).
+    pub gone: Duration,
+    /// Paths answered with a 301 to a path or an absolute URL, by request path.
+    pub redirects: std::collections::BTreeMap<String, String>,
+    /// The generators whose feed URLs are answered with a 301 to crier's equivalents.
+    pub aliases: Vec<Alias>,
     pub websub: WebSub,
+}
+
+/// A generator whose feed URLs crier answers with redirects, so its subscribers follow a move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alias {
+    JekyllFeed,
+    Hugo,
+    WordPress,
+}
+
+impl Alias {
+    pub const ALL: [(&'static str, Alias); 3] =
+        [("jekyll-feed", Alias::JekyllFeed), ("hugo", Alias::Hugo), ("wordpress", Alias::WordPress)];
 }
 
 /// WebSub: the built-in hub and the external hubs feeds advertise and crier pings.
@@ -244,6 +266,9 @@ impl Config {
             max_header_bytes: at_least("max_header_bytes", raw.max_header_bytes, 16 * 1024, 8192, "a size in bytes")?,
             shutdown_timeout: millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 10_000, 0)?,
             state_dir: state_dir(raw.state_dir.as_ref(), dir, &feeds)?,
+            gone: Duration::from_secs(86_400 * at_least("gone_days", raw.gone_days, 30, 0, "a number of days")?),
+            redirects: redirects(raw.redirects.unwrap_or_default())?,
+            aliases: aliases(raw.aliases.unwrap_or_default())?,
             websub: websub(raw.websub.unwrap_or_default())?,
             posts,
             feeds,
@@ -318,6 +343,36 @@ fn state_dir(raw: Option<&PathBuf>, dir: &Path, feeds: &Path) -> Result<PathBuf,
         return Err(invalid("state_dir", path.display(), "a folder outside the feeds folder (and not containing it)"));
     }
     Ok(path)
+}
+
+/// `[redirects]`: each key a path (`/old.rss`), each value a path or an absolute http(s) URL.
+fn redirects(
+    table: std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    for (from, to) in &table {
+        if !from.starts_with('/') || from.contains(['?', '#']) {
+            return Err(invalid("redirects", from, "request paths such as \"/old/feed.xml\" as keys"));
+        }
+        let absolute = Url::parse(to).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !(absolute || to.starts_with('/')) || to == from {
+            return Err(invalid("redirects", to, format!("a path or an http(s) URL other than {from:?}")));
+        }
+    }
+    Ok(table)
+}
+
+/// `aliases`: names of the generators whose feed URLs are redirected.
+fn aliases(names: Vec<String>) -> Result<Vec<Alias>, ConfigError> {
+    names
+        .iter()
+        .map(|name| {
+            Alias::ALL
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, alias)| *alias)
+                .ok_or_else(|| invalid("aliases", name, "some of \"jekyll-feed\", \"hugo\", \"wordpress\""))
+        })
+        .collect()
 }
 
 /// The longest lease crier gives: a year.

@@ -37,15 +37,19 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
     if path == "/healthz" {
         let (status, text) =
             if served.ready { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") };
-        return plain(status, text, method, HeaderValue::from_static("no-store"));
+        return plain(status, text.into(), method, HeaderValue::from_static("no-store"));
     }
-    let Some(resource) = route(served, path) else {
-        // Briefly cacheable: a feed may appear here soon (a new category, a scheduled post).
-        return plain(StatusCode::NOT_FOUND, "not found\n", method, HeaderValue::from_static("public, max-age=60"));
+    let resource = match locate(served, method, path) {
+        Ok(resource) => resource,
+        Err(response) => return *response,
     };
     if method != Method::GET && method != Method::HEAD {
-        let mut response =
-            plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", method, HeaderValue::from_static("no-store"));
+        let mut response = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed\n".into(),
+            method,
+            HeaderValue::from_static("no-store"),
+        );
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
@@ -73,19 +77,68 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
     response
 }
 
-/// The resource a path names: documents are found by their percent-decoded path under the
-/// server's root or under the public feeds folder's path (`/` is the index page). Nothing else
-/// exists.
-fn route<'a>(served: &'a ServedSet, path: &str) -> Option<&'a Resource> {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().ok()?;
-    let at_root = decoded.strip_prefix('/')?;
-    let prefix = served.policy.prefix.as_str();
-    let under_prefix = decoded.strip_prefix(prefix).filter(|_| prefix != "/");
-    [Some(at_root), under_prefix].into_iter().flatten().find_map(|rel| served.get(rel))
+/// The document a path names, or the answer when there is none to send: 503 before the first
+/// publish, 301 for what moved, 410 for what is gone, else 404.
+fn locate<'a>(served: &'a ServedSet, method: &Method, path: &str) -> Result<&'a Resource, Box<Response<Body>>> {
+    if !served.ready {
+        let mut response = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: the first publish is not done yet\n".into(),
+            method,
+            HeaderValue::from_static("no-store"),
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        return Err(Box::new(response));
+    }
+    let Ok(decoded) = percent_encoding::percent_decode_str(path).decode_utf8() else {
+        return Err(Box::new(not_found(method)));
+    };
+    let now = SystemTime::now();
+    let exists = |rel: &str| served.get(rel).is_some() || served.is_gone(rel, now);
+    if let Some(location) = served.policy.moved(&decoded, exists) {
+        return Err(Box::new(moved(method, &location)));
+    }
+    let candidates = candidates(served, &decoded);
+    let Some(resource) = candidates.iter().find_map(|rel| served.get(rel)) else {
+        if candidates.iter().any(|rel| served.is_gone(rel, now)) {
+            // Pollers learn the feed is gone for good and stop asking.
+            return Err(Box::new(plain(
+                StatusCode::GONE,
+                "gone: this feed no longer exists\n".into(),
+                method,
+                HeaderValue::from_static("public, max-age=86400"),
+            )));
+        }
+        return Err(Box::new(not_found(method)));
+    };
+    Ok(resource)
 }
 
-fn plain(status: StatusCode, text: &'static str, method: &Method, cache_control: HeaderValue) -> Response<Body> {
-    let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from_static(text.as_bytes()) };
+/// The documents a percent-decoded path may name: its path under the server's root and under
+/// the public feeds folder's path (`/` is the index page). Nothing else exists.
+fn candidates<'a>(served: &ServedSet, decoded: &'a str) -> Vec<&'a str> {
+    let prefix = served.policy.prefix.as_str();
+    let under_prefix = decoded.strip_prefix(prefix).filter(|_| prefix != "/");
+    [decoded.strip_prefix('/'), under_prefix].into_iter().flatten().collect()
+}
+
+fn not_found(method: &Method) -> Response<Body> {
+    // Briefly cacheable: a feed may appear here soon (a new category, a scheduled post).
+    plain(StatusCode::NOT_FOUND, "not found\n".into(), method, HeaderValue::from_static("public, max-age=60"))
+}
+
+/// 301 to `location`.
+fn moved(method: &Method, location: &str) -> Response<Body> {
+    let Ok(value) = HeaderValue::try_from(location) else { return not_found(method) };
+    let text = format!("moved permanently to {location}\n");
+    let mut response =
+        plain(StatusCode::MOVED_PERMANENTLY, text, method, HeaderValue::from_static("public, max-age=86400"));
+    response.headers_mut().insert(header::LOCATION, value);
+    response
+}
+
+fn plain(status: StatusCode, text: String, method: &Method, cache_control: HeaderValue) -> Response<Body> {
+    let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from(text) };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
@@ -224,7 +277,7 @@ mod tests {
             prefix: "/feeds/".into(),
             ..Default::default()
         };
-        ServedSet { resources, ready: true, policy: Arc::new(policy) }
+        ServedSet { resources, ready: true, policy: Arc::new(policy), ..Default::default() }
     }
 
     fn get(path: &str, headers: &[(&str, &str)]) -> Response<Body> {
@@ -336,6 +389,40 @@ mod tests {
         map.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         let r = respond(&ServedSet::default(), &Method::GET, "/healthz", &map);
         assert_eq!(r.status(), 503);
+        let r = respond(&ServedSet::default(), &Method::GET, "/feed.rss", &map);
+        assert_eq!(r.status(), 503);
+        assert_eq!(header(&r, "retry-after"), "5");
+    }
+
+    #[test]
+    fn moved_and_gone() {
+        let mut set = served();
+        let policy = Policy {
+            feeds_url: Some(url::Url::parse("https://e.org/feeds/").unwrap()),
+            redirects: [("/old.xml".to_owned(), "/feed.rss".to_owned())].into(),
+            aliases: vec![crate::config::Alias::Hugo, crate::config::Alias::WordPress],
+            ..(*set.policy).clone()
+        };
+        set.policy = Arc::new(policy);
+        let later = SystemTime::now() + Duration::from_secs(3600);
+        set.gone = Arc::new(
+            [("categories/old.rss".to_owned(), later), ("tags/past.rss".to_owned(), SystemTime::UNIX_EPOCH)].into(),
+        );
+        let get = |path: &str| respond(&set, &Method::GET, path, &HeaderMap::new());
+        let r = get("/old.xml");
+        assert_eq!((r.status().as_u16(), header(&r, "location")), (301, "/feed.rss"));
+        let r = get("/tags/%E9%9D%92%E5%B2%9B/index.xml");
+        assert_eq!(
+            (r.status().as_u16(), header(&r, "location")),
+            (301, "https://e.org/feeds/tags/%E9%9D%92%E5%B2%9B.rss")
+        );
+        assert_eq!(get("/index.xml").status(), 301);
+        assert_eq!(get("/category/old/feed/").status(), 301, "a gone feed's alias leads to its 410");
+        assert_eq!(get("/category/never/feed/").status(), 404, "no alias to a feed that never was");
+        assert_eq!(get("/categories/old.rss").status(), 410);
+        assert_eq!(get("/feeds/categories/old.rss").status(), 410);
+        assert_eq!(get("/tags/past.rss").status(), 404, "gone long enough ago");
+        assert_eq!(get("/feed.xml").status(), 404, "jekyll-feed's URL is not asked for");
     }
 
     #[test]

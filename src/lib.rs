@@ -13,6 +13,7 @@
 //! - [`site`]: the index of posts by category and tag, newest first; picks each feed's items. Pure.
 //! - [`feed`]: one feed model written as RSS, Atom, JSON Feed, and the OPML list. Pure.
 //! - [`documents`]: a site's documents (feeds, OPML, index page), their paths and media types. Pure.
+//! - [`redirect`]: other generators' feed URLs mapped to crier's documents. Pure.
 //! - [`source`]: the only module that reads the posts folder: walking, fingerprints, reading posts.
 //! - [`engine`]: the posts folder's state kept current change by change, and the documents that follow.
 //! - [`feeds_dir`]: documents to files with gzip and brotli beside them, atomically.
@@ -39,6 +40,7 @@ pub mod feeds_dir;
 pub mod http;
 pub mod permalink;
 pub mod post;
+pub mod redirect;
 pub mod render;
 pub mod served;
 pub mod server;

@@ -98,6 +98,11 @@ pub struct Policy {
     pub feeds_url: Option<url::Url>,
     /// `Link: <hub>; rel="hub"` for each hub feeds advertise, the built-in one first.
     pub hub_links: Vec<HeaderValue>,
+    /// `[redirects]`, by percent-decoded request path.
+    pub redirects: std::collections::BTreeMap<String, String>,
+    /// The generators whose feed URLs are redirected, and the site's path they live under.
+    pub aliases: Vec<crate::config::Alias>,
+    pub site_path: String,
 }
 
 /// Before the first publish nothing is served but `/healthz`; nothing to cache, no prefix.
@@ -108,6 +113,9 @@ impl Default for Policy {
             prefix: "/".to_owned(),
             feeds_url: None,
             hub_links: Vec::new(),
+            redirects: Default::default(),
+            aliases: Vec::new(),
+            site_path: "/".to_owned(),
         }
     }
 }
@@ -120,7 +128,21 @@ impl Policy {
             prefix: config.feeds_url.path().to_owned(),
             feeds_url: Some(config.feeds_url.clone()),
             hub_links: config.hub_urls().iter().map(|hub| link_value(hub, "hub")).collect(),
+            redirects: config.redirects.clone(),
+            aliases: config.aliases.clone(),
+            site_path: config.base_url.path().to_owned(),
         }
+    }
+
+    /// Where a percent-decoded request path has moved: a `[redirects]` entry as written, or, for
+    /// another generator's feed URL, the absolute URL of crier's document (when `exists` says the
+    /// document is served or gone).
+    pub fn moved(&self, path: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
+        if let Some(to) = self.redirects.get(path) {
+            return Some(to.clone());
+        }
+        let rel = crate::redirect::alias(&self.aliases, &self.site_path, path).filter(|rel| exists(rel))?;
+        Some(crate::post::absolute_link(self.feeds_url.as_ref()?, &rel))
     }
 
     /// The `Link` header values of the document at `rel`: for a feed when hubs are advertised,
@@ -149,6 +171,8 @@ pub struct ServedSet {
     /// The first publish is complete.
     pub ready: bool,
     pub policy: Arc<Policy>,
+    /// Documents that existed and no longer do, with when they stop answering 410 (then 404).
+    pub gone: Arc<HashMap<String, SystemTime>>,
 }
 
 impl ServedSet {
@@ -156,6 +180,11 @@ impl ServedSet {
     pub fn get(&self, rel: &str) -> Option<&Resource> {
         let rel = if rel.is_empty() { INDEX_PATH } else { rel };
         self.resources.get(rel).map(Arc::as_ref)
+    }
+
+    /// Whether the document at `rel` is gone (answered 410) at `now`.
+    pub fn is_gone(&self, rel: &str, now: SystemTime) -> bool {
+        self.gone.get(rel).is_some_and(|until| now < *until)
     }
 }
 

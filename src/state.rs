@@ -28,6 +28,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (topic, callback)
     ) WITHOUT ROWID;
     CREATE INDEX subscription_expiry ON subscription (lease_expires);",
+    // 2: documents that existed and no longer do (410 Gone), since when (unix s).
+    "CREATE TABLE gone (path TEXT PRIMARY KEY, since INTEGER NOT NULL) WITHOUT ROWID;",
 ];
 
 /// The state store could not be opened or used.
@@ -215,6 +217,36 @@ impl State {
     }
 }
 
+impl State {
+    /// Records documents gone at `since` (those already recorded keep their time), and documents
+    /// that exist again, in one transaction.
+    pub fn update_gone(&self, gone: &[String], back: &[String], since: i64) -> Result<(), StateError> {
+        if gone.is_empty() && back.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(self.sql())?;
+        for path in gone {
+            transaction
+                .execute("INSERT OR IGNORE INTO gone (path, since) VALUES (?1, ?2)", params![path, since])
+                .map_err(self.sql())?;
+        }
+        for path in back {
+            transaction.execute("DELETE FROM gone WHERE path = ?1", params![path]).map_err(self.sql())?;
+        }
+        transaction.commit().map_err(self.sql())
+    }
+
+    /// Forgets documents gone before `before`, then lists the others with their time.
+    pub fn gone(&self, before: i64) -> Result<Vec<(String, i64)>, StateError> {
+        let connection = self.lock();
+        connection.execute("DELETE FROM gone WHERE since < ?1", params![before]).map_err(self.sql())?;
+        let mut statement = connection.prepare("SELECT path, since FROM gone").map_err(self.sql())?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).map_err(self.sql())?;
+        rows.collect::<Result<Vec<(String, i64)>, _>>().map_err(self.sql())
+    }
+}
+
 fn subscription(row: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
     Ok(Subscription {
         topic: row.get(0)?,
@@ -265,6 +297,18 @@ mod tests {
         assert_eq!(state.subscription_count().unwrap(), 1);
         assert!(!state.subscribe(&sub("t3", "http://c/", 100), 0, 1).unwrap(), "a new one does not");
         assert_eq!(state.subscription_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn gone_documents_are_remembered_then_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        state.update_gone(&["a.rss".into(), "b.rss".into()], &[], 100).unwrap();
+        state.update_gone(&["a.rss".into()], &["b.rss".into()], 200).unwrap();
+        drop(state);
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(state.gone(0).unwrap(), [("a.rss".to_owned(), 100)], "the first time it went is kept");
+        assert!(state.gone(101).unwrap().is_empty(), "forgotten after its time");
     }
 
     #[test]

@@ -137,7 +137,7 @@ fn follows_the_posts_folder() {
     let outside = dir.path().join("outside.md");
     fs::rename(posts.join("moved/renamed.md"), &outside).unwrap();
     daemon.wait_for("a move out", || !feed("/feed.rss").contains("原子保存"));
-    daemon.wait_for("the empty category to go", || daemon.get("/categories/wenhua.rss", &[]).status == 404);
+    daemon.wait_for("the empty category to be gone (410)", || daemon.get("/categories/wenhua.rss", &[]).status == 410);
     assert!(!dir.path().join("feeds/categories/wenhua.rss").exists(), "removed from the folder too");
     fs::rename(&outside, posts.join("back.md")).unwrap();
     daemon.wait_for("a move in", || feed("/feed.rss").contains("原子保存"));
@@ -548,4 +548,58 @@ fn the_longest_idle_connection_makes_room() {
     assert_eq!(daemon.get("/feed.rss", &[]).status, 200);
     assert!(closed(&mut idle, DEADLINE), "the idle connection was not the one evicted");
     assert!(!closed(&mut slow, Duration::from_millis(300)), "the younger incomplete head was evicted");
+}
+
+#[test]
+fn a_feed_that_goes_answers_410_across_restarts_then_404() {
+    let dir = site();
+    let mut daemon = Daemon::start(dir.path(), "");
+    assert_eq!(daemon.get("/categories/engineering.rss", &[]).status, 200);
+    fs::remove_file(dir.path().join("posts/2021-12-01-rust.md")).unwrap();
+    daemon.wait_for("the category gone", || daemon.get("/categories/engineering.rss", &[]).status == 410);
+    let gone = daemon.get("/feeds/categories/engineering.atom", &[]);
+    assert_eq!(gone.status, 410, "every format, under the feeds path too");
+    assert_eq!(daemon.get("/categories/never-was.rss", &[]).status, 404);
+    daemon.terminate();
+
+    let mut daemon = Daemon::start(dir.path(), "");
+    assert_eq!(daemon.get("/categories/engineering.json", &[]).status, 410, "remembered across a restart");
+    // Back when a post is in it again.
+    fs::write(dir.path().join("posts/back.md"), post("Back", "2021-12-02 09:00", "engineering")).unwrap();
+    daemon.wait_for("the category back", || daemon.get("/categories/engineering.rss", &[]).status == 200);
+    fs::remove_file(dir.path().join("posts/back.md")).unwrap();
+    daemon.wait_for("gone again", || daemon.get("/categories/engineering.rss", &[]).status == 410);
+    daemon.terminate();
+
+    // With gone_days = 0 the memory ends at once: 404.
+    let daemon = Daemon::start(dir.path(), "gone_days = 0");
+    assert_eq!(daemon.get("/categories/engineering.rss", &[]).status, 404);
+}
+
+#[test]
+fn redirects_and_generator_aliases_answer_301() {
+    let dir = site();
+    let config = "aliases = [\"jekyll-feed\", \"hugo\", \"wordpress\"]\n[redirects]\n\"/old/news.xml\" = \"/categories/caijing.rss\"\n\"/elsewhere\" = \"https://other.example.org/feed\"\n";
+    let daemon = Daemon::start(dir.path(), config);
+    let location = |path: &str| {
+        let r = daemon.get(path, &[]);
+        assert_eq!(r.status, 301, "{path}");
+        r.header("location").to_owned()
+    };
+    assert_eq!(location("/old/news.xml"), "/categories/caijing.rss");
+    assert_eq!(location("/elsewhere"), "https://other.example.org/feed");
+    let feeds = "https://news.example.com/feeds/";
+    assert_eq!(location("/feed.xml"), format!("{feeds}feed.atom"));
+    assert_eq!(location("/feed/caijing.xml"), format!("{feeds}categories/caijing.atom"));
+    assert_eq!(location("/index.xml"), format!("{feeds}feed.rss"));
+    assert_eq!(location("/tags/%E6%A0%87%E7%AD%BE/index.xml"), format!("{feeds}tags/%E6%A0%87%E7%AD%BE.rss"));
+    assert_eq!(location("/categories/Engineering/index.xml"), format!("{feeds}categories/engineering.rss"));
+    assert_eq!(location("/feed/"), format!("{feeds}feed.rss"));
+    assert_eq!(location("/feed/atom/"), format!("{feeds}feed.atom"));
+    assert_eq!(location("/category/caijing/feed/"), format!("{feeds}categories/caijing.rss"));
+    assert_eq!(location("/tag/%E6%A0%87%E7%AD%BE/feed/atom/"), format!("{feeds}tags/%E6%A0%87%E7%AD%BE.atom"));
+    assert_eq!(daemon.get("/category/nothing-here/feed/", &[]).status, 404);
+    // A redirect followed lands on the feed.
+    let target = location("/category/caijing/feed/");
+    assert_eq!(daemon.get(target.strip_prefix("https://news.example.com").unwrap(), &[]).status, 200);
 }

@@ -3,12 +3,14 @@
 //! path.
 //!
 //! - [`publisher`]: the thread and its loop; each step runs the engine and swaps the served set.
+//! - [`gone`]: documents that no longer exist, answered 410 for a while, kept across restarts.
 //! - [`inbox`]: what the watcher and the signals said since the last step (bursts, settling).
 //! - [`posts_root`]: the posts folder itself, watched, and followed when removed or replaced.
 //! - [`unwritten`]: documents whose write failed, served from memory and tried again.
 //! - [`status`]: the line `systemctl status` shows.
 //! - [`signals`]: SIGTERM/SIGINT as one shutdown future, SIGHUP as new configurations.
 
+pub mod gone;
 pub mod inbox;
 pub mod posts_root;
 pub mod publisher;
@@ -78,10 +80,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new());
     let heartbeat = Heartbeat::new();
-    let hub = start_hub(&config, &shared)?;
+    let state = Arc::new(State::open(&config.state_dir)?);
+    tracing::info!("state in {}", state.path().display());
+    let hub = start_hub(&config, &state, &shared);
     let on_published = hub.clone().map(|hub| -> OnPublished { Arc::new(move |changed| hub.published(changed)) });
+    let clock = Arc::new(SystemClock);
     let publisher =
-        Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), heartbeat.clone(), on_published);
+        Publisher::start_with(config.clone(), shared.clone(), clock, heartbeat.clone(), on_published, Some(state));
     let watchdog = systemd::watchdog_interval().map(|interval| {
         tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
         let shared = shared.clone();
@@ -118,17 +123,15 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || publisher.stop()).await?
 }
 
-/// The WebSub side when the configuration asks for it: the state store opened, the hub started.
-fn start_hub(config: &Arc<Config>, shared: &Arc<Shared>) -> anyhow::Result<Option<Arc<Hub>>> {
+/// The WebSub side when the configuration asks for it: the hub started.
+fn start_hub(config: &Arc<Config>, state: &Arc<State>, shared: &Arc<Shared>) -> Option<Arc<Hub>> {
     if !config.websub.enabled() {
-        return Ok(None);
+        return None;
     }
-    let state = Arc::new(State::open(&config.state_dir)?);
-    tracing::info!("websub: state in {}", state.path().display());
     if config.websub.hub {
         tracing::info!("websub: the built-in hub answers at {}", config.hub_url());
     }
-    Ok(Some(Hub::start(config.clone(), state, shared.clone())))
+    Some(Hub::start(config.clone(), state.clone(), shared.clone()))
 }
 
 /// A reloaded configuration with WebSub as it was at start: the hub, and the links that advertise

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::daemon::gone::Gone;
 use crate::daemon::inbox::{Inbox, Message};
 use crate::daemon::posts_root::PostsRoot;
 use crate::daemon::status::Status;
@@ -17,6 +18,7 @@ use crate::engine::{Change, DocumentSink, Engine};
 use crate::feeds_dir::{FeedsDir, Outcome, Put};
 use crate::served::{Policy, Resource, ServedSet, Shared};
 use crate::source::PathKind;
+use crate::state::State;
 use crate::systemd::{self, Heartbeat};
 
 /// How often a missing posts folder is looked for.
@@ -65,23 +67,28 @@ impl Publisher {
     /// Starts the publisher thread: it publishes everything once (then `shared` is ready), and
     /// keeps the served set and the feeds folder current until stopped.
     pub fn start(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>) -> Publisher {
-        Publisher::start_with(config, shared, clock, Heartbeat::new(), None)
+        Publisher::start_with(config, shared, clock, Heartbeat::new(), None, None)
     }
 
-    /// Like [`Publisher::start`]; the publisher beats `heartbeat` at least once a second and tells
-    /// `on_published` what each step changed.
+    /// Like [`Publisher::start`]; the publisher beats `heartbeat` at least once a second, tells
+    /// `on_published` what each step changed, and keeps what must survive a restart in `state`.
     pub fn start_with(
         config: Arc<Config>,
         shared: Arc<Shared>,
         clock: Arc<dyn Clock>,
         heartbeat: Arc<Heartbeat>,
         on_published: Option<OnPublished>,
+        state: Option<Arc<State>>,
     ) -> Publisher {
         let (sender, receiver) = mpsc::channel();
         let events = sender.clone();
         let thread = std::thread::Builder::new()
             .name("crier-publisher".into())
-            .spawn(move || Worker::new(config, shared, clock, heartbeat, on_published).run(&receiver, &events))
+            .spawn(move || {
+                let mut worker = Worker::new(config, shared, clock, heartbeat, on_published);
+                worker.gone = Gone::new(state);
+                worker.run(&receiver, &events);
+            })
             .expect("a thread can be started");
         Publisher { sender, thread: Some(thread) }
     }
@@ -144,6 +151,7 @@ struct Worker {
     heartbeat: Arc<Heartbeat>,
     status: Status,
     on_published: Option<OnPublished>,
+    gone: Gone,
 }
 
 /// An engine whose every post read or rendered counts as the publisher making progress: a long
@@ -173,6 +181,7 @@ impl Worker {
             heartbeat,
             status: Status::default(),
             on_published,
+            gone: Gone::default(),
         }
     }
 
@@ -243,6 +252,7 @@ impl Worker {
     /// otherwise flood the watcher with events about crier itself; catching up compares the
     /// folder with what was read, which needs no reading.
     fn start_over(&mut self, what: &str, events: &Sender<Message>) {
+        self.gone.load(&self.config(), SystemTime::now());
         self.step(what, true, |engine, now, sink| engine.load_all(now, sink));
         let config = self.config();
         if PathKind::of(&config.posts) == PathKind::Folder {
@@ -351,6 +361,8 @@ impl Worker {
         next.ready = true;
         let wall = SystemTime::now();
         let regenerated = made.len();
+        self.gone.update(made.iter().map(|m| m.rel.as_str()), removed, wall);
+        next.gone = self.gone.served(self.engine.config());
         let mut changed = Vec::new();
         for Made { rel, put } in made {
             let Put { mut encoded, error, outcome } = put;
