@@ -134,8 +134,6 @@ pub struct Config {
     pub compression: Compression,
     /// Where `crier serve` listens (unless systemd hands it a socket).
     pub listen: SocketAddr,
-    /// `Cache-Control: max-age` of feed responses.
-    pub cache_max_age: Duration,
     /// Watch the posts folder by polling instead of inotify (network file systems).
     pub poll: bool,
     pub poll_interval: Duration,
@@ -243,13 +241,12 @@ impl Config {
             max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
             max_terms: at_least("max_terms", raw.max_terms, 100, 1, "a number of names")?,
             post_time_budget: millis("post_time_budget_ms", raw.post_time_budget_ms, 5_000, 10)?,
-            ttl: Duration::from_secs(u64::from(raw.ttl.unwrap_or(60)) * 60),
+            ttl: ttl(raw.ttl, raw.cache_max_age)?,
             compression: Compression {
                 gzip: at_most("gzip_level", raw.gzip_level, 3, 9)?,
                 brotli: at_most("brotli_quality", raw.brotli_quality, 3, 11)?,
             },
             listen: listen(overrides.listen.clone().or(raw.listen))?,
-            cache_max_age: Duration::from_secs(raw.cache_max_age.unwrap_or(300)),
             poll: raw.poll.unwrap_or(false),
             poll_interval: millis("poll_interval_ms", raw.poll_interval_ms, 2000, 10)?,
             settle: millis("settle_ms", raw.settle_ms, 1000, 0)?,
@@ -343,6 +340,38 @@ fn state_dir(raw: Option<&PathBuf>, dir: &Path, feeds: &Path) -> Result<PathBuf,
         return Err(invalid("state_dir", path.display(), "a folder outside the feeds folder (and not containing it)"));
     }
     Ok(path)
+}
+
+/// How long readers may keep a feed: one setting for RSS `ttl`, `sy:updatePeriod` and
+/// `sy:updateFrequency`, and `Cache-Control: max-age`. `ttl` is in minutes; `cache_max_age` (in
+/// seconds, the older key) may give it instead, in whole minutes; both must then agree.
+fn ttl(minutes: Option<u32>, cache_max_age: Option<u64>) -> Result<Duration, ConfigError> {
+    let from_max_age = match cache_max_age {
+        Some(seconds) if seconds == 0 || seconds % 60 != 0 => {
+            return Err(invalid(
+                "cache_max_age",
+                seconds,
+                "whole minutes in seconds (60, 300, 3600); or set `ttl` in minutes",
+            ));
+        }
+        Some(seconds) => Some(seconds / 60),
+        None => None,
+    };
+    let minutes = match (minutes.map(u64::from), from_max_age) {
+        (Some(ttl), Some(max_age)) if ttl != max_age => {
+            return Err(invalid(
+                "cache_max_age",
+                max_age * 60,
+                format!("{} seconds, to agree with ttl = {ttl}; set only `ttl`", ttl * 60),
+            ));
+        }
+        (Some(ttl), _) | (None, Some(ttl)) => ttl,
+        (None, None) => 60,
+    };
+    if minutes == 0 {
+        return Err(invalid("ttl", 0, "a number of minutes, at least 1"));
+    }
+    Ok(Duration::from_secs(minutes * 60))
 }
 
 /// `[redirects]`: each key a path (`/old.rss`), each value a path or an absolute http(s) URL.

@@ -123,7 +123,7 @@ impl Default for Policy {
 impl Policy {
     pub fn new(config: &Config) -> Policy {
         Policy {
-            cache_control: HeaderValue::try_from(format!("public, max-age={}", config.cache_max_age.as_secs()))
+            cache_control: HeaderValue::try_from(format!("public, max-age={}", config.ttl.as_secs()))
                 .expect("digits are a valid header value"),
             prefix: config.feeds_url.path().to_owned(),
             feeds_url: Some(config.feeds_url.clone()),

@@ -4,9 +4,19 @@ use quick_xml::events::{BytesText, Event};
 use quick_xml::{Reader, Writer};
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
+use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
 use rss::{Category, Channel, Guid};
 
 use super::{FeedDoc, Format, GENERATOR};
+
+/// The syndication module's schedule closest to one refresh every `ttl` minutes: hourly when
+/// `ttl` divides an hour (or is under one), else daily.
+fn update_schedule(ttl: u64) -> SyndicationExtension {
+    let ttl = ttl.max(1);
+    let (period, per) = if ttl <= 60 { (UpdatePeriod::Hourly, 60) } else { (UpdatePeriod::Daily, 1440) };
+    let frequency = u32::try_from((per + ttl / 2) / ttl).unwrap_or(1).max(1);
+    SyndicationExtension { period, frequency, ..SyndicationExtension::default() }
+}
 
 /// Writes the feed as RSS 2.0 bytes.
 pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
@@ -44,6 +54,8 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         generator: Some(GENERATOR.to_owned()),
         last_build_date: Some(doc.updated.to_rfc2822()),
         ttl: Some(doc.ttl_minutes.to_string()),
+        syndication_ext: Some(update_schedule(doc.ttl_minutes)),
+        namespaces: [("sy".to_owned(), rss::extension::syndication::NAMESPACE.to_owned())].into(),
         atom_ext: Some(AtomExtension {
             links: std::iter::once(Link {
                 href: doc.self_url.clone(),
@@ -85,6 +97,19 @@ fn best_practice_escapes(xml: &[u8]) -> anyhow::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_schedule_follows_ttl() {
+        let schedule = |ttl| {
+            let s = update_schedule(ttl);
+            (s.period.to_string(), s.frequency)
+        };
+        assert_eq!(schedule(60), ("hourly".to_owned(), 1));
+        assert_eq!(schedule(15), ("hourly".to_owned(), 4));
+        assert_eq!(schedule(180), ("daily".to_owned(), 8));
+        assert_eq!(schedule(1440), ("daily".to_owned(), 1));
+        assert_eq!(schedule(5000), ("daily".to_owned(), 1), "at least once");
+    }
 
     #[test]
     fn escapes_plain_text_only() {
