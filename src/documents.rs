@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
-use quick_xml::escape::escape;
 
 use crate::config::{Config, ContentMode};
 use crate::feed::opml::{Opml, Outline};
@@ -23,6 +22,11 @@ pub struct FeedSummary {
     pub title: String,
     pub items: usize,
     pub updated: DateTime<FixedOffset>,
+}
+
+/// The path of a feed's page for people, e.g. `categories/新闻.html`.
+pub fn page_path(key: &FeedKey) -> String {
+    format!("{}.html", key.stem())
 }
 
 /// A feed's file path under the feeds folder, e.g. `categories/新闻.rss`.
@@ -103,60 +107,6 @@ pub fn opml(config: &Config, feeds: &[(FeedKey, String)], updated: DateTime<Fixe
 
 /// The file name of the index page.
 pub const INDEX_PATH: &str = "index.html";
-
-/// The index page: every feed with its number of items and last update, and autodiscovery
-/// links, for a person who opens the server in a browser.
-pub fn index_page<'a>(config: &Config, feeds: impl Iterator<Item = &'a FeedSummary>) -> Vec<u8> {
-    let mut head = String::new();
-    let mut rows = String::new();
-    for feed in feeds {
-        let name = escape(feed.title.as_str());
-        for format in Format::ALL {
-            if feed.key == FeedKey::Site || format == Format::Rss {
-                head.push_str(&format!(
-                    "<link rel=\"alternate\" type=\"{}\" title=\"{name} ({})\" href=\"{}\">\n",
-                    format.media_type(),
-                    format.extension().to_uppercase(),
-                    relative_href(&feed.key, format)
-                ));
-            }
-        }
-        let links: Vec<String> = Format::ALL
-            .iter()
-            .map(|&f| format!("<a href=\"{}\">{}</a>", relative_href(&feed.key, f), f.extension()))
-            .collect();
-        let updated =
-            if feed.items == 0 { "—".to_owned() } else { feed.updated.format("%Y-%m-%d %H:%M %:z").to_string() };
-        rows.push_str(&format!(
-            "<tr><td>{name}</td><td>{}</td><td>{updated}</td><td>{}</td></tr>\n",
-            feed.items,
-            links.join(" · ")
-        ));
-    }
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"{lang}\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{title} — feeds</title>\n{head}<style>{INDEX_STYLE}</style>\n</head>\n<body>\n<h1>{title}</h1>\n<p>{description} · <a href=\"{home}\">{home}</a> · <a href=\"{opml}\">OPML</a> (every feed, for one-step subscription)</p>\n<table>\n<tr><th>Feed</th><th>Items</th><th>Last update</th><th>Formats</th></tr>\n{rows}</table>\n</body>\n</html>\n",
-        lang = escape(config.language.as_str()),
-        title = escape(config.title.as_str()),
-        description = escape(config.description.as_str()),
-        home = escape(config.base_url.as_str()),
-        opml = OPML_PATH,
-    )
-    .into_bytes()
-}
-
-const INDEX_STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}\
-    table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd}";
-
-/// A feed's path relative to the index page, so the page works wherever the folder is served;
-/// path segments keep RFC 3986's unreserved characters and percent-encode the rest.
-fn relative_href(key: &FeedKey, format: Format) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-    let rel = document_path(key, format);
-    let segments: Vec<String> =
-        rel.split('/').map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()).collect();
-    segments.join("/")
-}
 
 /// The media type a document is served with, from its path; `None` for a file that is not one
 /// of crier's documents.

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use crate::config::Config;
 use crate::documents::{self, FeedSummary, INDEX_PATH, OPML_PATH};
 use crate::feed::{self, Format};
+use crate::pages;
 use crate::post::{self, PostError, PostMeta, PostWarning};
 use crate::render::{self, Rendered};
 use crate::site::{FeedKey, FeedPlan, Site};
@@ -313,6 +314,7 @@ impl Engine {
         for key in keys.iter().filter(|k| !present.contains(k)) {
             if self.feeds.remove(key).is_some() {
                 change.removed.extend(Format::ALL.map(|f| documents::document_path(key, f)));
+                change.removed.push(documents::page_path(key));
                 change.feeds_changed = true;
             }
         }
@@ -359,7 +361,7 @@ impl Engine {
         }
     }
 
-    /// Every format of every planned feed, made in parallel and handed to the sink.
+    /// Every format of every planned feed, and its page, made in parallel and handed to the sink.
     fn make_feeds(&self, plans: &[FeedPlan], sink: &dyn DocumentSink, change: &mut Change) {
         let made: Vec<Option<String>> = plans
             .par_iter()
@@ -379,6 +381,15 @@ impl Engine {
             })
             .collect();
         change.documents.extend(made.into_iter().flatten());
+        let pages: Vec<String> = plans
+            .par_iter()
+            .map(|plan| {
+                let rel = documents::page_path(&plan.key);
+                sink.accept(&rel, pages::feed_page(&self.config, plan, &self.rendered));
+                rel
+            })
+            .collect();
+        change.documents.extend(pages);
     }
 
     fn summary(&self, plan: &FeedPlan) -> FeedSummary {
@@ -406,7 +417,7 @@ impl Engine {
             }
             Err(error) => tracing::error!("cannot generate the OPML list: {error:#}"),
         }
-        sink.accept(INDEX_PATH, documents::index_page(&self.config, self.feeds.values()));
+        sink.accept(INDEX_PATH, pages::index_page(&self.config, self.feeds.values()));
         change.documents.push(INDEX_PATH.to_owned());
     }
 

@@ -13,6 +13,7 @@
 //! - [`site`]: the index of posts by category and tag, newest first; picks each feed's items. Pure.
 //! - [`feed`]: one feed model written as RSS, Atom, JSON Feed, and the OPML list. Pure.
 //! - [`documents`]: a site's documents (feeds, OPML, index page), their paths and media types. Pure.
+//! - [`pages`]: the HTML pages for people: the index, and a page beside each feed. Pure.
 //! - [`redirect`]: other generators' feed URLs mapped to crier's documents. Pure.
 //! - [`source`]: the only module that reads the posts folder: walking, fingerprints, reading posts.
 //! - [`engine`]: the posts folder's state kept current change by change, and the documents that follow.
@@ -38,6 +39,7 @@ pub mod engine;
 pub mod feed;
 pub mod feeds_dir;
 pub mod http;
+pub mod pages;
 pub mod permalink;
 pub mod post;
 pub mod redirect;

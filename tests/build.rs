@@ -340,3 +340,75 @@ fn hostile_shapes_publish_with_a_warning_and_the_rest_still_publish() {
         assert!(site_feed.contains(text), "{text} is published");
     }
 }
+
+/// The tokenizer's parse errors in `html`, and the tags left open or closed out of order (void
+/// elements aside).
+fn html_problems(html: &str) -> Vec<String> {
+    use html5ever::tendril::StrTendril;
+    use html5ever::tokenizer::{BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
+    use std::cell::RefCell;
+
+    #[derive(Default)]
+    struct Sink {
+        problems: RefCell<Vec<String>>,
+        open: RefCell<Vec<String>>,
+    }
+    impl TokenSink for Sink {
+        type Handle = ();
+        fn process_token(&self, token: Token, line: u64) -> TokenSinkResult<()> {
+            const VOID: [&str; 4] = ["meta", "link", "br", "img"];
+            match token {
+                Token::ParseError(error) => self.problems.borrow_mut().push(format!("line {line}: {error}")),
+                Token::TagToken(tag) if tag.kind == TagKind::StartTag && !VOID.contains(&&*tag.name) => {
+                    self.open.borrow_mut().push(tag.name.to_string())
+                }
+                Token::TagToken(tag) if tag.kind == TagKind::EndTag => {
+                    if self.open.borrow_mut().pop().as_deref() != Some(&*tag.name) {
+                        self.problems.borrow_mut().push(format!("line {line}: </{}> out of order", tag.name));
+                    }
+                }
+                _ => {}
+            }
+            TokenSinkResult::Continue
+        }
+    }
+    let tokenizer = Tokenizer::new(Sink::default(), Default::default());
+    let queue = BufferQueue::default();
+    queue.push_back(StrTendril::from(html));
+    let _ = tokenizer.feed(&queue);
+    tokenizer.end();
+    let mut problems = tokenizer.sink.problems.take();
+    problems.extend(tokenizer.sink.open.take().into_iter().map(|tag| format!("<{tag}> never closed")));
+    problems
+}
+
+#[test]
+fn every_feed_has_a_page_for_people() {
+    let site = good_site();
+    assert!(site.build().status.success());
+    let page = String::from_utf8(site.feed("categories/青岛-财经.html")).unwrap();
+    assert_eq!(html_problems(&page), Vec::<String>::new(), "{page}");
+    assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"zh-CN\">"));
+    for (kind, ext) in
+        [("application/rss+xml", "rss"), ("application/atom+xml", "atom"), ("application/feed+json", "json")]
+    {
+        let url = format!("https://news.example.com/feeds/categories/%E9%9D%92%E5%B2%9B-%E8%B4%A2%E7%BB%8F.{ext}");
+        assert!(page.contains(&format!("<link rel=\"alternate\" type=\"{kind}\"")), "{kind}");
+        assert!(page.contains(&format!("<code>{url}</code>")), "the {ext} address to copy");
+    }
+    assert!(page.contains("feed reader"), "says what to do with it");
+    assert!(page.contains("<title>Fixture &amp; &lt;News&gt; · 青岛 财经</title>"), "escaped: {page}");
+    assert!(page.contains("R&amp;D &lt;notes&gt; ]]&gt; on feeds"), "the item title, escaped");
+    assert!(page.contains("href=\"https://news.example.com/"), "items link to their posts");
+    assert!(page.contains("<time datetime=\"2021-12-20T08:00:00+08:00\">2021-12-20 08:00</time>"));
+    assert!(page.contains("<a href=\"../index.html\">All feeds</a>"));
+    let site_page = String::from_utf8(site.feed("feed.html")).unwrap();
+    assert_eq!(html_problems(&site_page), Vec::<String>::new());
+    assert!(site_page.contains("<a href=\"index.html\">All feeds</a>"));
+    let index = String::from_utf8(site.feed("index.html")).unwrap();
+    assert_eq!(html_problems(&index), Vec::<String>::new());
+    assert!(
+        index.contains("<a href=\"categories/%E9%9D%92%E5%B2%9B-%E8%B4%A2%E7%BB%8F.html\">"),
+        "the index links each page"
+    );
+}
