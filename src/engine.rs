@@ -500,19 +500,28 @@ mod tests {
         let mut engine = engine(dir.path());
         let kept = Kept::default();
         let first = engine.load_all(now(), &kept);
-        assert_eq!(paths(&first).len(), 3 * 3 + 2, "site, x, y, the OPML and the index page");
+        assert_eq!(paths(&first).len(), 3 * 4 + 2, "site, x, y (three formats and a page), the OPML and the index");
         // Same category: only the site feed and x.
         fs::write(&a, post("A2", "2021-01-01", "x")).unwrap();
         let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert_eq!(
             paths(&change),
-            ["categories/x.atom", "categories/x.json", "categories/x.rss", "feed.atom", "feed.json", "feed.rss"]
+            [
+                "categories/x.atom",
+                "categories/x.html",
+                "categories/x.json",
+                "categories/x.rss",
+                "feed.atom",
+                "feed.html",
+                "feed.json",
+                "feed.rss"
+            ]
         );
         // Moving to another category regenerates both and removes the empty one.
         fs::write(&a, post("A2", "2021-01-01", "z")).unwrap();
         let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert!(paths(&change).contains(&"categories/z.rss"));
-        assert_eq!(change.removed, ["categories/x.rss", "categories/x.atom", "categories/x.json"]);
+        assert_eq!(change.removed, ["categories/x.rss", "categories/x.atom", "categories/x.json", "categories/x.html"]);
         // A hint for an unchanged file does nothing.
         let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert_eq!(change.posts_read, 0);
@@ -557,7 +566,7 @@ mod tests {
         fs::rename(&sub, dir.path().join("elsewhere")).unwrap();
         let change = engine.apply(std::slice::from_ref(&sub), now(), &kept);
         assert_eq!(engine.live_posts(), 0);
-        assert_eq!(change.removed.len(), 6);
+        assert_eq!(change.removed.len(), 8, "two feeds, three formats and a page each");
         fs::rename(dir.path().join("elsewhere"), &sub).unwrap();
         engine.apply(std::slice::from_ref(&sub), now(), &kept);
         assert_eq!(engine.live_posts(), 2);

@@ -362,10 +362,10 @@ fn html_problems(html: &str) -> Vec<String> {
                 Token::TagToken(tag) if tag.kind == TagKind::StartTag && !VOID.contains(&&*tag.name) => {
                     self.open.borrow_mut().push(tag.name.to_string())
                 }
-                Token::TagToken(tag) if tag.kind == TagKind::EndTag => {
-                    if self.open.borrow_mut().pop().as_deref() != Some(&*tag.name) {
-                        self.problems.borrow_mut().push(format!("line {line}: </{}> out of order", tag.name));
-                    }
+                Token::TagToken(tag)
+                    if tag.kind == TagKind::EndTag && self.open.borrow_mut().pop().as_deref() != Some(&*tag.name) =>
+                {
+                    self.problems.borrow_mut().push(format!("line {line}: </{}> out of order", tag.name));
                 }
                 _ => {}
             }
