@@ -60,6 +60,7 @@ pub struct RawConfig {
     pub excerpt_length: Option<usize>,
     pub excerpt_separator: Option<String>,
     pub max_post_bytes: Option<u64>,
+    pub max_feed_bytes: Option<usize>,
     pub max_terms: Option<usize>,
     pub post_time_budget_ms: Option<u64>,
     pub ttl: Option<u32>,
@@ -126,6 +127,8 @@ pub struct Config {
     pub excerpt_length: usize,
     pub excerpt_separator: String,
     pub max_post_bytes: u64,
+    /// The largest feed document, uncompressed: a feed over it drops its oldest items.
+    pub max_feed_bytes: usize,
     /// The most categories, and the most tags, one post may list.
     pub max_terms: usize,
     /// How long reading and rendering one post may take before it is skipped with an error.
@@ -239,6 +242,7 @@ impl Config {
             excerpt_length: at_least("excerpt_length", raw.excerpt_length, 300, 1, "a number of characters")?,
             excerpt_separator: excerpt_separator(raw.excerpt_separator)?,
             max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
+            max_feed_bytes: at_least("max_feed_bytes", raw.max_feed_bytes, 1024 * 1024, 4096, "a size in bytes")?,
             max_terms: at_least("max_terms", raw.max_terms, 100, 1, "a number of names")?,
             post_time_budget: millis("post_time_budget_ms", raw.post_time_budget_ms, 5_000, 10)?,
             ttl: ttl(raw.ttl, raw.cache_max_age)?,

@@ -76,11 +76,36 @@ pub fn document(
         full_content: config.content == ContentMode::Full,
         items,
     };
-    match format {
-        Format::Rss => feed::rss::write(&doc),
-        Format::Atom => feed::atom::write(&doc),
-        Format::Json => feed::json::write(&doc),
+    within_budget(doc, format, config.max_feed_bytes)
+}
+
+/// The feed written in `format`; when that is over `max_bytes`, the most items, newest first,
+/// that fit (found by bisection), and never fewer than one.
+fn within_budget(mut doc: FeedDoc<'_>, format: Format, max_bytes: usize) -> anyhow::Result<Vec<u8>> {
+    let write = |doc: &FeedDoc<'_>| match format {
+        Format::Rss => feed::rss::write(doc),
+        Format::Atom => feed::atom::write(doc),
+        Format::Json => feed::json::write(doc),
+    };
+    let whole = write(&doc)?;
+    if whole.len() <= max_bytes || doc.items.len() <= 1 {
+        return Ok(whole);
     }
+    let all = std::mem::take(&mut doc.items);
+    // The most items known to fit (at least one), and the fewest known not to.
+    let (mut fits, mut too_many) = (1, all.len());
+    let mut best = None;
+    while too_many - fits > 1 || best.is_none() {
+        let count = if best.is_none() { fits } else { (fits + too_many) / 2 };
+        doc.items = all[..count].to_vec();
+        let bytes = write(&doc)?;
+        if bytes.len() <= max_bytes || count == 1 {
+            (fits, best) = (count, Some(bytes));
+        } else {
+            too_many = count;
+        }
+    }
+    Ok(best.expect("one item is always kept"))
 }
 
 /// The OPML list of `feeds` (key and title), dated `updated`.

@@ -412,3 +412,34 @@ fn every_feed_has_a_page_for_people() {
         "the index links each page"
     );
 }
+
+#[test]
+fn feeds_stay_under_max_feed_bytes_dropping_their_oldest_items() {
+    let site = Site::new(&format!("{CONFIG}max_feed_bytes = 200000\nitems = 0\n"));
+    // Thirty posts of about 30 KB each: the whole set is far over the budget.
+    let paragraph = "<p>港口物流园区启用智能调度平台，货车平均等候时间缩短近四成。</p>\n".repeat(350);
+    for day in 1..=30 {
+        let text = format!("---\ntitle: Day {day}\ndate: 2021-11-{day:02} 08:00\ncategories: big\n---\n{paragraph}");
+        site.write(&format!("day-{day:02}.md"), text.as_bytes());
+    }
+    // One post alone over the budget still makes a feed of one item.
+    let huge = "<p>巨大</p>\n".repeat(30_000);
+    site.write(
+        "huge.md",
+        format!("---\ntitle: Huge\ndate: 2021-10-01 08:00\ncategories: huge\n---\n{huge}").as_bytes(),
+    );
+    assert!(site.build().status.success());
+    for ext in ["rss", "atom", "json"] {
+        let feed = site.feed(&format!("categories/big.{ext}"));
+        assert!(feed.len() <= 200_000, "{ext}: {} bytes", feed.len());
+        let parsed = site.parsed(&format!("categories/big.{ext}"));
+        let titles: Vec<String> = parsed.entries.iter().map(|e| e.title.as_ref().unwrap().content.clone()).collect();
+        assert!(titles.len() >= 2 && titles.len() < 30, "{ext}: {} items", titles.len());
+        assert_eq!(titles[0], "Day 30", "{ext}: the newest are kept");
+        // Every item is the same size, so one more would not have fit.
+        let per_item = feed.len() / titles.len();
+        assert!(feed.len() + per_item > 200_000, "{ext}: {} bytes with {} items", feed.len(), titles.len());
+        let alone = site.parsed(&format!("categories/huge.{ext}"));
+        assert_eq!(alone.entries.len(), 1, "{ext}: never fewer than one");
+    }
+}
