@@ -105,7 +105,7 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> Result<BuildReport, BuildEr
             Outcome::Unchanged => report.unchanged += 1,
         }
     }
-    report.removed = feeds.remove_stale(&keep).map_err(BuildError::Write)?;
+    report.removed = feeds.remove_stale(&keep).map_err(BuildError::Write)?.len();
     report.errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     report.elapsed = started.elapsed();
     Ok(report)

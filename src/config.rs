@@ -79,6 +79,7 @@ pub struct RawConfig {
     pub shutdown_timeout_ms: Option<u64>,
     pub state_dir: Option<PathBuf>,
     pub gone_days: Option<u64>,
+    pub gone_after_seconds: Option<u64>,
     pub aliases: Option<Vec<String>>,
     pub websub: Option<RawWebSub>,
     pub redirects: Option<std::collections::BTreeMap<String, String>>,
@@ -153,6 +154,9 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// How long a feed that no longer exists answers 410 Gone (then 404).
     pub gone: Duration,
+    /// How long a feed must stay away before it answers 410 (404 until then), so that a posts
+    /// folder moved for a moment does not tell readers every feed is gone for good.
+    pub gone_after: Duration,
     /// Paths answered with a 301 to a path or an absolute URL, by request path.
     pub redirects: std::collections::BTreeMap<String, String>,
     /// The generators whose feed URLs are answered with a 301 to crier's equivalents.
@@ -267,7 +271,8 @@ impl Config {
             max_header_bytes: at_least("max_header_bytes", raw.max_header_bytes, 16 * 1024, 8192, "a size in bytes")?,
             shutdown_timeout: millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 10_000, 0)?,
             state_dir: state_dir(raw.state_dir.as_ref(), dir, &feeds)?,
-            gone: Duration::from_secs(86_400 * at_least("gone_days", raw.gone_days, 30, 0, "a number of days")?),
+            gone: Duration::from_secs(86_400 * at_most_days("gone_days", raw.gone_days, 30)?),
+            gone_after: Duration::from_secs(at_most_days("gone_after_seconds", raw.gone_after_seconds, 60)?),
             redirects: redirects(raw.redirects.unwrap_or_default())?,
             aliases: aliases(raw.aliases.unwrap_or_default())?,
             websub: websub(raw.websub.unwrap_or_default())?,
@@ -350,26 +355,20 @@ fn state_dir(raw: Option<&PathBuf>, dir: &Path, feeds: &Path) -> Result<PathBuf,
 /// `sy:updateFrequency`, and `Cache-Control: max-age`. `ttl` is in minutes; `cache_max_age` (in
 /// seconds, the older key) may give it instead, in whole minutes; both must then agree.
 fn ttl(minutes: Option<u32>, cache_max_age: Option<u64>) -> Result<Duration, ConfigError> {
-    let from_max_age = match cache_max_age {
-        Some(seconds) if seconds == 0 || seconds % 60 != 0 => {
-            return Err(invalid(
-                "cache_max_age",
-                seconds,
-                "whole minutes in seconds (60, 300, 3600); or set `ttl` in minutes",
-            ));
-        }
-        Some(seconds) => Some(seconds / 60),
-        None => None,
-    };
+    // The older key, in seconds, rounded up to whole minutes.
+    let from_max_age = cache_max_age.map(|seconds| seconds.div_ceil(60));
     let minutes = match (minutes.map(u64::from), from_max_age) {
-        (Some(ttl), Some(max_age)) if ttl != max_age => {
-            return Err(invalid(
-                "cache_max_age",
-                max_age * 60,
-                format!("{} seconds, to agree with ttl = {ttl}; set only `ttl`", ttl * 60),
-            ));
+        (Some(ttl), Some(max_age)) => {
+            if ttl != max_age {
+                tracing::warn!(
+                    "config: `cache_max_age` = {} is ignored: `ttl` = {ttl} minutes drives Cache-Control (max-age={}) and the feeds' polling hints",
+                    cache_max_age.unwrap_or_default(),
+                    ttl * 60
+                );
+            }
+            ttl
         }
-        (Some(ttl), _) | (None, Some(ttl)) => ttl,
+        (Some(ttl), None) | (None, Some(ttl)) => ttl,
         (None, None) => 60,
     };
     if minutes == 0 {
@@ -382,16 +381,51 @@ fn ttl(minutes: Option<u32>, cache_max_age: Option<u64>) -> Result<Duration, Con
 fn redirects(
     table: std::collections::BTreeMap<String, String>,
 ) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    let mut normalized = std::collections::BTreeMap::new();
     for (from, to) in &table {
-        if !from.starts_with('/') || from.contains(['?', '#']) {
+        let decoded = percent_encoding::percent_decode_str(from).decode_utf8().ok();
+        let Some(key) =
+            decoded.filter(|k| k.starts_with('/') && !k.contains(['?', '#']) && !k.contains(char::is_control))
+        else {
             return Err(invalid("redirects", from, "request paths such as \"/old/feed.xml\" as keys"));
-        }
-        let absolute = Url::parse(to).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !(absolute || to.starts_with('/')) || to == from {
-            return Err(invalid("redirects", to, format!("a path or an http(s) URL other than {from:?}")));
+        };
+        normalized.insert(key.into_owned(), location(from, to)?);
+    }
+    // A chain of paths that comes back to where it started would send readers round forever.
+    for start in normalized.keys() {
+        let mut at = start.as_str();
+        for _ in 0..=normalized.len() {
+            match normalized.get(at) {
+                Some(next) if next == start => {
+                    return Err(invalid("redirects", start, "redirects that do not lead back to themselves"));
+                }
+                Some(next) => at = next,
+                None => break,
+            }
         }
     }
-    Ok(table)
+    Ok(normalized)
+}
+
+/// A redirect's target as a `Location` value: an absolute http(s) URL or a path, percent-encoded.
+fn location(from: &str, to: &str) -> Result<String, ConfigError> {
+    let expected = || invalid("redirects", to, format!("a path or an http(s) URL other than {from:?}"));
+    if to.contains(char::is_control) {
+        return Err(expected());
+    }
+    let normalized = match Url::parse(to) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => url.to_string(),
+        _ if to.starts_with('/') && !to.starts_with("//") => {
+            let url = Url::parse("http://localhost/").and_then(|base| base.join(to)).map_err(|_| expected())?;
+            url[url::Position::BeforePath..].to_owned()
+        }
+        _ => return Err(expected()),
+    };
+    let decoded = percent_encoding::percent_decode_str(&normalized).decode_utf8_lossy().into_owned();
+    if decoded == from || normalized == from {
+        return Err(expected());
+    }
+    Ok(normalized)
 }
 
 /// `aliases`: names of the generators whose feed URLs are redirected.
@@ -526,6 +560,15 @@ where
     Ok(value)
 }
 
+/// A count of days (or seconds) up to a hundred years' worth.
+fn at_most_days(key: &'static str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value > 36_500 {
+        return Err(invalid(key, value, "at most 36500"));
+    }
+    Ok(value)
+}
+
 /// A compression setting from 0 to `max`.
 fn at_most(key: &'static str, value: Option<u32>, default: u32, max: u32) -> Result<u32, ConfigError> {
     let value = value.unwrap_or(default);
@@ -603,6 +646,32 @@ mod tests {
         assert_eq!(config.items, 20);
         assert_eq!(config.excerpt_length, 300);
         assert_eq!(config.timezone, Tz::UTC);
+    }
+
+    #[test]
+    fn redirects_are_normalized_and_loops_refused() {
+        let config =
+            load("[redirects]\n\"/tags/%E9%9D%92.xml\" = \"/tags/青岛.rss\"\n\"/x\" = \"https://e.org/a b\"").unwrap();
+        assert_eq!(config.redirects.get("/tags/青.xml").map(String::as_str), Some("/tags/%E9%9D%92%E5%B2%9B.rss"));
+        assert_eq!(config.redirects.get("/x").map(String::as_str), Some("https://e.org/a%20b"));
+        for text in [
+            "[redirects]\n\"/a\" = \"/b\"\n\"/b\" = \"/a\"",
+            "[redirects]\n\"/a\" = \"/a\"",
+            "[redirects]\n\"/a\" = \"/b\\r\\nSet-Cookie: x\"",
+            "[redirects]\n\"a\" = \"/b\"",
+            "[redirects]\n\"/a\" = \"//evil.example/\"",
+        ] {
+            let error = load(text).unwrap_err().to_string();
+            assert!(error.contains("redirects"), "{text} -> {error}");
+        }
+    }
+
+    #[test]
+    fn ttl_drives_max_age_and_old_configs_still_load() {
+        assert_eq!(load("ttl = 60\ncache_max_age = 300").unwrap().ttl, Duration::from_secs(3600), "ttl wins");
+        assert_eq!(load("cache_max_age = 90").unwrap().ttl, Duration::from_secs(120), "whole minutes, rounded up");
+        assert_eq!(load("").unwrap().ttl, Duration::from_secs(3600));
+        assert!(load("gone_days = 99999999999999").unwrap_err().to_string().contains("gone_days"));
     }
 
     #[test]

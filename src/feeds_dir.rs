@@ -195,9 +195,9 @@ impl FeedsDir {
     }
 
     /// Removes every document crier owns that is not in `keep` (paths relative to the folder),
-    /// with its encodings, and leftover temporary files. Returns how many documents went.
-    pub fn remove_stale(&self, keep: &HashSet<String>) -> anyhow::Result<usize> {
-        let mut removed = 0;
+    /// with its encodings, and leftover temporary files. Returns the documents that went.
+    pub fn remove_stale(&self, keep: &HashSet<String>) -> anyhow::Result<Vec<String>> {
+        let mut removed = Vec::new();
         for sub in std::iter::once("").chain(FEED_FOLDERS) {
             let dir = self.root.join(sub);
             let entries = match fs::read_dir(&dir) {
@@ -219,7 +219,7 @@ impl FeedsDir {
                     fs::remove_file(entry.path())
                         .with_context(|| format!("cannot remove {}", entry.path().display()))?;
                     if owned && name == document {
-                        removed += 1;
+                        removed.push(rel);
                     }
                 }
             }
@@ -322,7 +322,9 @@ mod tests {
         fs::write(dir.path().join("tags/README.txt"), "mine").unwrap();
         fs::write(dir.path().join(".crier-leftover"), "").unwrap();
         let keep: HashSet<String> = ["feed.rss".to_owned(), "tags/a.rss".to_owned()].into();
-        assert_eq!(feeds.remove_stale(&keep).unwrap(), 2);
+        let mut removed = feeds.remove_stale(&keep).unwrap();
+        removed.sort();
+        assert_eq!(removed, ["categories/c.json", "tags/b.atom"]);
         assert!(dir.path().join("tags/a.rss.br").exists());
         assert!(!dir.path().join("tags/b.atom").exists());
         assert!(!dir.path().join("tags/b.atom.gz").exists());

@@ -93,25 +93,25 @@ fn locate<'a>(served: &'a ServedSet, method: &Method, path: &str) -> Result<&'a 
     let Ok(decoded) = percent_encoding::percent_decode_str(path).decode_utf8() else {
         return Err(Box::new(not_found(method)));
     };
-    let now = SystemTime::now();
-    let exists = |rel: &str| served.get(rel).is_some() || served.is_gone(rel, now);
-    if let Some(location) = served.policy.moved(&decoded, exists) {
-        return Err(Box::new(moved(method, &location)));
+    if let Some(location) = served.policy.redirect(&decoded) {
+        return Err(Box::new(moved(method, location)));
     }
     let candidates = candidates(served, &decoded);
-    let Some(resource) = candidates.iter().find_map(|rel| served.get(rel)) else {
-        if candidates.iter().any(|rel| served.is_gone(rel, now)) {
-            // Pollers learn the feed is gone for good and stop asking.
-            return Err(Box::new(plain(
-                StatusCode::GONE,
-                "gone: this feed no longer exists\n".into(),
-                method,
-                HeaderValue::from_static("public, max-age=86400"),
-            )));
-        }
-        return Err(Box::new(not_found(method)));
-    };
-    Ok(resource)
+    if let Some(resource) = candidates.iter().find_map(|rel| served.get(rel)) {
+        return Ok(resource);
+    }
+    let now = SystemTime::now();
+    if candidates.iter().any(|rel| served.is_gone(rel, now)) {
+        // Pollers learn the feed is gone and stop asking; briefly cacheable, as it may come back.
+        let text = "gone: this feed no longer exists\n".into();
+        return Err(Box::new(plain(StatusCode::GONE, text, method, HeaderValue::from_static("public, max-age=600"))));
+    }
+    // Other generators' URLs only where crier has nothing of its own.
+    let exists = |rel: &str| served.get(rel).is_some() || served.is_gone(rel, now);
+    if let Some(location) = served.policy.alias(&decoded, exists) {
+        return Err(Box::new(moved(method, &location)));
+    }
+    Err(Box::new(not_found(method)))
 }
 
 /// The documents a percent-decoded path may name: its path under the server's root and under
@@ -395,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn aliases_never_hide_crier_own_documents() {
+        let mut set = served();
+        let index = set.resources["feed.rss"].clone();
+        set.resources.insert("index.html".to_owned(), index);
+        let policy = Policy {
+            prefix: "/feed/".into(),
+            feeds_url: Some(url::Url::parse("https://e.org/feed/").unwrap()),
+            aliases: vec![crate::config::Alias::WordPress],
+            ..(*set.policy).clone()
+        };
+        set.policy = Arc::new(policy);
+        let r = respond(&set, &Method::GET, "/feed/", &HeaderMap::new());
+        assert_eq!(r.status(), 200, "the index page under feeds_url, not WordPress's /feed/");
+    }
+
+    #[test]
     fn moved_and_gone() {
         let mut set = served();
         let policy = Policy {
@@ -404,9 +420,15 @@ mod tests {
             ..(*set.policy).clone()
         };
         set.policy = Arc::new(policy);
-        let later = SystemTime::now() + Duration::from_secs(3600);
+        let now = SystemTime::now();
+        let hour = Duration::from_secs(3600);
         set.gone = Arc::new(
-            [("categories/old.rss".to_owned(), later), ("tags/past.rss".to_owned(), SystemTime::UNIX_EPOCH)].into(),
+            [
+                ("categories/old.rss".to_owned(), now - hour..now + hour),
+                ("tags/past.rss".to_owned(), SystemTime::UNIX_EPOCH..now - hour),
+                ("tags/just-went.rss".to_owned(), now + hour..now + 2 * hour),
+            ]
+            .into(),
         );
         let get = |path: &str| respond(&set, &Method::GET, path, &HeaderMap::new());
         let r = get("/old.xml");
@@ -422,6 +444,7 @@ mod tests {
         assert_eq!(get("/categories/old.rss").status(), 410);
         assert_eq!(get("/feeds/categories/old.rss").status(), 410);
         assert_eq!(get("/tags/past.rss").status(), 404, "gone long enough ago");
+        assert_eq!(get("/tags/just-went.rss").status(), 404, "not yet: it may come back in a moment");
         assert_eq!(get("/feed.xml").status(), 404, "jekyll-feed's URL is not asked for");
     }
 

@@ -452,8 +452,9 @@ fn dedup(items: Vec<String>) -> Vec<String> {
 /// An absolute URL for a front-matter permalink or an expanded pattern. Site-relative paths go
 /// under the base URL segment by segment, so `?`, `#` and non-ASCII letters are percent-encoded.
 pub fn absolute_link(base: &Url, permalink: &str) -> String {
+    // Only web URLs are taken as they are: `javascript://host/...` has a host too.
     if let Ok(url) = Url::parse(permalink) {
-        if url.has_host() {
+        if url.has_host() && matches!(url.scheme(), "http" | "https") {
             return url.into();
         }
     }
@@ -748,6 +749,8 @@ mod tests {
         assert_eq!(absolute_link(&base, "/a b/c?d#e.html"), "https://e.org/blog/a%20b/c%3Fd%23e.html");
         assert_eq!(absolute_link(&base, "/x/../y/"), "https://e.org/blog/x/y/");
         assert_eq!(absolute_link(&base, "c:weird"), "https://e.org/blog/c:weird");
+        let script = absolute_link(&base, "javascript://e.org/%0Aalert(1)");
+        assert!(script.starts_with("https://e.org/blog/javascript:"), "only web URLs are kept as they are: {script}");
     }
 
     #[test]

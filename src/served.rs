@@ -134,13 +134,14 @@ impl Policy {
         }
     }
 
-    /// Where a percent-decoded request path has moved: a `[redirects]` entry as written, or, for
-    /// another generator's feed URL, the absolute URL of crier's document (when `exists` says the
-    /// document is served or gone).
-    pub fn moved(&self, path: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
-        if let Some(to) = self.redirects.get(path) {
-            return Some(to.clone());
-        }
+    /// The `[redirects]` target of a percent-decoded request path.
+    pub fn redirect(&self, path: &str) -> Option<&str> {
+        self.redirects.get(path).map(String::as_str)
+    }
+
+    /// The absolute URL of crier's document that another generator's feed URL (a percent-decoded
+    /// request path) stands for, when `exists` says the document is served or gone.
+    pub fn alias(&self, path: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
         let rel = crate::redirect::alias(&self.aliases, &self.site_path, path).filter(|rel| exists(rel))?;
         Some(crate::post::absolute_link(self.feeds_url.as_ref()?, &rel))
     }
@@ -171,8 +172,8 @@ pub struct ServedSet {
     /// The first publish is complete.
     pub ready: bool,
     pub policy: Arc<Policy>,
-    /// Documents that existed and no longer do, with when they stop answering 410 (then 404).
-    pub gone: Arc<HashMap<String, SystemTime>>,
+    /// Documents that existed and no longer do, with when they answer 410 (404 before and after).
+    pub gone: Arc<HashMap<String, std::ops::Range<SystemTime>>>,
 }
 
 impl ServedSet {
@@ -184,7 +185,7 @@ impl ServedSet {
 
     /// Whether the document at `rel` is gone (answered 410) at `now`.
     pub fn is_gone(&self, rel: &str, now: SystemTime) -> bool {
-        self.gone.get(rel).is_some_and(|until| now < *until)
+        self.gone.get(rel).is_some_and(|window| window.contains(&now))
     }
 }
 

@@ -112,7 +112,7 @@ fn serves_feeds_with_validators_and_encodings() {
 #[test]
 fn follows_the_posts_folder() {
     let dir = site();
-    let daemon = Daemon::start(dir.path(), "settle_ms = 300");
+    let daemon = Daemon::start(dir.path(), "settle_ms = 300\ngone_after_seconds = 0");
     let posts = daemon.posts();
     let feed = |path: &str| daemon.get(path, &[]).text();
 
@@ -553,7 +553,7 @@ fn the_longest_idle_connection_makes_room() {
 #[test]
 fn a_feed_that_goes_answers_410_across_restarts_then_404() {
     let dir = site();
-    let mut daemon = Daemon::start(dir.path(), "");
+    let mut daemon = Daemon::start(dir.path(), "gone_after_seconds = 0");
     assert_eq!(daemon.get("/categories/engineering.rss", &[]).status, 200);
     fs::remove_file(dir.path().join("posts/2021-12-01-rust.md")).unwrap();
     daemon.wait_for("the category gone", || daemon.get("/categories/engineering.rss", &[]).status == 410);
@@ -562,7 +562,7 @@ fn a_feed_that_goes_answers_410_across_restarts_then_404() {
     assert_eq!(daemon.get("/categories/never-was.rss", &[]).status, 404);
     daemon.terminate();
 
-    let mut daemon = Daemon::start(dir.path(), "");
+    let mut daemon = Daemon::start(dir.path(), "gone_after_seconds = 0");
     assert_eq!(daemon.get("/categories/engineering.json", &[]).status, 410, "remembered across a restart");
     // Back when a post is in it again.
     fs::write(dir.path().join("posts/back.md"), post("Back", "2021-12-02 09:00", "engineering")).unwrap();
@@ -571,9 +571,33 @@ fn a_feed_that_goes_answers_410_across_restarts_then_404() {
     daemon.wait_for("gone again", || daemon.get("/categories/engineering.rss", &[]).status == 410);
     daemon.terminate();
 
+    // A feed whose files outlived it while crier was down is gone too.
+    fs::remove_file(dir.path().join("posts/news/port.md")).unwrap();
+    let daemon = Daemon::start(dir.path(), "gone_after_seconds = 0");
+    assert_eq!(daemon.get("/categories/caijing.atom", &[]).status, 410, "gone while crier was down");
+    drop(daemon);
+
     // With gone_days = 0 the memory ends at once: 404.
     let daemon = Daemon::start(dir.path(), "gone_days = 0");
     assert_eq!(daemon.get("/categories/engineering.rss", &[]).status, 404);
+}
+
+#[test]
+fn a_feed_is_not_gone_until_it_stays_away_nor_when_the_posts_folder_vanishes() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "gone_after_seconds = 2");
+    fs::remove_file(dir.path().join("posts/2021-12-01-rust.md")).unwrap();
+    daemon.wait_for("the category removed", || daemon.get("/categories/engineering.rss", &[]).status != 200);
+    assert_eq!(daemon.get("/categories/engineering.rss", &[]).status, 404, "not gone yet: it may come back");
+    daemon.wait_for("gone after staying away", || daemon.get("/categories/engineering.rss", &[]).status == 410);
+    // The whole posts folder moved away for a moment (a deploy): nothing is announced gone.
+    let posts = dir.path().join("posts");
+    fs::rename(&posts, dir.path().join("posts-away")).unwrap();
+    daemon.wait_for("the feeds emptied", || daemon.get("/categories/caijing.rss", &[]).status != 200);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(daemon.get("/categories/caijing.rss", &[]).status, 404, "a vanished folder makes nothing gone");
+    fs::rename(dir.path().join("posts-away"), &posts).unwrap();
+    daemon.wait_for("back", || daemon.get("/categories/caijing.rss", &[]).status == 200);
 }
 
 #[test]

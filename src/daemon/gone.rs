@@ -40,11 +40,18 @@ impl Gone {
         }
     }
 
-    /// Notes the documents a step made (back, if they had gone) and removed (gone from `now`).
-    pub fn update<'a>(&mut self, made: impl Iterator<Item = &'a str>, removed: &[String], now: SystemTime) {
+    /// Notes the documents a step made (back, if they had gone) and removed (gone from `now`,
+    /// unless `record` is false: a posts folder missing for a moment does not make feeds gone).
+    pub fn update<'a>(
+        &mut self,
+        made: impl Iterator<Item = &'a str>,
+        removed: &[String],
+        now: SystemTime,
+        record: bool,
+    ) {
         let back: Vec<String> = made.filter(|rel| self.since.remove(*rel).is_some()).map(str::to_owned).collect();
         let went: Vec<String> =
-            removed.iter().filter(|rel| tracked(rel) && !self.since.contains_key(*rel)).cloned().collect();
+            removed.iter().filter(|rel| record && tracked(rel) && !self.since.contains_key(*rel)).cloned().collect();
         for rel in &went {
             self.since.insert(rel.clone(), unix(now));
         }
@@ -55,10 +62,13 @@ impl Gone {
         }
     }
 
-    /// The served set's view: each gone document with when it stops answering 410.
-    pub fn served(&self, config: &Config) -> Arc<HashMap<String, SystemTime>> {
-        let until =
-            |since: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0)) + config.gone;
-        Arc::new(self.since.iter().map(|(rel, since)| (rel.clone(), until(*since))).collect())
+    /// The served set's view: each gone document with when it answers 410: from `gone_after`
+    /// after it went until `gone_days` after.
+    pub fn served(&self, config: &Config) -> Arc<HashMap<String, std::ops::Range<SystemTime>>> {
+        let window = |since: i64| {
+            let went = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(since).unwrap_or(0));
+            went + config.gone_after..went + config.gone
+        };
+        Arc::new(self.since.iter().map(|(rel, since)| (rel.clone(), window(*since))).collect())
     }
 }

@@ -80,13 +80,23 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new());
     let heartbeat = Heartbeat::new();
-    let state = Arc::new(State::open(&config.state_dir)?);
-    tracing::info!("state in {}", state.path().display());
-    let hub = start_hub(&config, &state, &shared);
+    let state = match State::open(&config.state_dir) {
+        Ok(state) => {
+            tracing::info!("state in {}", state.path().display());
+            Some(Arc::new(state))
+        }
+        // WebSub subscriptions cannot live without it; the memory of gone feeds can, until a stop.
+        Err(error) if !config.websub.enabled() => {
+            tracing::warn!("{error}; feeds that go are remembered (410) only until crier stops");
+            None
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let hub = state.as_ref().and_then(|state| start_hub(&config, state, &shared));
     let on_published = hub.clone().map(|hub| -> OnPublished { Arc::new(move |changed| hub.published(changed)) });
     let clock = Arc::new(SystemClock);
     let publisher =
-        Publisher::start_with(config.clone(), shared.clone(), clock, heartbeat.clone(), on_published, Some(state));
+        Publisher::start_with(config.clone(), shared.clone(), clock, heartbeat.clone(), on_published, state);
     let watchdog = systemd::watchdog_interval().map(|interval| {
         tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
         let shared = shared.clone();

@@ -339,12 +339,16 @@ impl Worker {
     }
 
     /// After a full step: the documents served or on disk that the step did not make.
+    /// Those on disk count too: a feed whose files outlived it while crier was down is gone.
     fn stale(&self, current: &ServedSet, made: &[Made]) -> Vec<String> {
         let keep: std::collections::HashSet<String> = made.iter().map(|m| m.rel.clone()).collect();
-        if let Err(error) = self.feeds.remove_stale(&keep) {
-            tracing::error!("{error:#}");
+        let mut stale: std::collections::BTreeSet<String> =
+            current.resources.keys().filter(|rel| !keep.contains(*rel)).cloned().collect();
+        match self.feeds.remove_stale(&keep) {
+            Ok(removed) => stale.extend(removed),
+            Err(error) => tracing::error!("{error:#}"),
         }
-        current.resources.keys().filter(|rel| !keep.contains(*rel)).cloned().collect()
+        stale.into_iter().collect()
     }
 
     /// The served set after a step: `current` with the documents made and without those removed.
@@ -361,7 +365,8 @@ impl Worker {
         next.ready = true;
         let wall = SystemTime::now();
         let regenerated = made.len();
-        self.gone.update(made.iter().map(|m| m.rel.as_str()), removed, wall);
+        let posts_there = PathKind::of(&self.engine.config().posts) == PathKind::Folder;
+        self.gone.update(made.iter().map(|m| m.rel.as_str()), removed, wall, posts_there);
         next.gone = self.gone.served(self.engine.config());
         let mut changed = Vec::new();
         for Made { rel, put } in made {

@@ -9,13 +9,22 @@ use rss::{Category, Channel, Guid};
 
 use super::{FeedDoc, Format, GENERATOR};
 
-/// The syndication module's schedule closest to one refresh every `ttl` minutes: hourly when
-/// `ttl` divides an hour (or is under one), else daily.
+/// The syndication module's schedule for one refresh every `ttl` minutes: the shortest period
+/// that `ttl` divides exactly; else the shortest period longer than `ttl`, refreshed as many whole
+/// times as fit, so readers never poll more often than `ttl` says.
 fn update_schedule(ttl: u64) -> SyndicationExtension {
+    const PERIODS: [(UpdatePeriod, u64); 4] = [
+        (UpdatePeriod::Hourly, 60),
+        (UpdatePeriod::Daily, 1440),
+        (UpdatePeriod::Weekly, 10_080),
+        (UpdatePeriod::Yearly, 525_600),
+    ];
     let ttl = ttl.max(1);
-    let (period, per) = if ttl <= 60 { (UpdatePeriod::Hourly, 60) } else { (UpdatePeriod::Daily, 1440) };
-    let frequency = u32::try_from((per + ttl / 2) / ttl).unwrap_or(1).max(1);
-    SyndicationExtension { period, frequency, ..SyndicationExtension::default() }
+    let exact = PERIODS.iter().find(|(_, minutes)| minutes % ttl == 0);
+    let (period, minutes) =
+        exact.or_else(|| PERIODS.iter().find(|(_, minutes)| *minutes >= ttl)).unwrap_or(&PERIODS[3]);
+    let frequency = u32::try_from(minutes / ttl).unwrap_or(1).max(1);
+    SyndicationExtension { period: period.clone(), frequency, ..SyndicationExtension::default() }
 }
 
 /// Writes the feed as RSS 2.0 bytes.
@@ -106,9 +115,14 @@ mod tests {
         };
         assert_eq!(schedule(60), ("hourly".to_owned(), 1));
         assert_eq!(schedule(15), ("hourly".to_owned(), 4));
+        assert_eq!(schedule(45), ("daily".to_owned(), 32));
         assert_eq!(schedule(180), ("daily".to_owned(), 8));
         assert_eq!(schedule(1440), ("daily".to_owned(), 1));
-        assert_eq!(schedule(5000), ("daily".to_owned(), 1), "at least once");
+        assert_eq!(schedule(2880), ("weekly".to_owned(), 3), "every 56 hours: never more often than ttl");
+        assert_eq!(schedule(10_080), ("weekly".to_owned(), 1));
+        assert_eq!(schedule(7), ("weekly".to_owned(), 1440), "exact: a week is 1440 times 7 minutes");
+        assert_eq!(schedule(50), ("yearly".to_owned(), 10_512), "exact: a year is 10512 times 50 minutes");
+        assert_eq!(schedule(47), ("hourly".to_owned(), 1), "no period is exact: hourly, never more often than ttl");
     }
 
     #[test]
