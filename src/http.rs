@@ -107,8 +107,7 @@ fn locate<'a>(served: &'a ServedSet, method: &Method, path: &str) -> Result<&'a 
         return Err(Box::new(plain(StatusCode::GONE, text, method, HeaderValue::from_static("public, max-age=600"))));
     }
     // Other generators' URLs only where crier has nothing of its own.
-    let exists = |rel: &str| served.get(rel).is_some() || served.is_gone(rel, now);
-    if let Some(location) = served.policy.alias(&decoded, exists) {
+    if let Some(location) = served.alias(&decoded, now) {
         return Err(Box::new(moved(method, &location)));
     }
     Err(Box::new(not_found(method)))

@@ -8,23 +8,64 @@ use crate::feed::Format;
 use crate::site::FeedKey;
 use crate::text::slugify;
 
-/// The document (a path under the feeds folder) that `path`, a percent-decoded request path,
-/// names in one of the `aliases` generators' URL schemes; `site_path` is the path of the site's
-/// base URL, under which those generators publish (`/` or `/blog/`).
-pub fn alias(aliases: &[Alias], site_path: &str, path: &str) -> Option<String> {
+/// The feed and format that `path`, a percent-decoded request path, names in one of the
+/// `aliases` generators' URL schemes; `site_path` is the path of the site's base URL, under which
+/// those generators publish (`/` or `/blog/`). The slug is crier's slug of the generator's name.
+pub fn alias(aliases: &[Alias], site_path: &str, path: &str) -> Option<(FeedKey, Format)> {
     let path = match path.strip_prefix(site_path.trim_end_matches('/')) {
         Some(rest) if rest.starts_with('/') => rest,
         _ => path,
     };
     let segments: Vec<&str> = path.trim_start_matches('/').trim_end_matches('/').split('/').collect();
-    aliases.iter().find_map(|alias| {
-        let (key, format) = match alias {
-            Alias::JekyllFeed => jekyll_feed(&segments)?,
-            Alias::Hugo => hugo(&segments)?,
-            Alias::WordPress => wordpress(&segments)?,
-        };
-        Some(document_path(&key, format))
+    aliases.iter().find_map(|alias| match alias {
+        Alias::JekyllFeed => jekyll_feed(&segments),
+        Alias::Hugo => hugo(&segments),
+        Alias::WordPress => wordpress(&segments),
     })
+}
+
+/// A slug reduced to what every generator keeps of a name: lower-case letters and digits (CJK
+/// included), Latin accents taken off, everything else dropped. WordPress turns "Café" into
+/// `cafe` and "R&D" into `rd` where crier makes `café` and `r-d`; both fold to the same.
+pub fn fold(slug: &str) -> String {
+    const PLAIN: [(&str, char); 12] = [
+        ("àáâãäåā", 'a'),
+        ("çćč", 'c'),
+        ("ďđ", 'd'),
+        ("èéêëēěę", 'e'),
+        ("ìíîïī", 'i'),
+        ("ñńň", 'n'),
+        ("òóôõöøō", 'o'),
+        ("řŕ", 'r'),
+        ("śšş", 's'),
+        ("ťţ", 't'),
+        ("ùúûüūů", 'u'),
+        ("ýÿžźż", 'y'),
+    ];
+    slug.chars()
+        .flat_map(char::to_lowercase)
+        .filter(|c| c.is_alphanumeric())
+        .map(|c| match PLAIN.iter().find(|(accented, _)| accented.contains(c)) {
+            // ž, ź and ż share the y row only to keep the table short; fold them to z.
+            Some(_) if "žźż".contains(c) => 'z',
+            Some((_, plain)) => *plain,
+            None => c,
+        })
+        .collect()
+}
+
+/// A category or tag feed's key with its slug folded, to find it by another generator's slug.
+pub fn folded(key: &FeedKey) -> FeedKey {
+    match key {
+        FeedKey::Site => FeedKey::Site,
+        FeedKey::Category(slug) => FeedKey::Category(fold(slug)),
+        FeedKey::Tag(slug) => FeedKey::Tag(fold(slug)),
+    }
+}
+
+/// The document path of an alias's feed and format.
+pub fn path_of((key, format): &(FeedKey, Format)) -> String {
+    document_path(key, *format)
 }
 
 /// jekyll-feed writes Atom: `/feed.xml`, and `/feed/<category>.xml` with `feed: categories:`.
@@ -99,8 +140,17 @@ mod tests {
             ("/about/", None),
             ("/categories/x.rss", None),
         ] {
-            assert_eq!(alias(&all, "/blog/", path).as_deref(), expected, "{path}");
+            assert_eq!(alias(&all, "/blog/", path).as_ref().map(path_of).as_deref(), expected, "{path}");
         }
         assert_eq!(alias(&[Alias::Hugo], "/", "/feed.xml"), None, "only the presets asked for");
+    }
+
+    #[test]
+    fn folding_meets_other_generators_slugs() {
+        assert_eq!(fold("café"), fold("cafe"));
+        assert_eq!(fold("r-d"), "rd");
+        assert_eq!(fold("Ça-Žije"), "cazije");
+        assert_eq!(fold("青岛-财经"), "青岛财经");
+        assert_eq!(folded(&FeedKey::Tag("r-d".into())), FeedKey::Tag("rd".into()));
     }
 }

@@ -10,6 +10,8 @@ use bytes::Bytes;
 use http::HeaderValue;
 
 use crate::config::Config;
+use crate::redirect;
+use crate::site::FeedKey;
 
 use crate::documents::{self, INDEX_PATH};
 use crate::feeds_dir::Encoded;
@@ -139,13 +141,6 @@ impl Policy {
         self.redirects.get(path).map(String::as_str)
     }
 
-    /// The absolute URL of crier's document that another generator's feed URL (a percent-decoded
-    /// request path) stands for, when `exists` says the document is served or gone.
-    pub fn alias(&self, path: &str, exists: impl Fn(&str) -> bool) -> Option<String> {
-        let rel = crate::redirect::alias(&self.aliases, &self.site_path, path).filter(|rel| exists(rel))?;
-        Some(crate::post::absolute_link(self.feeds_url.as_ref()?, &rel))
-    }
-
     /// The `Link` header values of the document at `rel`: for a feed when hubs are advertised,
     /// each hub then the feed's self URL (its WebSub topic); nothing for other documents.
     pub fn links(&self, rel: &str) -> Vec<HeaderValue> {
@@ -174,6 +169,9 @@ pub struct ServedSet {
     pub policy: Arc<Policy>,
     /// Documents that existed and no longer do, with when they answer 410 (404 before and after).
     pub gone: Arc<HashMap<String, std::ops::Range<SystemTime>>>,
+    /// Every category and tag feed served or gone, by its key with the slug folded, so that other
+    /// generators' slugs of the same name find it ([`crate::redirect::fold`]).
+    pub folded: Arc<HashMap<FeedKey, FeedKey>>,
 }
 
 impl ServedSet {
@@ -181,6 +179,23 @@ impl ServedSet {
     pub fn get(&self, rel: &str) -> Option<&Resource> {
         let rel = if rel.is_empty() { INDEX_PATH } else { rel };
         self.resources.get(rel).map(Arc::as_ref)
+    }
+
+    /// The absolute URL of crier's document that another generator's feed URL (a percent-decoded
+    /// request path) stands for, when that document is served or gone at `now`.
+    pub fn alias(&self, path: &str, now: SystemTime) -> Option<String> {
+        let exists = |rel: &String| self.get(rel).is_some() || self.is_gone(rel, now);
+        let (key, format) = redirect::alias(&self.policy.aliases, &self.policy.site_path, path)?;
+        let folded = self.folded.get(&redirect::folded(&key)).map(|key| redirect::path_of(&(key.clone(), format)));
+        let rel = [redirect::path_of(&(key, format))].into_iter().chain(folded).find(exists)?;
+        Some(crate::post::absolute_link(self.policy.feeds_url.as_ref()?, &rel))
+    }
+
+    /// The index of [`ServedSet::folded`], from the feeds served and gone (the RSS of each).
+    pub fn fold_feeds(&self) -> HashMap<FeedKey, FeedKey> {
+        let stems = self.resources.keys().chain(self.gone.keys()).filter_map(|rel| rel.strip_suffix(".rss"));
+        let keys = stems.filter_map(FeedKey::from_stem).filter(|key| *key != FeedKey::Site);
+        keys.map(|key| (redirect::folded(&key), key)).collect()
     }
 
     /// Whether the document at `rel` is gone (answered 410) at `now`.

@@ -36,6 +36,16 @@ impl FeedKey {
             FeedKey::Tag(slug) => format!("{TAG_FOLDER}/{slug}"),
         }
     }
+
+    /// The feed whose file path without extension is `stem`: the inverse of [`FeedKey::stem`].
+    pub fn from_stem(stem: &str) -> Option<FeedKey> {
+        match stem.split_once('/') {
+            None if stem == "feed" => Some(FeedKey::Site),
+            Some((CATEGORY_FOLDER, slug)) if !slug.contains('/') => Some(FeedKey::Category(slug.to_owned())),
+            Some((TAG_FOLDER, slug)) if !slug.contains('/') => Some(FeedKey::Tag(slug.to_owned())),
+            _ => None,
+        }
+    }
 }
 
 /// A post's place in a feed: newest first; ties broken by link, then by file, so the order never

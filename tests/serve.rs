@@ -603,6 +603,9 @@ fn a_feed_is_not_gone_until_it_stays_away_nor_when_the_posts_folder_vanishes() {
 #[test]
 fn redirects_and_generator_aliases_answer_301() {
     let dir = site();
+    // Names that WordPress and Hugo slugify by dropping what crier keeps ("R&D" → rd, "Café" → cafe).
+    let text = "---\ntitle: Lab\ndate: 2021-12-03 09:00\ncategories: R&D\ntags: Café\n---\n<p>Lab.</p>\n";
+    fs::write(dir.path().join("posts/lab.md"), text).unwrap();
     let config = "aliases = [\"jekyll-feed\", \"hugo\", \"wordpress\"]\n[redirects]\n\"/old/news.xml\" = \"/categories/caijing.rss\"\n\"/elsewhere\" = \"https://other.example.org/feed\"\n";
     let daemon = Daemon::start(dir.path(), config);
     let location = |path: &str| {
@@ -623,6 +626,9 @@ fn redirects_and_generator_aliases_answer_301() {
     assert_eq!(location("/category/caijing/feed/"), format!("{feeds}categories/caijing.rss"));
     assert_eq!(location("/tag/%E6%A0%87%E7%AD%BE/feed/atom/"), format!("{feeds}tags/%E6%A0%87%E7%AD%BE.atom"));
     assert_eq!(daemon.get("/category/nothing-here/feed/", &[]).status, 404);
+    assert_eq!(location("/category/rd/feed/"), format!("{feeds}categories/r-d.rss"));
+    assert_eq!(location("/tag/cafe/feed/atom/"), format!("{feeds}tags/caf%C3%A9.atom"));
+    assert_eq!(location("/categories/rd/index.xml"), format!("{feeds}categories/r-d.rss"));
     // A redirect followed lands on the feed.
     let target = location("/category/caijing/feed/");
     assert_eq!(daemon.get(target.strip_prefix("https://news.example.com").unwrap(), &[]).status, 200);

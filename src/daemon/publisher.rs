@@ -385,12 +385,16 @@ impl Worker {
             let resource = Resource::new(&rel, &encoded, wall).linked(&rel, &next.policy);
             next.resources.insert(rel.clone(), Arc::new(resource));
         }
+        let feeds_changed = next.resources.len() != current.resources.len() || !removed.is_empty() || !current.ready;
         for rel in removed {
             next.resources.remove(rel);
             self.unwritten.forget(rel);
             if let Err(error) = self.feeds.remove(rel) {
                 tracing::error!("{error:#}");
             }
+        }
+        if feeds_changed {
+            next.folded = Arc::new(next.fold_feeds());
         }
         (next, regenerated, changed)
     }
