@@ -74,6 +74,7 @@ pub fn document(
         updated: feed::newest_update(&items),
         ttl_minutes: config.ttl.as_secs() / 60,
         full_content: config.content == ContentMode::Full,
+        complete: config.items == 0,
         items,
     };
     within_budget(doc, format, config.max_feed_bytes)
@@ -92,6 +93,8 @@ fn within_budget(mut doc: FeedDoc<'_>, format: Format, max_bytes: usize) -> anyh
         return Ok(whole);
     }
     let all = std::mem::take(&mut doc.items);
+    // Some posts are left out: the feed no longer holds them all.
+    doc.complete = false;
     // The most items known to fit (at least one), and the fewest known not to.
     let (mut fits, mut too_many) = (1, all.len());
     let mut best = None;

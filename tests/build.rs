@@ -442,4 +442,31 @@ fn feeds_stay_under_max_feed_bytes_dropping_their_oldest_items() {
         let alone = site.parsed(&format!("categories/huge.{ext}"));
         assert_eq!(alone.entries.len(), 1, "{ext}: never fewer than one");
     }
+    // items = 0 promises every post; a feed cut to its budget no longer says so.
+    assert!(!String::from_utf8(site.feed("categories/big.atom")).unwrap().contains("fh:complete"));
+    assert!(String::from_utf8(site.feed("categories/huge.atom")).unwrap().contains("<fh:complete"));
+}
+
+#[test]
+fn a_feed_of_every_post_says_it_is_complete() {
+    let history = "http://purl.org/syndication/history/1.0";
+    let has_complete = |xml: &[u8]| {
+        let text = String::from_utf8(xml.to_vec()).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap();
+        doc.descendants()
+            .filter(|n| n.tag_name().namespace() == Some(history) && n.tag_name().name() == "complete")
+            .count()
+    };
+    let site = Site::new(&format!("{CONFIG}items = 0\n"));
+    for (name, text) in GOOD_POSTS {
+        site.write(name, text.as_bytes());
+    }
+    assert!(site.build().status.success());
+    for rel in ["feed.rss", "feed.atom", "categories/engineering.rss", "tags/rust.atom"] {
+        assert_eq!(has_complete(&site.feed(rel)), 1, "{rel}");
+        assert!(!site.parsed(rel).entries.is_empty(), "{rel} still reads as a feed");
+    }
+    let limited = good_site();
+    assert!(limited.build().status.success());
+    assert_eq!(has_complete(&limited.feed("feed.rss")), 0, "a feed of the newest posts is not complete");
 }

@@ -2,7 +2,7 @@
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig};
 
-use super::{FeedDoc, Format, GENERATOR};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE};
 use crate::post::Author;
 
 fn person(author: &Author) -> Person {
@@ -21,6 +21,12 @@ fn atom_id(id: &str, home_url: &str) -> String {
     let host = url::Url::parse(home_url).ok().and_then(|u| u.host_str().map(str::to_owned)).unwrap_or_default();
     let id = percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC);
     format!("tag:{host},2000:{id}")
+}
+
+/// RFC 5005's `<fh:complete/>`: the feed holds every post it has.
+fn complete() -> atom_syndication::extension::ExtensionMap {
+    let element = atom_syndication::extension::Extension { name: "fh:complete".to_owned(), ..Default::default() };
+    [("fh".to_owned(), [("complete".to_owned(), vec![element])].into())].into()
 }
 
 /// Writes the feed as Atom 1.0 bytes.
@@ -66,6 +72,12 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         generator: Some(Generator { value: GENERATOR.to_owned(), uri: None, version: None }),
         lang: Some(doc.language.to_owned()),
         entries,
+        extensions: if doc.complete { complete() } else { Default::default() },
+        namespaces: if doc.complete {
+            [("fh".to_owned(), HISTORY_NAMESPACE.to_owned())].into()
+        } else {
+            Default::default()
+        },
         ..Default::default()
     };
     let mut out = Vec::with_capacity(64 * 1024);

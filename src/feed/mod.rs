@@ -85,8 +85,13 @@ pub struct FeedDoc<'a> {
     pub ttl_minutes: u64,
     /// Whether items carry the whole post (else only the summary).
     pub full_content: bool,
+    /// The feed holds every post it has ever had: RFC 5005 `fh:complete` (RSS and Atom).
+    pub complete: bool,
     pub items: Vec<Item<'a>>,
 }
+
+/// The namespace of RFC 5005, Feed Paging and Archiving.
+pub const HISTORY_NAMESPACE: &str = "http://purl.org/syndication/history/1.0";
 
 /// The generator's name and version, as feeds announce it.
 pub const GENERATOR: &str = concat!("crier ", env!("CARGO_PKG_VERSION"));

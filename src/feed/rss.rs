@@ -7,7 +7,7 @@ use rss::extension::dublincore::DublinCoreExtension;
 use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
 use rss::{Category, Channel, Guid};
 
-use super::{FeedDoc, Format, GENERATOR};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE};
 
 /// The syndication module's schedule for one refresh every `ttl` minutes: the shortest period
 /// that `ttl` divides exactly; else the shortest period longer than `ttl`, refreshed as many whole
@@ -25,6 +25,22 @@ fn update_schedule(ttl: u64) -> SyndicationExtension {
         exact.or_else(|| PERIODS.iter().find(|(_, minutes)| *minutes >= ttl)).unwrap_or(&PERIODS[3]);
     let frequency = u32::try_from(minutes / ttl).unwrap_or(1).max(1);
     SyndicationExtension { period: period.clone(), frequency, ..SyndicationExtension::default() }
+}
+
+/// The namespaces beyond the `rss` crate's own: syndication, and feed history when it is used.
+fn namespaces(complete: bool) -> std::collections::BTreeMap<String, String> {
+    let mut namespaces: std::collections::BTreeMap<String, String> =
+        [("sy".to_owned(), rss::extension::syndication::NAMESPACE.to_owned())].into();
+    if complete {
+        namespaces.insert("fh".to_owned(), HISTORY_NAMESPACE.to_owned());
+    }
+    namespaces
+}
+
+/// RFC 5005's `<fh:complete/>`: the feed holds every post it has.
+fn complete() -> rss::extension::ExtensionMap {
+    let element = rss::extension::Extension { name: "fh:complete".to_owned(), ..Default::default() };
+    [("fh".to_owned(), [("complete".to_owned(), vec![element])].into())].into()
 }
 
 /// Writes the feed as RSS 2.0 bytes.
@@ -64,7 +80,8 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         last_build_date: Some(doc.updated.to_rfc2822()),
         ttl: Some(doc.ttl_minutes.to_string()),
         syndication_ext: Some(update_schedule(doc.ttl_minutes)),
-        namespaces: [("sy".to_owned(), rss::extension::syndication::NAMESPACE.to_owned())].into(),
+        namespaces: namespaces(doc.complete),
+        extensions: if doc.complete { complete() } else { Default::default() },
         atom_ext: Some(AtomExtension {
             links: std::iter::once(Link {
                 href: doc.self_url.clone(),
