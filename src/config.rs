@@ -271,8 +271,8 @@ impl Config {
             max_header_bytes: at_least("max_header_bytes", raw.max_header_bytes, 16 * 1024, 8192, "a size in bytes")?,
             shutdown_timeout: millis("shutdown_timeout_ms", raw.shutdown_timeout_ms, 10_000, 0)?,
             state_dir: state_dir(raw.state_dir.as_ref(), dir, &feeds)?,
-            gone: Duration::from_secs(86_400 * at_most_days("gone_days", raw.gone_days, 30)?),
-            gone_after: Duration::from_secs(at_most_days("gone_after_seconds", raw.gone_after_seconds, 60)?),
+            gone: Duration::from_secs(86_400 * capped_count("gone_days", raw.gone_days, 30)?),
+            gone_after: Duration::from_secs(capped_count("gone_after_seconds", raw.gone_after_seconds, 60)?),
             redirects: redirects(raw.redirects.unwrap_or_default())?,
             aliases: aliases(raw.aliases.unwrap_or_default())?,
             websub: websub(raw.websub.unwrap_or_default())?,
@@ -560,8 +560,9 @@ where
     Ok(value)
 }
 
-/// A count of days (or seconds) up to a hundred years' worth.
-fn at_most_days(key: &'static str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+/// A count of days or seconds, at most 36500 (a hundred years of days), so that turning it into
+/// a duration cannot overflow.
+fn capped_count(key: &'static str, value: Option<u64>, default: u64) -> Result<u64, ConfigError> {
     let value = value.unwrap_or(default);
     if value > 36_500 {
         return Err(invalid(key, value, "at most 36500"));

@@ -95,20 +95,21 @@ fn within_budget(mut doc: FeedDoc<'_>, format: Format, max_bytes: usize) -> anyh
     let all = std::mem::take(&mut doc.items);
     // Some posts are left out: the feed no longer holds them all.
     doc.complete = false;
-    // The most items known to fit (at least one), and the fewest known not to.
+    doc.items = all[..1].to_vec();
+    let mut best = write(&doc)?;
+    // The most items known to fit (one always does), and the fewest known not to.
     let (mut fits, mut too_many) = (1, all.len());
-    let mut best = None;
-    while too_many - fits > 1 || best.is_none() {
-        let count = if best.is_none() { fits } else { (fits + too_many) / 2 };
+    while too_many - fits > 1 {
+        let count = (fits + too_many) / 2;
         doc.items = all[..count].to_vec();
         let bytes = write(&doc)?;
-        if bytes.len() <= max_bytes || count == 1 {
-            (fits, best) = (count, Some(bytes));
+        if bytes.len() <= max_bytes {
+            (fits, best) = (count, bytes);
         } else {
             too_many = count;
         }
     }
-    Ok(best.expect("one item is always kept"))
+    Ok(best)
 }
 
 /// The OPML list of `feeds` (key and title), dated `updated`.

@@ -136,7 +136,8 @@ fn moved(method: &Method, location: &str) -> Response<Body> {
     response
 }
 
-fn plain(status: StatusCode, text: String, method: &Method, cache_control: HeaderValue) -> Response<Body> {
+/// A short `text/plain` answer (no body to HEAD).
+pub fn plain(status: StatusCode, text: String, method: &Method, cache_control: HeaderValue) -> Response<Body> {
     let body = if method == Method::HEAD { Bytes::new() } else { Bytes::from(text) };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;

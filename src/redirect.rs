@@ -28,7 +28,7 @@ pub fn alias(aliases: &[Alias], site_path: &str, path: &str) -> Option<(FeedKey,
 /// included), Latin accents taken off, everything else dropped. WordPress turns "Café" into
 /// `cafe` and "R&D" into `rd` where crier makes `café` and `r-d`; both fold to the same.
 pub fn fold(slug: &str) -> String {
-    const PLAIN: [(&str, char); 12] = [
+    const PLAIN: [(&str, char); 13] = [
         ("àáâãäåā", 'a'),
         ("çćč", 'c'),
         ("ďđ", 'd'),
@@ -40,17 +40,13 @@ pub fn fold(slug: &str) -> String {
         ("śšş", 's'),
         ("ťţ", 't'),
         ("ùúûüūů", 'u'),
-        ("ýÿžźż", 'y'),
+        ("ýÿ", 'y'),
+        ("žźż", 'z'),
     ];
     slug.chars()
         .flat_map(char::to_lowercase)
         .filter(|c| c.is_alphanumeric())
-        .map(|c| match PLAIN.iter().find(|(accented, _)| accented.contains(c)) {
-            // ž, ź and ż share the y row only to keep the table short; fold them to z.
-            Some(_) if "žźż".contains(c) => 'z',
-            Some((_, plain)) => *plain,
-            None => c,
-        })
+        .map(|c| PLAIN.iter().find(|(accented, _)| accented.contains(c)).map_or(c, |(_, plain)| *plain))
         .collect()
 }
 

@@ -10,6 +10,11 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// A time as the store keeps it: whole seconds since the Unix epoch.
+pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
+    time.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// The database's file name under `state_dir`.
 pub const FILE_NAME: &str = "state.sqlite3";
 

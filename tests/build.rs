@@ -415,13 +415,18 @@ fn every_feed_has_a_page_for_people() {
 
 #[test]
 fn feeds_stay_under_max_feed_bytes_dropping_their_oldest_items() {
-    let site = Site::new(&format!("{CONFIG}max_feed_bytes = 200000\nitems = 0\n"));
-    // Thirty posts of about 30 KB each: the whole set is far over the budget.
+    // Thirty posts of about 35 KB each: the whole set is far over the budget.
     let paragraph = "<p>港口物流园区启用智能调度平台，货车平均等候时间缩短近四成。</p>\n".repeat(350);
-    for day in 1..=30 {
-        let text = format!("---\ntitle: Day {day}\ndate: 2021-11-{day:02} 08:00\ncategories: big\n---\n{paragraph}");
-        site.write(&format!("day-{day:02}.md"), text.as_bytes());
-    }
+    let thirty_days = |config: String| {
+        let site = Site::new(&config);
+        for day in 1..=30 {
+            let text =
+                format!("---\ntitle: Day {day}\ndate: 2021-11-{day:02} 08:00\ncategories: big\n---\n{paragraph}");
+            site.write(&format!("day-{day:02}.md"), text.as_bytes());
+        }
+        site
+    };
+    let site = thirty_days(format!("{CONFIG}max_feed_bytes = 200000\nitems = 0\n"));
     // One post alone over the budget still makes a feed of one item.
     let huge = "<p>巨大</p>\n".repeat(30_000);
     site.write(
@@ -436,9 +441,21 @@ fn feeds_stay_under_max_feed_bytes_dropping_their_oldest_items() {
         let titles: Vec<String> = parsed.entries.iter().map(|e| e.title.as_ref().unwrap().content.clone()).collect();
         assert!(titles.len() >= 2 && titles.len() < 30, "{ext}: {} items", titles.len());
         assert_eq!(titles[0], "Day 30", "{ext}: the newest are kept");
-        // Every item is the same size, so one more would not have fit.
-        let per_item = feed.len() / titles.len();
-        assert!(feed.len() + per_item > 200_000, "{ext}: {} bytes with {} items", feed.len(), titles.len());
+        // The same feed with the next older item too, built without the budget, is over it.
+        let one_more = Site::new(&format!("{CONFIG}max_feed_bytes = 100000000\nitems = {}\n", titles.len() + 1));
+        for day in 1..=30 {
+            let text =
+                format!("---\ntitle: Day {day}\ndate: 2021-11-{day:02} 08:00\ncategories: big\n---\n{paragraph}");
+            one_more.write(&format!("day-{day:02}.md"), text.as_bytes());
+        }
+        assert!(one_more.build().status.success());
+        let bigger = one_more.feed(&format!("categories/big.{ext}")).len();
+        assert!(
+            bigger > 200_000,
+            "{ext}: {} items fit in {bigger} bytes, but only {} were kept",
+            titles.len() + 1,
+            titles.len()
+        );
         let alone = site.parsed(&format!("categories/huge.{ext}"));
         assert_eq!(alone.entries.len(), 1, "{ext}: never fewer than one");
     }

@@ -7,17 +7,13 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Config;
 use crate::documents::{self, INDEX_PATH};
-use crate::state::State;
+use crate::state::{State, unix_seconds as unix};
 
 /// The gone documents, by path under the feeds folder, with when they went (Unix seconds).
 #[derive(Debug, Default)]
 pub struct Gone {
     state: Option<Arc<State>>,
     since: HashMap<String, i64>,
-}
-
-fn unix(time: SystemTime) -> i64 {
-    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Whether a document's going is worth telling pollers: feeds and their pages, not the lists.

@@ -78,7 +78,7 @@ async fn answer(
             // evictable, so clients that send bodies slowly cannot hold every slot.
             let received = hub.receive(request).await;
             slot.answering();
-            wait_ready(&shared, "").await;
+            wait_ready(&shared).await;
             match received {
                 Ok(body) => hub.answer(&body).await,
                 Err(refusal) => refusal,
@@ -86,7 +86,9 @@ async fn answer(
         }
         None => {
             slot.answering();
-            wait_ready(&shared, request.uri().path()).await;
+            if request.uri().path() != "/healthz" {
+                wait_ready(&shared).await;
+            }
             respond(&shared.load(), request.method(), request.uri().path(), request.headers())
         }
     };
@@ -97,9 +99,9 @@ async fn answer(
 }
 
 /// A request that arrives before the first publish (socket activation starts crier for it) waits
-/// for it rather than getting a 404 (or the hub's denial); `/healthz` answers at once.
-async fn wait_ready(shared: &Shared, path: &str) {
-    if !shared.load().ready && path != "/healthz" {
+/// for it rather than getting a 503 (or the hub's denial); `/healthz` does not wait.
+async fn wait_ready(shared: &Shared) {
+    if !shared.load().ready {
         let _ = tokio::time::timeout(STARTUP_WAIT, shared.wait_ready()).await;
     }
 }

@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use url::Url;
 
 use crate::config::Config;
@@ -85,9 +85,9 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-/// The current Unix time in seconds.
+/// Now, as the state store keeps times.
 fn unix_now() -> i64 {
-    chrono::Utc::now().timestamp()
+    crate::state::unix_seconds(std::time::SystemTime::now())
 }
 
 impl Hub {
@@ -134,9 +134,10 @@ impl Hub {
     }
 
     /// Whether `path` is the built-in hub's: `/hub`, or `hub` under the feeds folder's path.
+    /// Asked of every request, so it allocates nothing.
     pub fn answers(&self, path: &str) -> bool {
-        let config = self.config();
-        config.websub.hub && (path == "/hub" || path == config.hub_url().path())
+        let config = self.config.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        config.websub.hub && (path == "/hub" || path.strip_prefix(config.feeds_url.path()) == Some("hub"))
     }
 
     /// Receives a request to the hub's URL: its body, or the answer refusing it (method, media
@@ -220,9 +221,15 @@ impl Hub {
     async fn verify_and_store(self: &Arc<Self>, request: &HubRequest) -> Result<&'static str, String> {
         let config = self.config();
         let rel = self.topic_rel(&request.topic);
+        // The topic as crier publishes it (its self URL), whatever encoding the request used.
+        let topic = match &rel {
+            Some(rel) => crate::post::absolute_link(&config.feeds_url, rel),
+            None => request.topic.to_string(),
+        };
+        let callback = request.callback.to_string();
         let denial = match (&rel, request.mode) {
             (None, Mode::Subscribe) => Some(format!("{} is not a feed this hub publishes", request.topic)),
-            (Some(_), Mode::Subscribe) if self.full(&config, request)? => {
+            (Some(_), Mode::Subscribe) if self.full(&config, &topic, &callback)? => {
                 Some(format!("this hub has reached its limit of {} subscriptions", config.websub.max_subscriptions))
             }
             _ => None,
@@ -232,10 +239,6 @@ impl Hub {
             outgoing::get(&self.callbacks, &request.callback, &params).await?;
             return Err(format!("denied: {reason}"));
         }
-        let topic = match &rel {
-            Some(rel) => crate::post::absolute_link(&config.feeds_url, rel),
-            None => request.topic.to_string(),
-        };
         let lease = request.lease_seconds.map_or(config.websub.lease, Duration::from_secs);
         let lease = lease.clamp(config.websub.min_lease, config.websub.max_lease).as_secs();
         let challenge = challenge();
@@ -249,7 +252,6 @@ impl Hub {
             params.push(("hub.lease_seconds", &lease_text));
         }
         outgoing::verify(&self.callbacks, &request.callback, &params, &challenge).await?;
-        let callback = request.callback.to_string();
         if request.mode == Mode::Unsubscribe {
             let existed = self.state.unsubscribe(&topic, &callback).map_err(|e| e.to_string())?;
             return Ok(if existed { "unsubscribed" } else { "nothing to unsubscribe" });
@@ -271,14 +273,12 @@ impl Hub {
     }
 
     /// Whether a new subscription would pass `max_subscriptions` (a renewal never does).
-    fn full(&self, config: &Config, request: &HubRequest) -> Result<bool, String> {
+    fn full(&self, config: &Config, topic: &str, callback: &str) -> Result<bool, String> {
         let count = self.state.subscription_count().map_err(|e| e.to_string())?;
         if count < config.websub.max_subscriptions {
             return Ok(false);
         }
-        let topic = self.topic_rel(&request.topic).map(|rel| crate::post::absolute_link(&config.feeds_url, &rel));
-        let existing = self.state.subscription(&topic.unwrap_or_default(), request.callback.as_str());
-        Ok(existing.map_err(|e| e.to_string())?.is_none())
+        Ok(self.state.subscription(topic, callback).map_err(|e| e.to_string())?.is_none())
     }
 }
 
@@ -294,12 +294,9 @@ fn challenge() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The hub's answers: plain text, never cached (a POST's answer is not cacheable anyway).
 fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    crate::http::plain(status, body, &Method::POST, HeaderValue::from_static("no-store"))
 }
 
 fn busy(reason: &str) -> Response<Body> {
