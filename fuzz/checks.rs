@@ -63,10 +63,15 @@ fn publish(name: &str, bytes: &[u8]) {
     let end_of_time = DateTime::<Utc>::MAX_UTC;
     for key in site.keys() {
         let plan = site.feed(&key, end_of_time, config.items).expect("a key of the site has a feed");
+        let history = site.history(&key, end_of_time);
+        let page = crier::documents::Page { number: 2, newest: false, posts: &history };
         for format in Format::ALL {
-            let document = crier::documents::document(config, &plan, format, &rendered)
+            let (document, _) = crier::documents::document(config, &plan, format, &rendered, Some(2))
                 .unwrap_or_else(|e| panic!("{format:?} document failed: {e:#}"));
             check_document(format, &document);
+            let (archive, _) = crier::documents::archive_page(config, &key, page, format, &rendered)
+                .unwrap_or_else(|e| panic!("{format:?} archive page failed: {e:#}"));
+            check_document(format, &archive);
         }
     }
 }

@@ -61,6 +61,8 @@ pub struct RawConfig {
     pub excerpt_separator: Option<String>,
     pub max_post_bytes: Option<u64>,
     pub max_feed_bytes: Option<usize>,
+    pub archive_page_size: Option<usize>,
+    pub archive_max_age: Option<u64>,
     pub max_terms: Option<usize>,
     pub post_time_budget_ms: Option<u64>,
     pub ttl: Option<u32>,
@@ -130,6 +132,10 @@ pub struct Config {
     pub max_post_bytes: u64,
     /// The largest feed document, uncompressed: a feed over it drops its oldest items.
     pub max_feed_bytes: usize,
+    /// How many posts an archive page (RFC 5005) holds when it is sealed.
+    pub archive_page_size: usize,
+    /// `Cache-Control: max-age` of archive pages, whose bytes rarely change.
+    pub archive_max_age: Duration,
     /// The most categories, and the most tags, one post may list.
     pub max_terms: usize,
     /// How long reading and rendering one post may take before it is skipped with an error.
@@ -247,6 +253,14 @@ impl Config {
             excerpt_separator: excerpt_separator(raw.excerpt_separator)?,
             max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
             max_feed_bytes: at_least("max_feed_bytes", raw.max_feed_bytes, 1024 * 1024, 4096, "a size in bytes")?,
+            archive_page_size: at_least("archive_page_size", raw.archive_page_size, 100, 1, "a number of posts")?,
+            archive_max_age: Duration::from_secs(at_most_u64(
+                "archive_max_age",
+                raw.archive_max_age,
+                86_400,
+                365 * 86_400,
+                "seconds",
+            )?),
             max_terms: at_least("max_terms", raw.max_terms, 100, 1, "a number of names")?,
             post_time_budget: millis("post_time_budget_ms", raw.post_time_budget_ms, 5_000, 10)?,
             ttl: ttl(raw.ttl, raw.cache_max_age)?,
@@ -566,6 +580,15 @@ fn capped_count(key: &'static str, value: Option<u64>, default: u64) -> Result<u
     let value = value.unwrap_or(default);
     if value > 36_500 {
         return Err(invalid(key, value, "at most 36500"));
+    }
+    Ok(value)
+}
+
+/// A number of `unit` from 0 to `max`.
+fn at_most_u64(key: &'static str, value: Option<u64>, default: u64, max: u64, unit: &str) -> Result<u64, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value > max {
+        return Err(invalid(key, value, format!("{unit}, at most {max}")));
     }
     Ok(value)
 }

@@ -9,9 +9,9 @@ use chrono::{DateTime, FixedOffset};
 
 use crate::config::{Config, ContentMode};
 use crate::feed::opml::{Opml, Outline};
-use crate::feed::{self, FeedDoc, Format, Item};
+use crate::feed::{self, FeedDoc, Format, History, Item};
 use crate::post;
-use crate::render::Rendered;
+use crate::render::Rendered as RenderedPost;
 use crate::site::{FeedKey, FeedPlan};
 use crate::text::xml_safe;
 
@@ -49,67 +49,156 @@ pub fn feed_title(config: &Config, plan: &FeedPlan) -> String {
     }
 }
 
-/// One feed in one format, as bytes.
-pub fn document(
-    config: &Config,
+/// An archive page's file path under the feeds folder, e.g. `categories/新闻.archive-3.rss`.
+/// A slug never holds a `.`, so no feed's path can be an archive page's.
+pub fn archive_path(key: &FeedKey, number: usize, format: Format) -> String {
+    format!("{}.archive-{number}.{}", key.stem(), format.extension())
+}
+
+/// Whether the document at `rel` is an archive page.
+pub fn is_archive(rel: &str) -> bool {
+    is_feed(rel) && rel.rsplit('/').next().is_some_and(|name| name.contains(".archive-"))
+}
+
+/// The feed `plan` in `format`, with its history links; `items` are the posts in it, newest
+/// first, and date it (the writer may leave some out to fit the size budget).
+fn feed_doc<'a>(
+    config: &'a Config,
     plan: &FeedPlan,
     format: Format,
-    rendered: &HashMap<PathBuf, Arc<Rendered>>,
-) -> anyhow::Result<Vec<u8>> {
-    let items: Vec<Item<'_>> =
-        plan.items.iter().filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r })).collect();
+    self_url: String,
+    history: History,
+    items: Vec<Item<'a>>,
+    hubs: &'a [String],
+) -> FeedDoc<'a> {
     let description = match &plan.name {
         Some(name) => format!("{} ({name})", xml_safe(&config.description)),
         None => xml_safe(&config.description).into_owned(),
     };
-    let hubs = config.hub_urls();
-    let doc = FeedDoc {
+    debug_assert!(self_url.ends_with(format.extension()));
+    FeedDoc {
         title: feed_title(config, plan),
         description,
         home_url: config.base_url.as_str(),
-        self_url: self_url(config, &plan.key, format),
-        hubs: &hubs,
+        self_url,
+        hubs,
         language: &config.language,
         author: &config.author,
         updated: feed::newest_update(&items),
         ttl_minutes: config.ttl.as_secs() / 60,
         full_content: config.content == ContentMode::Full,
-        complete: config.items == 0,
+        history,
         items,
-    };
-    within_budget(doc, format, config.max_feed_bytes)
+    }
 }
 
-/// The feed written in `format`; when that is over `max_bytes`, the most items, newest first,
-/// that fit (found by bisection), and never fewer than one.
-fn within_budget(mut doc: FeedDoc<'_>, format: Format, max_bytes: usize) -> anyhow::Result<Vec<u8>> {
-    let write = |doc: &FeedDoc<'_>| match format {
+/// The posts of `posts` that are rendered, as items.
+fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a Rendered) -> Vec<Item<'a>> {
+    posts.filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r })).collect()
+}
+
+/// Rendered bodies, by post file.
+pub type Rendered = HashMap<PathBuf, Arc<RenderedPost>>;
+
+/// One feed's subscription document in one format, and how many of its items it holds (fewer
+/// than planned when the size budget cut it). `newest_archive` is the number of the feed's newest
+/// archive page, when the feed is archived.
+pub fn document(
+    config: &Config,
+    plan: &FeedPlan,
+    format: Format,
+    rendered: &Rendered,
+    newest_archive: Option<usize>,
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let hubs = config.hub_urls();
+    let history = History {
+        complete: config.items == 0,
+        prev_archive: newest_archive.map(|n| archive_url(config, &plan.key, n, format)),
+        ..History::default()
+    };
+    let all = items(plan.items.iter(), rendered);
+    let self_url = self_url(config, &plan.key, format);
+    let mut doc = feed_doc(config, plan, format, self_url, history, all.clone(), &hubs);
+    most_that_fit(all.len(), config.max_feed_bytes, |count| {
+        doc.items = all[..count].to_vec();
+        // A document that leaves posts out no longer holds them all.
+        doc.history.complete = config.items == 0 && count == all.len();
+        write(&doc, format)
+    })
+}
+
+/// An archive page: its number (1 is the oldest) and, oldest first, its posts.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    pub number: usize,
+    /// The newest page, still filling: it has no `next-archive`.
+    pub newest: bool,
+    pub posts: &'a [Arc<post::PostMeta>],
+}
+
+/// An archive page of the feed `key` in one format, and how many of its oldest posts fit the
+/// size budget (all of them, or fewer: the bytes are then of that many, never fewer than one).
+pub fn archive_page(
+    config: &Config,
+    key: &FeedKey,
+    page: Page<'_>,
+    format: Format,
+    rendered: &Rendered,
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let link = |n: usize| archive_url(config, key, n, format);
+    let history = History {
+        complete: false,
+        prev_archive: (page.number > 1).then(|| link(page.number - 1)),
+        next_archive: (!page.newest).then(|| link(page.number + 1)),
+        current: Some(self_url(config, key, format)),
+    };
+    let oldest_first = items(page.posts.iter(), rendered);
+    let newest_first = crate::site::Site::plan_of(key, page.posts.iter().rev().cloned().collect());
+    let mut doc = feed_doc(config, &newest_first, format, link(page.number), history, oldest_first.clone(), &[]);
+    most_that_fit(oldest_first.len(), config.max_feed_bytes, |count| {
+        doc.items = oldest_first[..count].iter().rev().copied().collect();
+        write(&doc, format)
+    })
+}
+
+/// An archive page's public address.
+pub fn archive_url(config: &Config, key: &FeedKey, number: usize, format: Format) -> String {
+    post::absolute_link(&config.feeds_url, &archive_path(key, number, format))
+}
+
+fn write(doc: &FeedDoc<'_>, format: Format) -> anyhow::Result<Vec<u8>> {
+    match format {
         Format::Rss => feed::rss::write(doc),
         Format::Atom => feed::atom::write(doc),
         Format::Json => feed::json::write(doc),
-    };
-    let whole = write(&doc)?;
-    if whole.len() <= max_bytes || doc.items.len() <= 1 {
-        return Ok(whole);
     }
-    let all = std::mem::take(&mut doc.items);
-    // Some posts are left out: the feed no longer holds them all.
-    doc.complete = false;
-    doc.items = all[..1].to_vec();
-    let mut best = write(&doc)?;
+}
+
+/// The bytes of the most items (out of `all`) that fit in `max_bytes`, and how many that is:
+/// all of them, or, found by bisection, fewer but never fewer than one. `write(n)` writes the
+/// document with `n` items.
+fn most_that_fit(
+    all: usize,
+    max_bytes: usize,
+    mut write: impl FnMut(usize) -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let whole = write(all)?;
+    if whole.len() <= max_bytes || all <= 1 {
+        return Ok((whole, all));
+    }
+    let mut best = write(1)?;
     // The most items known to fit (one always does), and the fewest known not to.
-    let (mut fits, mut too_many) = (1, all.len());
+    let (mut fits, mut too_many) = (1, all);
     while too_many - fits > 1 {
         let count = (fits + too_many) / 2;
-        doc.items = all[..count].to_vec();
-        let bytes = write(&doc)?;
+        let bytes = write(count)?;
         if bytes.len() <= max_bytes {
             (fits, best) = (count, bytes);
         } else {
             too_many = count;
         }
     }
-    Ok(best)
+    Ok((best, fits))
 }
 
 /// The OPML list of `feeds` (key and title), dated `updated`.

@@ -12,13 +12,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
+use crate::archive::{Archive, Due};
 use crate::config::Config;
 use crate::documents::{self, FeedSummary, INDEX_PATH, OPML_PATH};
 use crate::feed::{self, Format};
 use crate::pages;
 use crate::post::{self, PostError, PostMeta, PostWarning};
 use crate::render::{self, Rendered};
-use crate::site::{FeedKey, FeedPlan, Site};
+use crate::site::{FeedKey, FeedPlan, Position, Site};
 use crate::source::{self, Fingerprint, PathKind};
 
 /// Where regenerated documents go, as they are made (in parallel): the build writes them
@@ -42,7 +43,13 @@ pub struct Change {
     pub posts_read: usize,
     /// Whether the set of feeds, or a feed's title, item count or time, changed.
     pub feeds_changed: bool,
+    /// The feeds whose archive pages were cut anew, with the bounds of their sealed pages now
+    /// (none: the feed is no longer archived), to keep across restarts.
+    pub archive_bounds: BTreeMap<FeedKey, Vec<Position>>,
 }
+
+/// A feed's archive pages to write: the feed, its history (oldest first), and the pages.
+type PagesDue = (FeedKey, Vec<Arc<PostMeta>>, Vec<Due>);
 
 /// The engine's state.
 pub struct Engine {
@@ -56,6 +63,8 @@ pub struct Engine {
     bad: BTreeMap<PathBuf, PostError>,
     drafts: BTreeSet<PathBuf>,
     feeds: BTreeMap<FeedKey, FeedSummary>,
+    /// The archive pages of each feed that has them.
+    archives: BTreeMap<FeedKey, Archive>,
     /// Posts dated up to this instant have been let into the feeds.
     due_until: DateTime<Utc>,
     /// Called as each post is read or rendered (the publisher's heartbeat).
@@ -72,6 +81,7 @@ impl Engine {
             bad: BTreeMap::new(),
             drafts: BTreeSet::new(),
             feeds: BTreeMap::new(),
+            archives: BTreeMap::new(),
             due_until: DateTime::<Utc>::MIN_UTC,
             progress: Arc::new(|| {}),
         }
@@ -81,6 +91,12 @@ impl Engine {
     /// shows it is moving.
     pub fn on_progress(&mut self, progress: impl Fn() + Send + Sync + 'static) {
         self.progress = Arc::new(progress);
+    }
+
+    /// Takes the bounds of the feeds' sealed archive pages, as kept across restarts, so that
+    /// pages are cut where they were. Call before the first load.
+    pub fn restore_archives(&mut self, bounds: BTreeMap<FeedKey, Vec<Position>>) {
+        self.archives = bounds.into_iter().map(|(key, bounds)| (key, Archive::with_bounds(bounds))).collect();
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -309,7 +325,18 @@ impl Engine {
     fn regenerate(&mut self, mut keys: BTreeSet<FeedKey>, sink: &dyn DocumentSink, change: &mut Change) {
         keys.insert(FeedKey::Site);
         let plans = self.plan(&mut keys, change);
-        self.make_feeds(&plans, sink, change);
+        // A feed is archived when its subscription document does not hold every post: more posts
+        // than `items`, or (found by writing it) more than the size budget lets in.
+        let (archived, plain): (Vec<FeedPlan>, Vec<FeedPlan>) =
+            plans.iter().cloned().partition(|p| self.site.history(&p.key, self.due_until).len() > p.items.len());
+        let cut = self.make_feeds(&plain, false, sink, change);
+        let archived: BTreeSet<FeedKey> = archived.into_iter().map(|p| p.key).chain(cut).collect();
+        self.make_archives(&archived, sink, change);
+        let linked: Vec<FeedPlan> = plans.iter().filter(|p| archived.contains(&p.key)).cloned().collect();
+        self.make_feeds(&linked, true, sink, change);
+        for key in keys.iter().filter(|k| !archived.contains(*k)) {
+            self.drop_archive(key, change);
+        }
         let present: HashSet<&FeedKey> = plans.iter().map(|p| &p.key).collect();
         for key in keys.iter().filter(|k| !present.contains(k)) {
             if self.feeds.remove(key).is_some() {
@@ -329,6 +356,116 @@ impl Engine {
             self.make_lists(sink, change);
         }
         self.trim_rendered(self.due_until);
+    }
+
+    /// Removes the archive pages of a feed that is no longer archived (or no longer exists).
+    fn drop_archive(&mut self, key: &FeedKey, change: &mut Change) {
+        let Some(archive) = self.archives.remove(key) else { return };
+        let pages = 1..=archive.pages();
+        change.removed.extend(pages.flat_map(|n| Format::ALL.map(|f| documents::archive_path(key, n, f))));
+        if !archive.bounds().is_empty() {
+            change.archive_bounds.insert(key.clone(), Vec::new());
+        }
+    }
+
+    /// Writes the archive pages of `keys` that changed, cutting pages anew where they filled up
+    /// or outgrew the size budget.
+    fn make_archives(&mut self, keys: &BTreeSet<FeedKey>, sink: &dyn DocumentSink, change: &mut Change) {
+        loop {
+            let mut work: Vec<PagesDue> = Vec::new();
+            for key in keys {
+                let history = self.site.history(key, self.due_until);
+                let archive = self.archives.entry(key.clone()).or_default();
+                if archive.seal_full(&history, self.config.archive_page_size) {
+                    change.archive_bounds.insert(key.clone(), archive.bounds().to_vec());
+                }
+                let due = archive.due(&history);
+                if !due.is_empty() {
+                    work.push((key.clone(), history, due));
+                }
+            }
+            if work.is_empty() {
+                return;
+            }
+            self.render_pages(&work, change);
+            let pages: Vec<(usize, &Due)> =
+                work.iter().enumerate().flat_map(|(i, (_, _, due))| due.iter().map(move |d| (i, d))).collect();
+            let written: Vec<Option<usize>> = pages
+                .par_iter()
+                .map(|(i, due)| {
+                    let (key, history, _) = &work[*i];
+                    self.write_page(key, history, due, sink)
+                })
+                .collect();
+            let mut cut = false;
+            for ((i, due), fits) in pages.into_iter().zip(written) {
+                let (key, history, _) = &work[i];
+                let archive = self.archives.get_mut(key).expect("every feed worked on has an archive");
+                match fits {
+                    Some(fits) => {
+                        archive.cut(due, fits, history);
+                        change.archive_bounds.insert(key.clone(), archive.bounds().to_vec());
+                        cut = true;
+                    }
+                    None => {
+                        archive.wrote(due);
+                        let number = due.number;
+                        change.documents.extend(Format::ALL.map(|f| documents::archive_path(key, number, f)));
+                    }
+                }
+            }
+            if !cut {
+                return;
+            }
+        }
+    }
+
+    /// Writes one archive page in every format and hands it to the sink; or, when the size
+    /// budget lets in only some of its posts, hands nothing and says how many fit.
+    fn write_page(
+        &self,
+        key: &FeedKey,
+        history: &[Arc<PostMeta>],
+        due: &Due,
+        sink: &dyn DocumentSink,
+    ) -> Option<usize> {
+        let page = documents::Page { number: due.number, newest: due.newest, posts: &history[due.range.clone()] };
+        let mut made = Vec::with_capacity(3);
+        for format in Format::ALL {
+            let rel = documents::archive_path(key, due.number, format);
+            match documents::archive_page(&self.config, key, page, format, &self.rendered) {
+                Ok((_, fits)) if fits < page.posts.len() => return Some(fits),
+                Ok((bytes, _)) => made.push((rel, bytes)),
+                // Written as far as possible: a page that cannot be written is logged, not retried.
+                Err(error) => tracing::error!("cannot generate {rel}: {error:#}"),
+            }
+        }
+        made.into_iter().for_each(|(rel, bytes)| sink.accept(&rel, bytes));
+        None
+    }
+
+    /// Renders the posts of the archive pages about to be written. A body that cannot be read
+    /// now is left off its page and reported; the fixed file comes back with its next change.
+    fn render_pages(&mut self, work: &[PagesDue], change: &mut Change) {
+        let mut seen = HashSet::new();
+        let needed: Vec<Arc<PostMeta>> = work
+            .iter()
+            .flat_map(|(_, history, due)| due.iter().flat_map(|d| history[d.range.clone()].iter()))
+            .filter(|m| !self.rendered.contains_key(&m.path) && seen.insert(m.path.clone()))
+            .cloned()
+            .collect();
+        if needed.is_empty() {
+            return;
+        }
+        let (new, errors) = source::render_posts(needed, &self.config, &*self.progress);
+        for (path, rendered) in &new {
+            change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
+        }
+        self.rendered.extend(new);
+        for error in errors {
+            self.bad.insert(error.path.clone(), error.clone());
+            change.errors.push(error);
+        }
     }
 
     /// The items of each feed in `keys`, every one rendered. A body that cannot be read now
@@ -361,28 +498,44 @@ impl Engine {
         }
     }
 
-    /// Every format of every planned feed, and its page, made in parallel and handed to the sink.
-    fn make_feeds(&self, plans: &[FeedPlan], sink: &dyn DocumentSink, change: &mut Change) {
-        let made: Vec<Option<String>> = plans
+    /// Every format of every planned feed, and its page, made in parallel and handed to the sink;
+    /// `linked`: the feeds are archived, and link their newest archive page. Returns the feeds
+    /// (not `linked`) whose documents the size budget cut, which are not handed to the sink: they
+    /// need archive pages, and to be made again, linked.
+    fn make_feeds(
+        &self,
+        plans: &[FeedPlan],
+        linked: bool,
+        sink: &dyn DocumentSink,
+        change: &mut Change,
+    ) -> BTreeSet<FeedKey> {
+        let made: Vec<(Option<String>, Option<FeedKey>)> = plans
             .par_iter()
             .flat_map_iter(|plan| Format::ALL.into_iter().map(move |format| (plan, format)))
             .map(|(plan, format)| {
                 let rel = documents::document_path(&plan.key, format);
-                match documents::document(&self.config, plan, format, &self.rendered) {
-                    Ok(bytes) => {
+                let newest_archive = self.archives.get(&plan.key).filter(|_| linked).map(Archive::pages);
+                match documents::document(&self.config, plan, format, &self.rendered, newest_archive) {
+                    Ok((_, kept)) if kept < plan.items.len() && newest_archive.is_none() => {
+                        (None, Some(plan.key.clone()))
+                    }
+                    Ok((bytes, _)) => {
                         sink.accept(&rel, bytes);
-                        Some(rel)
+                        (Some(rel), None)
                     }
                     Err(error) => {
                         tracing::error!("cannot generate {rel}: {error:#}");
-                        None
+                        (None, None)
                     }
                 }
             })
             .collect();
+        let (made, cut): (Vec<_>, Vec<_>) = made.into_iter().unzip();
+        let cut: BTreeSet<FeedKey> = cut.into_iter().flatten().collect();
         change.documents.extend(made.into_iter().flatten());
         let pages: Vec<String> = plans
             .par_iter()
+            .filter(|plan| !cut.contains(&plan.key))
             .map(|plan| {
                 let rel = documents::page_path(&plan.key);
                 sink.accept(&rel, pages::feed_page(&self.config, plan, &self.rendered));
@@ -390,6 +543,7 @@ impl Engine {
             })
             .collect();
         change.documents.extend(pages);
+        cut
     }
 
     fn summary(&self, plan: &FeedPlan) -> FeedSummary {

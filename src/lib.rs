@@ -11,6 +11,7 @@
 //! - [`render`]: a body to sanitized HTML with absolute URLs, and a summary. Pure.
 //! - [`config`]: the TOML file and flags, validated into one immutable [`config::Config`].
 //! - [`site`]: the index of posts by category and tag, newest first; picks each feed's items. Pure.
+//! - [`archive`]: a feed's history cut into RFC 5005 archive pages that stay put. Pure.
 //! - [`feed`]: one feed model written as RSS, Atom, JSON Feed, and the OPML list. Pure.
 //! - [`documents`]: a site's documents (feeds, OPML, index page), their paths and media types. Pure.
 //! - [`pages`]: the HTML pages for people: the index, and a page beside each feed. Pure.
@@ -18,7 +19,7 @@
 //! - [`source`]: the only module that reads the posts folder: walking, fingerprints, reading posts.
 //! - [`engine`]: the posts folder's state kept current change by change, and the documents that follow.
 //! - [`feeds_dir`]: documents to files with gzip and brotli beside them, atomically.
-//! - [`state`]: crier's state across restarts (WebSub subscriptions), one SQLite database.
+//! - [`state`]: crier's state across restarts (WebSub subscriptions, gone feeds, archive bounds), one SQLite database.
 //! - [`served`]: the served set (bodies, encodings, validators, response policy), swapped whole.
 //! - [`http`]: a request to a response over the served set; no sockets.
 //! - [`websub`]: the built-in WebSub hub (subscriptions, verification, distribution) and pings.
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 #![warn(clippy::too_many_lines)]
 
+pub mod archive;
 pub mod budget;
 pub mod build;
 pub mod config;

@@ -41,8 +41,9 @@ impl FeedKey {
     pub fn from_stem(stem: &str) -> Option<FeedKey> {
         match stem.split_once('/') {
             None if stem == "feed" => Some(FeedKey::Site),
-            Some((CATEGORY_FOLDER, slug)) if !slug.contains('/') => Some(FeedKey::Category(slug.to_owned())),
-            Some((TAG_FOLDER, slug)) if !slug.contains('/') => Some(FeedKey::Tag(slug.to_owned())),
+            // A slug never holds `/` or `.` (which archive pages' names do).
+            Some((CATEGORY_FOLDER, slug)) if !slug.contains(['/', '.']) => Some(FeedKey::Category(slug.to_owned())),
+            Some((TAG_FOLDER, slug)) if !slug.contains(['/', '.']) => Some(FeedKey::Tag(slug.to_owned())),
             _ => None,
         }
     }
@@ -84,6 +85,21 @@ impl PartialEq for Order {
 }
 
 impl Eq for Order {}
+
+/// A post's place in a feed's history, oldest first (the reverse of a feed's order): where
+/// archive pages are cut.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub date: DateTime<Utc>,
+    pub link: Reverse<String>,
+    pub path: Reverse<PathBuf>,
+}
+
+impl Position {
+    pub fn of(post: &PostMeta) -> Position {
+        Position { date: post.date.to_utc(), link: Reverse(post.link.clone()), path: Reverse(post.path.clone()) }
+    }
+}
 
 /// One feed's worth of posts, chosen.
 #[derive(Debug, Clone)]
@@ -161,8 +177,19 @@ impl Site {
         if items.is_empty() && *key != FeedKey::Site {
             return None;
         }
+        Some(Site::plan_of(key, items))
+    }
+
+    /// Every post of a feed due at `now`, oldest first: the feed's whole history.
+    pub fn history(&self, key: &FeedKey, now: DateTime<Utc>) -> Vec<Arc<PostMeta>> {
+        let Some(set) = self.feeds.get(key) else { return Vec::new() };
+        set.iter().rev().take_while(|o| o.date <= now).map(|o| o.post.clone()).collect()
+    }
+
+    /// The plan of a feed holding `items` (newest first), named as its newest post writes it.
+    pub fn plan_of(key: &FeedKey, items: Vec<Arc<PostMeta>>) -> FeedPlan {
         let name = items.first().and_then(|newest| name_in(newest, key));
-        Some(FeedPlan { key: key.clone(), name, items })
+        FeedPlan { key: key.clone(), name, items }
     }
 
     /// Every feed that has a post (due or not).

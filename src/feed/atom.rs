@@ -2,7 +2,7 @@
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig};
 
-use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History};
 use crate::post::Author;
 
 fn person(author: &Author) -> Person {
@@ -23,10 +23,11 @@ fn atom_id(id: &str, home_url: &str) -> String {
     format!("tag:{host},2000:{id}")
 }
 
-/// RFC 5005's `<fh:complete/>`: the feed holds every post it has.
-fn complete() -> atom_syndication::extension::ExtensionMap {
-    let element = atom_syndication::extension::Extension { name: "fh:complete".to_owned(), ..Default::default() };
-    [("fh".to_owned(), [("complete".to_owned(), vec![element])].into())].into()
+/// RFC 5005's `<fh:complete/>` or `<fh:archive/>`, when the document is either.
+fn marker(history: &History) -> atom_syndication::extension::ExtensionMap {
+    let Some(name) = history.marker() else { return Default::default() };
+    let element = atom_syndication::extension::Extension { name: format!("fh:{name}"), ..Default::default() };
+    [("fh".to_owned(), [(name.to_owned(), vec![element])].into())].into()
 }
 
 /// Writes the feed as Atom 1.0 bytes.
@@ -60,20 +61,22 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         })
         .collect();
     let feed = Feed {
-        id: doc.self_url.clone(),
+        // Archive pages belong to the subscription document's logical feed, and share its id.
+        id: doc.history.current.clone().unwrap_or_else(|| doc.self_url.clone()),
         title: Text::plain(doc.title.clone()),
         subtitle: Some(Text::plain(doc.description.clone())),
         updated: doc.updated,
         links: [link(&doc.self_url, "self", Format::Atom.media_type()), link(doc.home_url, "alternate", "text/html")]
             .into_iter()
             .chain(doc.hubs.iter().map(|hub| Link { href: hub.clone(), rel: "hub".to_owned(), ..Default::default() }))
+            .chain(doc.history.links().map(|(rel, href)| link(href, rel, Format::Atom.media_type())))
             .collect(),
         authors: vec![person(doc.author)],
         generator: Some(Generator { value: GENERATOR.to_owned(), uri: None, version: None }),
         lang: Some(doc.language.to_owned()),
         entries,
-        extensions: if doc.complete { complete() } else { Default::default() },
-        namespaces: if doc.complete {
+        extensions: marker(&doc.history),
+        namespaces: if doc.history.marker().is_some() {
             [("fh".to_owned(), HISTORY_NAMESPACE.to_owned())].into()
         } else {
             Default::default()

@@ -12,6 +12,9 @@ struct JsonFeed<'a> {
     feed_url: &'a str,
     description: &'a str,
     language: &'a str,
+    /// The next older archive page (JSON Feed's pagination).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_url: Option<&'a str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     hubs: Vec<JsonHub<'a>>,
     authors: Vec<JsonAuthor<'a>>,
@@ -83,6 +86,7 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         feed_url: &doc.self_url,
         description: &doc.description,
         language: doc.language,
+        next_url: doc.history.prev_archive.as_deref(),
         hubs: doc.hubs.iter().map(|url| JsonHub { kind: "WebSub", url }).collect(),
         authors: vec![author(doc.author)],
         items,

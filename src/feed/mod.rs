@@ -85,9 +85,43 @@ pub struct FeedDoc<'a> {
     pub ttl_minutes: u64,
     /// Whether items carry the whole post (else only the summary).
     pub full_content: bool,
-    /// The feed holds every post it has ever had: RFC 5005 `fh:complete` (RSS and Atom).
-    pub complete: bool,
+    /// Where this document stands in the feed's history (RFC 5005).
+    pub history: History,
     pub items: Vec<Item<'a>>,
+}
+
+/// RFC 5005's links and markers of one document; all empty for a feed that is neither complete
+/// nor archived.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// The feed holds every post it has ever had: `fh:complete` (RSS and Atom).
+    pub complete: bool,
+    /// The next older archive page: `prev-archive` (RSS and Atom), `next_url` (JSON Feed).
+    pub prev_archive: Option<String>,
+    /// The next newer archive page: `next-archive`.
+    pub next_archive: Option<String>,
+    /// Set on archive pages: the subscription document (`current`); they also say `fh:archive`.
+    pub current: Option<String>,
+}
+
+impl History {
+    /// The RFC 5005 links (relation, address), in the order documents list them.
+    pub fn links(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [("current", &self.current), ("prev-archive", &self.prev_archive), ("next-archive", &self.next_archive)]
+            .into_iter()
+            .filter_map(|(rel, href)| href.as_deref().map(|href| (rel, href)))
+    }
+
+    /// The `fh:` element the document carries, if any: `complete` or `archive`.
+    pub fn marker(&self) -> Option<&'static str> {
+        if self.complete {
+            Some("complete")
+        } else if self.current.is_some() {
+            Some("archive")
+        } else {
+            None
+        }
+    }
 }
 
 /// The namespace of RFC 5005, Feed Paging and Archiving.

@@ -7,7 +7,7 @@ use rss::extension::dublincore::DublinCoreExtension;
 use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
 use rss::{Category, Channel, Guid};
 
-use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History};
 
 /// The syndication module's schedule for one refresh every `ttl` minutes: the shortest period
 /// that `ttl` divides exactly; else the shortest period longer than `ttl`, refreshed as many whole
@@ -28,19 +28,20 @@ fn update_schedule(ttl: u64) -> SyndicationExtension {
 }
 
 /// The namespaces beyond the `rss` crate's own: syndication, and feed history when it is used.
-fn namespaces(complete: bool) -> std::collections::BTreeMap<String, String> {
+fn namespaces(history: &History) -> std::collections::BTreeMap<String, String> {
     let mut namespaces: std::collections::BTreeMap<String, String> =
         [("sy".to_owned(), rss::extension::syndication::NAMESPACE.to_owned())].into();
-    if complete {
+    if history.marker().is_some() {
         namespaces.insert("fh".to_owned(), HISTORY_NAMESPACE.to_owned());
     }
     namespaces
 }
 
-/// RFC 5005's `<fh:complete/>`: the feed holds every post it has.
-fn complete() -> rss::extension::ExtensionMap {
-    let element = rss::extension::Extension { name: "fh:complete".to_owned(), ..Default::default() };
-    [("fh".to_owned(), [("complete".to_owned(), vec![element])].into())].into()
+/// RFC 5005's `<fh:complete/>` or `<fh:archive/>`, when the document is either.
+fn marker(history: &History) -> rss::extension::ExtensionMap {
+    let Some(name) = history.marker() else { return Default::default() };
+    let element = rss::extension::Extension { name: format!("fh:{name}"), ..Default::default() };
+    [("fh".to_owned(), [(name.to_owned(), vec![element])].into())].into()
 }
 
 /// Writes the feed as RSS 2.0 bytes.
@@ -80,8 +81,8 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         last_build_date: Some(doc.updated.to_rfc2822()),
         ttl: Some(doc.ttl_minutes.to_string()),
         syndication_ext: Some(update_schedule(doc.ttl_minutes)),
-        namespaces: namespaces(doc.complete),
-        extensions: if doc.complete { complete() } else { Default::default() },
+        namespaces: namespaces(&doc.history),
+        extensions: marker(&doc.history),
         atom_ext: Some(AtomExtension {
             links: std::iter::once(Link {
                 href: doc.self_url.clone(),
@@ -90,6 +91,12 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
                 ..Default::default()
             })
             .chain(doc.hubs.iter().map(|hub| Link { href: hub.clone(), rel: "hub".to_owned(), ..Default::default() }))
+            .chain(doc.history.links().map(|(rel, href)| Link {
+                href: href.to_owned(),
+                rel: rel.to_owned(),
+                mime_type: Some(Format::Rss.media_type().to_owned()),
+                ..Default::default()
+            }))
             .collect(),
         }),
         items,

@@ -1,0 +1,232 @@
+//! RFC 5005 archive pages: how a feed's history is cut into pages that stay put.
+//!
+//! Pages are numbered from the oldest. A page is *sealed* when it fills up (`archive_page_size`
+//! posts, or fewer when the size budget says so); its upper bound, the [`Position`] of its newest
+//! post then, is kept (in the state store, across restarts). The newest page, after the last
+//! bound, is still filling. So a post newer than all others only ever lands on the newest page; a
+//! post dated into a sealed page's range lands on that page (which may then hold more than the
+//! page size); a deleted post leaves its page smaller. Either way only that page's bytes change.
+//! A sealed page that outgrows the size budget hands its newest posts to the next page, the only
+//! case where a change reaches past the page it lands in.
+//!
+//! Pure: the engine renders and writes, this module only says which posts go where and which
+//! pages must be written again.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::post::PostMeta;
+use crate::site::Position;
+
+/// One feed's archive: the bounds of its sealed pages, and what each page was last written from.
+#[derive(Debug, Default, Clone)]
+pub struct Archive {
+    /// The upper bound of each sealed page, oldest first; page `n` holds the posts after bound
+    /// `n - 1` up to and including bound `n`.
+    bounds: Vec<Position>,
+    /// A digest of what each page was last written from (its number, whether it was the newest,
+    /// and its posts' versions), by page number less one: a page whose digest is unchanged is
+    /// not written again.
+    written: Vec<Option<u64>>,
+}
+
+/// A page to write: its number (from 1), whether it is the newest, and its posts in `history`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Due {
+    pub number: usize,
+    pub newest: bool,
+    pub range: Range<usize>,
+    digest: u64,
+}
+
+impl Archive {
+    /// The archive whose sealed pages end at `bounds` (as the state store kept them).
+    pub fn with_bounds(bounds: Vec<Position>) -> Archive {
+        Archive { bounds, written: Vec::new() }
+    }
+
+    pub fn bounds(&self) -> &[Position] {
+        &self.bounds
+    }
+
+    /// How many pages there are: the sealed ones and the newest.
+    pub fn pages(&self) -> usize {
+        self.bounds.len() + 1
+    }
+
+    /// Seals the newest page while it holds `page_size` posts or more; says whether any was.
+    pub fn seal_full(&mut self, history: &[Arc<PostMeta>], page_size: usize) -> bool {
+        let mut sealed = false;
+        loop {
+            let start = self.ranges(history).last().map_or(0, |r| r.start);
+            if history.len() - start < page_size.max(1) {
+                return sealed;
+            }
+            self.bounds.push(Position::of(&history[start + page_size.max(1) - 1]));
+            sealed = true;
+        }
+    }
+
+    /// Each page's posts in `history` (oldest first), oldest page first; the last is the newest.
+    pub fn ranges(&self, history: &[Arc<PostMeta>]) -> Vec<Range<usize>> {
+        let mut ranges = Vec::with_capacity(self.pages());
+        let mut start = 0;
+        for bound in &self.bounds {
+            let end = start + history[start..].partition_point(|post| Position::of(post) <= *bound);
+            ranges.push(start..end);
+            start = end;
+        }
+        ranges.push(start..history.len());
+        ranges
+    }
+
+    /// The pages whose posts, number or place changed since they were last written.
+    pub fn due(&self, history: &[Arc<PostMeta>]) -> Vec<Due> {
+        let ranges = self.ranges(history);
+        let last = ranges.len();
+        ranges
+            .into_iter()
+            .enumerate()
+            .map(|(i, range)| {
+                let newest = i + 1 == last;
+                Due { number: i + 1, newest, digest: digest(i + 1, newest, &history[range.clone()]), range }
+            })
+            .filter(|due| self.written.get(due.number - 1).copied().flatten() != Some(due.digest))
+            .collect()
+    }
+
+    /// Records that `page` was written.
+    pub fn wrote(&mut self, page: &Due) {
+        if self.written.len() < page.number {
+            self.written.resize(page.number, None);
+        }
+        self.written[page.number - 1] = Some(page.digest);
+    }
+
+    /// Page `page` fits only its oldest `fits` posts (at least one): it ends after them, and the
+    /// rest move to the next page (a new one, when it was the newest).
+    pub fn cut(&mut self, page: &Due, fits: usize, history: &[Arc<PostMeta>]) {
+        let bound = Position::of(&history[page.range.start + fits.max(1) - 1]);
+        match self.bounds.get_mut(page.number - 1) {
+            Some(sealed) => *sealed = bound,
+            None => self.bounds.push(bound),
+        }
+    }
+}
+
+/// What a page is written from: its number, whether it is the newest, and its posts (each
+/// version of a post is a distinct allocation, so an edit changes the digest).
+fn digest(number: usize, newest: bool, posts: &[Arc<PostMeta>]) -> u64 {
+    let mut words: Vec<u64> = vec![number as u64, u64::from(newest)];
+    words.extend(posts.iter().map(|post| Arc::as_ptr(post) as usize as u64));
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    xxhash_rust::xxh3::xxh3_64(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::post::BodyFormat;
+    use chrono::DateTime;
+
+    fn post(n: u32) -> Arc<PostMeta> {
+        let date = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap() + chrono::Duration::days(n.into());
+        Arc::new(PostMeta {
+            path: format!("{n}.md").into(),
+            title: n.to_string(),
+            date,
+            updated: date,
+            categories: vec![],
+            tags: vec![],
+            link: format!("https://e.org/{n}"),
+            id: None,
+            author: None,
+            summary: None,
+            format: BodyFormat::Markdown,
+            body_line: 5,
+            draft: false,
+            warnings: vec![],
+        })
+    }
+
+    thread_local! {
+        /// The same version of each post from one call to the next, as the engine keeps them.
+        static POSTS: Vec<Arc<PostMeta>> = (0..=20).map(post).collect();
+    }
+
+    fn history(days: impl IntoIterator<Item = u32>) -> Vec<Arc<PostMeta>> {
+        let mut posts: Vec<Arc<PostMeta>> =
+            days.into_iter().map(|d| POSTS.with(|posts| posts[d as usize].clone())).collect();
+        posts.sort_by_key(|p| Position::of(p));
+        posts
+    }
+
+    fn sizes(archive: &Archive, history: &[Arc<PostMeta>]) -> Vec<usize> {
+        archive.ranges(history).iter().map(ExactSizeIterator::len).collect()
+    }
+
+    fn write_all(archive: &mut Archive, history: &[Arc<PostMeta>]) -> Vec<usize> {
+        let due = archive.due(history);
+        due.iter().for_each(|page| archive.wrote(page));
+        due.iter().map(|page| page.number).collect()
+    }
+
+    #[test]
+    fn pages_fill_from_the_oldest_and_stay_put() {
+        let mut archive = Archive::default();
+        let posts = history(1..=7);
+        assert!(archive.seal_full(&posts, 3));
+        assert_eq!(sizes(&archive, &posts), [3, 3, 1]);
+        assert_eq!(write_all(&mut archive, &posts), [1, 2, 3]);
+        // A newer post: only the newest page changes.
+        let posts = history(1..=8);
+        assert!(!archive.seal_full(&posts, 3));
+        assert_eq!(write_all(&mut archive, &posts), [3]);
+        // The newest page fills: it is sealed (gaining its next-archive link), and an empty
+        // newest page follows.
+        let posts = history(1..=9);
+        assert!(archive.seal_full(&posts, 3));
+        assert_eq!(sizes(&archive, &posts), [3, 3, 3, 0]);
+        assert_eq!(write_all(&mut archive, &posts), [3, 4]);
+        // A backdated post lands on the page of its date, which grows; no other page moves.
+        let posts = history((1..=9).chain([0]));
+        assert!(!archive.seal_full(&posts, 3));
+        assert_eq!(sizes(&archive, &posts), [4, 3, 3, 0]);
+        assert_eq!(write_all(&mut archive, &posts), [1]);
+        // A deleted post leaves its page smaller.
+        let posts = history((1..=9).chain([0]).filter(|d| *d != 5));
+        assert_eq!(sizes(&archive, &posts), [4, 2, 3, 0]);
+        assert_eq!(write_all(&mut archive, &posts), [2]);
+        // Nothing changed: nothing to write. An edited post is a new version: its page changes.
+        assert!(write_all(&mut archive, &posts).is_empty());
+        let mut edited = posts.clone();
+        edited[7] = post(8);
+        assert_eq!(write_all(&mut archive, &edited), [3]);
+    }
+
+    #[test]
+    fn the_same_bounds_give_the_same_pages_after_a_restart() {
+        let posts = history(1..=10);
+        let mut before = Archive::default();
+        before.seal_full(&posts, 4);
+        let after = Archive::with_bounds(before.bounds().to_vec());
+        assert_eq!(after.ranges(&posts), before.ranges(&posts));
+        assert_eq!(after.due(&posts).len(), 3, "a fresh engine writes every page once");
+    }
+
+    #[test]
+    fn a_page_over_budget_hands_its_newest_posts_on() {
+        let mut archive = Archive::default();
+        let posts = history(1..=10);
+        archive.seal_full(&posts, 4);
+        assert_eq!(sizes(&archive, &posts), [4, 4, 2]);
+        let due = archive.due(&posts);
+        // The first page fits only its two oldest posts: two move to the second page.
+        archive.cut(&due[0], 2, &posts);
+        assert_eq!(sizes(&archive, &posts), [2, 6, 2]);
+        // The newest page fits only one: it is sealed after it, and a new newest page follows.
+        let due = archive.due(&posts);
+        archive.cut(due.last().unwrap(), 1, &posts);
+        assert_eq!(sizes(&archive, &posts), [2, 6, 1, 1]);
+    }
+}
