@@ -63,7 +63,11 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
     let h = response.headers_mut();
     h.insert(header::ETAG, variant.etag.clone());
     h.insert(header::LAST_MODIFIED, resource.last_modified.clone());
-    h.insert(header::CACHE_CONTROL, served.policy.cache_control.clone());
+    let policy = &served.policy;
+    h.insert(
+        header::CACHE_CONTROL,
+        if resource.archive { &policy.archive_cache_control } else { &policy.cache_control }.clone(),
+    );
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     for link in &resource.links {
         h.append(header::LINK, link.clone());

@@ -43,6 +43,8 @@ pub struct Resource {
     pub last_modified: HeaderValue,
     /// `Link` header values: a feed's WebSub hubs and its self URL (WebSub §4).
     pub links: Vec<HeaderValue>,
+    /// An RFC 5005 archive page, cached for longer.
+    pub archive: bool,
 }
 
 impl Resource {
@@ -71,6 +73,7 @@ impl Resource {
             last_modified: HeaderValue::try_from(httpdate::fmt_http_date(modified))
                 .expect("an HTTP date is a valid header value"),
             links: Vec::new(),
+            archive: documents::is_archive(rel),
         }
     }
 
@@ -93,6 +96,8 @@ fn whole_seconds(time: SystemTime) -> SystemTime {
 pub struct Policy {
     /// `Cache-Control` of feed responses.
     pub cache_control: HeaderValue,
+    /// `Cache-Control` of archive pages (`archive_max_age`).
+    pub archive_cache_control: HeaderValue,
     /// The path of the public feeds folder (`/feeds/`): requests under it are served too, so a
     /// reverse proxy may pass paths through unchanged.
     pub prefix: String,
@@ -112,6 +117,7 @@ impl Default for Policy {
     fn default() -> Policy {
         Policy {
             cache_control: HeaderValue::from_static("no-store"),
+            archive_cache_control: HeaderValue::from_static("no-store"),
             prefix: "/".to_owned(),
             feeds_url: None,
             hub_links: Vec::new(),
@@ -125,8 +131,8 @@ impl Default for Policy {
 impl Policy {
     pub fn new(config: &Config) -> Policy {
         Policy {
-            cache_control: HeaderValue::try_from(format!("public, max-age={}", config.ttl.as_secs()))
-                .expect("digits are a valid header value"),
+            cache_control: max_age(config.ttl),
+            archive_cache_control: max_age(config.archive_max_age),
             prefix: config.feeds_url.path().to_owned(),
             feeds_url: Some(config.feeds_url.clone()),
             hub_links: config.hub_urls().iter().map(|hub| link_value(hub, "hub")).collect(),
@@ -142,16 +148,27 @@ impl Policy {
     }
 
     /// The `Link` header values of the document at `rel`: for a feed when hubs are advertised,
-    /// each hub then the feed's self URL (its WebSub topic); nothing for other documents.
+    /// each hub then the feed's self URL (its WebSub topic); nothing for other documents, archive
+    /// pages included (they are not topics).
     pub fn links(&self, rel: &str) -> Vec<HeaderValue> {
         match &self.feeds_url {
-            Some(feeds_url) if documents::is_feed(rel) && !self.hub_links.is_empty() => {
+            Some(feeds_url) if is_topic(rel) && !self.hub_links.is_empty() => {
                 let topic = crate::post::absolute_link(feeds_url, rel);
                 self.hub_links.iter().cloned().chain([link_value(&topic, "self")]).collect()
             }
             _ => Vec::new(),
         }
     }
+}
+
+/// Whether the document at `rel` may be subscribed to through WebSub: a subscription document.
+pub fn is_topic(rel: &str) -> bool {
+    documents::is_feed(rel) && !documents::is_archive(rel)
+}
+
+/// `Cache-Control` for documents fresh for `age`.
+fn max_age(age: std::time::Duration) -> HeaderValue {
+    HeaderValue::try_from(format!("public, max-age={}", age.as_secs())).expect("digits are a valid header value")
 }
 
 /// One `Link` header value; `url` is ASCII (the url crate percent-encodes the rest).

@@ -8,7 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use std::cmp::Reverse;
+use std::collections::BTreeMap;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::site::{FeedKey, Position};
 
 /// A time as the store keeps it: whole seconds since the Unix epoch.
 pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
@@ -35,6 +41,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX subscription_expiry ON subscription (lease_expires);",
     // 2: documents that existed and no longer do (410 Gone), since when (unix s).
     "CREATE TABLE gone (path TEXT PRIMARY KEY, since INTEGER NOT NULL) WITHOUT ROWID;",
+    // 3: where each feed's sealed archive pages end: the position (date, link, post file) of the
+    // newest post page `page` held when it was sealed. `feed` is the feed's path without extension.
+    "CREATE TABLE archive_bound (
+        feed TEXT NOT NULL,
+        page INTEGER NOT NULL,
+        seconds INTEGER NOT NULL,
+        nanos INTEGER NOT NULL,
+        link TEXT NOT NULL,
+        path BLOB NOT NULL,
+        PRIMARY KEY (feed, page)
+    ) WITHOUT ROWID;",
 ];
 
 /// The state store could not be opened or used.
@@ -252,6 +269,79 @@ impl State {
     }
 }
 
+impl State {
+    /// Replaces the bounds of each feed's sealed archive pages (none: the feed has no archive).
+    pub fn set_archive_bounds(&self, feeds: &BTreeMap<FeedKey, Vec<Position>>) -> Result<(), StateError> {
+        if feeds.is_empty() {
+            return Ok(());
+        }
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(self.sql())?;
+        for (key, bounds) in feeds {
+            let feed = key.stem();
+            transaction.execute("DELETE FROM archive_bound WHERE feed = ?1", params![feed]).map_err(self.sql())?;
+            for (page, bound) in (1_i64..).zip(bounds) {
+                transaction
+                    .execute(
+                        "INSERT INTO archive_bound (feed, page, seconds, nanos, link, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        params![
+                            feed,
+                            page,
+                            bound.date.timestamp(),
+                            bound.date.timestamp_subsec_nanos(),
+                            bound.link.0,
+                            bound.path.0.as_os_str().as_bytes()
+                        ],
+                    )
+                    .map_err(self.sql())?;
+            }
+        }
+        transaction.commit().map_err(self.sql())
+    }
+
+    /// The bounds of every feed's sealed archive pages, oldest page first.
+    pub fn archive_bounds(&self) -> Result<BTreeMap<FeedKey, Vec<Position>>, StateError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT feed, seconds, nanos, link, path FROM archive_bound ORDER BY feed, page")
+            .map_err(self.sql())?;
+        let rows = statement
+            .query_map([], |row| {
+                let (seconds, nanos): (i64, u32) = (row.get(1)?, row.get(2)?);
+                let path: Vec<u8> = row.get(4)?;
+                let position = chrono::DateTime::from_timestamp(seconds, nanos).map(|date| Position {
+                    date,
+                    link: Reverse(row.get(3).unwrap_or_default()),
+                    path: Reverse(PathBuf::from(std::ffi::OsString::from_vec(path))),
+                });
+                Ok((row.get::<_, String>(0)?, position))
+            })
+            .map_err(self.sql())?;
+        let mut feeds: BTreeMap<String, Option<Vec<Position>>> = BTreeMap::new();
+        for row in rows {
+            let (feed, position) = row.map_err(self.sql())?;
+            let bounds = feeds.entry(feed).or_insert_with(|| Some(Vec::new()));
+            match (bounds.as_mut(), position) {
+                (Some(bounds), Some(position)) => bounds.push(position),
+                _ => *bounds = None,
+            }
+        }
+        // A feed with a row this crier cannot read (an impossible date, a name it does not
+        // know) loses all its bounds: its pages are cut afresh rather than shifted.
+        let readable = feeds.into_iter().filter_map(|(feed, bounds)| match (FeedKey::from_stem(&feed), bounds) {
+            (Some(key), Some(bounds)) => Some((key, bounds)),
+            _ => {
+                tracing::warn!(
+                    "{}: the archive bounds of {feed} are unreadable; its pages are cut afresh",
+                    self.path.display()
+                );
+                None
+            }
+        });
+        Ok(readable.collect())
+    }
+}
+
 fn subscription(row: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
     Ok(Subscription {
         topic: row.get(0)?,
@@ -274,6 +364,30 @@ mod tests {
             lease_expires,
             delivered: "\"a\"".into(),
         }
+    }
+
+    #[test]
+    fn archive_bounds_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let at = |seconds, nanos, link: &str, path: &str| Position {
+            date: chrono::DateTime::from_timestamp(seconds, nanos).unwrap(),
+            link: Reverse(link.to_owned()),
+            path: Reverse(PathBuf::from(path)),
+        };
+        let site = vec![
+            at(-86_400, 5, "https://e.org/a", "a.md"),
+            at(1_700_000_000, 999_999_999, "https://e.org/新", "新.md"),
+        ];
+        let tag = vec![at(0, 0, "https://e.org/b", "b.md")];
+        let key = FeedKey::Tag("青岛".into());
+        state.set_archive_bounds(&[(FeedKey::Site, site.clone()), (key.clone(), tag)].into()).unwrap();
+        state.set_archive_bounds(&[(key.clone(), Vec::new())].into()).unwrap();
+        let reopened = State::open(dir.path()).unwrap();
+        assert_eq!(reopened.archive_bounds().unwrap(), BTreeMap::from([(FeedKey::Site, site)]));
+        // A row for a feed name no crier makes is dropped with its feed, not misread.
+        reopened.lock().execute("INSERT INTO archive_bound VALUES ('nowhere/x', 1, 0, 0, '', x'')", []).unwrap();
+        assert_eq!(reopened.archive_bounds().unwrap().len(), 1);
     }
 
     #[test]

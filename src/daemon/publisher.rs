@@ -86,7 +86,8 @@ impl Publisher {
             .name("crier-publisher".into())
             .spawn(move || {
                 let mut worker = Worker::new(config, shared, clock, heartbeat, on_published);
-                worker.gone = Gone::new(state);
+                worker.gone = Gone::new(state.clone());
+                worker.state = state;
                 worker.run(&receiver, &events);
             })
             .expect("a thread can be started");
@@ -152,6 +153,8 @@ struct Worker {
     status: Status,
     on_published: Option<OnPublished>,
     gone: Gone,
+    /// Where archive bounds are kept across restarts (with the gone documents, in `gone`).
+    state: Option<Arc<State>>,
 }
 
 /// An engine whose every post read or rendered counts as the publisher making progress: a long
@@ -182,6 +185,7 @@ impl Worker {
             status: Status::default(),
             on_published,
             gone: Gone::default(),
+            state: None,
         }
     }
 
@@ -253,6 +257,12 @@ impl Worker {
     /// folder with what was read, which needs no reading.
     fn start_over(&mut self, what: &str, events: &Sender<Message>) {
         self.gone.load(&self.config(), SystemTime::now());
+        if let Some(state) = &self.state {
+            match state.archive_bounds() {
+                Ok(bounds) => self.engine.restore_archives(bounds),
+                Err(error) => tracing::error!("{error}; archive pages are cut afresh"),
+            }
+        }
         self.step(what, true, |engine, now, sink| engine.load_all(now, sink));
         let config = self.config();
         if PathKind::of(&config.posts) == PathKind::Folder {
@@ -287,6 +297,11 @@ impl Worker {
         let started = Instant::now();
         let sink = KeepSink { feeds: &self.feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()) };
         let change = run(&mut self.engine, self.clock.now(), &sink);
+        if let Some(state) = &self.state {
+            if let Err(error) = state.set_archive_bounds(&change.archive_bounds) {
+                tracing::error!("{error}; archive pages may be cut differently after a restart");
+            }
+        }
         let made = sink.made.into_inner().expect("no code panics while holding this lock");
         self.report(&change);
         if made.is_empty() && change.removed.is_empty() && !full {

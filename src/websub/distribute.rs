@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use url::Url;
 
 use super::outgoing::{self, Failure, RETRY_DELAYS};
-use super::{Hub, SWEEP_EVERY, documents, etag, unix_now};
+use super::{Hub, SWEEP_EVERY, etag, unix_now};
 use crate::config::Config;
 
 /// Deliveries in progress to one callback host at once.
@@ -42,7 +42,7 @@ impl Hub {
             let config = self.config();
             let mut topics: Vec<(String, String)> = changed
                 .iter()
-                .filter(|rel| documents::is_feed(rel))
+                .filter(|rel| crate::served::is_topic(rel))
                 .map(|rel| (crate::post::absolute_link(&config.feeds_url, rel), rel.clone()))
                 .collect();
             topics.sort();

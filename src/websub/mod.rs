@@ -33,7 +33,6 @@ use http_body_util::{BodyExt, Limited};
 use url::Url;
 
 use crate::config::Config;
-use crate::documents;
 use crate::http::Body;
 use crate::served::{Resource, Shared};
 use crate::state::{State, Subscription};
@@ -195,7 +194,7 @@ impl Hub {
         let config = self.config();
         let rest = topic.as_str().strip_prefix(config.feeds_url.as_str())?;
         let rel = percent_encoding::percent_decode_str(rest).decode_utf8().ok()?.into_owned();
-        (documents::is_feed(&rel) && self.shared.load().resources.contains_key(&rel)).then_some(rel)
+        (crate::served::is_topic(&rel) && self.shared.load().resources.contains_key(&rel)).then_some(rel)
     }
 
     /// The served document of a topic.
