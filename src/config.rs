@@ -62,6 +62,7 @@ pub struct RawConfig {
     pub max_post_bytes: Option<u64>,
     pub max_feed_bytes: Option<usize>,
     pub archive_page_size: Option<usize>,
+    pub archive_content: Option<String>,
     pub archive_max_age: Option<u64>,
     pub max_terms: Option<usize>,
     pub post_time_budget_ms: Option<u64>,
@@ -134,6 +135,8 @@ pub struct Config {
     pub max_feed_bytes: usize,
     /// How many posts an archive page (RFC 5005) holds when it is sealed.
     pub archive_page_size: usize,
+    /// What archive pages' items carry (by default what `content` says).
+    pub archive_content: ContentMode,
     /// `Cache-Control: max-age` of archive pages, whose bytes rarely change.
     pub archive_max_age: Duration,
     /// The most categories, and the most tags, one post may list.
@@ -248,7 +251,12 @@ impl Config {
             timezone: timezone(raw.timezone)?,
             permalink: permalink(raw.permalink)?,
             items: raw.items.unwrap_or(20),
-            content: content(raw.content.as_deref())?,
+            content: content("content", raw.content.as_deref(), ContentMode::Full)?,
+            archive_content: content(
+                "archive_content",
+                raw.archive_content.as_deref(),
+                content("content", raw.content.as_deref(), ContentMode::Full)?,
+            )?,
             excerpt_length: at_least("excerpt_length", raw.excerpt_length, 300, 1, "a number of characters")?,
             excerpt_separator: excerpt_separator(raw.excerpt_separator)?,
             max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
@@ -525,11 +533,12 @@ fn timezone(text: Option<String>) -> Result<Tz, ConfigError> {
     text.parse().map_err(|_| invalid("timezone", &text, "an IANA time zone name such as \"Asia/Shanghai\" or \"UTC\""))
 }
 
-fn content(text: Option<&str>) -> Result<ContentMode, ConfigError> {
-    match text.unwrap_or("full") {
-        "full" => Ok(ContentMode::Full),
-        "summary" => Ok(ContentMode::Summary),
-        other => Err(invalid("content", other, "\"full\" or \"summary\"")),
+fn content(key: &'static str, text: Option<&str>, default: ContentMode) -> Result<ContentMode, ConfigError> {
+    match text {
+        None => Ok(default),
+        Some("full") => Ok(ContentMode::Full),
+        Some("summary") => Ok(ContentMode::Summary),
+        Some(other) => Err(invalid(key, other, "\"full\" or \"summary\"")),
     }
 }
 
@@ -688,6 +697,21 @@ mod tests {
             let error = load(text).unwrap_err().to_string();
             assert!(error.contains("redirects"), "{text} -> {error}");
         }
+    }
+
+    #[test]
+    fn archive_settings() {
+        let config = load("").unwrap();
+        assert_eq!(
+            (config.archive_page_size, config.archive_max_age, config.archive_content),
+            (100, Duration::from_secs(86_400), ContentMode::Full)
+        );
+        assert_eq!(load("content = \"summary\"").unwrap().archive_content, ContentMode::Summary, "follows content");
+        let both = load("content = \"summary\"\narchive_content = \"full\"").unwrap();
+        assert_eq!((both.content, both.archive_content), (ContentMode::Summary, ContentMode::Full));
+        assert!(load("archive_content = \"some\"").unwrap_err().to_string().contains("archive_content"));
+        assert!(load("archive_page_size = 0").unwrap_err().to_string().contains("archive_page_size"));
+        assert!(load("archive_max_age = 99999999999").unwrap_err().to_string().contains("archive_max_age"));
     }
 
     #[test]
