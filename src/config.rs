@@ -241,6 +241,7 @@ impl Config {
     pub fn from_raw(raw: RawConfig, dir: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let (posts, feeds) = folders(&raw, dir, overrides)?;
         let (base_url, feeds_url) = urls(&raw, overrides)?;
+        let content = content_of("content", raw.content.as_deref(), ContentMode::Full)?;
         Config {
             base_url,
             feeds_url,
@@ -251,24 +252,14 @@ impl Config {
             timezone: timezone(raw.timezone)?,
             permalink: permalink(raw.permalink)?,
             items: raw.items.unwrap_or(20),
-            content: content("content", raw.content.as_deref(), ContentMode::Full)?,
-            archive_content: content(
-                "archive_content",
-                raw.archive_content.as_deref(),
-                content("content", raw.content.as_deref(), ContentMode::Full)?,
-            )?,
+            content,
+            archive_content: content_of("archive_content", raw.archive_content.as_deref(), content)?,
             excerpt_length: at_least("excerpt_length", raw.excerpt_length, 300, 1, "a number of characters")?,
             excerpt_separator: excerpt_separator(raw.excerpt_separator)?,
             max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
             max_feed_bytes: at_least("max_feed_bytes", raw.max_feed_bytes, 1024 * 1024, 4096, "a size in bytes")?,
             archive_page_size: at_least("archive_page_size", raw.archive_page_size, 100, 1, "a number of posts")?,
-            archive_max_age: Duration::from_secs(at_most_u64(
-                "archive_max_age",
-                raw.archive_max_age,
-                86_400,
-                365 * 86_400,
-                "seconds",
-            )?),
+            archive_max_age: seconds("archive_max_age", raw.archive_max_age, 86_400, 365 * 86_400)?,
             max_terms: at_least("max_terms", raw.max_terms, 100, 1, "a number of names")?,
             post_time_budget: millis("post_time_budget_ms", raw.post_time_budget_ms, 5_000, 10)?,
             ttl: ttl(raw.ttl, raw.cache_max_age)?,
@@ -533,7 +524,7 @@ fn timezone(text: Option<String>) -> Result<Tz, ConfigError> {
     text.parse().map_err(|_| invalid("timezone", &text, "an IANA time zone name such as \"Asia/Shanghai\" or \"UTC\""))
 }
 
-fn content(key: &'static str, text: Option<&str>, default: ContentMode) -> Result<ContentMode, ConfigError> {
+fn content_of(key: &'static str, text: Option<&str>, default: ContentMode) -> Result<ContentMode, ConfigError> {
     match text {
         None => Ok(default),
         Some("full") => Ok(ContentMode::Full),
@@ -593,13 +584,13 @@ fn capped_count(key: &'static str, value: Option<u64>, default: u64) -> Result<u
     Ok(value)
 }
 
-/// A number of `unit` from 0 to `max`.
-fn at_most_u64(key: &'static str, value: Option<u64>, default: u64, max: u64, unit: &str) -> Result<u64, ConfigError> {
+/// A duration given in seconds, from 0 to `max`.
+fn seconds(key: &'static str, value: Option<u64>, default: u64, max: u64) -> Result<Duration, ConfigError> {
     let value = value.unwrap_or(default);
     if value > max {
-        return Err(invalid(key, value, format!("{unit}, at most {max}")));
+        return Err(invalid(key, value, format!("a number of seconds, at most {max}")));
     }
-    Ok(value)
+    Ok(Duration::from_secs(value))
 }
 
 /// A compression setting from 0 to `max`.
