@@ -24,19 +24,24 @@ pub struct Archive {
     /// The upper bound of each sealed page, oldest first; page `n` holds the posts after bound
     /// `n - 1` up to and including bound `n`.
     bounds: Vec<Position>,
-    /// A digest of what each page was last written from (its number, whether it was the newest,
-    /// and its posts' versions), by page number less one: a page whose digest is unchanged is
-    /// not written again.
-    written: Vec<Option<u64>>,
+    /// What each page was last written from, by page number less one. Holding the post versions
+    /// (not a digest of their addresses) keeps a freed version's address from being taken for a
+    /// new post's.
+    written: Vec<Option<Written>>,
 }
 
-/// A page to write: its number (from 1), whether it is the newest, and its posts in `history`.
+#[derive(Debug, Clone)]
+struct Written {
+    newest: bool,
+    posts: Vec<Arc<PostMeta>>,
+}
+
+/// One page: its number (from 1), whether it is the newest, and its posts' range in the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Due {
+pub struct Page {
     pub number: usize,
     pub newest: bool,
     pub range: Range<usize>,
-    digest: u64,
 }
 
 impl Archive {
@@ -54,73 +59,67 @@ impl Archive {
         self.bounds.len() + 1
     }
 
+    /// Whether page `number` is sealed (its posts no longer change with newer posts).
+    pub fn is_sealed(&self, number: usize) -> bool {
+        (1..=self.bounds.len()).contains(&number)
+    }
+
     /// Seals the newest page while it holds `page_size` posts or more; says whether any was.
     pub fn seal_full(&mut self, history: &[Arc<PostMeta>], page_size: usize) -> bool {
-        let mut sealed = false;
-        loop {
-            let start = self.ranges(history).last().map_or(0, |r| r.start);
-            if history.len() - start < page_size.max(1) {
-                return sealed;
-            }
-            self.bounds.push(Position::of(&history[start + page_size.max(1) - 1]));
-            sealed = true;
+        let page_size = page_size.max(1);
+        let mut start = self.ranges(history).last().map_or(0, |p| p.range.start);
+        let sealed = history.len() - start >= page_size;
+        while history.len() - start >= page_size {
+            self.bounds.push(Position::of(&history[start + page_size - 1]));
+            start += page_size;
         }
+        sealed
     }
 
-    /// Each page's posts in `history` (oldest first), oldest page first; the last is the newest.
-    pub fn ranges(&self, history: &[Arc<PostMeta>]) -> Vec<Range<usize>> {
-        let mut ranges = Vec::with_capacity(self.pages());
+    /// Every page, oldest first; the last is the newest. `history` is oldest first.
+    pub fn ranges(&self, history: &[Arc<PostMeta>]) -> Vec<Page> {
+        let mut pages = Vec::with_capacity(self.pages());
         let mut start = 0;
-        for bound in &self.bounds {
-            let end = start + history[start..].partition_point(|post| Position::of(post) <= *bound);
-            ranges.push(start..end);
+        for (i, bound) in self.bounds.iter().enumerate() {
+            let end = start + history[start..].partition_point(|post| bound.holds(post));
+            pages.push(Page { number: i + 1, newest: false, range: start..end });
             start = end;
         }
-        ranges.push(start..history.len());
-        ranges
+        pages.push(Page { number: self.pages(), newest: true, range: start..history.len() });
+        pages
     }
 
-    /// The pages whose posts, number or place changed since they were last written.
-    pub fn due(&self, history: &[Arc<PostMeta>]) -> Vec<Due> {
-        let ranges = self.ranges(history);
-        let last = ranges.len();
-        ranges
-            .into_iter()
-            .enumerate()
-            .map(|(i, range)| {
-                let newest = i + 1 == last;
-                Due { number: i + 1, newest, digest: digest(i + 1, newest, &history[range.clone()]), range }
-            })
-            .filter(|due| self.written.get(due.number - 1).copied().flatten() != Some(due.digest))
-            .collect()
+    /// Whether `page` must be written: its place or its posts (any version) changed since it was.
+    pub fn is_due(&self, page: &Page, history: &[Arc<PostMeta>]) -> bool {
+        let posts = &history[page.range.clone()];
+        match self.written.get(page.number - 1) {
+            Some(Some(written)) => {
+                written.newest != page.newest
+                    || written.posts.len() != posts.len()
+                    || written.posts.iter().zip(posts).any(|(a, b)| !Arc::ptr_eq(a, b))
+            }
+            _ => true,
+        }
     }
 
     /// Records that `page` was written.
-    pub fn wrote(&mut self, page: &Due) {
+    pub fn wrote(&mut self, page: &Page, history: &[Arc<PostMeta>]) {
         if self.written.len() < page.number {
             self.written.resize(page.number, None);
         }
-        self.written[page.number - 1] = Some(page.digest);
+        let posts = history[page.range.clone()].to_vec();
+        self.written[page.number - 1] = Some(Written { newest: page.newest, posts });
     }
 
-    /// Page `page` fits only its oldest `fits` posts (at least one): it ends after them, and the
-    /// rest move to the next page (a new one, when it was the newest).
-    pub fn cut(&mut self, page: &Due, fits: usize, history: &[Arc<PostMeta>]) {
-        let bound = Position::of(&history[page.range.start + fits.max(1) - 1]);
+    /// `page` fits only its oldest `fits` posts (at least one): it ends after them, and the rest
+    /// move to the next page (a new one, when it was the newest).
+    pub fn cut(&mut self, page: &Page, fits: usize, history: &[Arc<PostMeta>]) {
+        let bound = Position::of(&history[page.range.start + fits.clamp(1, page.range.len().max(1)) - 1]);
         match self.bounds.get_mut(page.number - 1) {
             Some(sealed) => *sealed = bound,
             None => self.bounds.push(bound),
         }
     }
-}
-
-/// What a page is written from: its number, whether it is the newest, and its posts (each
-/// version of a post is a distinct allocation, so an edit changes the digest).
-fn digest(number: usize, newest: bool, posts: &[Arc<PostMeta>]) -> u64 {
-    let mut words: Vec<u64> = vec![number as u64, u64::from(newest)];
-    words.extend(posts.iter().map(|post| Arc::as_ptr(post) as usize as u64));
-    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
-    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 #[cfg(test)]
@@ -162,12 +161,16 @@ mod tests {
     }
 
     fn sizes(archive: &Archive, history: &[Arc<PostMeta>]) -> Vec<usize> {
-        archive.ranges(history).iter().map(ExactSizeIterator::len).collect()
+        archive.ranges(history).iter().map(|page| page.range.len()).collect()
+    }
+
+    fn due(archive: &Archive, history: &[Arc<PostMeta>]) -> Vec<Page> {
+        archive.ranges(history).into_iter().filter(|page| archive.is_due(page, history)).collect()
     }
 
     fn write_all(archive: &mut Archive, history: &[Arc<PostMeta>]) -> Vec<usize> {
-        let due = archive.due(history);
-        due.iter().for_each(|page| archive.wrote(page));
+        let due = due(archive, history);
+        due.iter().for_each(|page| archive.wrote(page, history));
         due.iter().map(|page| page.number).collect()
     }
 
@@ -211,7 +214,7 @@ mod tests {
         before.seal_full(&posts, 4);
         let after = Archive::with_bounds(before.bounds().to_vec());
         assert_eq!(after.ranges(&posts), before.ranges(&posts));
-        assert_eq!(after.due(&posts).len(), 3, "a fresh engine writes every page once");
+        assert_eq!(due(&after, &posts).len(), 3, "a fresh engine writes every page once");
     }
 
     #[test]
@@ -220,13 +223,13 @@ mod tests {
         let posts = history(1..=10);
         archive.seal_full(&posts, 4);
         assert_eq!(sizes(&archive, &posts), [4, 4, 2]);
-        let due = archive.due(&posts);
+        let pages = archive.ranges(&posts);
         // The first page fits only its two oldest posts: two move to the second page.
-        archive.cut(&due[0], 2, &posts);
+        archive.cut(&pages[0], 2, &posts);
         assert_eq!(sizes(&archive, &posts), [2, 6, 2]);
         // The newest page fits only one: it is sealed after it, and a new newest page follows.
-        let due = archive.due(&posts);
-        archive.cut(due.last().unwrap(), 1, &posts);
+        let pages = archive.ranges(&posts);
+        archive.cut(pages.last().unwrap(), 1, &posts);
         assert_eq!(sizes(&archive, &posts), [2, 6, 1, 1]);
     }
 }

@@ -14,6 +14,7 @@ use crate::engine::{DocumentSink, Engine};
 use crate::feeds_dir::{FeedsDir, Outcome};
 use crate::post::{PostError, PostWarning};
 use crate::source;
+use crate::state::State;
 
 /// Why a command could not do its job at all (a bad post is not such a reason: it is reported
 /// and skipped). The caller maps each case to an exit status.
@@ -78,6 +79,15 @@ fn require_posts_folder(config: &Config) -> Result<(), BuildError> {
     }
 }
 
+/// The state store `crier serve` keeps, when there is one: a build cuts archive pages where the
+/// daemon did, and keeps where it cut new ones. A build never creates `state_dir`.
+fn kept_state(config: &Config) -> Option<State> {
+    if !config.state_dir.join(crate::state::FILE_NAME).is_file() {
+        return None;
+    }
+    State::open(&config.state_dir).inspect_err(|error| tracing::warn!("{error}; archive pages are cut by count")).ok()
+}
+
 /// `crier build`: reads the posts, writes every feed document and removes stale ones.
 pub fn build(config: &Config, now: DateTime<Utc>) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
@@ -86,7 +96,17 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> Result<BuildReport, BuildEr
     // Each document is compressed and written as soon as it is made, then dropped.
     let sink = WriteSink { feeds: &feeds, written_at: SystemTime::now(), outcomes: Mutex::new(Vec::new()) };
     let mut engine = Engine::new(Arc::new(config.clone()));
+    let state = kept_state(config);
+    if let Some(state) = &state {
+        engine.restore_archives(state.archive_bounds().unwrap_or_else(|error| {
+            tracing::warn!("{error}; archive pages are cut afresh");
+            Default::default()
+        }));
+    }
     let change = engine.load_all(now, &sink);
+    if let Some(Err(error)) = state.map(|state| state.set_archive_bounds(&change.archive_bounds)) {
+        tracing::warn!("{error}; the next build or serve may cut archive pages differently");
+    }
     let keep: HashSet<String> = change.documents.iter().cloned().collect();
     let mut report = BuildReport {
         posts_read: change.posts_read,

@@ -57,7 +57,17 @@ pub fn archive_path(key: &FeedKey, number: usize, format: Format) -> String {
 
 /// Whether the document at `rel` is an archive page.
 pub fn is_archive(rel: &str) -> bool {
-    is_feed(rel) && rel.rsplit('/').next().is_some_and(|name| name.contains(".archive-"))
+    archive_of(rel).is_some()
+}
+
+/// The feed and page number of the archive page at `rel`: the inverse of [`archive_path`].
+pub fn archive_of(rel: &str) -> Option<(FeedKey, usize)> {
+    let (rest, extension) = rel.rsplit_once('.')?;
+    let (stem, number) = rest.rsplit_once(".archive-")?;
+    if !Format::ALL.iter().any(|f| f.extension() == extension) || number.starts_with('0') {
+        return None;
+    }
+    Some((FeedKey::from_stem(stem)?, number.parse().ok()?))
 }
 
 /// The feed `plan` in `format`, with its history links; `items` are the posts in it, newest
@@ -136,8 +146,9 @@ pub struct Page<'a> {
     pub posts: &'a [Arc<post::PostMeta>],
 }
 
-/// An archive page of the feed `key` in one format, and how many of its oldest posts fit the
-/// size budget (all of them, or fewer: the bytes are then of that many, never fewer than one).
+/// An archive page of the feed `key` in one format, and how many of its posts (oldest first) the
+/// bytes account for: all of them, or, when the size budget cuts the page, those before the
+/// first that did not fit (at least one). A post whose body is not rendered is left out.
 pub fn archive_page(
     config: &Config,
     key: &FeedKey,
@@ -153,13 +164,16 @@ pub fn archive_page(
         current: Some(self_url(config, key, format)),
     };
     let oldest_first = items(page.posts.iter(), rendered);
+    // Where each item is among the page's posts.
+    let at: Vec<usize> = (0..page.posts.len()).filter(|i| rendered.contains_key(&page.posts[*i].path)).collect();
     let newest_first = crate::site::Site::plan_of(key, page.posts.iter().rev().cloned().collect());
     let mut doc = feed_doc(config, &newest_first, format, link(page.number), history, oldest_first.clone(), &[]);
     doc.full_content = config.archive_content == ContentMode::Full;
-    most_that_fit(oldest_first.len(), config.max_feed_bytes, |count| {
+    let (bytes, count) = most_that_fit(oldest_first.len(), config.max_feed_bytes, |count| {
         doc.items = oldest_first[..count].iter().rev().copied().collect();
         write(&doc, format)
-    })
+    })?;
+    Ok((bytes, at.get(count).copied().unwrap_or(page.posts.len())))
 }
 
 /// An archive page's public address.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
-use crate::archive::{Archive, Due};
+use crate::archive::{Archive, Page};
 use crate::config::Config;
 use crate::documents::{self, FeedSummary, INDEX_PATH, OPML_PATH};
 use crate::feed::{self, Format};
@@ -48,8 +48,31 @@ pub struct Change {
     pub archive_bounds: BTreeMap<FeedKey, Vec<Position>>,
 }
 
-/// A feed's archive pages to write: the feed, its history (oldest first), and the pages.
-type PagesDue = (FeedKey, Vec<Arc<PostMeta>>, Vec<Due>);
+/// A feed's archive being brought up to date: its history (due posts, oldest first) and pages.
+struct FeedPages {
+    key: FeedKey,
+    history: Vec<Arc<PostMeta>>,
+    archive: Archive,
+}
+
+impl FeedPages {
+    /// The posts of the pages that must be written.
+    fn due_posts(&self) -> impl Iterator<Item = &Arc<PostMeta>> {
+        let pages = self.archive.ranges(&self.history);
+        let due: Vec<Page> = pages.into_iter().filter(|p| self.archive.is_due(p, &self.history)).collect();
+        due.into_iter().flat_map(|p| self.history[p.range].iter())
+    }
+}
+
+/// What walking a feed's pages did.
+#[derive(Debug, Default)]
+struct Walked {
+    documents: Vec<String>,
+    /// A page's end moved.
+    cut: bool,
+    /// The walk stopped at a page whose posts are not rendered yet.
+    waiting: bool,
+}
 
 /// The engine's state.
 pub struct Engine {
@@ -97,6 +120,11 @@ impl Engine {
     /// pages are cut where they were. Call before the first load.
     pub fn restore_archives(&mut self, bounds: BTreeMap<FeedKey, Vec<Position>>) {
         self.archives = bounds.into_iter().map(|(key, bounds)| (key, Archive::with_bounds(bounds))).collect();
+    }
+
+    /// Whether the document at `rel` is a sealed archive page (newer posts never change it).
+    pub fn is_sealed_page(&self, rel: &str) -> bool {
+        documents::archive_of(rel).is_some_and(|(key, n)| self.archives.get(&key).is_some_and(|a| a.is_sealed(n)))
     }
 
     pub fn config(&self) -> &Arc<Config> {
@@ -165,6 +193,11 @@ impl Engine {
         let keys: BTreeSet<FeedKey> = if first { self.site.keys() } else { touched };
         if first || !keys.is_empty() {
             self.regenerate(keys, sink, &mut change);
+        }
+        if first {
+            // Bounds kept for feeds that went while crier was down go with them.
+            let gone: Vec<FeedKey> = self.archives.keys().filter(|k| !self.feeds.contains_key(*k)).cloned().collect();
+            gone.iter().for_each(|key| self.drop_archive(key, &mut change));
         }
         change
     }
@@ -328,7 +361,7 @@ impl Engine {
         // A feed is archived when its subscription document does not hold every post: more posts
         // than `items`, or (found by writing it) more than the size budget lets in.
         let (archived, plain): (Vec<FeedPlan>, Vec<FeedPlan>) =
-            plans.iter().cloned().partition(|p| self.site.history(&p.key, self.due_until).len() > p.items.len());
+            plans.iter().cloned().partition(|p| self.site.due_count(&p.key, self.due_until) > p.items.len());
         let cut = self.make_feeds(&plain, false, sink, change);
         let archived: BTreeSet<FeedKey> = archived.into_iter().map(|p| p.key).chain(cut).collect();
         self.make_archives(&archived, sink, change);
@@ -369,70 +402,90 @@ impl Engine {
     }
 
     /// Writes the archive pages of `keys` that changed, cutting pages anew where they filled up
-    /// or outgrew the size budget.
+    /// or outgrew the size budget. Feeds are walked in parallel, each one's pages in order.
     fn make_archives(&mut self, keys: &BTreeSet<FeedKey>, sink: &dyn DocumentSink, change: &mut Change) {
-        loop {
-            let mut work: Vec<PagesDue> = Vec::new();
-            for key in keys {
-                let history = self.site.history(key, self.due_until);
-                let archive = self.archives.entry(key.clone()).or_default();
+        // Posts whose bodies could not be rendered in this step: left off their pages.
+        let mut failed: HashSet<PathBuf> = HashSet::new();
+        let mut todo: Vec<FeedKey> = keys.iter().cloned().collect();
+        while !todo.is_empty() {
+            let mut work: Vec<FeedPages> = Vec::with_capacity(todo.len());
+            for key in todo.drain(..) {
+                let history = self.site.history(&key, self.due_until);
+                let mut archive = self.archives.remove(&key).unwrap_or_default();
                 if archive.seal_full(&history, self.config.archive_page_size) {
                     change.archive_bounds.insert(key.clone(), archive.bounds().to_vec());
                 }
-                let due = archive.due(&history);
-                if !due.is_empty() {
-                    work.push((key.clone(), history, due));
-                }
+                work.push(FeedPages { key, history, archive });
             }
-            if work.is_empty() {
-                return;
-            }
-            self.render_pages(&work, change);
-            let pages: Vec<(usize, &Due)> =
-                work.iter().enumerate().flat_map(|(i, (_, _, due))| due.iter().map(move |d| (i, d))).collect();
-            let written: Vec<Option<usize>> = pages
-                .par_iter()
-                .map(|(i, due)| {
-                    let (key, history, _) = &work[*i];
-                    self.write_page(key, history, due, sink)
-                })
+            let mut seen = HashSet::new();
+            let needed: Vec<Arc<PostMeta>> = work
+                .iter()
+                .flat_map(|feed| feed.due_posts())
+                .filter(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&m.path))
+                .filter(|m| seen.insert(m.path.clone()))
+                .cloned()
                 .collect();
-            let mut cut = false;
-            for ((i, due), fits) in pages.into_iter().zip(written) {
-                let (key, history, _) = &work[i];
-                let archive = self.archives.get_mut(key).expect("every feed worked on has an archive");
-                match fits {
-                    Some(fits) => {
-                        archive.cut(due, fits, history);
-                        change.archive_bounds.insert(key.clone(), archive.bounds().to_vec());
-                        cut = true;
-                    }
-                    None => {
-                        archive.wrote(due);
-                        let number = due.number;
-                        change.documents.extend(Format::ALL.map(|f| documents::archive_path(key, number, f)));
-                    }
+            self.render_for_pages(needed, &mut failed, change);
+            let walked: Vec<Walked> = work.par_iter_mut().map(|feed| self.walk_pages(feed, &failed, sink)).collect();
+            for (feed, walked) in work.into_iter().zip(walked) {
+                change.documents.extend(walked.documents);
+                if walked.cut {
+                    change.archive_bounds.insert(feed.key.clone(), feed.archive.bounds().to_vec());
                 }
-            }
-            if !cut {
-                return;
+                if walked.waiting {
+                    todo.push(feed.key.clone());
+                }
+                self.archives.insert(feed.key, feed.archive);
             }
         }
     }
 
+    /// Writes a feed's due pages, oldest first. A page over the size budget is cut and written
+    /// again; a page whose posts are not all rendered yet stops the walk until they are (a cut
+    /// can hand posts to a page that was not due).
+    fn walk_pages(&self, feed: &mut FeedPages, failed: &HashSet<PathBuf>, sink: &dyn DocumentSink) -> Walked {
+        let mut walked = Walked::default();
+        let mut pages = feed.archive.ranges(&feed.history);
+        let mut i = 0;
+        while let Some(page) = pages.get(i).cloned() {
+            if !feed.archive.is_due(&page, &feed.history) {
+                i += 1;
+                continue;
+            }
+            let posts = &feed.history[page.range.clone()];
+            if posts.iter().any(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&m.path)) {
+                walked.waiting = true;
+                return walked;
+            }
+            match self.write_page(&feed.key, &feed.history, &page, sink) {
+                Some(fits) => {
+                    feed.archive.cut(&page, fits, &feed.history);
+                    walked.cut = true;
+                    pages = feed.archive.ranges(&feed.history);
+                }
+                None => {
+                    feed.archive.wrote(&page, &feed.history);
+                    walked.documents.extend(Format::ALL.map(|f| documents::archive_path(&feed.key, page.number, f)));
+                    i += 1;
+                }
+            }
+        }
+        walked
+    }
+
     /// Writes one archive page in every format and hands it to the sink; or, when the size
-    /// budget lets in only some of its posts, hands nothing and says how many fit.
+    /// budget lets in only some of its posts, hands nothing and says how many (oldest first) fit.
     fn write_page(
         &self,
         key: &FeedKey,
         history: &[Arc<PostMeta>],
-        due: &Due,
+        page: &Page,
         sink: &dyn DocumentSink,
     ) -> Option<usize> {
-        let page = documents::Page { number: due.number, newest: due.newest, posts: &history[due.range.clone()] };
+        let page = documents::Page { number: page.number, newest: page.newest, posts: &history[page.range.clone()] };
         let mut made = Vec::with_capacity(3);
         for format in Format::ALL {
-            let rel = documents::archive_path(key, due.number, format);
+            let rel = documents::archive_path(key, page.number, format);
             match documents::archive_page(&self.config, key, page, format, &self.rendered) {
                 Ok((_, fits)) if fits < page.posts.len() => return Some(fits),
                 Ok((bytes, _)) => made.push((rel, bytes)),
@@ -444,16 +497,9 @@ impl Engine {
         None
     }
 
-    /// Renders the posts of the archive pages about to be written. A body that cannot be read
-    /// now is left off its page and reported; the fixed file comes back with its next change.
-    fn render_pages(&mut self, work: &[PagesDue], change: &mut Change) {
-        let mut seen = HashSet::new();
-        let needed: Vec<Arc<PostMeta>> = work
-            .iter()
-            .flat_map(|(_, history, due)| due.iter().flat_map(|d| history[d.range.clone()].iter()))
-            .filter(|m| !self.rendered.contains_key(&m.path) && seen.insert(m.path.clone()))
-            .cloned()
-            .collect();
+    /// Renders the posts of archive pages about to be written. A body that cannot be read now
+    /// is left off its page and reported; the fixed file comes back with its next change.
+    fn render_for_pages(&mut self, needed: Vec<Arc<PostMeta>>, failed: &mut HashSet<PathBuf>, change: &mut Change) {
         if needed.is_empty() {
             return;
         }
@@ -463,6 +509,7 @@ impl Engine {
         }
         self.rendered.extend(new);
         for error in errors {
+            failed.insert(error.path.clone());
             self.bad.insert(error.path.clone(), error.clone());
             change.errors.push(error);
         }
@@ -601,7 +648,12 @@ mod tests {
     use std::fs;
 
     fn engine(dir: &Path) -> Engine {
-        let raw = toml::from_str("base_url = \"https://e.org/\"\ntimezone = \"Asia/Shanghai\"\nitems = 2").unwrap();
+        engine_with(dir, "")
+    }
+
+    fn engine_with(dir: &Path, extra: &str) -> Engine {
+        let text = format!("base_url = \"https://e.org/\"\ntimezone = \"Asia/Shanghai\"\nitems = 2\n{extra}");
+        let raw = toml::from_str(&text).unwrap();
         let overrides =
             Overrides { posts: Some(dir.join("posts")), feeds: Some(dir.join("feeds")), ..Default::default() };
         Engine::new(Arc::new(Config::from_raw(raw, dir, &overrides).unwrap()))
@@ -820,5 +872,48 @@ mod tests {
         let text = kept.text("feed.rss");
         assert!(text.contains("<title>One</title>") && text.contains("<title>Two</title>"), "{text}");
         assert!(text.contains("Body of One."), "the older post is rendered when it enters the feed");
+    }
+
+    #[test]
+    fn an_old_post_that_cannot_be_rendered_stays_off_its_page() {
+        let dir = tempfile::tempdir().unwrap();
+        // Valid front matter over a body that is not UTF-8 (GBK), on what will be page 1.
+        let bad = dir.path().join("posts/1.md");
+        fs::create_dir_all(bad.parent().unwrap()).unwrap();
+        fs::write(&bad, [&b"---\ntitle: One\ndate: 2021-01-01\n---\n"[..], b"\xc7\xe0\xb5\xba\n"].concat()).unwrap();
+        for n in 2..=5 {
+            write(dir.path(), &format!("{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x"));
+        }
+        let mut engine = engine_with(dir.path(), "archive_page_size = 3");
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let kept = Kept::default();
+            let change = engine.load_all(now(), &kept);
+            let _ = done.send((change.errors.len(), kept.text("feed.archive-1.rss")));
+        });
+        // The page's posts were once taken for a size-budget cut, over and over: a hang.
+        let (errors, page) = finished.recv_timeout(std::time::Duration::from_secs(20)).expect("the publish hung");
+        assert_eq!(errors, 1);
+        assert!(page.contains("<title>P2</title>") && page.contains("<title>P3</title>"), "{page}");
+        assert!(!page.contains("<title>One</title>"));
+    }
+
+    #[test]
+    fn a_renamed_post_moves_on_its_page() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 1..=5 {
+            write(dir.path(), &format!("p{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x"));
+        }
+        let mut engine = engine_with(dir.path(), "archive_page_size = 3");
+        let kept = Kept::default();
+        engine.load_all(now(), &kept);
+        assert!(kept.text("feed.archive-1.rss").contains("p1"));
+        // Forgetting the old file frees its version; the new one may be given the same address.
+        let (old, new) = (dir.path().join("posts/p1.md"), dir.path().join("posts/renamed.md"));
+        fs::rename(&old, &new).unwrap();
+        let change = engine.apply(&[old, new], now(), &kept);
+        assert!(change.documents.contains(&"feed.archive-1.rss".to_owned()), "{:?}", change.documents);
+        assert!(kept.text("feed.archive-1.rss").contains("renamed"));
+        assert!(engine.is_sealed_page("feed.archive-1.rss") && !engine.is_sealed_page("feed.archive-2.rss"));
     }
 }

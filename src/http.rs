@@ -66,7 +66,7 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
     let policy = &served.policy;
     h.insert(
         header::CACHE_CONTROL,
-        if resource.archive { &policy.archive_cache_control } else { &policy.cache_control }.clone(),
+        if resource.sealed { &policy.archive_cache_control } else { &policy.cache_control }.clone(),
     );
     h.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
     for link in &resource.links {

@@ -43,8 +43,9 @@ pub struct Resource {
     pub last_modified: HeaderValue,
     /// `Link` header values: a feed's WebSub hubs and its self URL (WebSub §4).
     pub links: Vec<HeaderValue>,
-    /// An RFC 5005 archive page, cached for longer.
-    pub archive: bool,
+    /// A sealed RFC 5005 archive page, whose bytes newer posts never change: cached for
+    /// `archive_max_age`. (The newest page, still filling, is cached like a feed.)
+    pub sealed: bool,
 }
 
 impl Resource {
@@ -73,7 +74,7 @@ impl Resource {
             last_modified: HeaderValue::try_from(httpdate::fmt_http_date(modified))
                 .expect("an HTTP date is a valid header value"),
             links: Vec::new(),
-            archive: documents::is_archive(rel),
+            sealed: false,
         }
     }
 

@@ -99,6 +99,12 @@ impl Position {
     pub fn of(post: &PostMeta) -> Position {
         Position { date: post.date.to_utc(), link: Reverse(post.link.clone()), path: Reverse(post.path.clone()) }
     }
+
+    /// Whether `post` comes at or before this position (without copying its link and path).
+    pub fn holds(&self, post: &PostMeta) -> bool {
+        let at = (post.date.to_utc(), Reverse(post.link.as_str()), Reverse(post.path.as_path()));
+        at <= (self.date, Reverse(self.link.0.as_str()), Reverse(self.path.0.as_path()))
+    }
 }
 
 /// One feed's worth of posts, chosen.
@@ -184,6 +190,12 @@ impl Site {
     pub fn history(&self, key: &FeedKey, now: DateTime<Utc>) -> Vec<Arc<PostMeta>> {
         let Some(set) = self.feeds.get(key) else { return Vec::new() };
         set.iter().rev().take_while(|o| o.date <= now).map(|o| o.post.clone()).collect()
+    }
+
+    /// How many posts of a feed are due at `now` (the length of its [`Site::history`]).
+    pub fn due_count(&self, key: &FeedKey, now: DateTime<Utc>) -> usize {
+        // Newest first: the posts not yet due lead the set.
+        self.feeds.get(key).map_or(0, |set| set.len() - set.iter().take_while(|o| o.date > now).count())
     }
 
     /// The plan of a feed holding `items` (newest first), named as its newest post writes it.

@@ -397,7 +397,8 @@ impl Worker {
                 changed.push(rel.clone());
             }
             self.unwritten.record(&rel, &encoded, error);
-            let resource = Resource::new(&rel, &encoded, wall).linked(&rel, &next.policy);
+            let mut resource = Resource::new(&rel, &encoded, wall).linked(&rel, &next.policy);
+            resource.sealed = self.engine.is_sealed_page(&rel);
             next.resources.insert(rel.clone(), Arc::new(resource));
         }
         let feeds_changed = next.resources.len() != current.resources.len() || !removed.is_empty() || !current.ready;
