@@ -135,7 +135,8 @@ pub struct Config {
     pub max_feed_bytes: usize,
     /// How many posts an archive page (RFC 5005) holds when it is sealed.
     pub archive_page_size: usize,
-    /// What archive pages' items carry (by default what `content` says).
+    /// What archive pages' items carry; summaries by default (full posts on every page of every
+    /// category and tag multiply a site's output about tenfold).
     pub archive_content: ContentMode,
     /// `Cache-Control: max-age` of archive pages, whose bytes rarely change.
     pub archive_max_age: Duration,
@@ -253,7 +254,7 @@ impl Config {
             permalink: permalink(raw.permalink)?,
             items: raw.items.unwrap_or(20),
             content,
-            archive_content: content_of("archive_content", raw.archive_content.as_deref(), content)?,
+            archive_content: content_of("archive_content", raw.archive_content.as_deref(), ContentMode::Summary)?,
             excerpt_length: at_least("excerpt_length", raw.excerpt_length, 300, 1, "a number of characters")?,
             excerpt_separator: excerpt_separator(raw.excerpt_separator)?,
             max_post_bytes: at_least("max_post_bytes", raw.max_post_bytes, 10 * 1024 * 1024, 1, "a size in bytes")?,
@@ -695,9 +696,8 @@ mod tests {
         let config = load("").unwrap();
         assert_eq!(
             (config.archive_page_size, config.archive_max_age, config.archive_content),
-            (100, Duration::from_secs(86_400), ContentMode::Full)
+            (100, Duration::from_secs(86_400), ContentMode::Summary)
         );
-        assert_eq!(load("content = \"summary\"").unwrap().archive_content, ContentMode::Summary, "follows content");
         let both = load("content = \"summary\"\narchive_content = \"full\"").unwrap();
         assert_eq!((both.content, both.archive_content), (ContentMode::Summary, ContentMode::Full));
         assert!(load("archive_content = \"some\"").unwrap_err().to_string().contains("archive_content"));

@@ -204,7 +204,10 @@ fn archive_pages_obey_the_size_budget_and_lose_nothing() {
     for n in 10..=17 {
         write_post(&posts, n, "long", &body);
     }
-    let daemon = Daemon::start(dir.path(), "items = 5\narchive_page_size = 4\nmax_feed_bytes = 4096");
+    let daemon = Daemon::start(
+        dir.path(),
+        "items = 5\narchive_page_size = 4\nmax_feed_bytes = 4096\narchive_content = \"full\"",
+    );
     for format in FORMATS {
         let walk = walk(&daemon, "feed", format);
         let mut archived = walk.archived.clone();
