@@ -181,6 +181,15 @@ impl FeedsDir {
         Ok(())
     }
 
+    /// The file that holds the document at `rel`, or one of its encodings.
+    pub fn file_of(&self, rel: &str, encoding: Option<Encoding>) -> PathBuf {
+        let path = self.root.join(rel);
+        match encoding {
+            Some(encoding) => encoding.beside(&path),
+            None => path,
+        }
+    }
+
     /// Removes one document and its encodings; a missing file is not an error.
     pub fn remove(&self, rel: &str) -> anyhow::Result<()> {
         let path = self.root.join(rel);

@@ -57,7 +57,13 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
     let (coding, variant) = choose(resource, headers);
     let not_modified = not_modified(headers, &variant.etag, resource.modified);
     let status = if not_modified { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
-    let body = if not_modified { Bytes::new() } else { variant.body.clone() };
+    let body = match not_modified {
+        true => Bytes::new(),
+        false => match variant.bytes() {
+            Ok(bytes) => bytes,
+            Err(error) => return unreadable(method, &error),
+        },
+    };
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let h = response.headers_mut();
@@ -123,6 +129,16 @@ fn candidates<'a>(served: &ServedSet, decoded: &'a str) -> Vec<&'a str> {
     let prefix = served.policy.prefix.as_str();
     let under_prefix = decoded.strip_prefix(prefix).filter(|_| prefix != "/");
     [decoded.strip_prefix('/'), under_prefix].into_iter().flatten().collect()
+}
+
+/// A document kept in a file that cannot be read as served: 503, to be asked again shortly
+/// (the publisher is rewriting it, or the disk failed, which the log says).
+fn unreadable(method: &Method, error: &std::io::Error) -> Response<Body> {
+    tracing::warn!("cannot serve a document from the feeds folder: {error}");
+    let text = "the document is being rewritten; retry in a moment\n".into();
+    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, text, method, HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 fn not_found(method: &Method) -> Response<Body> {

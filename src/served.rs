@@ -14,20 +14,47 @@ use crate::redirect;
 use crate::site::FeedKey;
 
 use crate::documents::{self, INDEX_PATH};
-use crate::feeds_dir::Encoded;
+use crate::feeds_dir::{Encoded, Encoding};
 
 /// One encoding of a document, with its strong validator.
 #[derive(Debug, Clone)]
 pub struct Variant {
-    pub body: Bytes,
+    pub body: Stored,
+    /// The bytes' XXH3-128, which the ETag spells.
+    pub hash: u128,
     pub etag: HeaderValue,
+}
+
+/// Where a variant's bytes are kept.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    Memory(Bytes),
+    /// In a file of the feeds folder, read for each response: sealed archive pages, a site's
+    /// whole history, are rarely asked for and never change with newer posts.
+    File(std::path::PathBuf),
 }
 
 impl Variant {
     fn new(body: Bytes) -> Variant {
         let hash = xxhash_rust::xxh3::xxh3_128(&body);
         let etag = HeaderValue::try_from(format!("\"{hash:032x}\"")).expect("hex digits are a valid header value");
-        Variant { body, etag }
+        Variant { body: Stored::Memory(body), hash, etag }
+    }
+
+    /// The bytes. A file whose bytes are no longer those the ETag names (rewritten since this
+    /// set was made) is an error: the answer would pair new bytes with an old validator.
+    pub fn bytes(&self) -> std::io::Result<Bytes> {
+        match &self.body {
+            Stored::Memory(bytes) => Ok(bytes.clone()),
+            Stored::File(path) => {
+                let bytes = std::fs::read(path)?;
+                if xxhash_rust::xxh3::xxh3_128(&bytes) != self.hash {
+                    let message = format!("{} changed since it was served", path.display());
+                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
+                }
+                Ok(Bytes::from(bytes))
+            }
+        }
     }
 }
 
@@ -76,6 +103,18 @@ impl Resource {
             links: Vec::new(),
             sealed: false,
         }
+    }
+
+    /// The same document served from the files that hold it (`file(None)` the document,
+    /// `file(Some(encoding))` each encoding) instead of memory.
+    pub fn from_files(mut self, file: impl Fn(Option<Encoding>) -> std::path::PathBuf) -> Resource {
+        self.identity.body = Stored::File(file(None));
+        for (variant, encoding) in [(&mut self.gzip, Encoding::Gzip), (&mut self.brotli, Encoding::Brotli)] {
+            if let Some(variant) = variant {
+                variant.body = Stored::File(file(Some(encoding)));
+            }
+        }
+        self
     }
 
     /// The same document with the `Link` headers `policy` gives the document at `rel`.
@@ -285,5 +324,22 @@ mod tests {
             t,
         );
         assert_eq!(future.modified, whole_seconds(t), "never later than now");
+    }
+
+    #[test]
+    fn a_document_served_from_files_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let encoded =
+            Encoded::compress(b"<rss/>".to_vec(), crate::config::Compression { gzip: 3, brotli: 3 }, SystemTime::now());
+        let feeds = crate::feeds_dir::FeedsDir::at(dir.path(), crate::config::Compression { gzip: 3, brotli: 3 });
+        feeds.write("feed.archive-1.rss", &encoded).unwrap();
+        let resource = Resource::new("feed.archive-1.rss", &encoded, SystemTime::now())
+            .from_files(|encoding| feeds.file_of("feed.archive-1.rss", encoding));
+        assert!(matches!(resource.brotli.as_ref().unwrap().body, Stored::File(_)));
+        assert_eq!(resource.identity.bytes().unwrap(), encoded.identity);
+        assert_eq!(resource.gzip.as_ref().unwrap().bytes().unwrap(), encoded.gzip);
+        // Bytes that are not the ones the ETag names are never sent with it.
+        std::fs::write(dir.path().join("feed.archive-1.rss"), b"<rss>new</rss>").unwrap();
+        assert_eq!(resource.identity.bytes().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
     }
 }

@@ -137,7 +137,9 @@ fn archives_hold_every_post_once_and_stay_put() {
     check_complete(&daemon, "categories/%E8%B4%A2%E7%BB%8F", &titles((10..=20).filter(|n| n % 2 == 0)));
     check_complete(&daemon, "categories/tech", &titles((10..=20).filter(|n| n % 2 == 1)));
     check_complete(&daemon, "tags/%E5%BD%92%E6%A1%A3", &titles(10..=20));
-    assert!(!daemon.get("/feeds/index.opml", &[]).text().contains("archive-"), "archive pages are not in the OPML");
+    let opml = daemon.get("/feeds/index.opml", &[]).text();
+    assert_eq!(opml.matches("xmlUrl=").count(), 4, "the four feeds walked above are every feed: {opml}");
+    assert!(!opml.contains("archive-"), "archive pages are not in the OPML");
 
     // A post newer than all others: full pages keep their bytes; the newest page fills and is
     // sealed, and an empty newest page follows.

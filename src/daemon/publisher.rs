@@ -387,7 +387,7 @@ impl Worker {
         for Made { rel, put } in made {
             let Put { mut encoded, error, outcome } = put;
             if let Some(previous) = next.resources.get(&rel) {
-                if previous.identity.body == encoded.identity {
+                if previous.identity.hash == xxhash_rust::xxh3::xxh3_128(&encoded.identity) {
                     continue;
                 }
                 // Last-Modified never moves backwards, even if the clock does.
@@ -396,9 +396,14 @@ impl Worker {
             } else if outcome == Outcome::Written {
                 changed.push(rel.clone());
             }
+            // Sealed archive pages (a site's whole history) are served from their files, once written.
+            let from_files = self.engine.is_sealed_page(&rel) && error.is_none();
             self.unwritten.record(&rel, &encoded, error);
             let mut resource = Resource::new(&rel, &encoded, wall).linked(&rel, &next.policy);
             resource.sealed = self.engine.is_sealed_page(&rel);
+            if from_files {
+                resource = resource.from_files(|encoding| self.feeds.file_of(&rel, encoding));
+            }
             next.resources.insert(rel.clone(), Arc::new(resource));
         }
         let feeds_changed = next.resources.len() != current.resources.len() || !removed.is_empty() || !current.ready;

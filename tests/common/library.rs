@@ -57,7 +57,7 @@ impl ClockedPublisher {
 
     /// A published document's bytes, if it is published.
     pub fn body(&self, rel: &str) -> Option<Vec<u8>> {
-        self.shared.load().resources.get(rel).map(|r| r.identity.body.to_vec())
+        self.shared.load().resources.get(rel).map(|r| r.identity.bytes().unwrap().to_vec())
     }
 
     /// Stops the publisher thread and waits for it.
