@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::archive::{Archive, Page};
-use crate::config::Config;
+use crate::config::{Config, ContentMode};
 use crate::documents::{self, FeedSummary, INDEX_PATH, OPML_PATH};
 use crate::feed::{self, Format};
 use crate::pages;
@@ -80,6 +80,8 @@ pub struct Engine {
     site: Site,
     /// Rendered bodies of the posts in feeds (and some that were, until the next trim).
     rendered: HashMap<PathBuf, Arc<Rendered>>,
+    /// Posts in `rendered` with their summary only (rendered for archive pages of summaries).
+    summary_only: HashSet<PathBuf>,
     /// Every post file seen (published, draft or bad), sorted so a folder's files are a range.
     seen: BTreeMap<PathBuf, Fingerprint>,
     /// Files whose current version is bad.
@@ -100,6 +102,7 @@ impl Engine {
             config,
             site: Site::new(),
             rendered: HashMap::new(),
+            summary_only: HashSet::new(),
             seen: BTreeMap::new(),
             bad: BTreeMap::new(),
             drafts: BTreeSet::new(),
@@ -287,6 +290,7 @@ impl Engine {
         self.bad.remove(path);
         self.drafts.remove(path);
         self.rendered.remove(path);
+        self.summary_only.remove(path);
         self.site.remove(path)
     }
 
@@ -337,6 +341,7 @@ impl Engine {
                             Some(rendered) => self.rendered.insert(path.clone(), Arc::new(rendered)),
                             None => self.rendered.remove(&path),
                         };
+                        self.summary_only.remove(&path);
                         touched.extend(self.site.insert(Arc::new(meta)));
                     }
                 }
@@ -504,10 +509,19 @@ impl Engine {
             return;
         }
         let (new, errors) = source::render_posts(needed, &self.config, &*self.progress);
-        for (path, rendered) in &new {
+        let summaries = self.config.archive_content == ContentMode::Summary;
+        for (path, rendered) in new {
             change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
+            // Pages of summaries need no body: a long history is not held whole in memory.
+            let rendered = match summaries {
+                true => {
+                    self.summary_only.insert(path.clone());
+                    Arc::new(Rendered { content_html: String::new(), ..Arc::unwrap_or_clone(rendered) })
+                }
+                false => rendered,
+            };
+            self.rendered.insert(path, rendered);
         }
-        self.rendered.extend(new);
         for error in errors {
             failed.insert(error.path.clone());
             self.bad.insert(error.path.clone(), error.clone());
@@ -526,7 +540,8 @@ impl Engine {
             let needed: Vec<Arc<PostMeta>> = plans
                 .iter()
                 .flat_map(|p| p.items.iter())
-                .filter(|m| !self.rendered.contains_key(&m.path) && seen.insert(m.path.clone()))
+                .filter(|m| !self.rendered.contains_key(&m.path) || self.summary_only.contains(&m.path))
+                .filter(|m| seen.insert(m.path.clone()))
                 .cloned()
                 .collect();
             if needed.is_empty() {
@@ -534,7 +549,9 @@ impl Engine {
             }
             let (new, errors) = source::render_posts(needed, &self.config, &*self.progress);
             for (path, rendered) in &new {
-                change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
+                if !self.summary_only.remove(path) {
+                    change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
+                }
             }
             self.rendered.extend(new);
             for error in errors {
@@ -638,6 +655,8 @@ impl Engine {
         // A post whose file is bad keeps its rendering: it is its last good version.
         let bad = &self.bad;
         self.rendered.retain(|path, _| keep.contains(path) || bad.contains_key(path));
+        let rendered = &self.rendered;
+        self.summary_only.retain(|path| rendered.contains_key(path));
     }
 }
 
@@ -915,5 +934,25 @@ mod tests {
         assert!(change.documents.contains(&"feed.archive-1.rss".to_owned()), "{:?}", change.documents);
         assert!(kept.text("feed.archive-1.rss").contains("renamed"));
         assert!(engine.is_sealed_page("feed.archive-1.rss") && !engine.is_sealed_page("feed.archive-2.rss"));
+    }
+
+    #[test]
+    fn a_post_rendered_for_summary_pages_gets_its_body_when_it_enters_the_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (1..=5)
+            .map(|n| write(dir.path(), &format!("p{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x")))
+            .collect();
+        let mut engine = engine_with(dir.path(), "archive_page_size = 3");
+        let kept = Kept::default();
+        engine.load_all(now(), &kept);
+        let page = kept.text("feed.archive-1.rss");
+        assert!(page.contains("Body of P1.") && !page.contains("content:encoded>"), "summaries only: {page}");
+        // P5 and P4 go: P3 and P2, rendered for the pages with their summary only, fill the feed.
+        fs::remove_file(&paths[4]).unwrap();
+        fs::remove_file(&paths[3]).unwrap();
+        engine.apply(&paths[3..], now(), &kept);
+        let feed = kept.text("feed.rss");
+        assert!(feed.contains("<content:encoded><![CDATA[<p>Body of P3.</p>"), "{feed}");
+        assert!(feed.contains("<content:encoded><![CDATA[<p>Body of P2.</p>"), "{feed}");
     }
 }

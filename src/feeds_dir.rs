@@ -89,6 +89,11 @@ impl Encoded {
         Encoded { identity: exact(identity), gzip: exact(gzip), brotli: exact(brotli), modified }
     }
 
+    /// No bytes, dated `modified`: what is left of a document whose bytes live in its files.
+    pub fn empty(modified: SystemTime) -> Encoded {
+        Encoded { identity: Bytes::new(), gzip: Bytes::new(), brotli: Bytes::new(), modified }
+    }
+
     /// The bytes of one encoding.
     pub fn get(&self, encoding: Encoding) -> &Bytes {
         match encoding {

@@ -84,6 +84,14 @@ impl Resource {
         resource
     }
 
+    /// The same document, last changed at `modified` (never later than `now`).
+    pub fn dated(mut self, modified: SystemTime, now: SystemTime) -> Resource {
+        self.modified = whole_seconds(modified.min(now));
+        self.last_modified = HeaderValue::try_from(httpdate::fmt_http_date(self.modified))
+            .expect("an HTTP date is a valid header value");
+        self
+    }
+
     /// The document at `rel`, served only as it is.
     pub fn identity_only(rel: &str, body: Bytes, modified: SystemTime) -> Resource {
         let modified = whole_seconds(modified);

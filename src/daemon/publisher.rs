@@ -14,8 +14,9 @@ use crate::daemon::inbox::{Inbox, Message};
 use crate::daemon::posts_root::PostsRoot;
 use crate::daemon::status::Status;
 use crate::daemon::unwritten::Unwritten;
+use crate::documents;
 use crate::engine::{Change, DocumentSink, Engine};
-use crate::feeds_dir::{FeedsDir, Outcome, Put};
+use crate::feeds_dir::{Encoded, FeedsDir, Outcome, Put};
 use crate::served::{Policy, Resource, ServedSet, Shared};
 use crate::source::PathKind;
 use crate::state::State;
@@ -124,6 +125,8 @@ impl Drop for Publisher {
 struct Made {
     rel: String,
     put: Put,
+    /// An archive page, written: served from its files, its bytes not kept (`put` holds none).
+    filed: Option<Resource>,
 }
 
 /// The daemon's sink: each document is made current on disk (or taken from it, unchanged) and
@@ -136,8 +139,16 @@ struct KeepSink<'a> {
 
 impl DocumentSink for KeepSink<'_> {
     fn accept(&self, rel: &str, bytes: Vec<u8>) {
-        let put = self.feeds.put(rel, bytes, self.now);
-        self.made.lock().expect("no code panics while holding this lock").push(Made { rel: rel.to_owned(), put });
+        let mut put = self.feeds.put(rel, bytes, self.now);
+        // Archive pages are served from their files from the start: a first publish of a long
+        // history must not hold all of it in memory until the step ends.
+        let filed = (documents::is_archive(rel) && put.error.is_none()).then(|| {
+            let resource = Resource::new(rel, &put.encoded, self.now).from_files(|e| self.feeds.file_of(rel, e));
+            put.encoded = Encoded::empty(put.encoded.modified);
+            resource
+        });
+        let made = Made { rel: rel.to_owned(), put, filed };
+        self.made.lock().expect("no code panics while holding this lock").push(made);
     }
 }
 
@@ -384,10 +395,12 @@ impl Worker {
         self.gone.update(made.iter().map(|m| m.rel.as_str()), removed, wall, posts_there);
         next.gone = self.gone.served(self.engine.config());
         let mut changed = Vec::new();
-        for Made { rel, put } in made {
+        for Made { rel, put, filed } in made {
             let Put { mut encoded, error, outcome } = put;
+            let hash =
+                filed.as_ref().map_or_else(|| xxhash_rust::xxh3::xxh3_128(&encoded.identity), |r| r.identity.hash);
             if let Some(previous) = next.resources.get(&rel) {
-                if previous.identity.hash == xxhash_rust::xxh3::xxh3_128(&encoded.identity) {
+                if previous.identity.hash == hash {
                     continue;
                 }
                 // Last-Modified never moves backwards, even if the clock does.
@@ -396,14 +409,13 @@ impl Worker {
             } else if outcome == Outcome::Written {
                 changed.push(rel.clone());
             }
-            // Sealed archive pages (a site's whole history) are served from their files, once written.
-            let from_files = self.engine.is_sealed_page(&rel) && error.is_none();
             self.unwritten.record(&rel, &encoded, error);
-            let mut resource = Resource::new(&rel, &encoded, wall).linked(&rel, &next.policy);
-            resource.sealed = self.engine.is_sealed_page(&rel);
-            if from_files {
-                resource = resource.from_files(|encoding| self.feeds.file_of(&rel, encoding));
+            let mut resource = match filed {
+                Some(resource) => resource.dated(encoded.modified, wall),
+                None => Resource::new(&rel, &encoded, wall),
             }
+            .linked(&rel, &next.policy);
+            resource.sealed = self.engine.is_sealed_page(&rel);
             next.resources.insert(rel.clone(), Arc::new(resource));
         }
         let feeds_changed = next.resources.len() != current.resources.len() || !removed.is_empty() || !current.ready;
