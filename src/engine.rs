@@ -74,6 +74,9 @@ struct Walked {
     waiting: bool,
 }
 
+/// How many posts are rendered at once for archive pages.
+const RENDER_BATCH: usize = 2048;
+
 /// The engine's state.
 pub struct Engine {
     config: Arc<Config>,
@@ -505,27 +508,27 @@ impl Engine {
     /// Renders the posts of archive pages about to be written. A body that cannot be read now
     /// is left off its page and reported; the fixed file comes back with its next change.
     fn render_for_pages(&mut self, needed: Vec<Arc<PostMeta>>, failed: &mut HashSet<PathBuf>, change: &mut Change) {
-        if needed.is_empty() {
-            return;
-        }
-        let (new, errors) = source::render_posts(needed, &self.config, &*self.progress);
         let summaries = self.config.archive_content == ContentMode::Summary;
-        for (path, rendered) in new {
-            change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
-            // Pages of summaries need no body: a long history is not held whole in memory.
-            let rendered = match summaries {
-                true => {
-                    self.summary_only.insert(path.clone());
-                    Arc::new(Rendered { content_html: String::new(), ..Arc::unwrap_or_clone(rendered) })
-                }
-                false => rendered,
-            };
-            self.rendered.insert(path, rendered);
-        }
-        for error in errors {
-            failed.insert(error.path.clone());
-            self.bad.insert(error.path.clone(), error.clone());
-            change.errors.push(error);
+        // In batches, so that bodies not needed whole are dropped as they come: a first publish
+        // renders every post of a long history.
+        for batch in needed.chunks(RENDER_BATCH) {
+            let (new, errors) = source::render_posts(batch.to_vec(), &self.config, &*self.progress);
+            for (path, rendered) in new {
+                change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
+                let rendered = match summaries {
+                    true => {
+                        self.summary_only.insert(path.clone());
+                        Arc::new(Rendered { content_html: String::new(), ..Arc::unwrap_or_clone(rendered) })
+                    }
+                    false => rendered,
+                };
+                self.rendered.insert(path, rendered);
+            }
+            for error in errors {
+                failed.insert(error.path.clone());
+                self.bad.insert(error.path.clone(), error.clone());
+                change.errors.push(error);
+            }
         }
     }
 
