@@ -164,13 +164,22 @@ impl FeedsDir {
     /// (nothing is compressed or written: a restart keeps `Last-Modified`); otherwise they are
     /// computed, stamped `now` and written.
     pub fn put(&self, rel: &str, identity: Vec<u8>, now: SystemTime) -> Put {
-        let path = self.root.join(rel);
-        if let Some(encoded) = read_current(&path, &identity) {
-            return Put { encoded, outcome: Outcome::Unchanged, error: None };
+        let (encoded, outcome) = self.prepare(rel, identity, now);
+        let error = match outcome {
+            Outcome::Written => self.write(rel, &encoded).err(),
+            Outcome::Unchanged => None,
+        };
+        Put { encoded, outcome, error }
+    }
+
+    /// What [`FeedsDir::put`] would make of `identity` at `rel`, without writing: the files'
+    /// encodings and time when they hold these bytes (`Unchanged`), else new ones stamped `now`
+    /// (`Written` once [`FeedsDir::write`] writes them).
+    pub fn prepare(&self, rel: &str, identity: Vec<u8>, now: SystemTime) -> (Encoded, Outcome) {
+        match read_current(&self.root.join(rel), &identity) {
+            Some(encoded) => (encoded, Outcome::Unchanged),
+            None => (Encoded::compress(identity, self.levels, now), Outcome::Written),
         }
-        let encoded = Encoded::compress(identity, self.levels, now);
-        let error = self.write(rel, &encoded).err();
-        Put { encoded, outcome: Outcome::Written, error }
     }
 
     /// Writes a document and its encodings (encodings first: whoever reads the document finds

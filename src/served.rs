@@ -41,6 +41,11 @@ impl Variant {
         Variant { body: Stored::Memory(body), hash, etag }
     }
 
+    /// Whether the bytes are read from a file for each response.
+    pub fn is_file(&self) -> bool {
+        matches!(self.body, Stored::File(_))
+    }
+
     /// The bytes. A file whose bytes are no longer those the ETag names (rewritten since this
     /// set was made) is an error: the answer would pair new bytes with an old validator.
     pub fn bytes(&self) -> std::io::Result<Bytes> {

@@ -170,11 +170,29 @@ fn archives_hold_every_post_once_and_stay_put() {
     let restarted = check_complete(&daemon, "feed", &titles([1].into_iter().chain(10..=20).chain([30])));
     assert_eq!(restarted, backdated, "validators survive a restart");
 
-    // A deleted post leaves its page smaller; the other pages stay.
+    // A deleted post leaves its page smaller; the other pages stay. Meanwhile the page being
+    // rewritten, served from its file, answers every request with its old or its new bytes.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (address, done) = (daemon.address.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                statuses.push(common::get(&address, "/feeds/feed.archive-1.rss").status);
+            }
+            statuses
+        })
+    };
     fs::remove_file(daemon.posts().join("post-12.md")).unwrap();
-    daemon.wait_for("the deletion", || !daemon.get("/feeds/feed.json", &[]).text().contains("Post 12"));
-    daemon
-        .wait_for("the page without it", || !daemon.get("/feeds/feed.archive-1.json", &[]).text().contains("Post 12"));
+    let without = |path: &str| {
+        let response = daemon.get(path, &[]);
+        response.status == 200 && !response.text().contains("Post 12")
+    };
+    daemon.wait_for("the deletion", || without("/feeds/feed.json"));
+    daemon.wait_for("the page without it", || without("/feeds/feed.archive-1.json"));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let statuses = poller.join().unwrap();
+    assert!(statuses.iter().all(|s| *s == 200), "{} requests: {statuses:?}", statuses.len());
     let deleted =
         check_complete(&daemon, "feed", &titles([1].into_iter().chain(10..=20).chain([30]).filter(|n| *n != 12)));
     let moved = changed(&backdated, &deleted);

@@ -127,6 +127,10 @@ struct Made {
     put: Put,
     /// An archive page, written: served from its files, its bytes not kept (`put` holds none).
     filed: Option<Resource>,
+    /// New bytes for files the served set reads for each response: served from memory, and
+    /// written only once the new set is live (written before, they would not match the ETags
+    /// of the set still answering).
+    deferred: bool,
 }
 
 /// The daemon's sink: each document is made current on disk (or taken from it, unchanged) and
@@ -135,19 +139,28 @@ struct KeepSink<'a> {
     feeds: &'a FeedsDir,
     now: SystemTime,
     made: Mutex<Vec<Made>>,
+    /// The set being served while the step runs.
+    current: Arc<ServedSet>,
 }
 
 impl DocumentSink for KeepSink<'_> {
     fn accept(&self, rel: &str, bytes: Vec<u8>) {
-        let mut put = self.feeds.put(rel, bytes, self.now);
+        let read_from_file = self.current.resources.get(rel).is_some_and(|r| r.identity.is_file());
+        let (mut put, deferred) = match read_from_file {
+            true => {
+                let (encoded, outcome) = self.feeds.prepare(rel, bytes, self.now);
+                (Put { encoded, outcome, error: None }, outcome == Outcome::Written)
+            }
+            false => (self.feeds.put(rel, bytes, self.now), false),
+        };
         // Archive pages are served from their files from the start: a first publish of a long
         // history must not hold all of it in memory until the step ends.
-        let filed = (documents::is_archive(rel) && put.error.is_none()).then(|| {
+        let filed = (documents::is_archive(rel) && put.error.is_none() && !deferred).then(|| {
             let resource = Resource::new(rel, &put.encoded, self.now).from_files(|e| self.feeds.file_of(rel, e));
             put.encoded = Encoded::empty(put.encoded.modified);
             resource
         });
-        let made = Made { rel: rel.to_owned(), put, filed };
+        let made = Made { rel: rel.to_owned(), put, filed, deferred };
         self.made.lock().expect("no code panics while holding this lock").push(made);
     }
 }
@@ -166,6 +179,8 @@ struct Worker {
     gone: Gone,
     /// Where archive bounds are kept across restarts (with the gone documents, in `gone`).
     state: Option<Arc<State>>,
+    /// Documents to write once the set that serves them from memory is live (`Made::deferred`).
+    to_write: Vec<(String, Encoded)>,
 }
 
 /// An engine whose every post read or rendered counts as the publisher making progress: a long
@@ -197,6 +212,7 @@ impl Worker {
             on_published,
             gone: Gone::default(),
             state: None,
+            to_write: Vec::new(),
         }
     }
 
@@ -306,7 +322,8 @@ impl Worker {
         run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
     ) {
         let started = Instant::now();
-        let sink = KeepSink { feeds: &self.feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()) };
+        let current = self.shared.load();
+        let sink = KeepSink { feeds: &self.feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()), current };
         let change = run(&mut self.engine, self.clock.now(), &sink);
         if let Some(state) = &self.state {
             if let Err(error) = state.set_archive_bounds(&change.archive_bounds) {
@@ -332,6 +349,11 @@ impl Worker {
             systemd::ready(&self.status_line());
         }
         self.shared.store(next);
+        for (rel, encoded) in std::mem::take(&mut self.to_write) {
+            if let Err(error) = self.feeds.write(&rel, &encoded) {
+                self.unwritten.record(&rel, &encoded, Some(error));
+            }
+        }
         if let Some(on_published) = &self.on_published {
             on_published(changed);
         }
@@ -395,7 +417,7 @@ impl Worker {
         self.gone.update(made.iter().map(|m| m.rel.as_str()), removed, wall, posts_there);
         next.gone = self.gone.served(self.engine.config());
         let mut changed = Vec::new();
-        for Made { rel, put, filed } in made {
+        for Made { rel, put, filed, deferred } in made {
             let Put { mut encoded, error, outcome } = put;
             let hash =
                 filed.as_ref().map_or_else(|| xxhash_rust::xxh3::xxh3_128(&encoded.identity), |r| r.identity.hash);
@@ -410,6 +432,9 @@ impl Worker {
                 changed.push(rel.clone());
             }
             self.unwritten.record(&rel, &encoded, error);
+            if deferred {
+                self.to_write.push((rel.clone(), encoded.clone()));
+            }
             let mut resource = match filed {
                 Some(resource) => resource.dated(encoded.modified, wall),
                 None => Resource::new(&rel, &encoded, wall),
