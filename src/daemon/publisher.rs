@@ -349,11 +349,7 @@ impl Worker {
             systemd::ready(&self.status_line());
         }
         self.shared.store(next);
-        for (rel, encoded) in std::mem::take(&mut self.to_write) {
-            if let Err(error) = self.feeds.write(&rel, &encoded) {
-                self.unwritten.record(&rel, &encoded, Some(error));
-            }
-        }
+        self.change_files_after(&removed);
         if let Some(on_published) = &self.on_published {
             on_published(changed);
         }
@@ -369,6 +365,21 @@ impl Worker {
             self.engine.feeds().count(),
             started.elapsed().as_secs_f64() * 1000.0
         );
+    }
+
+    /// Once the new set is live: removes the files of the documents that went, and writes those
+    /// whose files the old set was reading (`Made::deferred`).
+    fn change_files_after(&mut self, removed: &[String]) {
+        for rel in removed {
+            if let Err(error) = self.feeds.remove(rel) {
+                tracing::error!("{error:#}");
+            }
+        }
+        for (rel, encoded) in std::mem::take(&mut self.to_write) {
+            if let Err(error) = self.feeds.write(&rel, &encoded) {
+                self.unwritten.record(&rel, &encoded, Some(error));
+            }
+        }
     }
 
     /// Logs a step's problems, each naming its file and line.
@@ -447,9 +458,6 @@ impl Worker {
         for rel in removed {
             next.resources.remove(rel);
             self.unwritten.forget(rel);
-            if let Err(error) = self.feeds.remove(rel) {
-                tracing::error!("{error:#}");
-            }
         }
         if feeds_changed {
             next.folded = Arc::new(next.fold_feeds());
