@@ -558,10 +558,25 @@ impl Engine {
             }
             self.rendered.extend(new);
             for error in errors {
-                keys.extend(self.site.remove(&error.path));
-                self.bad.insert(error.path.clone(), error.clone());
+                if self.bad.contains_key(&error.path) && self.summary_only.remove(&error.path) {
+                    // Its last good version was kept for an archive page, summary only; its file
+                    // is bad now: the feed carries that summary as its content.
+                    self.summary_as_content(&error.path);
+                } else {
+                    keys.extend(self.site.remove(&error.path));
+                    self.bad.insert(error.path.clone(), error.clone());
+                }
                 change.errors.push(error);
             }
+        }
+    }
+
+    /// The rendering at `path`, its summary standing in for its body.
+    fn summary_as_content(&mut self, path: &Path) {
+        if let Some(rendered) = self.rendered.get_mut(path) {
+            let summary = &rendered.summary;
+            let content_html = format!("<p>{}</p>", quick_xml::escape::escape(summary.as_str()));
+            *rendered = Arc::new(Rendered { content_html, ..(**rendered).clone() });
         }
     }
 
@@ -957,5 +972,26 @@ mod tests {
         let feed = kept.text("feed.rss");
         assert!(feed.contains("<content:encoded><![CDATA[<p>Body of P3.</p>"), "{feed}");
         assert!(feed.contains("<content:encoded><![CDATA[<p>Body of P2.</p>"), "{feed}");
+    }
+
+    #[test]
+    fn a_bad_edit_to_a_post_kept_for_summary_pages_keeps_it_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (1..=5)
+            .map(|n| write(dir.path(), &format!("p{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x")))
+            .collect();
+        let mut engine = engine_with(dir.path(), "archive_page_size = 3");
+        let kept = Kept::default();
+        engine.load_all(now(), &kept);
+        // P3, rendered for its archive page with its summary only, turns bad; then P5 goes, and
+        // P3 enters the feed: its last good version (its summary) is what the feed can carry.
+        fs::write(&paths[2], "---\ntitle: [unclosed\n---\n").unwrap();
+        assert_eq!(engine.apply(&paths[2..3], now(), &kept).errors.len(), 1);
+        fs::remove_file(&paths[4]).unwrap();
+        engine.apply(&paths[4..5], now(), &kept);
+        let feed = kept.text("feed.rss");
+        assert!(feed.contains("<content:encoded><![CDATA[<p>Body of P3.</p>"), "{feed}");
+        assert!(engine.has_published(&paths[2]));
+        assert!(kept.text("feed.archive-1.rss").contains("<title>P3</title>"));
     }
 }

@@ -220,6 +220,15 @@ impl FeedsDir {
     /// Removes every document crier owns that is not in `keep` (paths relative to the folder),
     /// with its encodings, and leftover temporary files. Returns the documents that went.
     pub fn remove_stale(&self, keep: &HashSet<String>) -> anyhow::Result<Vec<String>> {
+        self.sweep(keep, true)
+    }
+
+    /// The documents [`FeedsDir::remove_stale`] would remove, left in place.
+    pub fn list_stale(&self, keep: &HashSet<String>) -> anyhow::Result<Vec<String>> {
+        self.sweep(keep, false)
+    }
+
+    fn sweep(&self, keep: &HashSet<String>, remove: bool) -> anyhow::Result<Vec<String>> {
         let mut removed = Vec::new();
         for sub in std::iter::once("").chain(FEED_FOLDERS) {
             let dir = self.root.join(sub);
@@ -238,12 +247,12 @@ impl FeedsDir {
                 let rel = if sub.is_empty() { document.to_owned() } else { format!("{sub}/{document}") };
                 let owned = documents::media_type(document).is_some();
                 let stale = (owned && !keep.contains(&rel)) || name.starts_with(TEMP_PREFIX);
-                if stale {
+                if stale && remove {
                     fs::remove_file(entry.path())
                         .with_context(|| format!("cannot remove {}", entry.path().display()))?;
-                    if owned && name == document {
-                        removed.push(rel);
-                    }
+                }
+                if stale && owned && name == document {
+                    removed.push(rel);
                 }
             }
         }

@@ -239,3 +239,22 @@ fn archive_pages_obey_the_size_budget_and_lose_nothing() {
         assert!(daemon.get(&format!("/feeds/feed.{format}"), &[]).body.len() <= 4096);
     }
 }
+
+#[test]
+fn a_reload_writes_missing_page_files_again() {
+    let dir = tempfile::tempdir().unwrap();
+    site(dir.path());
+    let daemon = Daemon::start(dir.path(), "items = 3\narchive_page_size = 4\nsettle_ms = 100");
+    assert_eq!(daemon.get("/feeds/feed.archive-1.rss", &[]).status, 200);
+    // The files of a sealed page, served from them, go (an admin's cleanup): 503, until a reload
+    // republishes everything and writes them again.
+    let feeds = dir.path().join("feeds");
+    for suffix in ["", ".gz", ".br"] {
+        fs::remove_file(feeds.join(format!("feed.archive-1.rss{suffix}"))).unwrap();
+    }
+    assert_eq!(daemon.get("/feeds/feed.archive-1.rss", &[]).status, 503);
+    daemon.signal("HUP");
+    daemon.wait_for("the reload", || daemon.log_lines("reloaded the configuration") == 1);
+    daemon.wait_for("the page again", || daemon.get("/feeds/feed.archive-1.rss", &[]).status == 200);
+    assert!(feeds.join("feed.archive-1.rss.br").exists());
+}

@@ -181,6 +181,9 @@ struct Worker {
     state: Option<Arc<State>>,
     /// Documents to write once the set that serves them from memory is live (`Made::deferred`).
     to_write: Vec<(String, Encoded)>,
+    /// After a full step: the documents to keep when the feeds folder is swept, once the new set
+    /// is live.
+    sweep_after: Option<std::collections::HashSet<String>>,
 }
 
 /// An engine whose every post read or rendered counts as the publisher making progress: a long
@@ -213,6 +216,7 @@ impl Worker {
             gone: Gone::default(),
             state: None,
             to_write: Vec::new(),
+            sweep_after: None,
         }
     }
 
@@ -370,15 +374,34 @@ impl Worker {
     /// Once the new set is live: removes the files of the documents that went, and writes those
     /// whose files the old set was reading (`Made::deferred`).
     fn change_files_after(&mut self, removed: &[String]) {
+        if let Some(keep) = self.sweep_after.take() {
+            if let Err(error) = self.feeds.remove_stale(&keep) {
+                tracing::error!("{error:#}");
+            }
+        }
         for rel in removed {
             if let Err(error) = self.feeds.remove(rel) {
                 tracing::error!("{error:#}");
             }
         }
+        let mut written = Vec::new();
         for (rel, encoded) in std::mem::take(&mut self.to_write) {
-            if let Err(error) = self.feeds.write(&rel, &encoded) {
-                self.unwritten.record(&rel, &encoded, Some(error));
+            match self.feeds.write(&rel, &encoded) {
+                Err(error) => self.unwritten.record(&rel, &encoded, Some(error)),
+                Ok(()) => written.push(rel),
             }
+        }
+        // The pages just written are served from their files again (same bytes, same ETags).
+        let written: Vec<String> = written.into_iter().filter(|rel| documents::is_archive(rel)).collect();
+        if !written.is_empty() {
+            let mut next = (*self.shared.load()).clone();
+            for rel in written {
+                if let Some(resource) = next.resources.get(&rel) {
+                    let filed = (**resource).clone().from_files(|e| self.feeds.file_of(&rel, e));
+                    next.resources.insert(rel, Arc::new(filed));
+                }
+            }
+            self.shared.store(next);
         }
     }
 
@@ -399,14 +422,16 @@ impl Worker {
 
     /// After a full step: the documents served or on disk that the step did not make.
     /// Those on disk count too: a feed whose files outlived it while crier was down is gone.
-    fn stale(&self, current: &ServedSet, made: &[Made]) -> Vec<String> {
+    fn stale(&mut self, current: &ServedSet, made: &[Made]) -> Vec<String> {
         let keep: std::collections::HashSet<String> = made.iter().map(|m| m.rel.clone()).collect();
         let mut stale: std::collections::BTreeSet<String> =
             current.resources.keys().filter(|rel| !keep.contains(*rel)).cloned().collect();
-        match self.feeds.remove_stale(&keep) {
-            Ok(removed) => stale.extend(removed),
+        // Listed now, removed once the new set is live: the old one may be reading them.
+        match self.feeds.list_stale(&keep) {
+            Ok(listed) => stale.extend(listed),
             Err(error) => tracing::error!("{error:#}"),
         }
+        self.sweep_after = Some(keep);
         stale.into_iter().collect()
     }
 
@@ -434,11 +459,17 @@ impl Worker {
                 filed.as_ref().map_or_else(|| xxhash_rust::xxh3::xxh3_128(&encoded.identity), |r| r.identity.hash);
             if let Some(previous) = next.resources.get(&rel) {
                 if previous.identity.hash == hash {
-                    continue;
+                    if !deferred {
+                        continue;
+                    }
+                    // Same bytes, but the files the live set reads are missing or stale:
+                    // serve these from memory and write them after the swap.
+                    encoded.modified = previous.modified;
+                } else {
+                    changed.push(rel.clone());
                 }
                 // Last-Modified never moves backwards, even if the clock does.
                 encoded.modified = encoded.modified.max(previous.modified);
-                changed.push(rel.clone());
             } else if outcome == Outcome::Written {
                 changed.push(rel.clone());
             }
