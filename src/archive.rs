@@ -95,8 +95,7 @@ impl Archive {
         match self.written.get(page.number - 1) {
             Some(Some(written)) => {
                 written.newest != page.newest
-                    || written.posts.len() != posts.len()
-                    || written.posts.iter().zip(posts).any(|(a, b)| !Arc::ptr_eq(a, b))
+                    || !written.posts.iter().map(Arc::as_ptr).eq(posts.iter().map(Arc::as_ptr))
             }
             _ => true,
         }
@@ -125,27 +124,11 @@ impl Archive {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::post::BodyFormat;
     use chrono::DateTime;
 
     fn post(n: u32) -> Arc<PostMeta> {
         let date = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap() + chrono::Duration::days(n.into());
-        Arc::new(PostMeta {
-            path: format!("{n}.md").into(),
-            title: n.to_string(),
-            date,
-            updated: date,
-            categories: vec![],
-            tags: vec![],
-            link: format!("https://e.org/{n}"),
-            id: None,
-            author: None,
-            summary: None,
-            format: BodyFormat::Markdown,
-            body_line: 5,
-            draft: false,
-            warnings: vec![],
-        })
+        Arc::new(PostMeta { title: n.to_string(), ..PostMeta::example(&format!("{n}.md"), date) })
     }
 
     thread_local! {

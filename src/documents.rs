@@ -11,7 +11,7 @@ use crate::config::{Config, ContentMode};
 use crate::feed::opml::{Opml, Outline};
 use crate::feed::{self, FeedDoc, Format, History, Item};
 use crate::post;
-use crate::render::Rendered as RenderedPost;
+use crate::render::Rendered;
 use crate::site::{FeedKey, FeedPlan};
 use crate::text::xml_safe;
 
@@ -75,7 +75,6 @@ pub fn archive_of(rel: &str) -> Option<(FeedKey, usize)> {
 fn feed_doc<'a>(
     config: &'a Config,
     plan: &FeedPlan,
-    format: Format,
     self_url: String,
     history: History,
     items: Vec<Item<'a>>,
@@ -85,7 +84,6 @@ fn feed_doc<'a>(
         Some(name) => format!("{} ({name})", xml_safe(&config.description)),
         None => xml_safe(&config.description).into_owned(),
     };
-    debug_assert!(self_url.ends_with(format.extension()));
     FeedDoc {
         title: feed_title(config, plan),
         description,
@@ -103,12 +101,12 @@ fn feed_doc<'a>(
 }
 
 /// The posts of `posts` that are rendered, as items.
-fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a Rendered) -> Vec<Item<'a>> {
+fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a Renderings) -> Vec<Item<'a>> {
     posts.filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r })).collect()
 }
 
 /// Rendered bodies, by post file.
-pub type Rendered = HashMap<PathBuf, Arc<RenderedPost>>;
+pub type Renderings = HashMap<PathBuf, Arc<Rendered>>;
 
 /// One feed's subscription document in one format, and how many of its items it holds (fewer
 /// than planned when the size budget cut it). `newest_archive` is the number of the feed's newest
@@ -117,7 +115,7 @@ pub fn document(
     config: &Config,
     plan: &FeedPlan,
     format: Format,
-    rendered: &Rendered,
+    rendered: &Renderings,
     newest_archive: Option<usize>,
 ) -> anyhow::Result<(Vec<u8>, usize)> {
     let hubs = config.hub_urls();
@@ -128,7 +126,7 @@ pub fn document(
     };
     let all = items(plan.items.iter(), rendered);
     let self_url = self_url(config, &plan.key, format);
-    let mut doc = feed_doc(config, plan, format, self_url, history, all.clone(), &hubs);
+    let mut doc = feed_doc(config, plan, self_url, history, all.clone(), &hubs);
     most_that_fit(all.len(), config.max_feed_bytes, |count| {
         doc.items = all[..count].to_vec();
         // A document that leaves posts out no longer holds them all.
@@ -154,7 +152,7 @@ pub fn archive_page(
     key: &FeedKey,
     page: Page<'_>,
     format: Format,
-    rendered: &Rendered,
+    rendered: &Renderings,
 ) -> anyhow::Result<(Vec<u8>, usize)> {
     let link = |n: usize| archive_url(config, key, n, format);
     let history = History {
@@ -167,7 +165,7 @@ pub fn archive_page(
     // Where each item is among the page's posts.
     let at: Vec<usize> = (0..page.posts.len()).filter(|i| rendered.contains_key(&page.posts[*i].path)).collect();
     let newest_first = crate::site::Site::plan_of(key, page.posts.iter().rev().cloned().collect());
-    let mut doc = feed_doc(config, &newest_first, format, link(page.number), history, oldest_first.clone(), &[]);
+    let mut doc = feed_doc(config, &newest_first, link(page.number), history, oldest_first.clone(), &[]);
     doc.full_content = config.archive_content == ContentMode::Full;
     let (bytes, count) = most_that_fit(oldest_first.len(), config.max_feed_bytes, |count| {
         doc.items = oldest_first[..count].iter().rev().copied().collect();

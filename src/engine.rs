@@ -580,10 +580,10 @@ impl Engine {
         }
     }
 
-    /// Every format of every planned feed, and its page, made in parallel and handed to the sink;
+    /// Every planned feed in every format, and its page, made in parallel and handed to the sink;
     /// `linked`: the feeds are archived, and link their newest archive page. Returns the feeds
-    /// (not `linked`) whose documents the size budget cut, which are not handed to the sink: they
-    /// need archive pages, and to be made again, linked.
+    /// (not `linked`) whose documents the size budget cut: none of their documents is handed to
+    /// the sink, as they need archive pages, and to be made again, linked.
     fn make_feeds(
         &self,
         plans: &[FeedPlan],
@@ -591,41 +591,41 @@ impl Engine {
         sink: &dyn DocumentSink,
         change: &mut Change,
     ) -> BTreeSet<FeedKey> {
-        let made: Vec<(Option<String>, Option<FeedKey>)> = plans
-            .par_iter()
-            .flat_map_iter(|plan| Format::ALL.into_iter().map(move |format| (plan, format)))
-            .map(|(plan, format)| {
-                let rel = documents::document_path(&plan.key, format);
-                let newest_archive = self.archives.get(&plan.key).filter(|_| linked).map(Archive::pages);
-                match documents::document(&self.config, plan, format, &self.rendered, newest_archive) {
-                    Ok((_, kept)) if kept < plan.items.len() && newest_archive.is_none() => {
-                        (None, Some(plan.key.clone()))
-                    }
-                    Ok((bytes, _)) => {
-                        sink.accept(&rel, bytes);
-                        (Some(rel), None)
-                    }
-                    Err(error) => {
-                        tracing::error!("cannot generate {rel}: {error:#}");
-                        (None, None)
-                    }
+        let made: Vec<Result<Vec<String>, FeedKey>> =
+            plans.par_iter().map(|plan| self.make_feed(plan, linked, sink)).collect();
+        let mut cut = BTreeSet::new();
+        for result in made {
+            match result {
+                Ok(documents) => change.documents.extend(documents),
+                Err(key) => {
+                    cut.insert(key);
                 }
-            })
-            .collect();
-        let (made, cut): (Vec<_>, Vec<_>) = made.into_iter().unzip();
-        let cut: BTreeSet<FeedKey> = cut.into_iter().flatten().collect();
-        change.documents.extend(made.into_iter().flatten());
-        let pages: Vec<String> = plans
-            .par_iter()
-            .filter(|plan| !cut.contains(&plan.key))
-            .map(|plan| {
-                let rel = documents::page_path(&plan.key);
-                sink.accept(&rel, pages::feed_page(&self.config, plan, &self.rendered));
+            }
+        }
+        cut
+    }
+
+    /// One feed's documents and page, handed to the sink, or (not `linked`) its key when the size
+    /// budget cut any of them.
+    fn make_feed(&self, plan: &FeedPlan, linked: bool, sink: &dyn DocumentSink) -> Result<Vec<String>, FeedKey> {
+        let newest_archive = self.archives.get(&plan.key).filter(|_| linked).map(Archive::pages);
+        let mut made = Vec::with_capacity(4);
+        for format in Format::ALL {
+            let rel = documents::document_path(&plan.key, format);
+            match documents::document(&self.config, plan, format, &self.rendered, newest_archive) {
+                Ok((_, kept)) if kept < plan.items.len() && !linked => return Err(plan.key.clone()),
+                Ok((bytes, _)) => made.push((rel, bytes)),
+                Err(error) => tracing::error!("cannot generate {rel}: {error:#}"),
+            }
+        }
+        made.push((documents::page_path(&plan.key), pages::feed_page(&self.config, plan, &self.rendered)));
+        Ok(made
+            .into_iter()
+            .map(|(rel, bytes)| {
+                sink.accept(&rel, bytes);
                 rel
             })
-            .collect();
-        change.documents.extend(pages);
-        cut
+            .collect())
     }
 
     fn summary(&self, plan: &FeedPlan) -> FeedSummary {
@@ -935,15 +935,22 @@ mod tests {
         assert!(!page.contains("<title>One</title>"));
     }
 
-    #[test]
-    fn a_renamed_post_moves_on_its_page() {
+    /// Posts P1 to P5 (`p<n>.md`, in category x) published with `items = 2` and archive pages of
+    /// three: pages [P1 P2 P3] and [P4 P5].
+    fn five_posts_on_pages_of_three() -> (tempfile::TempDir, Vec<PathBuf>, Engine, Kept) {
         let dir = tempfile::tempdir().unwrap();
-        for n in 1..=5 {
-            write(dir.path(), &format!("p{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x"));
-        }
+        let paths: Vec<PathBuf> = (1..=5)
+            .map(|n| write(dir.path(), &format!("p{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x")))
+            .collect();
         let mut engine = engine_with(dir.path(), "archive_page_size = 3");
         let kept = Kept::default();
         engine.load_all(now(), &kept);
+        (dir, paths, engine, kept)
+    }
+
+    #[test]
+    fn a_renamed_post_moves_on_its_page() {
+        let (dir, _, mut engine, kept) = five_posts_on_pages_of_three();
         assert!(kept.text("feed.archive-1.rss").contains("p1"));
         // Forgetting the old file frees its version; the new one may be given the same address.
         let (old, new) = (dir.path().join("posts/p1.md"), dir.path().join("posts/renamed.md"));
@@ -956,13 +963,7 @@ mod tests {
 
     #[test]
     fn a_post_rendered_for_summary_pages_gets_its_body_when_it_enters_the_feed() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths: Vec<PathBuf> = (1..=5)
-            .map(|n| write(dir.path(), &format!("p{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x")))
-            .collect();
-        let mut engine = engine_with(dir.path(), "archive_page_size = 3");
-        let kept = Kept::default();
-        engine.load_all(now(), &kept);
+        let (_dir, paths, mut engine, kept) = five_posts_on_pages_of_three();
         let page = kept.text("feed.archive-1.rss");
         assert!(page.contains("Body of P1.") && !page.contains("content:encoded>"), "summaries only: {page}");
         // P5 and P4 go: P3 and P2, rendered for the pages with their summary only, fill the feed.
@@ -976,13 +977,7 @@ mod tests {
 
     #[test]
     fn a_bad_edit_to_a_post_kept_for_summary_pages_keeps_it_published() {
-        let dir = tempfile::tempdir().unwrap();
-        let paths: Vec<PathBuf> = (1..=5)
-            .map(|n| write(dir.path(), &format!("p{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x")))
-            .collect();
-        let mut engine = engine_with(dir.path(), "archive_page_size = 3");
-        let kept = Kept::default();
-        engine.load_all(now(), &kept);
+        let (_dir, paths, mut engine, kept) = five_posts_on_pages_of_three();
         // P3, rendered for its archive page with its summary only, turns bad; then P5 goes, and
         // P3 enters the feed: its last good version (its summary) is what the feed can carry.
         fs::write(&paths[2], "---\ntitle: [unclosed\n---\n").unwrap();

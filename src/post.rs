@@ -89,6 +89,30 @@ impl PostMeta {
     }
 }
 
+#[cfg(test)]
+impl PostMeta {
+    /// A Markdown post at `path` titled after it, linked at `https://e.org/<path>`, in no
+    /// category or tag: the other modules' tests change what they need.
+    pub fn example(path: &str, date: DateTime<FixedOffset>) -> PostMeta {
+        PostMeta {
+            path: path.into(),
+            title: path.into(),
+            date,
+            updated: date,
+            categories: vec![],
+            tags: vec![],
+            link: format!("https://e.org/{path}"),
+            id: None,
+            author: None,
+            summary: None,
+            format: BodyFormat::Markdown,
+            body_line: 5,
+            draft: false,
+            warnings: vec![],
+        }
+    }
+}
+
 /// The site-wide settings a post needs to be understood.
 #[derive(Debug, Clone)]
 pub struct PostContext<'a> {

@@ -286,20 +286,11 @@ mod tests {
     fn meta(format: BodyFormat, summary: Option<&str>) -> PostMeta {
         let date = DateTime::parse_from_rfc3339("2021-12-23T16:34:36+08:00").unwrap();
         PostMeta {
-            path: "p.md".into(),
             title: "t".into(),
-            date,
-            updated: date,
-            categories: vec![],
-            tags: vec![],
             link: "https://news.example.com/cat/2021/12/23/post.html".into(),
-            id: None,
-            author: None,
             summary: summary.map(str::to_owned),
             format,
-            body_line: 5,
-            draft: false,
-            warnings: vec![],
+            ..PostMeta::example("p.md", date)
         }
     }
 

@@ -99,7 +99,6 @@ impl Resource {
 
     /// The document at `rel`, served only as it is.
     pub fn identity_only(rel: &str, body: Bytes, modified: SystemTime) -> Resource {
-        let modified = whole_seconds(modified);
         // Every document crier makes is UTF-8 text.
         let content_type = match documents::media_type(rel) {
             Some(media_type) => format!("{media_type}; charset=utf-8"),
@@ -111,11 +110,11 @@ impl Resource {
             gzip: None,
             brotli: None,
             modified,
-            last_modified: HeaderValue::try_from(httpdate::fmt_http_date(modified))
-                .expect("an HTTP date is a valid header value"),
+            last_modified: HeaderValue::from_static(""),
             links: Vec::new(),
             sealed: false,
         }
+        .dated(modified, modified)
     }
 
     /// The same document served from the files that hold it (`file(None)` the document,

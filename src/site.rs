@@ -263,26 +263,13 @@ impl Site {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::post::BodyFormat;
     use chrono::DateTime;
 
     fn post(path: &str, date: &str, categories: &[&str], tags: &[&str]) -> Arc<PostMeta> {
-        let date = DateTime::parse_from_rfc3339(date).unwrap();
         Arc::new(PostMeta {
-            path: path.into(),
-            title: path.into(),
-            date,
-            updated: date,
             categories: categories.iter().map(|s| s.to_string()).collect(),
             tags: tags.iter().map(|s| s.to_string()).collect(),
-            link: format!("https://e.org/{path}"),
-            id: None,
-            author: None,
-            summary: None,
-            format: BodyFormat::Markdown,
-            body_line: 5,
-            draft: false,
-            warnings: vec![],
+            ..PostMeta::example(path, DateTime::parse_from_rfc3339(date).unwrap())
         })
     }
 

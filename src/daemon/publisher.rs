@@ -391,8 +391,8 @@ impl Worker {
                 Ok(()) => written.push(rel),
             }
         }
-        // The pages just written are served from their files again (same bytes, same ETags).
-        let written: Vec<String> = written.into_iter().filter(|rel| documents::is_archive(rel)).collect();
+        // The pages just written (each was read from its files by the old set) are served from
+        // their files again: same bytes, same ETags.
         if !written.is_empty() {
             let mut next = (*self.shared.load()).clone();
             for rel in written {
@@ -463,7 +463,8 @@ impl Worker {
                         continue;
                     }
                     // Same bytes, but the files the live set reads are missing or stale:
-                    // serve these from memory and write them after the swap.
+                    // serve these from memory, as modified when they were, and write them after
+                    // the swap.
                     encoded.modified = previous.modified;
                 } else {
                     changed.push(rel.clone());
