@@ -275,6 +275,55 @@ pub fn is_feed(rel: &str) -> bool {
 /// The file name of the OPML list.
 pub const OPML_PATH: &str = "index.opml";
 
+/// What a request was for, as metrics count it: a bounded set, whatever the clients ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A feed in any format.
+    Feed,
+    /// An RFC 5005 archive page.
+    Archive,
+    /// A page for people: the index page or the page beside a feed.
+    Index,
+    Opml,
+    /// The built-in WebSub hub.
+    Hub,
+    /// Anything else: health checks, redirects, 404s, 410s.
+    Other,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 6] = [Kind::Feed, Kind::Archive, Kind::Index, Kind::Opml, Kind::Hub, Kind::Other];
+
+    /// The kind of crier's document at `rel`.
+    pub fn of(rel: &str) -> Kind {
+        match rel {
+            _ if is_archive(rel) => Kind::Archive,
+            _ if is_feed(rel) => Kind::Feed,
+            OPML_PATH => Kind::Opml,
+            _ if rel.ends_with(".html") => Kind::Index,
+            _ => Kind::Other,
+        }
+    }
+
+    /// The kind's name, a metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Feed => "feed",
+            Kind::Archive => "archive",
+            Kind::Index => "index",
+            Kind::Opml => "opml",
+            Kind::Hub => "hub",
+            Kind::Other => "other",
+        }
+    }
+}
+
+/// The feed a plain feed document belongs to, by its stem (`categories/新闻` for
+/// `categories/新闻.atom`): what subscriber counts are kept per. `None` for any other document.
+pub fn feed_stem(rel: &str) -> Option<&str> {
+    (Kind::of(rel) == Kind::Feed).then(|| rel.rsplit_once('.').map_or(rel, |(stem, _)| stem))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

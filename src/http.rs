@@ -2,6 +2,7 @@
 //! content-coding negotiation (§12.5.3). No sockets and no files: only prepared bytes and
 //! validators are picked and compared here.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -9,6 +10,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::documents::Kind;
 use crate::served::{Resource, ServedSet, Variant};
 
 pub type Body = Full<Bytes>;
@@ -23,7 +25,7 @@ pub enum Coding {
 
 impl Coding {
     /// The content-coding's name in `Accept-Encoding` and `Content-Encoding`.
-    fn token(self) -> &'static str {
+    pub fn token(self) -> &'static str {
         match self {
             Coding::Brotli => "br",
             Coding::Gzip => "gzip",
@@ -32,17 +34,40 @@ impl Coding {
     }
 }
 
+/// A response with what metrics and subscriber counts need to know of it.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: Response<Body>,
+    pub kind: Kind,
+    /// The coding of the body (or, for a 304, of the variant the validators matched).
+    pub coding: Coding,
+    /// The feed, for a feed document (its stem).
+    pub feed: Option<Arc<str>>,
+}
+
+impl Answer {
+    fn other(response: Response<Body>) -> Answer {
+        Answer { response, kind: Kind::Other, coding: Coding::Identity, feed: None }
+    }
+}
+
 /// Answers one request.
 pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &HeaderMap) -> Response<Body> {
+    answer(served, method, path, headers).response
+}
+
+/// Answers one request, saying what it was for.
+pub fn answer(served: &ServedSet, method: &Method, path: &str, headers: &HeaderMap) -> Answer {
     if path == "/healthz" {
         let (status, text) =
             if served.ready { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting\n") };
-        return plain(status, text.into(), method, HeaderValue::from_static("no-store"));
+        return Answer::other(plain(status, text.into(), method, HeaderValue::from_static("no-store")));
     }
     let resource = match locate(served, method, path) {
         Ok(resource) => resource,
-        Err(response) => return *response,
+        Err(response) => return Answer::other(*response),
     };
+    let (kind, feed) = (resource.kind, resource.feed.clone());
     if method != Method::GET && method != Method::HEAD {
         let mut response = plain(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -51,7 +76,7 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
             HeaderValue::from_static("no-store"),
         );
         response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
+        return Answer { response, kind, coding: Coding::Identity, feed: None };
     }
 
     let (coding, variant) = choose(resource, headers);
@@ -61,7 +86,7 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
         true => Bytes::new(),
         false => match variant.bytes() {
             Ok(bytes) => bytes,
-            Err(error) => return unreadable(method, &error),
+            Err(error) => return Answer { response: unreadable(method, &error), kind, coding, feed: None },
         },
     };
     let mut response = Response::new(Full::new(body));
@@ -84,7 +109,7 @@ pub fn respond(served: &ServedSet, method: &Method, path: &str, headers: &Header
             h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding.token()));
         }
     }
-    response
+    Answer { response, kind, coding, feed }
 }
 
 /// The document a path names, or the answer when there is none to send: 503 before the first

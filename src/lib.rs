@@ -19,6 +19,7 @@
 //! - [`source`]: the only module that reads the posts folder: walking, fingerprints, reading posts.
 //! - [`engine`]: the posts folder's state kept current change by change, and the documents that follow.
 //! - [`feeds_dir`]: documents to files with gzip and brotli beside them, atomically.
+//! - [`audience`]: subscriber counts and pollers' manners, from the requests; bounded, private.
 //! - [`state`]: crier's state across restarts (WebSub subscriptions, gone feeds, archive bounds), one SQLite database.
 //! - [`served`]: the served set (bodies, encodings, validators, response policy), swapped whole.
 //! - [`http`]: a request to a response over the served set; no sockets.
@@ -32,6 +33,7 @@
 #![warn(clippy::too_many_lines)]
 
 pub mod archive;
+pub mod audience;
 pub mod budget;
 pub mod build;
 pub mod config;

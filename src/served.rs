@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::redirect;
 use crate::site::FeedKey;
 
-use crate::documents::{self, INDEX_PATH};
+use crate::documents::{self, INDEX_PATH, Kind};
 use crate::feeds_dir::{Encoded, Encoding};
 
 /// One encoding of a document, with its strong validator.
@@ -78,6 +78,10 @@ pub struct Resource {
     /// A sealed RFC 5005 archive page, whose bytes newer posts never change: cached for
     /// `archive_max_age`. (The newest page, still filling, is cached like a feed.)
     pub sealed: bool,
+    /// What the document is, as metrics count requests.
+    pub kind: Kind,
+    /// For a feed document, the feed it is one format of (its stem): subscribers are counted per feed.
+    pub feed: Option<Arc<str>>,
 }
 
 impl Resource {
@@ -113,6 +117,8 @@ impl Resource {
             last_modified: HeaderValue::from_static(""),
             links: Vec::new(),
             sealed: false,
+            kind: Kind::of(rel),
+            feed: documents::feed_stem(rel).map(Arc::from),
         }
         .dated(modified, modified)
     }
@@ -162,6 +168,8 @@ pub struct Policy {
     /// The generators whose feed URLs are redirected, and the site's path they live under.
     pub aliases: Vec<crate::config::Alias>,
     pub site_path: String,
+    /// How long readers may keep a feed: a client asking sooner polls too fast.
+    pub ttl: std::time::Duration,
 }
 
 /// Before the first publish nothing is served but `/healthz`; nothing to cache, no prefix.
@@ -176,6 +184,7 @@ impl Default for Policy {
             redirects: Default::default(),
             aliases: Vec::new(),
             site_path: "/".to_owned(),
+            ttl: std::time::Duration::ZERO,
         }
     }
 }
@@ -191,6 +200,7 @@ impl Policy {
             redirects: config.redirects.clone(),
             aliases: config.aliases.clone(),
             site_path: config.base_url.path().to_owned(),
+            ttl: config.ttl,
         }
     }
 

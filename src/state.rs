@@ -6,7 +6,7 @@
 //! is not a sound SQLite database, is an error naming the file and what to do.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::audience::{Client, Hour, Saved};
 use crate::site::{FeedKey, Position};
 
 /// A time as the store keeps it: whole seconds since the Unix epoch.
@@ -51,6 +52,36 @@ const MIGRATIONS: &[&str] = &[
         link TEXT NOT NULL,
         path BLOB NOT NULL,
         PRIMARY KEY (feed, page)
+    ) WITHOUT ROWID;",
+    // 4: the audience (`audience`): each UTC day's key for hashing readers (kept two days),
+    // readers by keyed hash, aggregators' reported subscribers by hour, requests by feed and hour.
+    "CREATE TABLE audience_key (day INTEGER PRIMARY KEY, key BLOB NOT NULL);
+    CREATE TABLE audience_client (
+        feed TEXT NOT NULL,
+        id BLOB NOT NULL,
+        family TEXT NOT NULL,
+        last_seen INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        unconditional INTEGER NOT NULL,
+        fast INTEGER NOT NULL,
+        aggregator INTEGER NOT NULL,
+        crawler INTEGER NOT NULL,
+        PRIMARY KEY (feed, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE audience_report (
+        feed TEXT NOT NULL,
+        source TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        subscribers INTEGER NOT NULL,
+        PRIMARY KEY (feed, source, hour)
+    ) WITHOUT ROWID;
+    CREATE TABLE audience_hour (
+        feed TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        not_modified INTEGER NOT NULL,
+        unconditional INTEGER NOT NULL,
+        PRIMARY KEY (feed, hour)
     ) WITHOUT ROWID;",
 ];
 
@@ -299,6 +330,108 @@ impl State {
         transaction.commit().map_err(self.sql())
     }
 
+    /// Replaces the saved audience with `saved`, in one transaction.
+    pub fn save_audience(&self, saved: &Saved) -> Result<(), StateError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(self.sql())?;
+        let run = |transaction: &rusqlite::Transaction<'_>| -> rusqlite::Result<()> {
+            transaction.execute_batch(
+                "DELETE FROM audience_key; DELETE FROM audience_client; DELETE FROM audience_report;
+                 DELETE FROM audience_hour;",
+            )?;
+            let mut key = transaction.prepare("INSERT INTO audience_key (day, key) VALUES (?1, ?2)")?;
+            for (day, bytes) in &saved.keys {
+                key.execute(params![day, &bytes[..]])?;
+            }
+            let mut client = transaction.prepare(
+                "INSERT INTO audience_client (feed, id, family, last_seen, requests, unconditional, fast, aggregator, crawler)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            for c in &saved.clients {
+                let counts = (c.requests, c.unconditional, c.fast);
+                client.execute(params![
+                    &*c.feed,
+                    &c.id[..],
+                    c.family,
+                    c.last_seen,
+                    counts.0,
+                    counts.1,
+                    counts.2,
+                    c.aggregator,
+                    c.crawler
+                ])?;
+            }
+            let mut report = transaction
+                .prepare("INSERT INTO audience_report (feed, source, hour, subscribers) VALUES (?1, ?2, ?3, ?4)")?;
+            for (feed, source, hour, count) in &saved.reports {
+                report.execute(params![&**feed, source, hour, i64::try_from(*count).unwrap_or(i64::MAX)])?;
+            }
+            let mut hour = transaction.prepare(
+                "INSERT INTO audience_hour (feed, hour, requests, not_modified, unconditional) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (feed, at, h) in &saved.hours {
+                let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+                hour.execute(params![&**feed, at, count(h.requests), count(h.not_modified), count(h.unconditional)])?;
+            }
+            Ok(())
+        };
+        run(&transaction).map_err(self.sql())?;
+        transaction.commit().map_err(self.sql())
+    }
+
+    /// The saved audience. Rows this crier cannot read (a key or an id of the wrong length) are
+    /// left out.
+    pub fn audience(&self) -> Result<Saved, StateError> {
+        let connection = self.lock();
+        let read = || -> rusqlite::Result<Saved> {
+            let mut saved = Saved::default();
+            let mut keys = connection.prepare("SELECT day, key FROM audience_key")?;
+            for row in keys.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))? {
+                let (day, key) = row?;
+                saved.keys.extend(<[u8; 32]>::try_from(key).ok().map(|key| (day, key)));
+            }
+            let mut clients = connection.prepare(
+                "SELECT feed, id, family, last_seen, requests, unconditional, fast, aggregator, crawler FROM audience_client",
+            )?;
+            let rows = clients.query_map([], |row| {
+                let id: Vec<u8> = row.get(1)?;
+                Ok(<[u8; 16]>::try_from(id).ok().map(|id| -> rusqlite::Result<Client> {
+                    Ok(Client {
+                        feed: Arc::from(row.get::<_, String>(0)?),
+                        id,
+                        family: row.get(2)?,
+                        last_seen: row.get(3)?,
+                        requests: row.get(4)?,
+                        unconditional: row.get(5)?,
+                        fast: row.get(6)?,
+                        aggregator: row.get(7)?,
+                        crawler: row.get(8)?,
+                    })
+                }))
+            })?;
+            for row in rows {
+                saved.clients.extend(row?.transpose()?);
+            }
+            let mut reports = connection.prepare("SELECT feed, source, hour, subscribers FROM audience_report")?;
+            for row in reports.query_map([], |row| {
+                Ok((Arc::from(row.get::<_, String>(0)?), row.get(1)?, row.get(2)?, row.get::<_, i64>(3)?.max(0) as u64))
+            })? {
+                saved.reports.push(row?);
+            }
+            let mut hours =
+                connection.prepare("SELECT feed, hour, requests, not_modified, unconditional FROM audience_hour")?;
+            for row in hours.query_map([], |row| {
+                let count = |i: usize| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
+                let hour = Hour { requests: count(2)?, not_modified: count(3)?, unconditional: count(4)? };
+                Ok((Arc::from(row.get::<_, String>(0)?), row.get(1)?, hour))
+            })? {
+                saved.hours.push(row?);
+            }
+            Ok(saved)
+        };
+        read().map_err(self.sql())
+    }
+
     /// The bounds of every feed's sealed archive pages, oldest page first.
     pub fn archive_bounds(&self) -> Result<BTreeMap<FeedKey, Vec<Position>>, StateError> {
         let connection = self.lock();
@@ -364,6 +497,34 @@ mod tests {
             lease_expires,
             delivered: "\"a\"".into(),
         }
+    }
+
+    #[test]
+    fn the_audience_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let audience = crate::audience::Audience::default();
+        let feed: Arc<str> = Arc::from("categories/科技");
+        for (address, user_agent) in [("192.0.2.1", "Feedly/1.0 (x; 12 subscribers)"), ("2001:db8::1", "newsboat/2.30")]
+        {
+            audience.record(&crate::audience::Seen {
+                feed: &feed,
+                address: address.parse().unwrap(),
+                user_agent,
+                not_modified: true,
+                conditional: true,
+                ttl: std::time::Duration::from_secs(60),
+                now: 1_795_953_600,
+            });
+        }
+        let saved = audience.saved(1_795_953_660);
+        State::open(dir.path()).unwrap().save_audience(&saved).unwrap();
+        let mut read = State::open(dir.path()).unwrap().audience().unwrap();
+        let mut expected = saved.clone();
+        for saved in [&mut read, &mut expected] {
+            saved.clients.sort_by_key(|c| c.id);
+        }
+        assert_eq!(read, expected);
+        assert_eq!((read.keys.len(), read.clients.len(), read.reports.len(), read.hours.len()), (1, 2, 1, 1));
     }
 
     #[test]

@@ -1,0 +1,425 @@
+//! Who reads the feeds: subscriber counts and how pollers behave, from the requests themselves.
+//!
+//! - Aggregators report their readers in their User-Agent ([`agent`]); per feed and aggregator the
+//!   count is the largest reported in the last 24 hours (hourly maxima, 24 kept).
+//! - Other clients are counted one by one: a keyed hash of the address (an IPv6 address by its
+//!   /64, which privacy extensions keep) and the User-Agent, under a key drawn at random each UTC
+//!   day and forgotten after two. Neither is kept or logged in the clear; once a day's key is
+//!   gone, its hashes cannot be tied to anyone. A client seen under yesterday's key is found again
+//!   and moved under today's, so it counts once in any 24 hours.
+//! - Requests per feed and hour (48 kept), with those answered 304 and those without validators.
+//!
+//! Everything is bounded whatever clients send: [`MAX_CLIENTS`] clients, [`MAX_SOURCES`]
+//! aggregators per feed, feeds only those crier serves. [`Saved`] is what `state` keeps across
+//! restarts; [`Report`] what `crier stats`, `/stats` and the metrics show.
+
+pub mod agent;
+pub mod page;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub use agent::Agent;
+
+/// The most clients remembered; the least recently seen go first.
+pub const MAX_CLIENTS: usize = 200_000;
+/// The most aggregators remembered per feed; the one reporting the fewest goes first.
+pub const MAX_SOURCES: usize = 32;
+/// Feeds shown by name in the metrics; the rest are summed as `other`.
+pub const TOP_FEEDS: usize = 100;
+/// Aggregators shown by name in the metrics (site-wide, by subscribers); the rest are `other`.
+pub const TOP_SOURCES: usize = 10;
+/// The `source` of clients counted one by one.
+pub const READERS: &str = "readers";
+
+const DAY: i64 = 86_400;
+const HOUR: i64 = 3_600;
+/// Hours of requests kept per feed (the `/stats` chart's span).
+pub const HOURS_KEPT: i64 = 48;
+
+/// One request for a feed, as counted.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    /// The feed (its stem, `categories/新闻`).
+    pub feed: &'a Arc<str>,
+    pub address: IpAddr,
+    pub user_agent: &'a str,
+    /// 304: the client's copy was current.
+    pub not_modified: bool,
+    /// The request carried `If-None-Match` or `If-Modified-Since`.
+    pub conditional: bool,
+    /// The feed's `ttl`: a client asking again sooner polls too fast.
+    pub ttl: Duration,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// A client as remembered, under a day's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub feed: Arc<str>,
+    /// The keyed hash of address and User-Agent (16 bytes).
+    pub id: [u8; 16],
+    pub family: String,
+    pub last_seen: i64,
+    pub requests: u32,
+    /// Requests without validators.
+    pub unconditional: u32,
+    /// Requests sooner than the feed's `ttl` after the one before (with 10 % slack).
+    pub fast: u32,
+    /// An aggregator that reports its readers: counted through its report, not as a reader.
+    pub aggregator: bool,
+    pub crawler: bool,
+}
+
+/// Requests for one feed in one hour.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hour {
+    pub requests: u64,
+    pub not_modified: u64,
+    pub unconditional: u64,
+}
+
+/// Everything counted, as rows: what `state` keeps, and what a tracker starts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Saved {
+    /// Each UTC day's key (the day as days since the epoch).
+    pub keys: Vec<(i64, [u8; 32])>,
+    pub clients: Vec<Client>,
+    /// (feed, aggregator, hour as unix s / 3600, the most subscribers reported in it).
+    pub reports: Vec<(Arc<str>, String, i64, u64)>,
+    /// (feed, hour as unix s / 3600, requests).
+    pub hours: Vec<(Arc<str>, i64, Hour)>,
+}
+
+/// The counts of one serving crier, shared by the request handlers.
+#[derive(Debug, Default)]
+pub struct Audience {
+    data: Mutex<Data>,
+}
+
+#[derive(Debug, Default)]
+struct Data {
+    keys: BTreeMap<i64, [u8; 32]>,
+    clients: HashMap<(Arc<str>, [u8; 16]), Client>,
+    /// By feed, then aggregator: the most subscribers reported in each hour.
+    reports: HashMap<Arc<str>, HashMap<String, BTreeMap<i64, u64>>>,
+    hours: HashMap<Arc<str>, BTreeMap<i64, Hour>>,
+}
+
+impl Audience {
+    /// A tracker that goes on from what was saved.
+    pub fn from_saved(saved: Saved) -> Audience {
+        let mut data = Data { keys: saved.keys.into_iter().collect(), ..Data::default() };
+        for client in saved.clients {
+            data.clients.insert((client.feed.clone(), client.id), client);
+        }
+        for (feed, source, hour, count) in saved.reports {
+            data.reports.entry(feed).or_default().entry(source).or_default().insert(hour, count);
+        }
+        for (feed, hour, counted) in saved.hours {
+            data.hours.entry(feed).or_default().insert(hour, counted);
+        }
+        Audience { data: Mutex::new(data) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one request for a feed.
+    pub fn record(&self, seen: &Seen<'_>) {
+        let agent = agent::parse(seen.user_agent);
+        let mut data = self.lock();
+        let data = &mut *data;
+        let hours = data.hours.entry(seen.feed.clone()).or_default();
+        let hour = hours.entry(seen.now.div_euclid(HOUR)).or_default();
+        hour.requests += 1;
+        hour.not_modified += u64::from(seen.not_modified);
+        hour.unconditional += u64::from(!seen.conditional);
+        if hours.len() > HOURS_KEPT as usize + 1 {
+            let oldest = seen.now.div_euclid(HOUR) - HOURS_KEPT;
+            hours.retain(|hour, _| *hour >= oldest);
+        }
+        if let Some(count) = agent.reported {
+            data.report(seen.feed, &agent.family, seen.now, count);
+        }
+        data.client(seen, agent);
+    }
+
+    /// What there is to save at `now`, with what has expired left out.
+    pub fn saved(&self, now: i64) -> Saved {
+        let mut data = self.lock();
+        data.expire(now);
+        Saved {
+            keys: data.keys.iter().map(|(day, key)| (*day, *key)).collect(),
+            clients: data.clients.values().cloned().collect(),
+            reports: data
+                .reports
+                .iter()
+                .flat_map(|(feed, sources)| sources.iter().map(move |(source, hours)| (feed, source, hours)))
+                .flat_map(|(feed, source, hours)| {
+                    hours.iter().map(move |(hour, count)| (feed.clone(), source.clone(), *hour, *count))
+                })
+                .collect(),
+            hours: data
+                .hours
+                .iter()
+                .flat_map(|(feed, hours)| hours.iter().map(move |(hour, counted)| (feed.clone(), *hour, *counted)))
+                .collect(),
+        }
+    }
+
+    /// The counts at `now`.
+    pub fn report(&self, now: i64) -> Report {
+        let mut data = self.lock();
+        data.expire(now);
+        Report::of(&data, now)
+    }
+}
+
+impl Data {
+    /// Keeps an aggregator's report; past [`MAX_SOURCES`] for the feed, the one reporting the
+    /// fewest makes way (or this one is dropped, if it reports fewer still).
+    fn report(&mut self, feed: &Arc<str>, source: &str, now: i64, count: u64) {
+        let sources = self.reports.entry(feed.clone()).or_default();
+        if !sources.contains_key(source) && sources.len() >= MAX_SOURCES {
+            let most = |hours: &BTreeMap<i64, u64>| hours.values().copied().max().unwrap_or(0);
+            let smallest = sources.iter().map(|(source, hours)| (most(hours), source)).min();
+            match smallest {
+                Some((most, _)) if most > count => return,
+                Some((_, smallest)) => {
+                    let smallest = smallest.clone();
+                    sources.remove(&smallest);
+                }
+                None => {}
+            }
+        }
+        let hours = sources.entry(source.to_owned()).or_default();
+        let most = hours.entry(now.div_euclid(HOUR)).or_default();
+        *most = (*most).max(count);
+        let oldest = now.div_euclid(HOUR) - 24;
+        hours.retain(|hour, _| *hour > oldest);
+    }
+
+    /// Finds the client (under today's key, or yesterday's, then moved) and counts its request.
+    fn client(&mut self, seen: &Seen<'_>, agent: Agent) {
+        let day = seen.now.div_euclid(DAY);
+        let today = *self.keys.entry(day).or_insert_with(new_key);
+        let id = client_id(&today, seen.address, seen.user_agent);
+        let key = (seen.feed.clone(), id);
+        let previous = match self.clients.get(&key) {
+            Some(client) => Some(client.last_seen),
+            None => self.keys.get(&(day - 1)).copied().and_then(|yesterday| {
+                let old = client_id(&yesterday, seen.address, seen.user_agent);
+                self.clients.remove(&(seen.feed.clone(), old)).map(|client| client.last_seen)
+            }),
+        };
+        let fast = previous.is_some_and(|last| {
+            let ttl = i64::try_from(seen.ttl.as_secs()).unwrap_or(i64::MAX);
+            ttl > 0 && (seen.now - last) * 10 < ttl * 9
+        });
+        let client = self.clients.entry(key).or_insert_with(|| Client {
+            feed: seen.feed.clone(),
+            id,
+            family: agent.family,
+            last_seen: seen.now,
+            requests: 0,
+            unconditional: 0,
+            fast: 0,
+            aggregator: false,
+            crawler: agent.crawler,
+        });
+        client.last_seen = seen.now;
+        client.requests = client.requests.saturating_add(1);
+        client.unconditional = client.unconditional.saturating_add(u32::from(!seen.conditional));
+        client.fast = client.fast.saturating_add(u32::from(fast));
+        client.aggregator |= agent.reported.is_some();
+        if self.clients.len() > MAX_CLIENTS {
+            self.expire(seen.now);
+        }
+    }
+
+    /// Forgets what is older than the windows: clients unseen for a day, keys older than
+    /// yesterday's, reports older than 24 hours, hours older than 48; and, past [`MAX_CLIENTS`],
+    /// the least recently seen tenth.
+    fn expire(&mut self, now: i64) {
+        self.clients.retain(|_, client| client.last_seen > now - DAY);
+        if self.clients.len() > MAX_CLIENTS {
+            let mut seen: Vec<i64> = self.clients.values().map(|client| client.last_seen).collect();
+            let cut = seen.len() - MAX_CLIENTS * 9 / 10;
+            let (_, limit, _) = seen.select_nth_unstable(cut);
+            let limit = *limit;
+            self.clients.retain(|_, client| client.last_seen > limit);
+        }
+        let today = now.div_euclid(DAY);
+        self.keys.retain(|day, _| *day >= today - 1 && *day <= today);
+        for sources in self.reports.values_mut() {
+            for hours in sources.values_mut() {
+                hours.retain(|hour, _| *hour > now.div_euclid(HOUR) - 24);
+            }
+            sources.retain(|_, hours| !hours.is_empty());
+        }
+        self.reports.retain(|_, sources| !sources.is_empty());
+        for hours in self.hours.values_mut() {
+            hours.retain(|hour, _| *hour > now.div_euclid(HOUR) - HOURS_KEPT);
+        }
+        self.hours.retain(|_, hours| !hours.is_empty());
+    }
+}
+
+fn new_key() -> [u8; 32] {
+    let mut key = [0; 32];
+    // Without the system's randomness, a fixed key still counts right; it only hides less.
+    if let Err(error) = getrandom::fill(&mut key) {
+        tracing::warn!("no random key for counting readers ({error}); using a fixed one");
+    }
+    key
+}
+
+/// The keyed hash of a client: the address (an IPv6 one by its /64) and the User-Agent.
+fn client_id(key: &[u8; 32], address: IpAddr, user_agent: &str) -> [u8; 16] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    match address.to_canonical() {
+        IpAddr::V4(v4) => mac.update(&v4.octets()),
+        IpAddr::V6(v6) => mac.update(&v6.octets()[..8]),
+    }
+    mac.update(&[0]);
+    mac.update(user_agent.as_bytes());
+    let mut id = [0; 16];
+    id.copy_from_slice(&mac.finalize().into_bytes()[..16]);
+    id
+}
+
+/// One feed's counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRow {
+    pub feed: Arc<str>,
+    /// Aggregators and the subscribers each reports, most first.
+    pub aggregators: Vec<(String, u64)>,
+    /// Clients counted one by one in the last 24 hours.
+    pub readers: u64,
+    /// The last [`HOURS_KEPT`] hours, oldest first, one entry per hour (empty hours too).
+    pub hours: Vec<(i64, Hour)>,
+}
+
+impl FeedRow {
+    pub fn subscribers(&self) -> u64 {
+        self.readers + self.aggregators.iter().map(|(_, count)| count).sum::<u64>()
+    }
+
+    /// Requests over the last [`HOURS_KEPT`] hours, and how many of them were answered 304.
+    pub fn requests(&self) -> Hour {
+        self.hours.iter().fold(Hour::default(), |sum, (_, hour)| Hour {
+            requests: sum.requests + hour.requests,
+            not_modified: sum.not_modified + hour.not_modified,
+            unconditional: sum.unconditional + hour.unconditional,
+        })
+    }
+}
+
+/// How one User-Agent family polls, over the clients seen in the last 24 hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyRow {
+    pub family: String,
+    pub clients: u64,
+    pub requests: u64,
+    pub unconditional: u64,
+    pub fast: u64,
+}
+
+impl FamilyRow {
+    /// Every request, and more than one, came without validators.
+    pub fn never_revalidates(&self) -> bool {
+        self.requests > 1 && self.unconditional == self.requests
+    }
+}
+
+/// The counts at one moment, feeds with the most subscribers first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub now: i64,
+    pub feeds: Vec<FeedRow>,
+    /// Families that poll without validators or faster than the feed's `ttl`, worst first.
+    pub misbehaving: Vec<FamilyRow>,
+}
+
+impl Report {
+    fn of(data: &Data, now: i64) -> Report {
+        let mut feeds: BTreeMap<Arc<str>, FeedRow> = BTreeMap::new();
+        let row =
+            |feed: &Arc<str>| FeedRow { feed: feed.clone(), aggregators: Vec::new(), readers: 0, hours: Vec::new() };
+        let this_hour = now.div_euclid(HOUR);
+        for (feed, hours) in &data.hours {
+            let hours =
+                (this_hour - HOURS_KEPT + 1..=this_hour).map(|h| (h, hours.get(&h).copied().unwrap_or_default()));
+            feeds.entry(feed.clone()).or_insert_with(|| row(feed)).hours = hours.collect();
+        }
+        for (feed, sources) in &data.reports {
+            let row = feeds.entry(feed.clone()).or_insert_with(|| row(feed));
+            for (source, hours) in sources {
+                row.aggregators.push((source.clone(), hours.values().copied().max().unwrap_or(0)));
+            }
+        }
+        let mut families: BTreeMap<&str, FamilyRow> = BTreeMap::new();
+        for client in data.clients.values() {
+            if !client.aggregator && !client.crawler {
+                feeds.entry(client.feed.clone()).or_insert_with(|| row(&client.feed)).readers += 1;
+            }
+            let family = families.entry(&client.family).or_insert_with(|| FamilyRow {
+                family: client.family.clone(),
+                clients: 0,
+                requests: 0,
+                unconditional: 0,
+                fast: 0,
+            });
+            family.clients += 1;
+            family.requests += u64::from(client.requests);
+            family.unconditional += u64::from(client.unconditional);
+            family.fast += u64::from(client.fast);
+        }
+        let mut feeds: Vec<FeedRow> = feeds.into_values().collect();
+        for feed in &mut feeds {
+            feed.aggregators.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        }
+        feeds.sort_by(|a, b| b.subscribers().cmp(&a.subscribers()).then_with(|| a.feed.cmp(&b.feed)));
+        let mut misbehaving: Vec<FamilyRow> =
+            families.into_values().filter(|f| f.never_revalidates() || f.fast > 0).collect();
+        misbehaving.sort_by_key(|f| std::cmp::Reverse(f.unconditional + f.fast));
+        Report { now, feeds, misbehaving }
+    }
+
+    /// The `crier_feed_subscribers` series, bounded: the [`TOP_FEEDS`] feeds with the most
+    /// subscribers by name and the rest summed as `other`; by source, the [`TOP_SOURCES`]
+    /// aggregators with the most subscribers site-wide, the rest as `other`, and [`READERS`].
+    pub fn subscriber_series(&self) -> BTreeMap<(String, String), u64> {
+        let mut by_source: HashMap<&str, u64> = HashMap::new();
+        for feed in &self.feeds {
+            for (source, count) in &feed.aggregators {
+                *by_source.entry(source).or_default() += count;
+            }
+        }
+        let mut sources: Vec<(&str, u64)> = by_source.into_iter().collect();
+        sources.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+        let named: std::collections::HashSet<&str> = sources.iter().take(TOP_SOURCES).map(|(s, _)| *s).collect();
+        let mut series = BTreeMap::new();
+        for (rank, feed) in self.feeds.iter().enumerate() {
+            let name = if rank < TOP_FEEDS { feed.feed.to_string() } else { "other".to_owned() };
+            let counts = feed.aggregators.iter().map(|(source, count)| {
+                (if named.contains(source.as_str()) { source.as_str() } else { "other" }, *count)
+            });
+            for (source, count) in counts.chain([(READERS, feed.readers)]) {
+                *series.entry((name.clone(), source.to_owned())).or_default() += count;
+            }
+        }
+        series
+    }
+}
+
+#[cfg(test)]
+mod tests;

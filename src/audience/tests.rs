@@ -1,0 +1,166 @@
+use super::*;
+
+const NOON: i64 = 1_795_953_600; // 2026-11-29 12:00 UTC
+
+fn feed(name: &str) -> Arc<str> {
+    Arc::from(name)
+}
+
+fn seen<'a>(feed: &'a Arc<str>, address: &str, user_agent: &'a str, now: i64) -> Seen<'a> {
+    Seen {
+        feed,
+        address: address.parse().unwrap(),
+        user_agent,
+        not_modified: false,
+        conditional: true,
+        ttl: Duration::from_secs(3600),
+        now,
+    }
+}
+
+fn counts(report: &Report, name: &str) -> (Vec<(String, u64)>, u64) {
+    let row = report.feeds.iter().find(|row| &*row.feed == name).expect("the feed is reported");
+    (row.aggregators.clone(), row.readers)
+}
+
+#[test]
+fn a_replay_of_real_aggregators_and_readers() {
+    let audience = Audience::default();
+    let (site, tech) = (feed("feed"), feed("categories/科技"));
+    let replay: &[(&Arc<str>, &str, &str, i64)] = &[
+        (
+            &site,
+            "192.0.2.1",
+            "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 12 subscribers; like FeedFetcher-Google)",
+            0,
+        ),
+        // A later, larger report from another fetcher address, then a smaller one: the largest counts.
+        (
+            &site,
+            "192.0.2.2",
+            "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 15 subscribers; like FeedFetcher-Google)",
+            600,
+        ),
+        (
+            &site,
+            "192.0.2.3",
+            "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 9 subscribers; like FeedFetcher-Google)",
+            7200,
+        ),
+        (
+            &site,
+            "198.51.100.7",
+            "Mozilla/5.0 (compatible; Inoreader/1.0; +http://www.inoreader.com/feed-fetcher; 34 subscribers; )",
+            60,
+        ),
+        (
+            &site,
+            "198.51.100.8",
+            "NewsBlur Feed Fetcher - 7 subscribers - https://www.newsblur.com/site/1/x (Mozilla/5.0)",
+            60,
+        ),
+        (&tech, "198.51.100.9", "Feedbin feed-id:1234 - 56 subscribers", 60),
+        // Readers: two newsboat users, one of them twice; one IPv6 user whose address changes
+        // within its /64; a crawler, which is no reader.
+        (&site, "203.0.113.5", "newsboat/2.30.1 (Linux x86_64)", 100),
+        (&site, "203.0.113.5", "newsboat/2.30.1 (Linux x86_64)", 4000),
+        (&site, "203.0.113.6", "newsboat/2.30.1 (Linux x86_64)", 100),
+        (&site, "2001:db8:1:2::10", "NetNewsWire (RSS Reader; https://netnewswire.com/)", 100),
+        (&site, "2001:db8:1:2:aaaa::99", "NetNewsWire (RSS Reader; https://netnewswire.com/)", 5000),
+        (&site, "192.0.2.50", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", 100),
+        (&tech, "203.0.113.5", "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.6.0", 100),
+    ];
+    for (feed, address, user_agent, at) in replay {
+        audience.record(&seen(feed, address, user_agent, NOON + at));
+    }
+    let report = audience.report(NOON + 8000);
+    let aggregators = |list: &[(&str, u64)]| list.iter().map(|(s, c)| (s.to_string(), *c)).collect::<Vec<_>>();
+    assert_eq!(
+        counts(&report, "feed"),
+        (aggregators(&[("Inoreader", 34), ("Feedly", 15), ("NewsBlur Feed Fetcher", 7)]), 3)
+    );
+    assert_eq!(counts(&report, "categories/科技"), (aggregators(&[("Feedbin", 56)]), 1));
+    assert_eq!(report.feeds[0].subscribers(), 34 + 15 + 7 + 3, "the site feed has the most subscribers");
+    assert_eq!(report.feeds[1].subscribers(), 56 + 1);
+    assert_eq!(report.feeds[0].requests().requests, 11);
+    let series = report.subscriber_series();
+    assert_eq!(series.get(&("feed".to_owned(), "Feedly".to_owned())), Some(&15));
+    assert_eq!(series.get(&("feed".to_owned(), READERS.to_owned())), Some(&3));
+}
+
+#[test]
+fn readers_count_once_across_the_daily_key_and_expire_after_a_day() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    let midnight = NOON + 12 * 3600;
+    audience.record(&seen(&site, "203.0.113.5", "newsboat/2.30", midnight - 600));
+    audience.record(&seen(&site, "203.0.113.5", "newsboat/2.30", midnight + 600));
+    let saved = audience.saved(midnight + 600);
+    assert_eq!(saved.keys.len(), 2, "yesterday's key and today's");
+    assert_eq!(saved.clients.len(), 1, "the client moved under today's key, not counted twice");
+    assert_eq!(audience.report(midnight + 600).feeds[0].readers, 1);
+    assert_eq!(audience.report(midnight + 600 + DAY).feeds[0].readers, 0, "unseen for a day");
+    let keys = audience.saved(midnight + 2 * DAY).keys;
+    assert!(keys.is_empty(), "keys older than yesterday are forgotten: {keys:?}");
+}
+
+#[test]
+fn reports_are_the_largest_of_the_last_24_hours() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    audience.record(&seen(&site, "192.0.2.1", "Feedly/1.0 (x; 40 subscribers)", NOON));
+    audience.record(&seen(&site, "192.0.2.1", "Feedly/1.0 (x; 30 subscribers)", NOON + 20 * 3600));
+    assert_eq!(counts(&audience.report(NOON + 23 * 3600), "feed").0, [("Feedly".to_owned(), 40)]);
+    assert_eq!(counts(&audience.report(NOON + 25 * 3600), "feed").0, [("Feedly".to_owned(), 30)]);
+}
+
+#[test]
+fn pollers_without_validators_or_too_fast_are_named() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    for minute in [0, 10, 20] {
+        let mut request = seen(&site, "203.0.113.9", "LazyFetcher/1.0", NOON + minute * 60);
+        request.conditional = false;
+        audience.record(&request);
+    }
+    audience.record(&seen(&site, "203.0.113.5", "newsboat/2.30", NOON));
+    audience.record(&seen(&site, "203.0.113.5", "newsboat/2.30", NOON + 3600));
+    let report = audience.report(NOON + 3600);
+    assert_eq!(report.misbehaving.len(), 1, "{:?}", report.misbehaving);
+    let lazy = &report.misbehaving[0];
+    assert_eq!((lazy.family.as_str(), lazy.requests, lazy.unconditional, lazy.fast), ("LazyFetcher", 3, 3, 2));
+    assert!(lazy.never_revalidates());
+}
+
+#[test]
+fn ten_thousand_junk_user_agents_stay_bounded() {
+    let audience = Audience::default();
+    let feeds: Vec<Arc<str>> = (0..150).map(|i| feed(&format!("tags/t{i}"))).collect();
+    for i in 0..10_000u32 {
+        let user_agent = format!("Junk{i}/1.0 (+http://junk.example/{i}; {} subscribers)", 1 + i % 97);
+        let address = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+        audience.record(&seen(&feeds[i as usize % feeds.len()], &address, &user_agent, NOON + i64::from(i)));
+    }
+    let report = audience.report(NOON + 10_000);
+    for row in &report.feeds {
+        assert!(row.aggregators.len() <= MAX_SOURCES, "{} sources", row.aggregators.len());
+    }
+    let series = report.subscriber_series();
+    let feeds_named: std::collections::BTreeSet<&String> = series.keys().map(|(feed, _)| feed).collect();
+    let sources: std::collections::BTreeSet<&String> = series.keys().map(|(_, source)| source).collect();
+    assert_eq!(feeds_named.len(), TOP_FEEDS + 1, "the top feeds and `other`");
+    assert_eq!(sources.len(), TOP_SOURCES + 2, "the top aggregators, `other` and `readers`");
+    assert!(series.len() <= (TOP_FEEDS + 1) * (TOP_SOURCES + 2));
+}
+
+#[test]
+fn what_is_saved_goes_on_after_a_restart() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    audience.record(&seen(&site, "192.0.2.1", "Feedly/1.0 (x; 12 subscribers)", NOON));
+    audience.record(&seen(&site, "203.0.113.5", "newsboat/2.30", NOON));
+    let restarted = Audience::from_saved(audience.saved(NOON + 60));
+    restarted.record(&seen(&site, "203.0.113.5", "newsboat/2.30", NOON + 120));
+    assert_eq!(counts(&restarted.report(NOON + 120), "feed"), (vec![("Feedly".to_owned(), 12)], 1));
+    assert_eq!(restarted.report(NOON + 120).feeds[0].requests().requests, 3);
+}
