@@ -23,54 +23,62 @@ fn counts(report: &Report, name: &str) -> (Vec<(String, u64)>, u64) {
     (row.aggregators.clone(), row.readers)
 }
 
+/// Requests of real aggregators and readers: (feed, address, User-Agent, seconds after noon).
+const REPLAY: &[(&str, &str, &str, i64)] = &[
+    (
+        "feed",
+        "192.0.2.1",
+        "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 12 subscribers; like FeedFetcher-Google)",
+        0,
+    ),
+    // A later, larger report from another fetcher address, then a smaller one: the largest counts.
+    (
+        "feed",
+        "192.0.2.2",
+        "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 15 subscribers; like FeedFetcher-Google)",
+        600,
+    ),
+    (
+        "feed",
+        "192.0.2.3",
+        "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 9 subscribers; like FeedFetcher-Google)",
+        7200,
+    ),
+    (
+        "feed",
+        "198.51.100.7",
+        "Mozilla/5.0 (compatible; Inoreader/1.0; +http://www.inoreader.com/feed-fetcher; 34 subscribers; )",
+        60,
+    ),
+    (
+        "feed",
+        "198.51.100.8",
+        "NewsBlur Feed Fetcher - 7 subscribers - https://www.newsblur.com/site/1/x (Mozilla/5.0)",
+        60,
+    ),
+    ("categories/科技", "198.51.100.9", "Feedbin feed-id:1234 - 56 subscribers", 60),
+    // Readers: two newsboat users, one of them twice; one IPv6 user whose address changes
+    // within its /64; a crawler, which is no reader.
+    ("feed", "203.0.113.5", "newsboat/2.30.1 (Linux x86_64)", 100),
+    ("feed", "203.0.113.5", "newsboat/2.30.1 (Linux x86_64)", 4000),
+    ("feed", "203.0.113.6", "newsboat/2.30.1 (Linux x86_64)", 100),
+    ("feed", "2001:db8:1:2::10", "NetNewsWire (RSS Reader; https://netnewswire.com/)", 100),
+    ("feed", "2001:db8:1:2:aaaa::99", "NetNewsWire (RSS Reader; https://netnewswire.com/)", 5000),
+    ("feed", "192.0.2.50", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", 100),
+    (
+        "categories/科技",
+        "203.0.113.5",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.6.0",
+        100,
+    ),
+];
+
 #[test]
 fn a_replay_of_real_aggregators_and_readers() {
     let audience = Audience::default();
     let (site, tech) = (feed("feed"), feed("categories/科技"));
-    let replay: &[(&Arc<str>, &str, &str, i64)] = &[
-        (
-            &site,
-            "192.0.2.1",
-            "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 12 subscribers; like FeedFetcher-Google)",
-            0,
-        ),
-        // A later, larger report from another fetcher address, then a smaller one: the largest counts.
-        (
-            &site,
-            "192.0.2.2",
-            "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 15 subscribers; like FeedFetcher-Google)",
-            600,
-        ),
-        (
-            &site,
-            "192.0.2.3",
-            "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 9 subscribers; like FeedFetcher-Google)",
-            7200,
-        ),
-        (
-            &site,
-            "198.51.100.7",
-            "Mozilla/5.0 (compatible; Inoreader/1.0; +http://www.inoreader.com/feed-fetcher; 34 subscribers; )",
-            60,
-        ),
-        (
-            &site,
-            "198.51.100.8",
-            "NewsBlur Feed Fetcher - 7 subscribers - https://www.newsblur.com/site/1/x (Mozilla/5.0)",
-            60,
-        ),
-        (&tech, "198.51.100.9", "Feedbin feed-id:1234 - 56 subscribers", 60),
-        // Readers: two newsboat users, one of them twice; one IPv6 user whose address changes
-        // within its /64; a crawler, which is no reader.
-        (&site, "203.0.113.5", "newsboat/2.30.1 (Linux x86_64)", 100),
-        (&site, "203.0.113.5", "newsboat/2.30.1 (Linux x86_64)", 4000),
-        (&site, "203.0.113.6", "newsboat/2.30.1 (Linux x86_64)", 100),
-        (&site, "2001:db8:1:2::10", "NetNewsWire (RSS Reader; https://netnewswire.com/)", 100),
-        (&site, "2001:db8:1:2:aaaa::99", "NetNewsWire (RSS Reader; https://netnewswire.com/)", 5000),
-        (&site, "192.0.2.50", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", 100),
-        (&tech, "203.0.113.5", "Mozilla/5.0 (X11; Linux x86_64; rv:115.0) Gecko/20100101 Thunderbird/115.6.0", 100),
-    ];
-    for (feed, address, user_agent, at) in replay {
+    for (name, address, user_agent, at) in REPLAY {
+        let feed = if *name == "feed" { &site } else { &tech };
         audience.record(&seen(feed, address, user_agent, NOON + at));
     }
     let report = audience.report(NOON + 8000);
