@@ -70,6 +70,10 @@ pub struct RawConfig {
     pub gzip_level: Option<u32>,
     pub brotli_quality: Option<u32>,
     pub listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    pub access_log: Option<bool>,
+    pub access_log_addresses: Option<bool>,
+    pub count_subscribers: Option<bool>,
     pub cache_max_age: Option<u64>,
     pub poll: Option<bool>,
     pub poll_interval_ms: Option<u64>,
@@ -148,6 +152,14 @@ pub struct Config {
     pub compression: Compression,
     /// Where `crier serve` listens (unless systemd hands it a socket).
     pub listen: SocketAddr,
+    /// The admins' listener (`/metrics`, `/stats`); none by default.
+    pub metrics_listen: Option<SocketAddr>,
+    /// One log line per request, under the target `crier::access`.
+    pub access_log: bool,
+    /// The access log names the client's address.
+    pub access_log_addresses: bool,
+    /// Count subscribers and pollers (`audience`), kept in `state_dir`.
+    pub count_subscribers: bool,
     /// Watch the posts folder by polling instead of inotify (network file systems).
     pub poll: bool,
     pub poll_interval: Duration,
@@ -269,6 +281,10 @@ impl Config {
                 brotli: at_most("brotli_quality", raw.brotli_quality, 3, 11)?,
             },
             listen: listen(overrides.listen.clone().or(raw.listen))?,
+            metrics_listen: raw.metrics_listen.map(|text| address("metrics_listen", &text)).transpose()?,
+            access_log: raw.access_log.unwrap_or(false),
+            access_log_addresses: raw.access_log_addresses.unwrap_or(false),
+            count_subscribers: raw.count_subscribers.unwrap_or(true),
             poll: raw.poll.unwrap_or(false),
             poll_interval: millis("poll_interval_ms", raw.poll_interval_ms, 2000, 10)?,
             settle: millis("settle_ms", raw.settle_ms, 1000, 0)?,
@@ -516,8 +532,11 @@ fn urls(raw: &RawConfig, overrides: &Overrides) -> Result<(Url, Url), ConfigErro
 }
 
 fn listen(text: Option<String>) -> Result<SocketAddr, ConfigError> {
-    let text = text.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-    text.parse().map_err(|_| invalid("listen", &text, "an address and port such as \"127.0.0.1:8080\" or \"[::]:80\""))
+    address("listen", &text.unwrap_or_else(|| "127.0.0.1:8080".to_owned()))
+}
+
+fn address(key: &'static str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse().map_err(|_| invalid(key, text, "an address and port such as \"127.0.0.1:8080\" or \"[::]:80\""))
 }
 
 fn timezone(text: Option<String>) -> Result<Tz, ConfigError> {
@@ -744,6 +763,7 @@ mod tests {
             ("permalink = \"/:nope/:title\"", "permalink"),
             ("brotli_quality = 12", "brotli_quality"),
             ("listen = \"localhost\"", "listen"),
+            ("metrics_listen = \"9464\"", "metrics_listen"),
             ("max_header_bytes = 100", "max_header_bytes"),
             ("max_terms = 0", "max_terms"),
             ("[websub]\nmax_lease_seconds = 99999999999", "websub.max_lease_seconds"),

@@ -23,6 +23,7 @@
 //! - [`state`]: crier's state across restarts (WebSub subscriptions, gone feeds, archive bounds), one SQLite database.
 //! - [`served`]: the served set (bodies, encodings, validators, response policy), swapped whole.
 //! - [`http`]: a request to a response over the served set; no sockets.
+//! - [`metrics`]: the Prometheus metrics and their text exposition; labels from bounded sets only.
 //! - [`websub`]: the built-in WebSub hub (subscriptions, verification, distribution) and pings.
 //! - [`watch`]: notify's events as crier's own hints; the only module that knows notify.
 //! - [`server`]: the accept loop on a given listener, with limits and graceful shutdown.
@@ -43,6 +44,7 @@ pub mod engine;
 pub mod feed;
 pub mod feeds_dir;
 pub mod http;
+pub mod metrics;
 pub mod pages;
 pub mod permalink;
 pub mod post;

@@ -49,6 +49,11 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
     },
+    /// Print each feed's subscribers (by source), requests and 304 share, and the pollers that
+    /// never revalidate or poll faster than the feed's ttl, from the state `crier serve` keeps.
+    ///
+    /// Exit status: 0, or 2 on a configuration error or when the state cannot be read.
+    Stats(Common),
 }
 
 #[derive(Args, Clone)]
@@ -84,7 +89,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let (common, listen) = match &cli.command {
-        Command::Build(common) | Command::Check(common) => (common, None),
+        Command::Build(common) | Command::Check(common) | Command::Stats(common) => (common, None),
         Command::Serve { common, listen } => (common, listen.clone()),
     };
     let config = match common.load(listen) {
@@ -97,6 +102,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Build(_) => run_build(&config),
         Command::Check(_) => run_check(&config),
+        Command::Stats(_) => run_stats(&config),
         Command::Serve { ref common, ref listen } => {
             let (common, listen) = (common.clone(), listen.clone());
             run_serve(config, move || common.load(listen.clone()))
@@ -143,6 +149,10 @@ where
             tracing::Level::DEBUG | tracing::Level::TRACE => 7,
         };
         write!(writer, "<{priority}>")?;
+        // The access log is told apart by its target: `journalctl -u crier -g '^crier::access'`.
+        if event.metadata().target() == "crier::access" {
+            write!(writer, "crier::access: ")?;
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }
@@ -154,7 +164,7 @@ fn run_serve(config: Config, reload: impl Fn() -> Result<Config, ConfigError> + 
         Err(error) => {
             eprintln!("crier: {error}");
             match error {
-                ServeError::Listen { .. } => ExitCode::from(2),
+                ServeError::Listen { .. } | ServeError::MetricsListen { .. } => ExitCode::from(2),
                 ServeError::Runtime(_) | ServeError::Signals(_) | ServeError::Failed(_) => ExitCode::from(1),
             }
         }
@@ -184,6 +194,27 @@ fn run_build(config: &Config) -> ExitCode {
     }
     println!("{report}");
     if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn run_stats(config: &Config) -> ExitCode {
+    let path = config.state_dir.join(crier::state::FILE_NAME);
+    if !path.is_file() {
+        eprintln!("crier stats: no state at {}; `crier serve` keeps it there once it has run", path.display());
+        return ExitCode::from(2);
+    }
+    let saved = crier::state::State::open(&config.state_dir).and_then(|state| state.audience());
+    match saved {
+        Ok(saved) => {
+            let now = crier::state::unix_seconds(std::time::SystemTime::now());
+            let report = crier::audience::Audience::from_saved(saved).report(now);
+            print!("{}", crier::audience::page::table(&report));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("crier stats: {error}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn run_check(config: &Config) -> ExitCode {

@@ -13,7 +13,7 @@ use crate::feed::Format;
 use crate::render::Rendered;
 use crate::site::{FeedKey, FeedPlan};
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,\"Segoe UI\",\"PingFang SC\",\"Noto Sans CJK SC\",\"Microsoft YaHei\",sans-serif;\
+pub const STYLE: &str = "body{font-family:system-ui,-apple-system,\"Segoe UI\",\"PingFang SC\",\"Noto Sans CJK SC\",\"Microsoft YaHei\",sans-serif;\
     line-height:1.6;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}\
     table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3rem .6rem;border-bottom:1px solid #ddd}\
     article{border-bottom:1px solid #eee;padding:.6rem 0}article h2{font-size:1.1rem;margin:0}\

@@ -89,12 +89,13 @@ pub fn html(report: &Report, style: &str) -> String {
         let total = row.requests();
         let _ = write!(
             page,
-            "<section>\n<h2>{feed} — {subscribers} subscribers</h2>\n<p>{sources}</p>\n{chart}\n<p class=\"note\">{requests} requests in 48 hours, {fresh} answered 304, {bare} without validators.</p>\n</section>\n",
+            "<section>\n<h2>{feed} — {subscribers} subscribers</h2>\n<p>{sources}</p>\n{chart}\n<p class=\"note\">48 hours ago → now; the tallest bar is {tallest} requests. {requests} requests in 48 hours, {fresh} answered 304, {bare} without validators.</p>\n</section>\n",
             feed = escape(&*row.feed),
             subscribers = row.subscribers(),
             sources = escape(sources(row).as_str()),
             chart = chart(&row.hours),
             requests = total.requests,
+            tallest = row.hours.iter().map(|(_, h)| h.requests).max().unwrap_or(0),
             fresh = share(total.not_modified, total.requests),
             bare = share(total.unconditional, total.requests),
         );

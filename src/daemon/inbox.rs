@@ -40,6 +40,8 @@ pub struct Inbox {
     pub rescan: bool,
     pub reload: Option<Arc<Config>>,
     pub shutdown: bool,
+    /// When the first change not yet published was heard of (what publish times count from).
+    pub since: Option<Instant>,
 }
 
 impl Inbox {
@@ -62,6 +64,7 @@ impl Inbox {
     }
 
     fn hint(&mut self, hint: Hint, now: Instant) {
+        self.since.get_or_insert(now);
         match hint {
             Hint::Ready(path) => {
                 self.pending.remove(&path);

@@ -3,6 +3,7 @@
 //! path.
 //!
 //! - [`publisher`]: the thread and its loop; each step runs the engine and swaps the served set.
+//! - [`audience`]: the subscriber counts loaded at start and saved every minute and at the stop.
 //! - [`gone`]: documents that no longer exist, answered 410 for a while, kept across restarts.
 //! - [`inbox`]: what the watcher and the signals said since the last step (bursts, settling).
 //! - [`posts_root`]: the posts folder itself, watched, and followed when removed or replaced.
@@ -10,6 +11,7 @@
 //! - [`status`]: the line `systemctl status` shows.
 //! - [`signals`]: SIGTERM/SIGINT as one shutdown future, SIGHUP as new configurations.
 
+pub mod audience;
 pub mod gone;
 pub mod inbox;
 pub mod posts_root;
@@ -24,11 +26,13 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use publisher::{Clock, OnPublished, Publisher, PublisherHandle, SystemClock};
+pub use publisher::{Clock, OnPublished, Publisher, PublisherHandle, SystemClock, Wiring};
 
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::served::Shared;
-use crate::server::{self, Limits};
+use crate::server::admin::Admin;
+use crate::server::{self, Limits, Observers};
 use crate::state::State;
 use crate::systemd::{self, Heartbeat};
 use crate::websub::Hub;
@@ -38,6 +42,8 @@ use crate::websub::Hub;
 pub enum ServeError {
     #[error("cannot listen on {address}: {source}; set `listen` or pass --listen")]
     Listen { address: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {address} for /metrics and /stats: {source}; change or remove `metrics_listen`")]
+    MetricsListen { address: SocketAddr, source: std::io::Error },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -63,63 +69,79 @@ where
             None => TcpListener::bind(config.listen).await.map_err(listen)?,
         };
         let address = listener.local_addr().map_or_else(|_| config.listen.to_string(), |a| a.to_string());
+        let admin = match config.metrics_listen {
+            Some(address) => {
+                Some(TcpListener::bind(address).await.map_err(|source| ServeError::MetricsListen { address, source })?)
+            }
+            None => None,
+        };
         tracing::info!("serving {} on http://{address}/", config.posts.display());
-        serve(Arc::new(config), listener, shutdown, reloads).await.map_err(ServeError::Failed)?;
+        if let Some(address) = admin.as_ref().and_then(|admin| admin.local_addr().ok()) {
+            tracing::info!("metrics on http://{address}/metrics, subscribers on http://{address}/stats");
+        }
+        serve(Arc::new(config), Listeners { public: listener, admin }, shutdown, reloads)
+            .await
+            .map_err(ServeError::Failed)?;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
-/// Serves on `listener` until `shutdown` completes; each configuration received on `reloads` is
+/// Where `crier serve` answers: the public listener, and the admins' one (`metrics_listen`).
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: Option<TcpListener>,
+}
+
+/// Serves on `listeners` until `shutdown` completes; each configuration received on `reloads` is
 /// republished (SIGHUP). Returns once in-flight responses are done and the publisher has stopped.
 pub async fn serve(
     config: Arc<Config>,
-    listener: TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()>,
-    mut reloads: tokio::sync::mpsc::Receiver<Arc<Config>>,
+    reloads: tokio::sync::mpsc::Receiver<Arc<Config>>,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new());
     let heartbeat = Heartbeat::new();
-    let state = match State::open(&config.state_dir) {
-        Ok(state) => {
-            tracing::info!("state in {}", state.path().display());
-            Some(Arc::new(state))
-        }
-        // WebSub subscriptions cannot live without it; the memory of gone feeds can, until a stop.
-        Err(error) if !config.websub.enabled() => {
-            tracing::warn!("{error}; feeds that go are remembered (410) only until crier stops");
-            None
-        }
-        Err(error) => return Err(error.into()),
-    };
-    let hub = state.as_ref().and_then(|state| start_hub(&config, state, &shared));
+    let state = open_state(&config)?;
+    let audience = config.count_subscribers.then(|| audience::load(state.as_deref()));
+    let metrics = listeners.admin.as_ref().map(|_| Arc::new(Metrics::new(audience.clone())));
+    let hub = state.as_ref().and_then(|state| start_hub(&config, state, &shared, metrics.clone()));
     let on_published = hub.clone().map(|hub| -> OnPublished { Arc::new(move |changed| hub.published(changed)) });
     let clock = Arc::new(SystemClock);
-    let publisher =
-        Publisher::start_with(config.clone(), shared.clone(), clock, heartbeat.clone(), on_published, state);
+    let wiring = Wiring { heartbeat: heartbeat.clone(), on_published, state: state.clone(), metrics: metrics.clone() };
+    let publisher = Publisher::start_with(config.clone(), shared.clone(), clock, wiring);
+    let keeper = audience.clone().map(|audience| tokio::spawn(audience::keep(audience, state.clone())));
     let watchdog = systemd::watchdog_interval().map(|interval| {
         tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
         let shared = shared.clone();
         tokio::spawn(async move { systemd::feed_watchdog(interval, heartbeat, shared.wait_ready()).await })
     });
-    let handle = publisher.handle();
-    let reloader_hub = hub.clone();
-    let running_hub = config.websub.hub;
-    let reloader = tokio::spawn(async move {
-        while let Some(config) = reloads.recv().await {
-            let config = keep_hub(config, reloader_hub.is_some(), running_hub);
-            if let Some(hub) = &reloader_hub {
-                hub.reload(config.clone());
-            }
-            handle.reload(config);
-        }
-    });
+    let reloader = tokio::spawn(reload_on(reloads, publisher.handle(), hub.clone(), config.websub.hub));
+    let (stop_admin, admin_stops) = tokio::sync::watch::channel(false);
     let shutdown = async {
         shutdown.await;
         systemd::stopping();
+        let _ = stop_admin.send(true);
     };
-    let answerer = server::Answerer { shared, hub: hub.clone() };
-    server::serve(listener, answerer, Limits::from_config(&config), shutdown).await;
+    let limits = Limits::from_config(&config);
+    let admin = listeners.admin.zip(metrics.clone()).map(|(listener, metrics)| {
+        let admin = Admin { metrics, audience: audience.clone(), style: crate::pages::STYLE };
+        tokio::spawn(serve_admin(listener, admin, limits.clone(), admin_stops))
+    });
+    let access_log = config.access_log.then_some(config.access_log_addresses);
+    let observers = Observers { metrics, audience: audience.clone(), access_log };
+    let answerer = server::Answerer { shared, hub: hub.clone(), observers };
+    server::serve(listeners.public, answerer, limits, shutdown).await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    if let Some(keeper) = keeper {
+        keeper.abort();
+    }
+    if let Some(audience) = audience {
+        audience::save(&audience, state).await;
+    }
     if let Some(hub) = hub {
         // A delivery cut off after the subscriber got it would be sent again after the restart.
         hub.drain(config.shutdown_timeout).await;
@@ -133,15 +155,72 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || publisher.stop()).await?
 }
 
+/// Serves the admins' listener until `stops` says so.
+async fn serve_admin(
+    listener: TcpListener,
+    admin: Admin,
+    limits: Limits,
+    mut stops: tokio::sync::watch::Receiver<bool>,
+) {
+    server::serve(listener, admin, limits, async move {
+        let _ = stops.wait_for(|stop| *stop).await;
+    })
+    .await;
+}
+
+/// The state store, or none when it cannot be opened and WebSub (which needs it) is off.
+fn open_state(config: &Config) -> anyhow::Result<Option<Arc<State>>> {
+    match State::open(&config.state_dir) {
+        Ok(state) => {
+            tracing::info!("state in {}", state.path().display());
+            Ok(Some(Arc::new(state)))
+        }
+        // WebSub subscriptions cannot live without it; the memory of gone feeds can, until a stop.
+        Err(error) if !config.websub.enabled() => {
+            tracing::warn!("{error}; feeds that go are remembered (410) only until crier stops");
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Hands each new configuration to the hub and the publisher (`running_hub`: whether the
+/// built-in hub runs).
+async fn reload_on(
+    mut reloads: tokio::sync::mpsc::Receiver<Arc<Config>>,
+    publisher: PublisherHandle,
+    hub: Option<Arc<Hub>>,
+    running_hub: bool,
+) {
+    while let Some(config) = reloads.recv().await {
+        let config = keep_hub(config, hub.is_some(), running_hub);
+        if let Some(hub) = &hub {
+            hub.reload(config.clone());
+        }
+        publisher.reload(config);
+    }
+}
+
 /// The WebSub side when the configuration asks for it: the hub started.
-fn start_hub(config: &Arc<Config>, state: &Arc<State>, shared: &Arc<Shared>) -> Option<Arc<Hub>> {
+fn start_hub(
+    config: &Arc<Config>,
+    state: &Arc<State>,
+    shared: &Arc<Shared>,
+    metrics: Option<Arc<Metrics>>,
+) -> Option<Arc<Hub>> {
     if !config.websub.enabled() {
         return None;
     }
     if config.websub.hub {
         tracing::info!("websub: the built-in hub answers at {}", config.hub_url());
     }
-    Some(Hub::start(config.clone(), state.clone(), shared.clone()))
+    if let Some(metrics) = &metrics {
+        let state = state.clone();
+        metrics.gauge_fn("crier_websub_subscriptions", "WebSub subscriptions with a running lease.", move || {
+            state.subscription_count().map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
+        });
+    }
+    Some(Hub::start(config.clone(), state.clone(), shared.clone(), metrics))
 }
 
 /// A reloaded configuration with WebSub as it was at start: the hub, and the links that advertise

@@ -17,6 +17,7 @@ use crate::daemon::unwritten::Unwritten;
 use crate::documents;
 use crate::engine::{Change, DocumentSink, Engine};
 use crate::feeds_dir::{Encoded, FeedsDir, Outcome, Put};
+use crate::metrics::Metrics;
 use crate::served::{Policy, Resource, ServedSet, Shared};
 use crate::source::PathKind;
 use crate::state::State;
@@ -64,31 +65,44 @@ impl PublisherHandle {
     }
 }
 
+/// What a publisher is connected to besides the served set.
+#[derive(Clone)]
+pub struct Wiring {
+    /// Beaten at least once a second (the watchdog's cue).
+    pub heartbeat: Arc<Heartbeat>,
+    /// Told what each step changed.
+    pub on_published: Option<OnPublished>,
+    /// Where what must survive a restart is kept.
+    pub state: Option<Arc<State>>,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+impl Default for Wiring {
+    fn default() -> Wiring {
+        Wiring { heartbeat: Heartbeat::new(), on_published: None, state: None, metrics: None }
+    }
+}
+
 impl Publisher {
     /// Starts the publisher thread: it publishes everything once (then `shared` is ready), and
     /// keeps the served set and the feeds folder current until stopped.
     pub fn start(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>) -> Publisher {
-        Publisher::start_with(config, shared, clock, Heartbeat::new(), None, None)
+        Publisher::start_with(config, shared, clock, Wiring::default())
     }
 
-    /// Like [`Publisher::start`]; the publisher beats `heartbeat` at least once a second, tells
-    /// `on_published` what each step changed, and keeps what must survive a restart in `state`.
-    pub fn start_with(
-        config: Arc<Config>,
-        shared: Arc<Shared>,
-        clock: Arc<dyn Clock>,
-        heartbeat: Arc<Heartbeat>,
-        on_published: Option<OnPublished>,
-        state: Option<Arc<State>>,
-    ) -> Publisher {
+    /// Like [`Publisher::start`], connected as `wiring` says.
+    pub fn start_with(config: Arc<Config>, shared: Arc<Shared>, clock: Arc<dyn Clock>, wiring: Wiring) -> Publisher {
         let (sender, receiver) = mpsc::channel();
         let events = sender.clone();
         let thread = std::thread::Builder::new()
             .name("crier-publisher".into())
             .spawn(move || {
+                let Wiring { heartbeat, on_published, state, metrics } = wiring;
                 let mut worker = Worker::new(config, shared, clock, heartbeat, on_published);
                 worker.gone = Gone::new(state.clone());
                 worker.state = state;
+                worker.unwritten.failures = metrics.as_ref().map(|m| m.write_failures.clone());
+                worker.metrics = metrics;
                 worker.run(&receiver, &events);
             })
             .expect("a thread can be started");
@@ -184,6 +198,7 @@ struct Worker {
     /// After a full step: the documents to keep when the feeds folder is swept, once the new set
     /// is live.
     sweep_after: Option<std::collections::HashSet<String>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// An engine whose every post read or rendered counts as the publisher making progress: a long
@@ -217,6 +232,7 @@ impl Worker {
             state: None,
             to_write: Vec::new(),
             sweep_after: None,
+            metrics: None,
         }
     }
 
@@ -269,10 +285,15 @@ impl Worker {
     /// Does what the inbox and the clock ask for.
     fn work(&mut self, inbox: &mut Inbox) {
         let ready = inbox.take_ready();
-        if std::mem::take(&mut inbox.rescan) {
-            self.step("reread the posts folder", false, |engine, now, sink| engine.load_all(now, sink));
-        } else if !ready.is_empty() {
-            self.step("updated", false, |engine, now, sink| engine.apply(&ready, now, sink));
+        let since = if ready.is_empty() && !inbox.rescan { None } else { inbox.since.take() };
+        let published = if std::mem::take(&mut inbox.rescan) {
+            self.metrics.iter().for_each(|m| m.rescans.inc());
+            self.step("reread the posts folder", false, |engine, now, sink| engine.load_all(now, sink))
+        } else {
+            !ready.is_empty() && self.step("updated", false, |engine, now, sink| engine.apply(&ready, now, sink))
+        };
+        if let (Some(metrics), Some(since), true) = (&self.metrics, since, published) {
+            metrics.publish.observe(since.elapsed().as_secs_f64());
         }
         if self.engine.next_due().is_some_and(|due| due <= self.clock.now()) {
             self.step("scheduled posts due", false, |engine, now, sink| engine.tick(now, sink));
@@ -305,8 +326,18 @@ impl Worker {
     /// Starts over with a new configuration: everything is republished with it.
     fn reload(&mut self, config: Arc<Config>, events: &Sender<Message>) {
         systemd::reloading();
-        if config.listen != self.config().listen {
+        let running = self.config();
+        if config.listen != running.listen {
             tracing::warn!("reload: `listen` changed to {}; it takes effect at the next restart", config.listen);
+        }
+        let at_restart = [
+            ("metrics_listen", config.metrics_listen != running.metrics_listen),
+            ("access_log", config.access_log != running.access_log),
+            ("access_log_addresses", config.access_log_addresses != running.access_log_addresses),
+            ("count_subscribers", config.count_subscribers != running.count_subscribers),
+        ];
+        for (key, _) in at_restart.iter().filter(|(_, changed)| *changed) {
+            tracing::warn!("reload: `{key}` changed; it takes effect at the next restart");
         }
         self.root.stop();
         self.feeds = FeedsDir::new(&config);
@@ -318,13 +349,14 @@ impl Worker {
     }
 
     /// Runs one engine step and serves what it made. A `full` step (a first publish, a reload)
-    /// replaces the whole served set and clears stale documents from the feeds folder.
+    /// replaces the whole served set and clears stale documents from the feeds folder. Says
+    /// whether a new set is served.
     fn step(
         &mut self,
         what: &str,
         full: bool,
         run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
-    ) {
+    ) -> bool {
         let started = Instant::now();
         let current = self.shared.load();
         let sink = KeepSink { feeds: &self.feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()), current };
@@ -337,7 +369,7 @@ impl Worker {
         let made = sink.made.into_inner().expect("no code panics while holding this lock");
         self.report(&change);
         if made.is_empty() && change.removed.is_empty() && !full {
-            return;
+            return false;
         }
         let current = self.shared.load();
         let mut removed = change.removed.clone();
@@ -369,6 +401,7 @@ impl Worker {
             self.engine.feeds().count(),
             started.elapsed().as_secs_f64() * 1000.0
         );
+        true
     }
 
     /// Once the new set is live: removes the files of the documents that went, and writes those
@@ -405,9 +438,19 @@ impl Worker {
         }
     }
 
-    /// Logs a step's problems, each naming its file and line.
+    /// Logs a step's problems, each naming its file and line, and counts the posts.
     fn report(&mut self, change: &Change) {
         self.status.saw(change);
+        if let Some(metrics) = &self.metrics {
+            let e = &self.engine;
+            let posts = [
+                ("published", e.live_posts()),
+                ("scheduled", e.scheduled()),
+                ("draft", e.drafts()),
+                ("error", e.bad().count()),
+            ];
+            metrics.published(posts, e.feeds().count());
+        }
         for error in &change.errors {
             let fate = match self.engine.has_published(&error.path) {
                 true => "its last good version stays published",

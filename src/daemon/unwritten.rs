@@ -13,11 +13,13 @@ pub const RETRY_EVERY: Duration = Duration::from_secs(5);
 pub struct Unwritten {
     documents: BTreeMap<String, Encoded>,
     last_try: Instant,
+    /// Counts each failed write, when metrics are kept.
+    pub failures: Option<prometheus::IntCounter>,
 }
 
 impl Unwritten {
     pub fn new(now: Instant) -> Unwritten {
-        Unwritten { documents: BTreeMap::new(), last_try: now }
+        Unwritten { documents: BTreeMap::new(), last_try: now, failures: None }
     }
 
     pub fn len(&self) -> usize {
@@ -32,6 +34,7 @@ impl Unwritten {
     pub fn record(&mut self, rel: &str, encoded: &Encoded, error: Option<anyhow::Error>) {
         match error {
             Some(error) => {
+                self.failures.iter().for_each(prometheus::IntCounter::inc);
                 tracing::error!("{error:#}; serving it from memory and trying again every {RETRY_EVERY:?}");
                 self.documents.insert(rel.to_owned(), encoded.clone());
             }
@@ -59,9 +62,11 @@ impl Unwritten {
             return false;
         }
         self.last_try = now;
+        let failures = &self.failures;
         self.documents.retain(|rel, encoded| match feeds.write(rel, encoded) {
             Ok(()) => false,
             Err(error) => {
+                failures.iter().for_each(prometheus::IntCounter::inc);
                 tracing::warn!("{error:#}; will try again");
                 true
             }

@@ -7,16 +7,18 @@
 //! that slow clients cannot lock the others out. Shutdown stops accepting and lets in-flight
 //! responses finish within a bound.
 
+pub mod admin;
 mod slots;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
-use http::Response;
-use http::header::{CONNECTION, HeaderValue};
+use http::header::{CONNECTION, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, USER_AGENT};
+use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,10 +26,14 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::http::{Body, respond};
+use crate::audience::{Audience, Seen};
+use crate::documents::Kind;
+use crate::http::{Answer, Body, Coding, answer};
+use crate::metrics::Metrics;
 use crate::served::Shared;
 use crate::websub::Hub;
-use slots::{Slot, Slots};
+pub use slots::Slot;
+use slots::Slots;
 
 /// How long a request that arrives before the first publish waits for it.
 const STARTUP_WAIT: Duration = Duration::from_secs(60);
@@ -56,46 +62,126 @@ impl Limits {
     }
 }
 
+/// What answers the requests of one listener.
+pub trait Handler: Clone + Send + Sync + 'static {
+    /// Answers `request` from `peer`, telling `slot` once the request has fully arrived.
+    fn handle(
+        &self,
+        request: hyper::Request<Incoming>,
+        peer: SocketAddr,
+        slot: &Slot,
+    ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// Who watches the requests besides the client: metrics, subscriber counts, the access log.
+#[derive(Debug, Clone, Default)]
+pub struct Observers {
+    pub metrics: Option<Arc<Metrics>>,
+    pub audience: Option<Arc<Audience>>,
+    /// One line per request under the target `crier::access` when set; `Some(true)` adds the
+    /// client's address.
+    pub access_log: Option<bool>,
+}
+
 /// What answers requests: the served set of the moment and, when it runs, the WebSub hub.
 #[derive(Debug, Clone)]
 pub struct Answerer {
     pub shared: Arc<Shared>,
     pub hub: Option<Arc<Hub>>,
+    pub observers: Observers,
 }
 
-/// Answers one request from the served set of the moment (or the hub, at its URL), telling `slot`
-/// when the answering starts; `last` asks the client to close.
-async fn answer(
-    answerer: Answerer,
-    slot: &Slot,
-    request: hyper::Request<Incoming>,
-    last: bool,
-) -> Result<Response<Body>, Infallible> {
-    let Answerer { shared, hub } = answerer;
-    let mut response = match hub.filter(|hub| hub.answers(request.uri().path())) {
-        Some(hub) => {
-            // Until its body has arrived, a hub request is an incomplete request: its slot stays
-            // evictable, so clients that send bodies slowly cannot hold every slot.
-            let received = hub.receive(request).await;
-            slot.answering();
-            wait_ready(&shared).await;
-            match received {
-                Ok(body) => hub.answer(&body).await,
-                Err(refusal) => refusal,
+/// What the observers need of a request, taken before the hub consumes it.
+struct Asked {
+    method: Method,
+    path: String,
+    user_agent: Option<HeaderValue>,
+    conditional: bool,
+    peer: SocketAddr,
+}
+
+impl Handler for Answerer {
+    /// Answers one request from the served set of the moment (or the hub, at its URL).
+    async fn handle(&self, request: hyper::Request<Incoming>, peer: SocketAddr, slot: &Slot) -> Response<Body> {
+        let started = Instant::now();
+        let headers = request.headers();
+        let asked = Asked {
+            method: request.method().clone(),
+            path: request.uri().path().to_owned(),
+            user_agent: headers.get(USER_AGENT).cloned(),
+            conditional: headers.contains_key(IF_NONE_MATCH) || headers.contains_key(IF_MODIFIED_SINCE),
+            peer,
+        };
+        let (answer, ttl) = match self.hub.as_ref().filter(|hub| hub.answers(request.uri().path())) {
+            Some(hub) => (self.hub_answer(hub, request, slot).await, Duration::ZERO),
+            None => {
+                slot.answering();
+                if request.uri().path() != "/healthz" {
+                    wait_ready(&self.shared).await;
+                }
+                let served = self.shared.load();
+                (answer(&served, request.method(), request.uri().path(), request.headers()), served.policy.ttl)
             }
-        }
-        None => {
-            slot.answering();
-            if request.uri().path() != "/healthz" {
-                wait_ready(&shared).await;
-            }
-            respond(&shared.load(), request.method(), request.uri().path(), request.headers())
-        }
-    };
-    if last {
-        response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        };
+        self.observers.saw(&asked, &answer, ttl, started.elapsed());
+        answer.response
     }
-    Ok(response)
+}
+
+impl Answerer {
+    /// The hub's answer. Until its body has arrived, a hub request is an incomplete request: its
+    /// slot stays evictable, so clients that send bodies slowly cannot hold every slot.
+    async fn hub_answer(&self, hub: &Arc<Hub>, request: hyper::Request<Incoming>, slot: &Slot) -> Answer {
+        let received = hub.receive(request).await;
+        slot.answering();
+        wait_ready(&self.shared).await;
+        let response = match received {
+            Ok(body) => hub.answer(&body).await,
+            Err(refusal) => refusal,
+        };
+        Answer { response, kind: Kind::Hub, coding: Coding::Identity, feed: None }
+    }
+}
+
+impl Observers {
+    /// Tells each observer of an answered request.
+    fn saw(&self, asked: &Asked, answer: &Answer, ttl: Duration, elapsed: Duration) {
+        let status = answer.response.status();
+        // hyper sends no body in answer to HEAD.
+        let bytes = match asked.method {
+            Method::HEAD => 0,
+            _ => hyper::body::Body::size_hint(answer.response.body()).exact().unwrap_or(0),
+        };
+        if let Some(metrics) = &self.metrics {
+            metrics.request(answer.kind, status, answer.coding, bytes, elapsed);
+        }
+        let user_agent =
+            || asked.user_agent.as_ref().map(|ua| String::from_utf8_lossy(ua.as_bytes())).unwrap_or_default();
+        let counted = asked.method == Method::GET && matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED);
+        if let (Some(audience), Some(feed), true) = (&self.audience, &answer.feed, counted) {
+            audience.record(&Seen {
+                feed,
+                address: asked.peer.ip(),
+                user_agent: &user_agent(),
+                not_modified: status == StatusCode::NOT_MODIFIED,
+                conditional: asked.conditional,
+                ttl,
+                now: crate::state::unix_seconds(SystemTime::now()),
+            });
+        }
+        if let Some(addresses) = self.access_log {
+            let (method, path, ms) = (&asked.method, &asked.path, elapsed.as_secs_f64() * 1000.0);
+            let ua = user_agent();
+            match addresses {
+                true => {
+                    tracing::info!(target: "crier::access", "{} {method} {path} {} {bytes} {ms:.3}ms {ua:?}", asked.peer.ip(), status.as_u16())
+                }
+                false => {
+                    tracing::info!(target: "crier::access", "{method} {path} {} {bytes} {ms:.3}ms {ua:?}", status.as_u16())
+                }
+            }
+        }
+    }
 }
 
 /// A request that arrives before the first publish (socket activation starts crier for it) waits
@@ -108,9 +194,10 @@ async fn wait_ready(shared: &Shared) {
 
 /// The service of one connection: answers its requests, telling its slot when each is in
 /// progress; the `max`th asks the client to close.
-fn service(
-    answerer: Answerer,
+fn service<H: Handler>(
+    handler: H,
     slot: Arc<Slot>,
+    peer: SocketAddr,
     max: usize,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
@@ -120,19 +207,22 @@ fn service(
 > {
     let requests = AtomicUsize::new(0);
     service_fn(move |request| {
-        let (answerer, slot) = (answerer.clone(), slot.clone());
+        let (handler, slot) = (handler.clone(), slot.clone());
         let last = requests.fetch_add(1, Ordering::Relaxed) + 1 >= max;
         async move {
-            let response = answer(answerer, &slot, request, last).await;
+            let mut response = handler.handle(request, peer, &slot).await;
+            if last {
+                response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             slot.answered();
-            response
+            Ok(response)
         }
     })
 }
 
 /// Serves until `shutdown` completes, then waits (at most `shutdown_timeout`) for in-flight
 /// connections to finish their responses.
-pub async fn serve(listener: TcpListener, answerer: Answerer, limits: Limits, shutdown: impl Future<Output = ()>) {
+pub async fn serve<H: Handler>(listener: TcpListener, handler: H, limits: Limits, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     // A client still reading its answer after a header timeout's worth of time may give up its
     // slot when the table is full (the write timeout alone only ends a reader that stops).
@@ -167,7 +257,7 @@ pub async fn serve(listener: TcpListener, answerer: Answerer, limits: Limits, sh
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));
         let stream = slot.track(Box::pin(stream));
-        let service = service(answerer.clone(), slot.clone(), limits.max_requests_per_connection);
+        let service = service(handler.clone(), slot.clone(), peer, limits.max_requests_per_connection);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             tokio::select! {

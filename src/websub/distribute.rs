@@ -131,6 +131,7 @@ impl Hub {
             drop(resource);
             match sent {
                 Ok(()) => {
+                    self.count_delivery("delivered");
                     if let Err(error) = self.state.delivered(topic, callback, &current) {
                         return tracing::error!("websub: {error}");
                     }
@@ -158,12 +159,14 @@ impl Hub {
     ) -> Option<Duration> {
         match failure {
             Failure::Gone | Failure::Refused(_) => {
+                self.count_delivery("ended");
                 tracing::info!("websub: {callback} ({failure}): its subscription to {topic} ends");
                 let _ = self.state.unsubscribe(topic, callback);
                 None
             }
             Failure::Failed(reason) => {
                 let Some(&delay) = RETRY_DELAYS.get(failures) else {
+                    self.count_delivery("gave_up");
                     tracing::warn!(
                         "websub: giving up delivering {topic} to {callback} after {} tries: {reason}",
                         failures + 1
@@ -171,6 +174,7 @@ impl Hub {
                     let _ = self.state.delivered(topic, callback, current);
                     return None;
                 };
+                self.count_delivery("retrying");
                 tracing::info!(
                     "websub: delivering {topic} to {callback} failed ({reason}); try {} in {delay:?}",
                     failures + 2

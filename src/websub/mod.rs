@@ -34,6 +34,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::http::Body;
+use crate::metrics::Metrics;
 use crate::served::{Resource, Shared};
 use crate::state::{State, Subscription};
 use guard::Guard;
@@ -76,6 +77,7 @@ pub struct Hub {
     receiving: Arc<AtomicUsize>,
     outgoing: tokio::sync::Semaphore,
     changes: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -90,9 +92,21 @@ fn unix_now() -> i64 {
 }
 
 impl Hub {
+    /// Counts a delivery's result in the metrics.
+    fn count_delivery(&self, result: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.delivery(result);
+        }
+    }
+
     /// Starts the hub's tasks on the current runtime: the distributor of changes and the sweeper
-    /// of expired leases.
-    pub fn start(config: Arc<Config>, state: Arc<State>, shared: Arc<Shared>) -> Arc<Hub> {
+    /// of expired leases. Deliveries are counted in `metrics`, when kept.
+    pub fn start(
+        config: Arc<Config>,
+        state: Arc<State>,
+        shared: Arc<Shared>,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Arc<Hub> {
         let guard = Guard::new(config.websub.allow_callbacks.clone());
         let (changes, receiver) = tokio::sync::mpsc::unbounded_channel();
         let hub = Arc::new(Hub {
@@ -110,6 +124,7 @@ impl Hub {
             receiving: Arc::default(),
             outgoing: tokio::sync::Semaphore::new(MAX_OUTGOING),
             changes,
+            metrics,
         });
         tokio::spawn(hub.clone().distribute(receiver));
         tokio::spawn(hub.clone().sweep());

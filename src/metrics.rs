@@ -1,0 +1,269 @@
+//! crier's Prometheus metrics, in the text exposition format (0.0.4, what `promtool check
+//! metrics` reads): requests by kind, status and encoding, their bytes and durations; publishes;
+//! posts by state; feeds; write failures and rescans; WebSub; subscribers per feed; the process.
+//!
+//! Labels come from bounded sets only (a [`Kind`], a status code, a coding; feeds and sources
+//! as [`crate::audience::Report::subscriber_series`] bounds them), never a path or a User-Agent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use prometheus::core::{Collector, Desc, Describer};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::audience::Audience;
+use crate::documents::Kind;
+use crate::http::Coding;
+
+/// Every metric crier exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    response_bytes: IntCounterVec,
+    duration: HistogramVec,
+    /// From a file event to the new bytes being served.
+    pub publish: Histogram,
+    posts: IntGaugeVec,
+    feeds: IntGauge,
+    pub write_failures: IntCounter,
+    pub rescans: IntCounter,
+    deliveries: IntCounterVec,
+}
+
+/// Registers `collector`; the names are crier's own and distinct, so this cannot fail.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, collector: C) -> C {
+    registry.register(Box::new(collector.clone())).expect("metric names are distinct and valid");
+    collector
+}
+
+fn counters(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(registry, IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric"))
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    register(registry, IntCounter::new(name, help).expect("a valid metric"))
+}
+
+fn histogram_opts(name: &str, help: &str, buckets: &[f64]) -> HistogramOpts {
+    HistogramOpts::new(name, help).buckets(buckets.to_vec())
+}
+
+/// Request durations: a feed from memory takes tens of microseconds, one from a file more.
+const REQUEST_BUCKETS: [f64; 10] = [0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 1.0];
+/// Publish durations: the settle time of a file being written is part of them.
+const PUBLISH_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+impl Metrics {
+    /// The metrics, with subscriber counts from `audience` when it is kept.
+    pub fn new(audience: Option<Arc<Audience>>) -> Metrics {
+        let r = Registry::new();
+        let duration = histogram_opts(
+            "crier_http_request_duration_seconds",
+            "Time from a request's head to its response.",
+            &REQUEST_BUCKETS,
+        );
+        let publish = histogram_opts(
+            "crier_publish_duration_seconds",
+            "Time from a change in the posts folder to the new feeds being served.",
+            &PUBLISH_BUCKETS,
+        );
+        let metrics = Metrics {
+            requests: counters(
+                &r,
+                "crier_http_requests_total",
+                "HTTP requests answered, by what they asked for, status and content coding.",
+                &["kind", "status", "encoding"],
+            ),
+            response_bytes: counters(
+                &r,
+                "crier_http_response_bytes_total",
+                "Bytes of response bodies sent.",
+                &["kind"],
+            ),
+            duration: register(&r, HistogramVec::new(duration, &["kind"]).expect("a valid metric")),
+            publish: register(&r, Histogram::with_opts(publish).expect("a valid metric")),
+            posts: register(
+                &r,
+                IntGaugeVec::new(Opts::new("crier_posts", "Posts, by state."), &["state"]).expect("a valid metric"),
+            ),
+            feeds: register(&r, IntGauge::new("crier_feeds", "Feeds published.").expect("a valid metric")),
+            write_failures: counter(&r, "crier_feed_write_failures_total", "Writes to the feeds folder that failed."),
+            rescans: counter(&r, "crier_watch_rescans_total", "Times the whole posts folder was read again."),
+            deliveries: counters(
+                &r,
+                "crier_websub_deliveries_total",
+                "WebSub content deliveries, by result.",
+                &["result"],
+            ),
+            registry: r,
+        };
+        let info = IntGaugeVec::new(Opts::new("crier_build_info", "crier's version."), &["version"]);
+        register(&metrics.registry, info.expect("a valid metric"))
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        metrics.registry.register(Box::new(process)).expect("process metrics register once");
+        if let Some(audience) = audience {
+            register(&metrics.registry, Subscribers::new(audience));
+        }
+        metrics
+    }
+
+    /// Counts one answered request.
+    pub fn request(&self, kind: Kind, status: StatusCode, coding: Coding, bytes: u64, elapsed: Duration) {
+        let kind = kind.label();
+        self.requests.with_label_values(&[kind, status.as_str(), coding.token()]).inc();
+        self.response_bytes.with_label_values(&[kind]).inc_by(bytes);
+        self.duration.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
+    }
+
+    /// The posts by state, and the feeds, after a publish.
+    pub fn published(&self, posts: [(&str, usize); 4], feeds: usize) {
+        for (state, count) in posts {
+            self.posts.with_label_values(&[state]).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.feeds.set(i64::try_from(feeds).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one WebSub delivery: `delivered`, `retrying`, `gave_up` or `ended`.
+    pub fn delivery(&self, result: &'static str) {
+        self.deliveries.with_label_values(&[result]).inc();
+    }
+
+    /// Adds a gauge whose value is read at each scrape.
+    pub fn gauge_fn(&self, name: &str, help: &str, read: impl Fn() -> i64 + Send + Sync + 'static) {
+        register(&self.registry, ReadGauge::new(name, help, Arc::new(read)));
+    }
+
+    /// Every metric, in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!("metrics: {error}");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// The media type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+type Read = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// A gauge read when scraped.
+#[derive(Clone)]
+struct ReadGauge {
+    gauge: IntGauge,
+    read: Read,
+}
+
+impl std::fmt::Debug for ReadGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGauge").field("gauge", &self.gauge).finish_non_exhaustive()
+    }
+}
+
+impl ReadGauge {
+    fn new(name: &str, help: &str, read: Read) -> ReadGauge {
+        ReadGauge { gauge: IntGauge::new(name, help).expect("a valid metric"), read }
+    }
+}
+
+impl Collector for ReadGauge {
+    fn desc(&self) -> Vec<&Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.gauge.set((self.read)());
+        self.gauge.collect()
+    }
+}
+
+/// `crier_feed_subscribers{feed, source}`, from the audience at each scrape.
+#[derive(Debug, Clone)]
+struct Subscribers {
+    audience: Arc<Audience>,
+    opts: Opts,
+    desc: Vec<Desc>,
+}
+
+impl Subscribers {
+    fn new(audience: Arc<Audience>) -> Subscribers {
+        let opts = Opts::new(
+            "crier_feed_subscribers",
+            "Subscribers per feed: each aggregator's largest report in 24 hours, and readers seen in 24 hours.",
+        )
+        .variable_labels(vec!["feed".to_owned(), "source".to_owned()]);
+        let desc = vec![opts.describe().expect("a valid metric")];
+        Subscribers { audience, opts, desc }
+    }
+}
+
+impl Collector for Subscribers {
+    fn desc(&self) -> Vec<&Desc> {
+        self.desc.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = crate::state::unix_seconds(std::time::SystemTime::now());
+        let gauges = IntGaugeVec::new(self.opts.clone(), &["feed", "source"]).expect("a valid metric");
+        for ((feed, source), count) in self.audience.report(now).subscriber_series() {
+            gauges.with_label_values(&[feed.as_str(), source.as_str()]).set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        gauges.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exposition_has_every_metric_with_bounded_labels() {
+        let audience = Arc::new(Audience::default());
+        let feed: Arc<str> = Arc::from("feed");
+        audience.record(&crate::audience::Seen {
+            feed: &feed,
+            address: "192.0.2.1".parse().unwrap(),
+            user_agent: "Feedly/1.0 (x; 12 subscribers)",
+            not_modified: false,
+            conditional: false,
+            ttl: Duration::from_secs(60),
+            now: crate::state::unix_seconds(std::time::SystemTime::now()),
+        });
+        let metrics = Metrics::new(Some(audience));
+        metrics.request(Kind::Feed, StatusCode::NOT_MODIFIED, Coding::Brotli, 0, Duration::from_micros(300));
+        metrics.request(Kind::Feed, StatusCode::OK, Coding::Gzip, 1234, Duration::from_micros(300));
+        metrics.published([("published", 3), ("scheduled", 1), ("draft", 0), ("error", 2)], 5);
+        metrics.gauge_fn("crier_websub_subscriptions", "Subscriptions.", || 7);
+        let text = metrics.render();
+        for line in [
+            "crier_http_requests_total{encoding=\"br\",kind=\"feed\",status=\"304\"} 1",
+            "crier_http_response_bytes_total{kind=\"feed\"} 1234",
+            "crier_http_request_duration_seconds_count{kind=\"feed\"} 2",
+            "crier_posts{state=\"error\"} 2",
+            "crier_feeds 5",
+            "crier_websub_subscriptions 7",
+            "crier_feed_subscribers{feed=\"feed\",source=\"Feedly\"} 12",
+            "crier_feed_subscribers{feed=\"feed\",source=\"readers\"} 0",
+            "crier_build_info{version=\"0.1.0\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+        }
+        for name in [
+            "process_resident_memory_bytes",
+            "process_open_fds",
+            "process_start_time_seconds",
+            "process_cpu_seconds_total",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name} missing");
+        }
+    }
+}
