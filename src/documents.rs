@@ -275,7 +275,8 @@ pub fn is_feed(rel: &str) -> bool {
 /// The file name of the OPML list.
 pub const OPML_PATH: &str = "index.opml";
 
-/// What a request was for, as metrics count it: a bounded set, whatever the clients ask.
+/// What a request was for, as metrics count it: a bounded set, whatever the clients ask. The
+/// variants are in [`Kind::ALL`]'s order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A feed in any format.

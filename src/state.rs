@@ -64,7 +64,7 @@ const MIGRATIONS: &[&str] = &[
         requests INTEGER NOT NULL,
         unconditional INTEGER NOT NULL,
         fast INTEGER NOT NULL,
-        aggregator INTEGER NOT NULL,
+        reported INTEGER,
         crawler INTEGER NOT NULL,
         PRIMARY KEY (feed, id)
     ) WITHOUT ROWID;
@@ -344,7 +344,7 @@ impl State {
                 key.execute(params![day, &bytes[..]])?;
             }
             let mut client = transaction.prepare(
-                "INSERT INTO audience_client (feed, id, family, last_seen, requests, unconditional, fast, aggregator, crawler)
+                "INSERT INTO audience_client (feed, id, family, last_seen, requests, unconditional, fast, reported, crawler)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             for c in &saved.clients {
@@ -357,7 +357,7 @@ impl State {
                     counts.0,
                     counts.1,
                     counts.2,
-                    c.aggregator,
+                    c.reported.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
                     c.crawler
                 ])?;
             }
@@ -388,10 +388,10 @@ impl State {
             let mut keys = connection.prepare("SELECT day, key FROM audience_key")?;
             for row in keys.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))? {
                 let (day, key) = row?;
-                saved.keys.extend(<[u8; 32]>::try_from(key).ok().map(|key| (day, key)));
+                saved.keys.extend(<[u8; 16]>::try_from(key).ok().map(|key| (day, key)));
             }
             let mut clients = connection.prepare(
-                "SELECT feed, id, family, last_seen, requests, unconditional, fast, aggregator, crawler FROM audience_client",
+                "SELECT feed, id, family, last_seen, requests, unconditional, fast, reported, crawler FROM audience_client",
             )?;
             let rows = clients.query_map([], |row| {
                 let id: Vec<u8> = row.get(1)?;
@@ -404,7 +404,7 @@ impl State {
                         requests: row.get(4)?,
                         unconditional: row.get(5)?,
                         fast: row.get(6)?,
-                        aggregator: row.get(7)?,
+                        reported: row.get::<_, Option<i64>>(7)?.map(|n| n.max(0) as u64),
                         crawler: row.get(8)?,
                     })
                 }))

@@ -21,9 +21,6 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-
 pub use agent::Agent;
 
 /// The most clients remembered; the least recently seen go first.
@@ -72,8 +69,8 @@ pub struct Client {
     pub unconditional: u32,
     /// Requests sooner than the feed's `ttl` after the one before (with 10 % slack).
     pub fast: u32,
-    /// An aggregator that reports its readers: counted through its report, not as a reader.
-    pub aggregator: bool,
+    /// The subscribers an aggregator reports: counted through its report, not as a reader.
+    pub reported: Option<u64>,
     pub crawler: bool,
 }
 
@@ -89,7 +86,7 @@ pub struct Hour {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Saved {
     /// Each UTC day's key (the day as days since the epoch).
-    pub keys: Vec<(i64, [u8; 32])>,
+    pub keys: Vec<(i64, [u8; 16])>,
     pub clients: Vec<Client>,
     /// (feed, aggregator, hour as unix s / 3600, the most subscribers reported in it).
     pub reports: Vec<(Arc<str>, String, i64, u64)>,
@@ -105,7 +102,7 @@ pub struct Audience {
 
 #[derive(Debug, Default)]
 struct Data {
-    keys: BTreeMap<i64, [u8; 32]>,
+    keys: BTreeMap<i64, [u8; 16]>,
     clients: HashMap<(Arc<str>, [u8; 16]), Client>,
     /// By feed, then aggregator: the most subscribers reported in each hour.
     reports: HashMap<Arc<str>, HashMap<String, BTreeMap<i64, u64>>>,
@@ -132,11 +129,10 @@ impl Audience {
         self.data.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts one request for a feed.
+    /// Counts one request for a feed. A User-Agent is read only when its client is new: a
+    /// client that polls again costs a hash and two map lookups.
     pub fn record(&self, seen: &Seen<'_>) {
-        let agent = agent::parse(seen.user_agent);
         let mut data = self.lock();
-        let data = &mut *data;
         let hours = data.hours.entry(seen.feed.clone()).or_default();
         let hour = hours.entry(seen.now.div_euclid(HOUR)).or_default();
         hour.requests += 1;
@@ -146,10 +142,7 @@ impl Audience {
             let oldest = seen.now.div_euclid(HOUR) - HOURS_KEPT;
             hours.retain(|hour, _| *hour >= oldest);
         }
-        if let Some(count) = agent.reported {
-            data.report(seen.feed, &agent.family, seen.now, count);
-        }
-        data.client(seen, agent);
+        data.client(seen);
     }
 
     /// What there is to save at `now`, with what has expired left out.
@@ -208,23 +201,30 @@ impl Data {
     }
 
     /// Finds the client (under today's key, or yesterday's, then moved) and counts its request.
-    fn client(&mut self, seen: &Seen<'_>, agent: Agent) {
+    fn client(&mut self, seen: &Seen<'_>) {
         let day = seen.now.div_euclid(DAY);
         let today = *self.keys.entry(day).or_insert_with(new_key);
         let id = client_id(&today, seen.address, seen.user_agent);
         let key = (seen.feed.clone(), id);
-        let previous = match self.clients.get(&key) {
-            Some(client) => Some(client.last_seen),
-            None => self.keys.get(&(day - 1)).copied().and_then(|yesterday| {
-                let old = client_id(&yesterday, seen.address, seen.user_agent);
-                self.clients.remove(&(seen.feed.clone(), old)).map(|client| client.last_seen)
-            }),
-        };
-        let fast = previous.is_some_and(|last| {
-            let ttl = i64::try_from(seen.ttl.as_secs()).unwrap_or(i64::MAX);
-            ttl > 0 && (seen.now - last) * 10 < ttl * 9
+        if let Some(client) = self.clients.get_mut(&key) {
+            let last_seen = client.last_seen;
+            client.count(seen, Some(last_seen));
+            // An aggregator's report counts for 24 hours from each hour it is made in.
+            if let (Some(count), true) = (client.reported, last_seen.div_euclid(HOUR) != seen.now.div_euclid(HOUR)) {
+                let family = client.family.clone();
+                self.report(seen.feed, &family, seen.now, count);
+            }
+            return;
+        }
+        let previous = self.keys.get(&(day - 1)).copied().and_then(|yesterday| {
+            let old = client_id(&yesterday, seen.address, seen.user_agent);
+            self.clients.remove(&(seen.feed.clone(), old)).map(|client| client.last_seen)
         });
-        let client = self.clients.entry(key).or_insert_with(|| Client {
+        let agent = agent::parse(seen.user_agent);
+        if let Some(count) = agent.reported {
+            self.report(seen.feed, &agent.family, seen.now, count);
+        }
+        let mut client = Client {
             feed: seen.feed.clone(),
             id,
             family: agent.family,
@@ -232,14 +232,11 @@ impl Data {
             requests: 0,
             unconditional: 0,
             fast: 0,
-            aggregator: false,
+            reported: agent.reported,
             crawler: agent.crawler,
-        });
-        client.last_seen = seen.now;
-        client.requests = client.requests.saturating_add(1);
-        client.unconditional = client.unconditional.saturating_add(u32::from(!seen.conditional));
-        client.fast = client.fast.saturating_add(u32::from(fast));
-        client.aggregator |= agent.reported.is_some();
+        };
+        client.count(seen, previous);
+        self.clients.insert(key, client);
         if self.clients.len() > MAX_CLIENTS {
             self.expire(seen.now);
         }
@@ -273,8 +270,8 @@ impl Data {
     }
 }
 
-fn new_key() -> [u8; 32] {
-    let mut key = [0; 32];
+fn new_key() -> [u8; 16] {
+    let mut key = [0; 16];
     // Without the system's randomness, a fixed key still counts right; it only hides less.
     if let Err(error) = getrandom::fill(&mut key) {
         tracing::warn!("no random key for counting readers ({error}); using a fixed one");
@@ -283,17 +280,30 @@ fn new_key() -> [u8; 32] {
 }
 
 /// The keyed hash of a client: the address (an IPv6 one by its /64) and the User-Agent.
-fn client_id(key: &[u8; 32], address: IpAddr, user_agent: &str) -> [u8; 16] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+fn client_id(key: &[u8; 16], address: IpAddr, user_agent: &str) -> [u8; 16] {
+    use std::hash::Hasher;
+    let mut hasher = siphasher::sip128::SipHasher24::new_with_key(key);
     match address.to_canonical() {
-        IpAddr::V4(v4) => mac.update(&v4.octets()),
-        IpAddr::V6(v6) => mac.update(&v6.octets()[..8]),
+        IpAddr::V4(v4) => hasher.write(&v4.octets()),
+        IpAddr::V6(v6) => hasher.write(&v6.octets()[..8]),
     }
-    mac.update(&[0]);
-    mac.update(user_agent.as_bytes());
-    let mut id = [0; 16];
-    id.copy_from_slice(&mac.finalize().into_bytes()[..16]);
-    id
+    hasher.write_u8(0);
+    hasher.write(user_agent.as_bytes());
+    siphasher::sip128::Hasher128::finish128(&hasher).as_bytes()
+}
+
+impl Client {
+    /// Counts a request; `previous` is when this client asked before, if it did.
+    fn count(&mut self, seen: &Seen<'_>, previous: Option<i64>) {
+        let fast = previous.is_some_and(|last| {
+            let ttl = i64::try_from(seen.ttl.as_secs()).unwrap_or(i64::MAX);
+            ttl > 0 && (seen.now - last).saturating_mul(10) < ttl.saturating_mul(9)
+        });
+        self.last_seen = seen.now;
+        self.requests = self.requests.saturating_add(1);
+        self.unconditional = self.unconditional.saturating_add(u32::from(!seen.conditional));
+        self.fast = self.fast.saturating_add(u32::from(fast));
+    }
 }
 
 /// One feed's counts.
@@ -368,7 +378,7 @@ impl Report {
         }
         let mut families: BTreeMap<&str, FamilyRow> = BTreeMap::new();
         for client in data.clients.values() {
-            if !client.aggregator && !client.crawler {
+            if client.reported.is_none() && !client.crawler {
                 feeds.entry(client.feed.clone()).or_insert_with(|| row(&client.feed)).readers += 1;
             }
             let family = families.entry(&client.family).or_insert_with(|| FamilyRow {

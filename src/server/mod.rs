@@ -94,6 +94,7 @@ pub struct Answerer {
 /// What the observers need of a request, taken before the hub consumes it.
 struct Asked {
     method: Method,
+    /// For the access log only.
     path: String,
     user_agent: Option<HeaderValue>,
     conditional: bool,
@@ -107,7 +108,7 @@ impl Handler for Answerer {
         let headers = request.headers();
         let asked = Asked {
             method: request.method().clone(),
-            path: request.uri().path().to_owned(),
+            path: self.observers.access_log.map(|_| request.uri().path().to_owned()).unwrap_or_default(),
             user_agent: headers.get(USER_AGENT).cloned(),
             conditional: headers.contains_key(IF_NONE_MATCH) || headers.contains_key(IF_MODIFIED_SINCE),
             peer,
