@@ -6,24 +6,33 @@
 #
 # Two `crier serve` processes publish the bundled sample posts (posts/): OFF has no
 # metrics_listen and count_subscribers = false; ON has metrics_listen and counts subscribers
-# (access_log stays off in both: a log line per request is a choice with its own cost). Each
-# measurement is wrk -t2 -c32 -d${WRK_SECS}s against one of them, alternating OFF, ON, OFF, ON
-# (REPS each), so the machine's drift hits both alike; the other process idles meanwhile.
+# (access_log stays off in both: a log line per request is a choice with its own cost). Both
+# run on CPU 0 and wrk (-t1 -c16 -d${WRK_SECS}s) on CPU 1, so that the load generator does not
+# compete with the server it measures. Runs alternate OFF, ON, OFF, ON (REPS each), so the
+# machine's drift hits both alike; the other process idles meanwhile. Besides requests per
+# second, each run reports the server's CPU time per request (user + system, from /proc), the
+# steadier figure on a shared machine.
 # Three loads on /feed.rss:
 #   200   Accept-Encoding: gzip, one User-Agent (a reader polling hard);
 #   304   If-None-Match with the gzip ETag (a well-behaved poller);
 #   new   200 as above, but every request from a User-Agent never seen before (each one a new
-#         client for the subscriber counts: the worst case for them).
-# Prints medians and the ON/OFF ratio, and writes them to benches/results-metrics.md.
+#         client for the subscriber counts: the worst case for them);
+#   close 200 as in `200`, one request per connection (how feed readers poll: one request to a
+#         feed, then the connection closes).
+# This machine's throughput varies by ±15 % from run to run, more than the effect measured, so
+# the script also counts user-space instructions per request under valgrind (callgrind), which
+# repeat exactly: crier started, then 1 or 4,001 requests (keep-alive, from python3), the
+# difference divided by 4,000, for each side and for the 200 and new loads.
+# Prints medians and the ON/OFF ratios, and writes them to benches/results-metrics.md.
 #
-# Knobs: WRK_SECS=10, REPS=3, SKIP_CARGO=1, CRIER_BIN=path, RESULTS=path.
-# Installs Debian's wrk with apt-get when missing.
+# Knobs: WRK_SECS=5, REPS=9, SKIP_CARGO=1, CRIER_BIN=path, RESULTS=path, CALLGRIND=0 (skip it).
+# Installs Debian's wrk and valgrind with apt-get when missing.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 BENCHES="$REPO/benches"
-WRK_SECS=${WRK_SECS:-10}
-REPS=${REPS:-3}
+WRK_SECS=${WRK_SECS:-5}
+REPS=${REPS:-9}
 CRIER=${CRIER_BIN:-$REPO/target/release/crier}
 RESULTS=${RESULTS:-$BENCHES/results-metrics.md}
 BENCH_NAME=metrics-bench
@@ -31,6 +40,7 @@ BENCH_NAME=metrics-bench
 . "$REPO/benches/lib.sh"
 
 command -v wrk >/dev/null || apt_install wrk
+[ "${CALLGRIND:-1}" = 0 ] || command -v valgrind >/dev/null || apt_install valgrind
 [ "${SKIP_CARGO:-}" = 1 ] || cargo build --release --quiet
 
 run=$(mktemp -d)
@@ -54,7 +64,7 @@ base_url = "https://news.example.com/"
 listen = "127.0.0.1:0"
 $extra
 EOF
-  "$CRIER" serve --config "$run/$name/crier.toml" 2> "$run/$name/log" &
+  taskset -c 0 "$CRIER" serve --config "$run/$name/crier.toml" 2> "$run/$name/log" &
   pids+=($!)
   for _ in $(seq 100); do
     grep -q 'published:' "$run/$name/log" 2>/dev/null && break
@@ -78,11 +88,15 @@ request = function()
 end
 EOF
 
-# measure SIDE LOAD -> requests per second
+# CPU time of process PID so far, in clock ticks (utime + stime).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# measure SIDE LOAD -> "requests-per-second microseconds-of-CPU-per-request"
 measure() {
-  local side=$1 load=$2 address etag args=()
+  local side=$1 load=$2 address etag args=() pid before after out
   address=$(cat "$run/$side.addr")
-  args=(-t2 -c32 "-d${WRK_SECS}s" -H "Accept-Encoding: gzip")
+  pid=${pids[0]}; [ "$side" = on ] && pid=${pids[1]}
+  args=(-t1 -c16 "-d${WRK_SECS}s" -H "Accept-Encoding: gzip")
   case $load in
     200) args+=(-H "User-Agent: newsboat/2.30.1 (Linux x86_64)") ;;
     304)
@@ -90,35 +104,86 @@ measure() {
         | sed -n 's/^[Ee][Tt][Aa][Gg]: //p')
       args+=(-H "User-Agent: newsboat/2.30.1 (Linux x86_64)" -H "If-None-Match: $etag") ;;
     new) args+=(-s "$run/new.lua") ;;
+    close) args+=(-H "User-Agent: newsboat/2.30.1 (Linux x86_64)" -H "Connection: close") ;;
   esac
-  wrk "${args[@]}" "http://$address/feed.rss" | awk '/Requests\/sec/ {print $2}'
+  before=$(ticks "$pid")
+  out=$(taskset -c 1 wrk "${args[@]}" "http://$address/feed.rss")
+  after=$(ticks "$pid")
+  echo "$out" | awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /Requests\/sec/ {rps = $2} /requests in/ {n = $1}
+    END {printf "%s %.2f\n", rps, t / hz * 1e6 / n}'
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+# median COLUMN < lines
+median() { awk -v c="$1" '{print $c}' | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 {
   echo "# Metrics overhead: serving throughput, metrics on vs off"
   echo
-  echo "\`bash benches/metrics.sh\` on $(date -u +%Y-%m-%d), $(nproc) cores, wrk -t2 -c32 -d${WRK_SECS}s, $REPS runs per side and load, alternating; medians."
+  echo "\`bash benches/metrics.sh\` on $(date -u +%Y-%m-%d): crier on CPU 0, wrk -t1 -c16 -d${WRK_SECS}s on CPU 1, $REPS runs per side and load, alternating; medians. CPU is crier's user + system time per request."
   echo
-  echo "| load | off req/s | on req/s | on/off |"
-  echo "|---|---:|---:|---:|"
+  echo "| load | off req/s | on req/s | on/off | off CPU µs/req | on CPU µs/req | on/off |"
+  echo "|---|---:|---:|---:|---:|---:|---:|"
 } > "$run/results.md"
-for load in 200 304 new; do
+for load in 200 304 new close; do
   : > "$run/off.$load"; : > "$run/on.$load"
   for _ in $(seq "$REPS"); do
     for side in off on; do
       measure "$side" "$load" >> "$run/$side.$load"
     done
   done
-  off=$(median < "$run/off.$load")
-  on=$(median < "$run/on.$load")
+  off=$(median 1 < "$run/off.$load"); on=$(median 1 < "$run/on.$load")
+  off_cpu=$(median 2 < "$run/off.$load"); on_cpu=$(median 2 < "$run/on.$load")
   ratio=$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.3f", a / b}')
-  log "$load: off $off, on $on, on/off $ratio (runs: off $(tr '\n' ' ' < "$run/off.$load"); on $(tr '\n' ' ' < "$run/on.$load"))"
-  echo "| $load | $off | $on | $ratio |" >> "$run/results.md"
+  cpu_ratio=$(awk -v a="$on_cpu" -v b="$off_cpu" 'BEGIN {printf "%.3f", a / b}')
+  log "$load: off $off req/s $off_cpu µs, on $on req/s $on_cpu µs (runs: off $(tr '\n' ',' < "$run/off.$load") on $(tr '\n' ',' < "$run/on.$load"))"
+  echo "| $load | $off | $on | $ratio | $off_cpu | $on_cpu | $cpu_ratio |" >> "$run/results.md"
 done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+off_rss=$(rss "${pids[0]}"); on_rss=$(rss "${pids[1]}")
+kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
+
+cat > "$run/client.py" <<'EOF'
+import http.client, sys
+host, port = sys.argv[1].rsplit(":", 1)
+connection = http.client.HTTPConnection(host, int(port))
+for i in range(int(sys.argv[2])):
+    agent = "bench-reader/%d" % i if sys.argv[3] == "new" else "newsboat/2.30.1 (Linux x86_64)"
+    connection.request("GET", "/feed.rss", headers={"Accept-Encoding": "gzip", "User-Agent": agent})
+    connection.getresponse().read()
+EOF
+# instructions SIDE REQUESTS LOAD -> crier's user-space instructions from start to stop
+instructions() {
+  local side=$1 n=$2 load=$3 out="$run/cg.$1.$2.$3" address pid
+  rm -rf "$run/$side/feeds" "$run/$side/state"
+  valgrind --tool=callgrind --callgrind-out-file="$out" "$CRIER" serve --config "$run/$side/crier.toml" \
+    2> "$out.log" &
+  pid=$!
+  for _ in $(seq 600); do grep -q 'published:' "$out.log" 2>/dev/null && break; sleep 0.1; done
+  address=$(grep -o 'serving .* on http://[0-9.:]*' "$out.log" | sed 's|.*http://||')
+  python3 "$run/client.py" "$address" "$n" "$load"
+  kill -TERM "$pid"; wait "$pid" || true
+  awk '/^totals:/ {print $2}' "$out"
+}
+if [ "${CALLGRIND:-1}" != 0 ]; then
+  {
+    echo
+    echo "User-space instructions per request (callgrind; keep-alive; exact from run to run):"
+    echo
+    echo "| load | off | on | on − off | on/off |"
+    echo "|---|---:|---:|---:|---:|"
+  } >> "$run/results.md"
+  for load in 200 new; do
+    per=()
+    for side in off on; do
+      one=$(instructions "$side" 1 "$load"); many=$(instructions "$side" 4001 "$load")
+      per+=($(( (many - one) / 4000 )))
+    done
+    log "instructions per request, $load: off ${per[0]}, on ${per[1]}"
+    echo "| $load | ${per[0]} | ${per[1]} | $(( per[1] - per[0] )) | $(awk -v a="${per[1]}" -v b="${per[0]}" 'BEGIN {printf "%.3f", a / b}') |" >> "$run/results.md"
+  done
+fi
 echo >> "$run/results.md"
-echo "Resident memory after the runs: off $(rss "${pids[0]}") KiB, on $(rss "${pids[1]}") KiB (the ON side remembers every new client of the \`new\` load, up to 200,000)." >> "$run/results.md"
+echo "Resident memory after the wrk runs: off $off_rss KiB, on $on_rss KiB (the ON side remembers every new client of the \`new\` load, up to 200,000)." >> "$run/results.md"
 cat "$run/results.md"
 cp "$run/results.md" "$RESULTS"

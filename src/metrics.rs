@@ -120,8 +120,7 @@ impl Metrics {
         register(&metrics.registry, info.expect("a valid metric"))
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        let process = prometheus::process_collector::ProcessCollector::for_self();
-        metrics.registry.register(Box::new(process)).expect("process metrics register once");
+        register(&metrics.registry, Process::new());
         if let Some(audience) = audience {
             register(&metrics.registry, Subscribers::new(audience));
         }
@@ -206,6 +205,88 @@ impl Collector for ReadGauge {
     }
 }
 
+/// The process metrics Prometheus's client libraries export, read from `/proc/self` at each
+/// scrape. Not the prometheus crate's own collector: it dates the start from the boot time in
+/// `/proc/stat`, which `ProcSubset=pid` in crier.service hides (it said 0), and it counts CPU
+/// time in whole seconds.
+#[derive(Debug, Clone)]
+struct Process {
+    cpu: prometheus::Counter,
+    open_fds: IntGauge,
+    max_fds: IntGauge,
+    resident: IntGauge,
+    virtual_memory: IntGauge,
+    threads: IntGauge,
+    start_time: prometheus::Gauge,
+}
+
+impl Process {
+    fn new() -> Process {
+        let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("a valid metric");
+        let process = Process {
+            cpu: prometheus::Counter::new("process_cpu_seconds_total", "User and system CPU time, in seconds.")
+                .expect("a valid metric"),
+            open_fds: gauge("process_open_fds", "Open file descriptors."),
+            max_fds: gauge("process_max_fds", "The most file descriptors the process may open."),
+            resident: gauge("process_resident_memory_bytes", "Resident memory, in bytes."),
+            virtual_memory: gauge("process_virtual_memory_bytes", "Virtual memory, in bytes."),
+            threads: gauge("process_threads", "OS threads."),
+            start_time: prometheus::Gauge::new(
+                "process_start_time_seconds",
+                "When the process started, in Unix seconds.",
+            )
+            .expect("a valid metric"),
+        };
+        // From the boot time where /proc/stat is visible; else now, within moments of the start.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let started = procfs::boot_time_secs().ok().zip(procfs::process::Process::myself().and_then(|p| p.stat()).ok());
+        process.start_time.set(match started {
+            Some((boot, stat)) => boot as f64 + stat.starttime as f64 / procfs::ticks_per_second() as f64,
+            None => now.as_secs_f64(),
+        });
+        process
+    }
+
+    fn all(&self) -> [&dyn Collector; 7] {
+        [
+            &self.cpu,
+            &self.open_fds,
+            &self.max_fds,
+            &self.resident,
+            &self.virtual_memory,
+            &self.threads,
+            &self.start_time,
+        ]
+    }
+}
+
+impl Collector for Process {
+    fn desc(&self) -> Vec<&Desc> {
+        self.all().into_iter().flat_map(Collector::desc).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Ok(me) = procfs::process::Process::myself() else { return Vec::new() };
+        let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        if let Ok(stat) = me.stat() {
+            self.cpu.reset();
+            self.cpu.inc_by((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64);
+            self.resident.set(to_i64(stat.rss.saturating_mul(procfs::page_size())));
+            self.virtual_memory.set(to_i64(stat.vsize));
+            self.threads.set(stat.num_threads);
+        }
+        if let Ok(count) = me.fd_count() {
+            self.open_fds.set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        if let Ok(limits) = me.limits() {
+            if let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit {
+                self.max_fds.set(to_i64(max));
+            }
+        }
+        self.all().into_iter().flat_map(Collector::collect).collect()
+    }
+}
+
 /// `crier_feed_subscribers{feed, source}`, from the audience at each scrape.
 #[derive(Debug, Clone)]
 struct Subscribers {
@@ -252,7 +333,7 @@ mod tests {
         audience.record(&crate::audience::Seen {
             feed: &feed,
             address: "192.0.2.1".parse().unwrap(),
-            user_agent: "Feedly/1.0 (x; 12 subscribers)",
+            user_agent: b"Feedly/1.0 (x; 12 subscribers)",
             not_modified: false,
             conditional: false,
             ttl: Duration::from_secs(60),

@@ -509,7 +509,7 @@ mod tests {
             audience.record(&crate::audience::Seen {
                 feed: &feed,
                 address: address.parse().unwrap(),
-                user_agent,
+                user_agent: user_agent.as_bytes(),
                 not_modified: true,
                 conditional: true,
                 ttl: std::time::Duration::from_secs(60),

@@ -184,3 +184,46 @@ fn prometheus_scrapes_crier_and_promtool_accepts_the_metrics() {
     assert_eq!(query(&address, "crier_feed_subscribers{feed=\"feed\",source=\"Inoreader\"}"), Some(34.0));
     assert_eq!(query(&address, "up{job=\"crier\"}"), Some(1.0));
 }
+
+/// Runs headless Chromium on `url` with `args` (`--dump-dom`, `--screenshot=...`); its stdout.
+fn chromium(profile: &Path, url: &str, args: &[&str]) -> String {
+    let output = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium runs");
+    assert!(output.status.success(), "chromium: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_stats_page_renders_in_headless_chromium() {
+    if !interop("/stats in headless Chromium") {
+        return;
+    }
+    require_tool("chromium", &["--version"], "apt-get install chromium");
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), CONFIG);
+    let admin = metrics_address(&daemon);
+    poll_feeds(&daemon);
+    for _ in 0..3 {
+        // A poller that never revalidates, and asks again at once.
+        assert_eq!(daemon.get("/categories/科技.rss", &[("User-Agent", "LazyFetcher/0.1")]).status, 200);
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("http://{admin}/stats");
+    let dom = chromium(profile.path(), &url, &["--dump-dom"]);
+    assert!(dom.contains("<h2>feed — 47 subscribers</h2>"), "{dom}");
+    assert!(dom.contains("<h2>categories/科技 — 13 subscribers</h2>"), "Feedly's 12 and one reader: {dom}");
+    assert_eq!(dom.matches("<svg").count(), 2, "a chart per feed");
+    assert_eq!(dom.matches("<g>").count(), 2 * 48, "48 hourly bars each");
+    let pollers = dom.split("Pollers to fix").nth(1).expect("the pollers section");
+    assert!(pollers.contains("<td>LazyFetcher</td><td>1</td><td>3</td><td>100%</td><td>67%</td>"), "{pollers}");
+    let shot = profile.path().join("stats.png");
+    chromium(profile.path(), &url, &[&format!("--screenshot={}", shot.display()), "--window-size=800,1000"]);
+    let png = fs::read(&shot).expect("a screenshot");
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
+}

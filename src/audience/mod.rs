@@ -17,6 +17,7 @@ pub mod agent;
 pub mod page;
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,7 +46,8 @@ pub struct Seen<'a> {
     /// The feed (its stem, `categories/新闻`).
     pub feed: &'a Arc<str>,
     pub address: IpAddr,
-    pub user_agent: &'a str,
+    /// The User-Agent header's bytes (read as UTF-8, lossily, only for a new client).
+    pub user_agent: &'a [u8],
     /// 304: the client's copy was current.
     pub not_modified: bool,
     /// The request carried `If-None-Match` or `If-Modified-Since`.
@@ -103,24 +105,53 @@ pub struct Audience {
 #[derive(Debug, Default)]
 struct Data {
     keys: BTreeMap<i64, [u8; 16]>,
-    clients: HashMap<(Arc<str>, [u8; 16]), Client>,
-    /// By feed, then aggregator: the most subscribers reported in each hour.
-    reports: HashMap<Arc<str>, HashMap<String, BTreeMap<i64, u64>>>,
-    hours: HashMap<Arc<str>, BTreeMap<i64, Hour>>,
+    feeds: HashMap<Arc<str>, FeedData>,
+    /// Clients in all feeds.
+    clients: usize,
+}
+
+/// What is counted of one feed.
+#[derive(Debug, Default)]
+struct FeedData {
+    /// By keyed hash.
+    clients: HashMap<[u8; 16], Client, BuildHasherDefault<IdHasher>>,
+    /// By aggregator: the most subscribers reported in each hour.
+    reports: HashMap<String, BTreeMap<i64, u64>>,
+    hours: BTreeMap<i64, Hour>,
+}
+
+/// Client ids are keyed hashes already, uniform and out of the clients' control: a map of them
+/// needs no hashing of its own.
+#[derive(Debug, Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+        }
+    }
 }
 
 impl Audience {
     /// A tracker that goes on from what was saved.
     pub fn from_saved(saved: Saved) -> Audience {
         let mut data = Data { keys: saved.keys.into_iter().collect(), ..Data::default() };
+        data.clients = saved.clients.len();
         for client in saved.clients {
-            data.clients.insert((client.feed.clone(), client.id), client);
+            data.feeds.entry(client.feed.clone()).or_default().clients.insert(client.id, client);
         }
         for (feed, source, hour, count) in saved.reports {
-            data.reports.entry(feed).or_default().entry(source).or_default().insert(hour, count);
+            data.feeds.entry(feed).or_default().reports.entry(source).or_default().insert(hour, count);
         }
         for (feed, hour, counted) in saved.hours {
-            data.hours.entry(feed).or_default().insert(hour, counted);
+            data.feeds.entry(feed).or_default().hours.insert(hour, counted);
         }
         Audience { data: Mutex::new(data) }
     }
@@ -132,40 +163,44 @@ impl Audience {
     /// Counts one request for a feed. A User-Agent is read only when its client is new: a
     /// client that polls again costs a hash and two map lookups.
     pub fn record(&self, seen: &Seen<'_>) {
+        let day = seen.now.div_euclid(DAY);
+        let id = |key: &[u8; 16]| client_id(key, seen.address, seen.user_agent);
         let mut data = self.lock();
-        let hours = data.hours.entry(seen.feed.clone()).or_default();
-        let hour = hours.entry(seen.now.div_euclid(HOUR)).or_default();
+        let today = id(data.keys.entry(day).or_insert_with(new_key));
+        let yesterday = data.keys.get(&(day - 1)).copied();
+        let feed = match data.feeds.get_mut(seen.feed) {
+            Some(feed) => feed,
+            None => data.feeds.entry(seen.feed.clone()).or_default(),
+        };
+        let hour = feed.hours.entry(seen.now.div_euclid(HOUR)).or_default();
         hour.requests += 1;
         hour.not_modified += u64::from(seen.not_modified);
         hour.unconditional += u64::from(!seen.conditional);
-        if hours.len() > HOURS_KEPT as usize + 1 {
+        if feed.hours.len() > HOURS_KEPT as usize + 1 {
             let oldest = seen.now.div_euclid(HOUR) - HOURS_KEPT;
-            hours.retain(|hour, _| *hour >= oldest);
+            feed.hours.retain(|hour, _| *hour >= oldest);
         }
-        data.client(seen);
+        if feed.client(seen, today, || yesterday.map(|key| id(&key))) {
+            data.clients += 1;
+            if data.clients > MAX_CLIENTS {
+                data.expire(seen.now);
+            }
+        }
     }
 
     /// What there is to save at `now`, with what has expired left out.
     pub fn saved(&self, now: i64) -> Saved {
         let mut data = self.lock();
         data.expire(now);
-        Saved {
-            keys: data.keys.iter().map(|(day, key)| (*day, *key)).collect(),
-            clients: data.clients.values().cloned().collect(),
-            reports: data
-                .reports
-                .iter()
-                .flat_map(|(feed, sources)| sources.iter().map(move |(source, hours)| (feed, source, hours)))
-                .flat_map(|(feed, source, hours)| {
-                    hours.iter().map(move |(hour, count)| (feed.clone(), source.clone(), *hour, *count))
-                })
-                .collect(),
-            hours: data
-                .hours
-                .iter()
-                .flat_map(|(feed, hours)| hours.iter().map(move |(hour, counted)| (feed.clone(), *hour, *counted)))
-                .collect(),
+        let mut saved = Saved { keys: data.keys.iter().map(|(day, key)| (*day, *key)).collect(), ..Saved::default() };
+        for (name, feed) in &data.feeds {
+            saved.clients.extend(feed.clients.values().cloned());
+            for (source, hours) in &feed.reports {
+                saved.reports.extend(hours.iter().map(|(hour, count)| (name.clone(), source.clone(), *hour, *count)));
+            }
+            saved.hours.extend(feed.hours.iter().map(|(hour, counted)| (name.clone(), *hour, *counted)));
         }
+        saved
     }
 
     /// The counts at `now`.
@@ -176,53 +211,46 @@ impl Audience {
     }
 }
 
-impl Data {
+impl FeedData {
     /// Keeps an aggregator's report; past [`MAX_SOURCES`] for the feed, the one reporting the
     /// fewest makes way (or this one is dropped, if it reports fewer still).
-    fn report(&mut self, feed: &Arc<str>, source: &str, now: i64, count: u64) {
-        let sources = self.reports.entry(feed.clone()).or_default();
-        if !sources.contains_key(source) && sources.len() >= MAX_SOURCES {
+    fn report(&mut self, source: &str, now: i64, count: u64) {
+        if !self.reports.contains_key(source) && self.reports.len() >= MAX_SOURCES {
             let most = |hours: &BTreeMap<i64, u64>| hours.values().copied().max().unwrap_or(0);
-            let smallest = sources.iter().map(|(source, hours)| (most(hours), source)).min();
+            let smallest = self.reports.iter().map(|(source, hours)| (most(hours), source)).min();
             match smallest {
                 Some((most, _)) if most > count => return,
                 Some((_, smallest)) => {
                     let smallest = smallest.clone();
-                    sources.remove(&smallest);
+                    self.reports.remove(&smallest);
                 }
                 None => {}
             }
         }
-        let hours = sources.entry(source.to_owned()).or_default();
+        let hours = self.reports.entry(source.to_owned()).or_default();
         let most = hours.entry(now.div_euclid(HOUR)).or_default();
         *most = (*most).max(count);
         let oldest = now.div_euclid(HOUR) - 24;
         hours.retain(|hour, _| *hour > oldest);
     }
 
-    /// Finds the client (under today's key, or yesterday's, then moved) and counts its request.
-    fn client(&mut self, seen: &Seen<'_>) {
-        let day = seen.now.div_euclid(DAY);
-        let today = *self.keys.entry(day).or_insert_with(new_key);
-        let id = client_id(&today, seen.address, seen.user_agent);
-        let key = (seen.feed.clone(), id);
-        if let Some(client) = self.clients.get_mut(&key) {
+    /// Finds the client by its id under today's key (`id`), or under yesterday's (then moves
+    /// it), and counts its request. Says whether it is a client not counted before.
+    fn client(&mut self, seen: &Seen<'_>, id: [u8; 16], yesterday: impl FnOnce() -> Option<[u8; 16]>) -> bool {
+        if let Some(client) = self.clients.get_mut(&id) {
             let last_seen = client.last_seen;
             client.count(seen, Some(last_seen));
             // An aggregator's report counts for 24 hours from each hour it is made in.
             if let (Some(count), true) = (client.reported, last_seen.div_euclid(HOUR) != seen.now.div_euclid(HOUR)) {
                 let family = client.family.clone();
-                self.report(seen.feed, &family, seen.now, count);
+                self.report(&family, seen.now, count);
             }
-            return;
+            return false;
         }
-        let previous = self.keys.get(&(day - 1)).copied().and_then(|yesterday| {
-            let old = client_id(&yesterday, seen.address, seen.user_agent);
-            self.clients.remove(&(seen.feed.clone(), old)).map(|client| client.last_seen)
-        });
-        let agent = agent::parse(seen.user_agent);
+        let moved = yesterday().and_then(|old| self.clients.remove(&old));
+        let agent = agent::parse(&String::from_utf8_lossy(seen.user_agent));
         if let Some(count) = agent.reported {
-            self.report(seen.feed, &agent.family, seen.now, count);
+            self.report(&agent.family, seen.now, count);
         }
         let mut client = Client {
             feed: seen.feed.clone(),
@@ -235,38 +263,41 @@ impl Data {
             reported: agent.reported,
             crawler: agent.crawler,
         };
-        client.count(seen, previous);
-        self.clients.insert(key, client);
-        if self.clients.len() > MAX_CLIENTS {
-            self.expire(seen.now);
-        }
+        client.count(seen, moved.as_ref().map(|client| client.last_seen));
+        self.clients.insert(id, client);
+        moved.is_none()
     }
+}
 
+impl Data {
     /// Forgets what is older than the windows: clients unseen for a day, keys older than
     /// yesterday's, reports older than 24 hours, hours older than 48; and, past [`MAX_CLIENTS`],
     /// the least recently seen tenth.
     fn expire(&mut self, now: i64) {
-        self.clients.retain(|_, client| client.last_seen > now - DAY);
-        if self.clients.len() > MAX_CLIENTS {
-            let mut seen: Vec<i64> = self.clients.values().map(|client| client.last_seen).collect();
+        let this_hour = now.div_euclid(HOUR);
+        for feed in self.feeds.values_mut() {
+            feed.clients.retain(|_, client| client.last_seen > now - DAY);
+            for hours in feed.reports.values_mut() {
+                hours.retain(|hour, _| *hour > this_hour - 24);
+            }
+            feed.reports.retain(|_, hours| !hours.is_empty());
+            feed.hours.retain(|hour, _| *hour > this_hour - HOURS_KEPT);
+        }
+        self.clients = self.feeds.values().map(|feed| feed.clients.len()).sum();
+        if self.clients > MAX_CLIENTS {
+            let mut seen: Vec<i64> =
+                self.feeds.values().flat_map(|feed| feed.clients.values().map(|client| client.last_seen)).collect();
             let cut = seen.len() - MAX_CLIENTS * 9 / 10;
             let (_, limit, _) = seen.select_nth_unstable(cut);
             let limit = *limit;
-            self.clients.retain(|_, client| client.last_seen > limit);
+            for feed in self.feeds.values_mut() {
+                feed.clients.retain(|_, client| client.last_seen > limit);
+            }
+            self.clients = self.feeds.values().map(|feed| feed.clients.len()).sum();
         }
+        self.feeds.retain(|_, feed| !feed.clients.is_empty() || !feed.reports.is_empty() || !feed.hours.is_empty());
         let today = now.div_euclid(DAY);
         self.keys.retain(|day, _| *day >= today - 1 && *day <= today);
-        for sources in self.reports.values_mut() {
-            for hours in sources.values_mut() {
-                hours.retain(|hour, _| *hour > now.div_euclid(HOUR) - 24);
-            }
-            sources.retain(|_, hours| !hours.is_empty());
-        }
-        self.reports.retain(|_, sources| !sources.is_empty());
-        for hours in self.hours.values_mut() {
-            hours.retain(|hour, _| *hour > now.div_euclid(HOUR) - HOURS_KEPT);
-        }
-        self.hours.retain(|_, hours| !hours.is_empty());
     }
 }
 
@@ -280,15 +311,14 @@ fn new_key() -> [u8; 16] {
 }
 
 /// The keyed hash of a client: the address (an IPv6 one by its /64) and the User-Agent.
-fn client_id(key: &[u8; 16], address: IpAddr, user_agent: &str) -> [u8; 16] {
-    use std::hash::Hasher;
-    let mut hasher = siphasher::sip128::SipHasher24::new_with_key(key);
+fn client_id(key: &[u8; 16], address: IpAddr, user_agent: &[u8]) -> [u8; 16] {
+    let mut hasher = siphasher::sip128::SipHasher13::new_with_key(key);
     match address.to_canonical() {
         IpAddr::V4(v4) => hasher.write(&v4.octets()),
         IpAddr::V6(v6) => hasher.write(&v6.octets()[..8]),
     }
     hasher.write_u8(0);
-    hasher.write(user_agent.as_bytes());
+    hasher.write(user_agent);
     siphasher::sip128::Hasher128::finish128(&hasher).as_bytes()
 }
 
@@ -361,39 +391,32 @@ pub struct Report {
 
 impl Report {
     fn of(data: &Data, now: i64) -> Report {
-        let mut feeds: BTreeMap<Arc<str>, FeedRow> = BTreeMap::new();
-        let row =
-            |feed: &Arc<str>| FeedRow { feed: feed.clone(), aggregators: Vec::new(), readers: 0, hours: Vec::new() };
         let this_hour = now.div_euclid(HOUR);
-        for (feed, hours) in &data.hours {
+        let mut feeds = Vec::new();
+        let mut families: BTreeMap<&str, FamilyRow> = BTreeMap::new();
+        for (name, feed) in &data.feeds {
             let hours =
-                (this_hour - HOURS_KEPT + 1..=this_hour).map(|h| (h, hours.get(&h).copied().unwrap_or_default()));
-            feeds.entry(feed.clone()).or_insert_with(|| row(feed)).hours = hours.collect();
-        }
-        for (feed, sources) in &data.reports {
-            let row = feeds.entry(feed.clone()).or_insert_with(|| row(feed));
-            for (source, hours) in sources {
+                (this_hour - HOURS_KEPT + 1..=this_hour).map(|h| (h, feed.hours.get(&h).copied().unwrap_or_default()));
+            let mut row = FeedRow { feed: name.clone(), aggregators: Vec::new(), readers: 0, hours: hours.collect() };
+            for (source, hours) in &feed.reports {
                 row.aggregators.push((source.clone(), hours.values().copied().max().unwrap_or(0)));
             }
-        }
-        let mut families: BTreeMap<&str, FamilyRow> = BTreeMap::new();
-        for client in data.clients.values() {
-            if client.reported.is_none() && !client.crawler {
-                feeds.entry(client.feed.clone()).or_insert_with(|| row(&client.feed)).readers += 1;
+            for client in feed.clients.values() {
+                row.readers += u64::from(client.reported.is_none() && !client.crawler);
+                let family = families.entry(&client.family).or_insert_with(|| FamilyRow {
+                    family: client.family.clone(),
+                    clients: 0,
+                    requests: 0,
+                    unconditional: 0,
+                    fast: 0,
+                });
+                family.clients += 1;
+                family.requests += u64::from(client.requests);
+                family.unconditional += u64::from(client.unconditional);
+                family.fast += u64::from(client.fast);
             }
-            let family = families.entry(&client.family).or_insert_with(|| FamilyRow {
-                family: client.family.clone(),
-                clients: 0,
-                requests: 0,
-                unconditional: 0,
-                fast: 0,
-            });
-            family.clients += 1;
-            family.requests += u64::from(client.requests);
-            family.unconditional += u64::from(client.unconditional);
-            family.fast += u64::from(client.fast);
+            feeds.push(row);
         }
-        let mut feeds: Vec<FeedRow> = feeds.into_values().collect();
         for feed in &mut feeds {
             feed.aggregators.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         }

@@ -169,7 +169,7 @@ mod tests {
             audience.record(&Seen {
                 feed: &feed,
                 address: "192.0.2.1".parse().unwrap(),
-                user_agent: "Feedly/1.0 (x; 12 subscribers)",
+                user_agent: b"Feedly/1.0 (x; 12 subscribers)",
                 not_modified,
                 conditional: i > 0,
                 ttl: Duration::from_secs(60),

@@ -10,7 +10,7 @@ fn seen<'a>(feed: &'a Arc<str>, address: &str, user_agent: &'a str, now: i64) ->
     Seen {
         feed,
         address: address.parse().unwrap(),
-        user_agent,
+        user_agent: user_agent.as_bytes(),
         not_modified: false,
         conditional: true,
         ttl: Duration::from_secs(3600),

@@ -156,14 +156,13 @@ impl Observers {
         if let Some(metrics) = &self.metrics {
             metrics.request(answer.kind, status, answer.coding, bytes, elapsed);
         }
-        let user_agent =
-            || asked.user_agent.as_ref().map(|ua| String::from_utf8_lossy(ua.as_bytes())).unwrap_or_default();
+        let user_agent = asked.user_agent.as_ref().map_or(&b""[..], HeaderValue::as_bytes);
         let counted = asked.method == Method::GET && matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED);
         if let (Some(audience), Some(feed), true) = (&self.audience, &answer.feed, counted) {
             audience.record(&Seen {
                 feed,
                 address: asked.peer.ip(),
-                user_agent: &user_agent(),
+                user_agent,
                 not_modified: status == StatusCode::NOT_MODIFIED,
                 conditional: asked.conditional,
                 ttl,
@@ -172,7 +171,7 @@ impl Observers {
         }
         if let Some(addresses) = self.access_log {
             let (method, path, ms) = (&asked.method, &asked.path, elapsed.as_secs_f64() * 1000.0);
-            let ua = user_agent();
+            let ua = String::from_utf8_lossy(user_agent);
             match addresses {
                 true => {
                     tracing::info!(target: "crier::access", "{} {method} {path} {} {bytes} {ms:.3}ms {ua:?}", asked.peer.ip(), status.as_u16())
