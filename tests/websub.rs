@@ -452,7 +452,7 @@ fn loopback_callbacks_are_refused_unless_allowed() {
 
 #[test]
 fn failed_deliveries_are_retried_and_410_ends_the_subscription() {
-    let (_dir, daemon) = start("");
+    let (_dir, daemon) = start("metrics_listen = \"127.0.0.1:0\"");
     let subscriber = Subscriber::start(&daemon);
     let topic = format!("{SITE}feed.rss");
     subscribe(&daemon, &topic, &subscriber.callback("/cb"), &[]);
@@ -470,6 +470,20 @@ fn failed_deliveries_are_retried_and_410_ends_the_subscription() {
     daemon.wait_for("the subscription ended", || daemon.log_lines("(410 Gone): its subscription") > 0);
     publish(&daemon, "after.md", "之后");
     assert!(!happens_within(Duration::from_secs(2), || subscriber.hits("POST").len() > 4));
+
+    // What the metrics say of it.
+    let line = daemon.log.wait_for_line("metrics on http://");
+    let admin = line.split("metrics on http://").nth(1).unwrap().split('/').next().unwrap();
+    let metrics = common::request(admin, "GET", "/metrics", &[]).text();
+    for expected in [
+        "crier_websub_deliveries_total{result=\"retrying\"} 2",
+        "crier_websub_deliveries_total{result=\"delivered\"} 1",
+        "crier_websub_deliveries_total{result=\"ended\"} 1",
+        "crier_websub_subscriptions 0",
+        "crier_publish_duration_seconds_count 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == expected), "{expected} missing:\n{metrics}");
+    }
 }
 
 #[test]

@@ -96,6 +96,29 @@ pub struct Saved {
     pub hours: Vec<(Arc<str>, i64, Hour)>,
 }
 
+/// The client of one connection, once identified: its hash under the day's key, with what it was
+/// computed from (the address is the connection's own).
+#[derive(Debug, Default)]
+pub struct ClientMemo {
+    day: i64,
+    user_agent: Vec<u8>,
+    id: Option<[u8; 16]>,
+}
+
+impl ClientMemo {
+    fn known(&self, day: i64, seen: &Seen<'_>) -> Option<[u8; 16]> {
+        self.id.filter(|_| self.day == day && self.user_agent == seen.user_agent)
+    }
+
+    fn remember(&mut self, day: i64, seen: &Seen<'_>, id: [u8; 16]) -> [u8; 16] {
+        self.day = day;
+        self.user_agent.clear();
+        self.user_agent.extend_from_slice(seen.user_agent);
+        self.id = Some(id);
+        id
+    }
+}
+
 /// The counts of one serving crier, shared by the request handlers.
 #[derive(Debug, Default)]
 pub struct Audience {
@@ -105,27 +128,52 @@ pub struct Audience {
 #[derive(Debug, Default)]
 struct Data {
     keys: BTreeMap<i64, [u8; 16]>,
-    feeds: HashMap<Arc<str>, FeedData>,
+    feeds: HashMap<Arc<str>, FeedData, BuildHasherDefault<FastHasher>>,
     /// Clients in all feeds.
     clients: usize,
 }
 
 /// What is counted of one feed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct FeedData {
     /// By keyed hash.
-    clients: HashMap<[u8; 16], Client, BuildHasherDefault<IdHasher>>,
+    clients: HashMap<[u8; 16], Client, BuildHasherDefault<FastHasher>>,
     /// By aggregator: the most subscribers reported in each hour.
     reports: HashMap<String, BTreeMap<i64, u64>>,
-    hours: BTreeMap<i64, Hour>,
+    /// Requests of the last [`HOURS_KEPT`] hours, each in the slot `hour % HOURS_KEPT` with its
+    /// hour (an older hour in a slot is an empty one).
+    hours: Vec<(i64, Hour)>,
 }
 
-/// Client ids are keyed hashes already, uniform and out of the clients' control: a map of them
-/// needs no hashing of its own.
-#[derive(Debug, Default)]
-struct IdHasher(u64);
+impl Default for FeedData {
+    fn default() -> FeedData {
+        let hours = vec![(i64::MIN, Hour::default()); HOURS_KEPT as usize];
+        FeedData { clients: HashMap::default(), reports: HashMap::new(), hours }
+    }
+}
 
-impl Hasher for IdHasher {
+impl FeedData {
+    /// The counts of `hour`, made empty first if its slot held an older one.
+    fn hour(&mut self, hour: i64) -> &mut Hour {
+        let slot = &mut self.hours[hour.rem_euclid(HOURS_KEPT) as usize];
+        if slot.0 != hour {
+            *slot = (hour, Hour::default());
+        }
+        &mut slot.1
+    }
+
+    /// The hours kept that are within [`HOURS_KEPT`] of `this_hour`.
+    fn hours(&self, this_hour: i64) -> impl Iterator<Item = (i64, Hour)> + '_ {
+        self.hours.iter().copied().filter(move |(hour, _)| *hour > this_hour - HOURS_KEPT && *hour <= this_hour)
+    }
+}
+
+/// A fast hash (FxHash's step) for keys clients do not choose: feed names are crier's own, and
+/// client ids are keyed hashes already.
+#[derive(Debug, Default)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
     fn finish(&self) -> u64 {
         self.0
     }
@@ -134,7 +182,7 @@ impl Hasher for IdHasher {
         for chunk in bytes.chunks(8) {
             let mut word = [0; 8];
             word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
     }
 }
@@ -151,7 +199,7 @@ impl Audience {
             data.feeds.entry(feed).or_default().reports.entry(source).or_default().insert(hour, count);
         }
         for (feed, hour, counted) in saved.hours {
-            data.feeds.entry(feed).or_default().hours.insert(hour, counted);
+            *data.feeds.entry(feed).or_default().hour(hour) = counted;
         }
         Audience { data: Mutex::new(data) }
     }
@@ -163,23 +211,28 @@ impl Audience {
     /// Counts one request for a feed. A User-Agent is read only when its client is new: a
     /// client that polls again costs a hash and two map lookups.
     pub fn record(&self, seen: &Seen<'_>) {
+        self.record_with(&mut ClientMemo::default(), seen);
+    }
+
+    /// Like [`Audience::record`] for a request on a connection whose client `memo` remembers
+    /// (from the connection's earlier requests): the client's hash is not computed again.
+    pub fn record_with(&self, memo: &mut ClientMemo, seen: &Seen<'_>) {
         let day = seen.now.div_euclid(DAY);
         let id = |key: &[u8; 16]| client_id(key, seen.address, seen.user_agent);
         let mut data = self.lock();
-        let today = id(data.keys.entry(day).or_insert_with(new_key));
+        let today = match memo.known(day, seen) {
+            Some(today) => today,
+            None => memo.remember(day, seen, id(data.keys.entry(day).or_insert_with(new_key))),
+        };
         let yesterday = data.keys.get(&(day - 1)).copied();
         let feed = match data.feeds.get_mut(seen.feed) {
             Some(feed) => feed,
             None => data.feeds.entry(seen.feed.clone()).or_default(),
         };
-        let hour = feed.hours.entry(seen.now.div_euclid(HOUR)).or_default();
+        let hour = feed.hour(seen.now.div_euclid(HOUR));
         hour.requests += 1;
         hour.not_modified += u64::from(seen.not_modified);
         hour.unconditional += u64::from(!seen.conditional);
-        if feed.hours.len() > HOURS_KEPT as usize + 1 {
-            let oldest = seen.now.div_euclid(HOUR) - HOURS_KEPT;
-            feed.hours.retain(|hour, _| *hour >= oldest);
-        }
         if feed.client(seen, today, || yesterday.map(|key| id(&key))) {
             data.clients += 1;
             if data.clients > MAX_CLIENTS {
@@ -193,12 +246,13 @@ impl Audience {
         let mut data = self.lock();
         data.expire(now);
         let mut saved = Saved { keys: data.keys.iter().map(|(day, key)| (*day, *key)).collect(), ..Saved::default() };
+        let this_hour = now.div_euclid(HOUR);
         for (name, feed) in &data.feeds {
             saved.clients.extend(feed.clients.values().cloned());
             for (source, hours) in &feed.reports {
                 saved.reports.extend(hours.iter().map(|(hour, count)| (name.clone(), source.clone(), *hour, *count)));
             }
-            saved.hours.extend(feed.hours.iter().map(|(hour, counted)| (name.clone(), *hour, *counted)));
+            saved.hours.extend(feed.hours(this_hour).map(|(hour, counted)| (name.clone(), hour, counted)));
         }
         saved
     }
@@ -281,7 +335,6 @@ impl Data {
                 hours.retain(|hour, _| *hour > this_hour - 24);
             }
             feed.reports.retain(|_, hours| !hours.is_empty());
-            feed.hours.retain(|hour, _| *hour > this_hour - HOURS_KEPT);
         }
         self.clients = self.feeds.values().map(|feed| feed.clients.len()).sum();
         if self.clients > MAX_CLIENTS {
@@ -295,7 +348,9 @@ impl Data {
             }
             self.clients = self.feeds.values().map(|feed| feed.clients.len()).sum();
         }
-        self.feeds.retain(|_, feed| !feed.clients.is_empty() || !feed.reports.is_empty() || !feed.hours.is_empty());
+        self.feeds.retain(|_, feed| {
+            !feed.clients.is_empty() || !feed.reports.is_empty() || feed.hours(this_hour).next().is_some()
+        });
         let today = now.div_euclid(DAY);
         self.keys.retain(|day, _| *day >= today - 1 && *day <= today);
     }
@@ -395,8 +450,9 @@ impl Report {
         let mut feeds = Vec::new();
         let mut families: BTreeMap<&str, FamilyRow> = BTreeMap::new();
         for (name, feed) in &data.feeds {
+            let kept: BTreeMap<i64, Hour> = feed.hours(this_hour).collect();
             let hours =
-                (this_hour - HOURS_KEPT + 1..=this_hour).map(|h| (h, feed.hours.get(&h).copied().unwrap_or_default()));
+                (this_hour - HOURS_KEPT + 1..=this_hour).map(|h| (h, kept.get(&h).copied().unwrap_or_default()));
             let mut row = FeedRow { feed: name.clone(), aggregators: Vec::new(), readers: 0, hours: hours.collect() };
             for (source, hours) in &feed.reports {
                 row.aggregators.push((source.clone(), hours.values().copied().max().unwrap_or(0)));

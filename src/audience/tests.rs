@@ -172,3 +172,26 @@ fn what_is_saved_goes_on_after_a_restart() {
     assert_eq!(counts(&restarted.report(NOON + 120), "feed"), (vec![("Feedly".to_owned(), 12)], 1));
     assert_eq!(restarted.report(NOON + 120).feeds[0].requests().requests, 3);
 }
+
+#[test]
+fn a_connection_memo_counts_as_hashing_each_time() {
+    let (plain, memoized) = (Audience::default(), Audience::default());
+    let mut memo = ClientMemo::default();
+    let site = feed("feed");
+    let polls = [
+        ("newsboat/2.30", NOON),
+        ("newsboat/2.30", NOON + 10),
+        // Another User-Agent on the same connection, then the first again, then the next day.
+        ("Feedly/1.0 (x; 5 subscribers)", NOON + 20),
+        ("newsboat/2.30", NOON + 30),
+        ("newsboat/2.30", NOON + 13 * 3600),
+    ];
+    for (user_agent, at) in polls {
+        let request = seen(&site, "203.0.113.5", user_agent, at);
+        plain.record(&request);
+        memoized.record_with(&mut memo, &request);
+    }
+    let now = NOON + 13 * 3600;
+    assert_eq!(memoized.report(now), plain.report(now));
+    assert_eq!(memoized.saved(now).clients.len(), 2, "newsboat moved under the new day's key, and Feedly");
+}

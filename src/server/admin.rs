@@ -1,7 +1,6 @@
 //! The admins' listener (`metrics_listen`): `/metrics` for Prometheus, `/stats` for people.
 //! Nothing of it is on the public listener.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,7 +8,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use hyper::body::Incoming;
 
-use super::{Handler, Slot};
+use super::{Connection, Handler};
 use crate::audience::{Audience, page};
 use crate::http::{Body, plain};
 use crate::metrics::{CONTENT_TYPE, Metrics};
@@ -25,8 +24,8 @@ pub struct Admin {
 }
 
 impl Handler for Admin {
-    async fn handle(&self, request: hyper::Request<Incoming>, _peer: SocketAddr, slot: &Slot) -> Response<Body> {
-        slot.answering();
+    async fn handle(&self, request: hyper::Request<Incoming>, connection: &Connection) -> Response<Body> {
+        connection.slot.answering();
         let method = request.method();
         let no_store = || HeaderValue::from_static("no-store");
         if method != Method::GET && method != Method::HEAD {

@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::audience::{Audience, Seen};
+use crate::audience::{Audience, ClientMemo, Seen};
 use crate::documents::Kind;
 use crate::http::{Answer, Body, Coding, answer};
 use crate::metrics::Metrics;
@@ -64,13 +64,23 @@ impl Limits {
 
 /// What answers the requests of one listener.
 pub trait Handler: Clone + Send + Sync + 'static {
-    /// Answers `request` from `peer`, telling `slot` once the request has fully arrived.
+    /// Answers `request` on `connection`, telling its slot once the request has fully arrived.
     fn handle(
         &self,
         request: hyper::Request<Incoming>,
-        peer: SocketAddr,
-        slot: &Slot,
+        connection: &Connection,
     ) -> impl Future<Output = Response<Body>> + Send;
+}
+
+/// One client connection, as its requests see it.
+pub struct Connection {
+    pub peer: SocketAddr,
+    /// Its place in the connection table.
+    pub slot: Arc<Slot>,
+    /// Who the client is, as subscriber counting identified it for an earlier request (a
+    /// connection's requests come one after another, from one address, nearly always with one
+    /// User-Agent).
+    client: std::sync::Mutex<ClientMemo>,
 }
 
 /// Who watches the requests besides the client: metrics, subscriber counts, the access log.
@@ -103,7 +113,8 @@ struct Asked {
 
 impl Handler for Answerer {
     /// Answers one request from the served set of the moment (or the hub, at its URL).
-    async fn handle(&self, request: hyper::Request<Incoming>, peer: SocketAddr, slot: &Slot) -> Response<Body> {
+    async fn handle(&self, request: hyper::Request<Incoming>, connection: &Connection) -> Response<Body> {
+        let (peer, slot) = (connection.peer, &*connection.slot);
         let started = Instant::now();
         let headers = request.headers();
         let asked = Asked {
@@ -124,7 +135,7 @@ impl Handler for Answerer {
                 (answer(&served, request.method(), request.uri().path(), request.headers()), served.policy.ttl)
             }
         };
-        self.observers.saw(&asked, &answer, ttl, started.elapsed());
+        self.observers.saw(&asked, &answer, ttl, started.elapsed(), connection);
         answer.response
     }
 }
@@ -146,7 +157,7 @@ impl Answerer {
 
 impl Observers {
     /// Tells each observer of an answered request.
-    fn saw(&self, asked: &Asked, answer: &Answer, ttl: Duration, elapsed: Duration) {
+    fn saw(&self, asked: &Asked, answer: &Answer, ttl: Duration, elapsed: Duration, connection: &Connection) {
         let status = answer.response.status();
         // hyper sends no body in answer to HEAD.
         let bytes = match asked.method {
@@ -159,15 +170,19 @@ impl Observers {
         let user_agent = asked.user_agent.as_ref().map_or(&b""[..], HeaderValue::as_bytes);
         let counted = asked.method == Method::GET && matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED);
         if let (Some(audience), Some(feed), true) = (&self.audience, &answer.feed, counted) {
-            audience.record(&Seen {
-                feed,
-                address: asked.peer.ip(),
-                user_agent,
-                not_modified: status == StatusCode::NOT_MODIFIED,
-                conditional: asked.conditional,
-                ttl,
-                now: crate::state::unix_seconds(SystemTime::now()),
-            });
+            let mut memo = connection.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            audience.record_with(
+                &mut memo,
+                &Seen {
+                    feed,
+                    address: asked.peer.ip(),
+                    user_agent,
+                    not_modified: status == StatusCode::NOT_MODIFIED,
+                    conditional: asked.conditional,
+                    ttl,
+                    now: crate::state::unix_seconds(SystemTime::now()),
+                },
+            );
         }
         if let Some(addresses) = self.access_log {
             let (method, path, ms) = (&asked.method, &asked.path, elapsed.as_secs_f64() * 1000.0);
@@ -196,8 +211,7 @@ async fn wait_ready(shared: &Shared) {
 /// progress; the `max`th asks the client to close.
 fn service<H: Handler>(
     handler: H,
-    slot: Arc<Slot>,
-    peer: SocketAddr,
+    connection: Arc<Connection>,
     max: usize,
 ) -> impl hyper::service::Service<
     hyper::Request<Incoming>,
@@ -207,14 +221,14 @@ fn service<H: Handler>(
 > {
     let requests = AtomicUsize::new(0);
     service_fn(move |request| {
-        let (handler, slot) = (handler.clone(), slot.clone());
+        let (handler, connection) = (handler.clone(), connection.clone());
         let last = requests.fetch_add(1, Ordering::Relaxed) + 1 >= max;
         async move {
-            let mut response = handler.handle(request, peer, &slot).await;
+            let mut response = handler.handle(request, &connection).await;
             if last {
                 response.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
             }
-            slot.answered();
+            connection.slot.answered();
             Ok(response)
         }
     })
@@ -257,7 +271,8 @@ pub async fn serve<H: Handler>(listener: TcpListener, handler: H, limits: Limits
         let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
         stream.set_write_timeout(Some(limits.write_timeout));
         let stream = slot.track(Box::pin(stream));
-        let service = service(handler.clone(), slot.clone(), peer, limits.max_requests_per_connection);
+        let connection = Arc::new(Connection { peer, slot: slot.clone(), client: Default::default() });
+        let service = service(handler.clone(), connection, limits.max_requests_per_connection);
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             tokio::select! {
