@@ -64,7 +64,8 @@ base_url = "https://news.example.com/"
 listen = "127.0.0.1:0"
 $extra
 EOF
-  taskset -c 0 "$CRIER" serve --config "$run/$name/crier.toml" 2> "$run/$name/log" &
+  taskset -c 0 "$CRIER" serve --log-level info,crier::daemon::audience=debug --config "$run/$name/crier.toml" \
+    2> "$run/$name/log" &
   pids+=($!)
   for _ in $(seq 100); do
     grep -q 'published:' "$run/$name/log" 2>/dev/null && break
@@ -142,6 +143,8 @@ done
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 off_rss=$(rss "${pids[0]}"); on_rss=$(rss "${pids[1]}")
 kill "${pids[@]}"; wait 2>/dev/null || true; pids=()
+# The ON side saved its counts at the stop, after the `new` load's clients.
+saved_line=$(grep -o 'saved the subscriber counts.*' "$run/on/log" | tail -1)
 
 cat > "$run/client.py" <<'EOF'
 import http.client, sys
@@ -184,6 +187,6 @@ if [ "${CALLGRIND:-1}" != 0 ]; then
   done
 fi
 echo >> "$run/results.md"
-echo "Resident memory after the wrk runs: off $off_rss KiB, on $on_rss KiB (the ON side remembers every new client of the \`new\` load, up to 200,000)." >> "$run/results.md"
+echo "Resident memory after the wrk runs: off $off_rss KiB, on $on_rss KiB (the ON side remembers every new client of the \`new\` load, up to 200,000). At its stop the ON side ${saved_line:-did not log its save}." >> "$run/results.md"
 cat "$run/results.md"
 cp "$run/results.md" "$RESULTS"

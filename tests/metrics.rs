@@ -227,3 +227,24 @@ fn the_stats_page_renders_in_headless_chromium() {
     let png = fs::read(&shot).expect("a screenshot");
     assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} bytes", png.len());
 }
+
+#[test]
+fn a_thousand_junk_user_agents_leave_the_series_bounded() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), CONFIG);
+    let admin = metrics_address(&daemon);
+    let feeds = ["/feed.rss", "/feed.atom", "/categories/科技.rss", "/categories/engineering.json"];
+    for i in 0..1000 {
+        let junk = format!("Junk{i} 阅读器 <script> {} subscribers; /path/{i}", 1 + i % 89);
+        let response = daemon.get(feeds[i % feeds.len()], &[("User-Agent", &junk)]);
+        assert_eq!(response.status, 200);
+    }
+    let text = request(&admin, "GET", "/metrics", &[]).text();
+    let series: Vec<&str> = text.lines().filter(|l| l.starts_with("crier_feed_subscribers{")).collect();
+    // 3 feeds; per feed at most the 10 largest sources site-wide, `other` and `readers`.
+    assert!(series.len() <= 3 * 12, "{} series:\n{}", series.len(), series.join("\n"));
+    assert!(series.iter().any(|l| l.contains("source=\"other\"")), "the rest are summed");
+    assert!(!text.contains("<script>") && !text.contains("/path/"), "no User-Agent text beyond a product name");
+    let stats = request(&admin, "GET", "/stats", &[]).text();
+    assert!(!stats.contains("<script>"), "names are escaped on the page");
+}

@@ -24,8 +24,12 @@ pub async fn save(audience: &Arc<Audience>, state: Option<Arc<State>>) {
     let Some(state) = state else { return };
     let audience = audience.clone();
     let saved = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
         let saved = audience.saved(unix_seconds(SystemTime::now()));
-        state.save_audience(&saved)
+        state.save_audience(&saved)?;
+        let took = started.elapsed().as_secs_f64() * 1000.0;
+        tracing::debug!("saved the subscriber counts ({} clients) in {took:.0} ms", saved.clients.len());
+        Ok::<(), crate::state::StateError>(())
     })
     .await;
     match saved {
