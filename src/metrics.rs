@@ -265,25 +265,28 @@ impl Collector for Process {
         self.all().into_iter().flat_map(Collector::desc).collect()
     }
 
+    /// Fresh metrics each time: scrapes may run at once, and a shared counter set to the
+    /// process's total by two of them could be seen going back.
     fn collect(&self) -> Vec<MetricFamily> {
         let Ok(me) = procfs::process::Process::myself() else { return Vec::new() };
+        let now = Process::new();
+        now.start_time.set(self.start_time.get());
         let to_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         if let Ok(stat) = me.stat() {
-            self.cpu.reset();
-            self.cpu.inc_by((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64);
-            self.resident.set(to_i64(stat.rss.saturating_mul(procfs::page_size())));
-            self.virtual_memory.set(to_i64(stat.vsize));
-            self.threads.set(stat.num_threads);
+            now.cpu.inc_by((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64);
+            now.resident.set(to_i64(stat.rss.saturating_mul(procfs::page_size())));
+            now.virtual_memory.set(to_i64(stat.vsize));
+            now.threads.set(stat.num_threads);
         }
         if let Ok(count) = me.fd_count() {
-            self.open_fds.set(i64::try_from(count).unwrap_or(i64::MAX));
+            now.open_fds.set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         if let Ok(limits) = me.limits() {
             if let procfs::process::LimitValue::Value(max) = limits.max_open_files.soft_limit {
-                self.max_fds.set(to_i64(max));
+                now.max_fds.set(to_i64(max));
             }
         }
-        self.all().into_iter().flat_map(Collector::collect).collect()
+        now.all().into_iter().flat_map(Collector::collect).collect()
     }
 }
 
@@ -315,7 +318,7 @@ impl Collector for Subscribers {
     fn collect(&self) -> Vec<MetricFamily> {
         let now = crate::state::unix_seconds(std::time::SystemTime::now());
         let gauges = IntGaugeVec::new(self.opts.clone(), &["feed", "source"]).expect("a valid metric");
-        for ((feed, source), count) in self.audience.report(now).subscriber_series() {
+        for ((feed, source), count) in self.audience.subscriber_series(now) {
             gauges.with_label_values(&[feed.as_str(), source.as_str()]).set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         gauges.collect()

@@ -60,6 +60,7 @@ const MIGRATIONS: &[&str] = &[
         feed TEXT NOT NULL,
         id BLOB NOT NULL,
         family TEXT NOT NULL,
+        address INTEGER NOT NULL,
         last_seen INTEGER NOT NULL,
         requests INTEGER NOT NULL,
         unconditional INTEGER NOT NULL,
@@ -137,6 +138,8 @@ impl State {
         }
         connection.pragma_update(None, "journal_mode", "WAL").map_err(unusable)?;
         connection.pragma_update(None, "synchronous", "NORMAL").map_err(unusable)?;
+        // What is deleted (a day's key for hashing readers) is overwritten, not left in free pages.
+        connection.pragma_update(None, "secure_delete", "ON").map_err(unusable)?;
         let state = State { path, connection: Mutex::new(connection) };
         state.migrate()?;
         Ok(state)
@@ -268,6 +271,35 @@ impl State {
             self.lock().query_row("SELECT count(*) FROM subscription", [], |row| row.get(0)).map_err(self.sql())?;
         Ok(n as usize)
     }
+
+    /// The subscriptions whose lease runs past `now`.
+    pub fn live_subscription_count(&self, now: i64) -> Result<usize, StateError> {
+        let n: i64 = self
+            .lock()
+            .query_row("SELECT count(*) FROM subscription WHERE lease_expires > ?1", [now], |row| row.get(0))
+            .map_err(self.sql())?;
+        Ok(n as usize)
+    }
+}
+
+/// Reads the rows of `sql` into `into`, each through `read`; a row it cannot read (`None`) is
+/// counted in `skipped` and left out.
+fn lenient<T>(
+    connection: &Connection,
+    sql: &str,
+    skipped: &mut usize,
+    into: &mut Vec<T>,
+    read: impl Fn(&rusqlite::Row<'_>) -> Option<T>,
+) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare(sql)?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        match read(row) {
+            Some(value) => into.push(value),
+            None => *skipped += 1,
+        }
+    }
+    Ok(())
 }
 
 impl State {
@@ -344,8 +376,8 @@ impl State {
                 key.execute(params![day, &bytes[..]])?;
             }
             let mut client = transaction.prepare(
-                "INSERT INTO audience_client (feed, id, family, last_seen, requests, unconditional, fast, reported, crawler)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO audience_client (feed, id, family, address, last_seen, requests, unconditional, fast, reported, crawler)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for c in &saved.clients {
                 let counts = (c.requests, c.unconditional, c.fast);
@@ -353,6 +385,7 @@ impl State {
                     &*c.feed,
                     &c.id[..],
                     c.family,
+                    c.address as i64,
                     c.last_seen,
                     counts.0,
                     counts.1,
@@ -379,57 +412,64 @@ impl State {
         transaction.commit().map_err(self.sql())
     }
 
-    /// The saved audience. Rows this crier cannot read (a key or an id of the wrong length) are
-    /// left out.
+    /// The saved audience. A row this crier cannot read (a value out of range, a key or an id
+    /// of the wrong length, text that is not UTF-8) is left out, with a warning; the rest count.
     pub fn audience(&self) -> Result<Saved, StateError> {
         let connection = self.lock();
-        let read = || -> rusqlite::Result<Saved> {
-            let mut saved = Saved::default();
-            let mut keys = connection.prepare("SELECT day, key FROM audience_key")?;
-            for row in keys.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?)))? {
-                let (day, key) = row?;
-                saved.keys.extend(<[u8; 16]>::try_from(key).ok().map(|key| (day, key)));
-            }
-            let mut clients = connection.prepare(
-                "SELECT feed, id, family, last_seen, requests, unconditional, fast, reported, crawler FROM audience_client",
-            )?;
-            let rows = clients.query_map([], |row| {
-                let id: Vec<u8> = row.get(1)?;
-                Ok(<[u8; 16]>::try_from(id).ok().map(|id| -> rusqlite::Result<Client> {
-                    Ok(Client {
-                        feed: Arc::from(row.get::<_, String>(0)?),
-                        id,
-                        family: row.get(2)?,
-                        last_seen: row.get(3)?,
-                        requests: row.get(4)?,
-                        unconditional: row.get(5)?,
-                        fast: row.get(6)?,
-                        reported: row.get::<_, Option<i64>>(7)?.map(|n| n.max(0) as u64),
-                        crawler: row.get(8)?,
-                    })
-                }))
+        let mut saved = Saved::default();
+        let mut skipped = 0;
+        let count = |row: &rusqlite::Row<'_>, i: usize| u64::try_from(row.get::<_, i64>(i).ok()?).ok();
+        let small = |row: &rusqlite::Row<'_>, i: usize| u32::try_from(row.get::<_, i64>(i).ok()?).ok();
+        let feed = |row: &rusqlite::Row<'_>| row.get::<_, String>(0).ok().map(Arc::<str>::from);
+        let read = |skipped: &mut usize, saved: &mut Saved| -> rusqlite::Result<()> {
+            lenient(&connection, "SELECT day, key FROM audience_key", skipped, &mut saved.keys, |row| {
+                Some((row.get(0).ok()?, <[u8; 16]>::try_from(row.get::<_, Vec<u8>>(1).ok()?).ok()?))
             })?;
-            for row in rows {
-                saved.clients.extend(row?.transpose()?);
-            }
-            let mut reports = connection.prepare("SELECT feed, source, hour, subscribers FROM audience_report")?;
-            for row in reports.query_map([], |row| {
-                Ok((Arc::from(row.get::<_, String>(0)?), row.get(1)?, row.get(2)?, row.get::<_, i64>(3)?.max(0) as u64))
-            })? {
-                saved.reports.push(row?);
-            }
-            let mut hours =
-                connection.prepare("SELECT feed, hour, requests, not_modified, unconditional FROM audience_hour")?;
-            for row in hours.query_map([], |row| {
-                let count = |i: usize| row.get::<_, i64>(i).map(|n| n.max(0) as u64);
-                let hour = Hour { requests: count(2)?, not_modified: count(3)?, unconditional: count(4)? };
-                Ok((Arc::from(row.get::<_, String>(0)?), row.get(1)?, hour))
-            })? {
-                saved.hours.push(row?);
-            }
-            Ok(saved)
+            let sql = "SELECT feed, id, family, address, last_seen, requests, unconditional, fast, reported, crawler
+                       FROM audience_client";
+            lenient(&connection, sql, skipped, &mut saved.clients, |row| {
+                Some(Client {
+                    feed: feed(row)?,
+                    id: <[u8; 16]>::try_from(row.get::<_, Vec<u8>>(1).ok()?).ok()?,
+                    family: row.get(2).ok()?,
+                    address: row.get::<_, i64>(3).ok()? as u64,
+                    last_seen: row.get(4).ok()?,
+                    requests: small(row, 5)?,
+                    unconditional: small(row, 6)?,
+                    fast: small(row, 7)?,
+                    reported: match row.get::<_, Option<i64>>(8).ok()? {
+                        Some(n) => Some(u64::try_from(n).ok()?),
+                        None => None,
+                    },
+                    crawler: row.get(9).ok()?,
+                })
+            })?;
+            let sql = "SELECT feed, source, hour, subscribers FROM audience_report";
+            lenient(&connection, sql, skipped, &mut saved.reports, |row| {
+                Some((feed(row)?, row.get(1).ok()?, row.get(2).ok()?, count(row, 3)?))
+            })?;
+            let sql = "SELECT feed, hour, requests, not_modified, unconditional FROM audience_hour";
+            lenient(&connection, sql, skipped, &mut saved.hours, |row| {
+                let hour =
+                    Hour { requests: count(row, 2)?, not_modified: count(row, 3)?, unconditional: count(row, 4)? };
+                Some((feed(row)?, row.get(1).ok()?, hour))
+            })
         };
-        read().map_err(self.sql())
+        read(&mut skipped, &mut saved).map_err(self.sql())?;
+        if skipped > 0 {
+            tracing::warn!("{}: {skipped} unreadable rows of subscriber counts left out", self.path.display());
+        }
+        Ok(saved)
+    }
+
+    /// Deletes every saved count and key (`count_subscribers = false`).
+    pub fn clear_audience(&self) -> Result<(), StateError> {
+        self.lock()
+            .execute_batch(
+                "DELETE FROM audience_key; DELETE FROM audience_client; DELETE FROM audience_report;
+                 DELETE FROM audience_hour;",
+            )
+            .map_err(self.sql())
     }
 
     /// The bounds of every feed's sealed archive pages, oldest page first.
@@ -525,6 +565,34 @@ mod tests {
         }
         assert_eq!(read, expected);
         assert_eq!((read.keys.len(), read.clients.len(), read.reports.len(), read.hours.len()), (1, 2, 1, 1));
+    }
+
+    #[test]
+    fn an_unreadable_row_of_counts_costs_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let audience = crate::audience::Audience::default();
+        let feed: Arc<str> = Arc::from("feed");
+        for address in ["192.0.2.1", "192.0.2.2"] {
+            audience.record(&crate::audience::Seen {
+                feed: &feed,
+                address: address.parse().unwrap(),
+                user_agent: b"newsboat/2.30",
+                not_modified: false,
+                conditional: true,
+                ttl: std::time::Duration::from_secs(60),
+                now: 1_795_953_600,
+            });
+        }
+        state.save_audience(&audience.saved(1_795_953_600)).unwrap();
+        state
+            .lock()
+            .execute_batch("UPDATE audience_client SET requests = -1 WHERE id = (SELECT min(id) FROM audience_client)")
+            .unwrap();
+        let read = state.audience().unwrap();
+        assert_eq!((read.clients.len(), read.keys.len(), read.hours.len()), (1, 1, 1));
+        state.clear_audience().unwrap();
+        assert_eq!(state.audience().unwrap(), Saved::default());
     }
 
     #[test]

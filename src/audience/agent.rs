@@ -35,7 +35,8 @@ fn reported(user_agent: &str) -> Option<u64> {
         let noun = pair[1].trim_end_matches([',', '.', ':']).to_ascii_lowercase();
         let counted = ["subscriber", "subscribers", "reader", "readers"].contains(&noun.as_str());
         let digits: String = pair[0].chars().filter(|c| *c != ',').collect();
-        (counted && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok())?
+        let number = (counted && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(digits)?;
+        Some(number.parse::<u64>().unwrap_or(u64::MAX).min(super::MAX_REPORTED))
     })
 }
 
@@ -211,6 +212,7 @@ mod tests {
                 agent.family.len() <= MAX_FAMILY && agent.family.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
             );
         }
-        assert_eq!(parse("Reader 99999999999999999999999 subscribers").reported, None, "too large for a count");
+        let huge = parse("Reader 99999999999999999999999 subscribers").reported;
+        assert_eq!(huge, Some(crate::audience::MAX_REPORTED), "a claim past belief counts as the most believed");
     }
 }

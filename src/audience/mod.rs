@@ -25,7 +25,14 @@ use std::time::Duration;
 pub use agent::Agent;
 
 /// The most clients remembered; the least recently seen go first.
-pub const MAX_CLIENTS: usize = 200_000;
+pub const MAX_CLIENTS: usize = 100_000;
+/// The most readers one address (an IPv6 /64) counts as, per feed: a household or an office
+/// behind one address has a few; a client that changes its User-Agent at every request is one.
+pub const MAX_PER_ADDRESS: u16 = 16;
+/// The largest subscriber count believed from one report; larger claims count as this.
+pub const MAX_REPORTED: u64 = 100_000_000;
+/// The most pollers to fix a report lists (the worst first).
+pub const MAX_POLLERS: usize = 50;
 /// The most aggregators remembered per feed; the one reporting the fewest goes first.
 pub const MAX_SOURCES: usize = 32;
 /// Feeds shown by name in the metrics; the rest are summed as `other`.
@@ -65,6 +72,9 @@ pub struct Client {
     /// The keyed hash of address and User-Agent (16 bytes).
     pub id: [u8; 16],
     pub family: String,
+    /// The keyed hash of the address alone (under the same key): how many readers one address
+    /// counts as is bounded.
+    pub address: u64,
     pub last_seen: i64,
     pub requests: u32,
     /// Requests without validators.
@@ -138,6 +148,8 @@ struct Data {
 struct FeedData {
     /// By keyed hash.
     clients: HashMap<[u8; 16], Client, BuildHasherDefault<FastHasher>>,
+    /// How many of `clients` each address is.
+    addresses: HashMap<u64, u16, BuildHasherDefault<FastHasher>>,
     /// By aggregator: the most subscribers reported in each hour.
     reports: HashMap<String, BTreeMap<i64, u64>>,
     /// Requests of the last [`HOURS_KEPT`] hours, each in the slot `hour % HOURS_KEPT` with its
@@ -148,11 +160,19 @@ struct FeedData {
 impl Default for FeedData {
     fn default() -> FeedData {
         let hours = vec![(i64::MIN, Hour::default()); HOURS_KEPT as usize];
-        FeedData { clients: HashMap::default(), reports: HashMap::new(), hours }
+        FeedData { clients: HashMap::default(), addresses: HashMap::default(), reports: HashMap::new(), hours }
     }
 }
 
 impl FeedData {
+    /// Counts the clients of each address again (after clients were forgotten).
+    fn count_addresses(&mut self) {
+        self.addresses.clear();
+        for client in self.clients.values() {
+            *self.addresses.entry(client.address).or_default() += 1;
+        }
+    }
+
     /// The counts of `hour`, made empty first if its slot held an older one.
     fn hour(&mut self, hour: i64) -> &mut Hour {
         let slot = &mut self.hours[hour.rem_euclid(HOURS_KEPT) as usize];
@@ -193,7 +213,9 @@ impl Audience {
         let mut data = Data { keys: saved.keys.into_iter().collect(), ..Data::default() };
         data.clients = saved.clients.len();
         for client in saved.clients {
-            data.feeds.entry(client.feed.clone()).or_default().clients.insert(client.id, client);
+            let feed = data.feeds.entry(client.feed.clone()).or_default();
+            *feed.addresses.entry(client.address).or_default() += 1;
+            feed.clients.insert(client.id, client);
         }
         for (feed, source, hour, count) in saved.reports {
             data.feeds.entry(feed).or_default().reports.entry(source).or_default().insert(hour, count);
@@ -220,9 +242,10 @@ impl Audience {
         let day = seen.now.div_euclid(DAY);
         let id = |key: &[u8; 16]| client_id(key, seen.address, seen.user_agent);
         let mut data = self.lock();
+        let key = *data.keys.entry(day).or_insert_with(new_key);
         let today = match memo.known(day, seen) {
             Some(today) => today,
-            None => memo.remember(day, seen, id(data.keys.entry(day).or_insert_with(new_key))),
+            None => memo.remember(day, seen, id(&key)),
         };
         let yesterday = data.keys.get(&(day - 1)).copied();
         let feed = match data.feeds.get_mut(seen.feed) {
@@ -233,7 +256,9 @@ impl Audience {
         hour.requests += 1;
         hour.not_modified += u64::from(seen.not_modified);
         hour.unconditional += u64::from(!seen.conditional);
-        if feed.client(seen, today, || yesterday.map(|key| id(&key))) {
+        let ids =
+            Ids { today, address: || address_id(&key, seen.address), yesterday: || yesterday.map(|key| id(&key)) };
+        if feed.client(seen, ids) {
             data.clients += 1;
             if data.clients > MAX_CLIENTS {
                 data.expire(seen.now);
@@ -261,7 +286,17 @@ impl Audience {
     pub fn report(&self, now: i64) -> Report {
         let mut data = self.lock();
         data.expire(now);
-        Report::of(&data, now)
+        Report::of(&data, now, true)
+    }
+
+    /// The `crier_feed_subscribers` series at `now` ([`Report::subscriber_series`]).
+    pub fn subscriber_series(&self, now: i64) -> BTreeMap<(String, String), u64> {
+        let report = {
+            let mut data = self.lock();
+            data.expire(now);
+            Report::of(&data, now, false)
+        };
+        report.subscriber_series()
     }
 }
 
@@ -285,12 +320,13 @@ impl FeedData {
         let most = hours.entry(now.div_euclid(HOUR)).or_default();
         *most = (*most).max(count);
         let oldest = now.div_euclid(HOUR) - 24;
-        hours.retain(|hour, _| *hour > oldest);
+        hours.retain(|hour, _| *hour >= oldest);
     }
 
-    /// Finds the client by its id under today's key (`id`), or under yesterday's (then moves
-    /// it), and counts its request. Says whether it is a client not counted before.
-    fn client(&mut self, seen: &Seen<'_>, id: [u8; 16], yesterday: impl FnOnce() -> Option<[u8; 16]>) -> bool {
+    /// Finds the client by its id under today's key, or under yesterday's (then moves it, with
+    /// its tallies), and counts its request. Says whether it is a client not counted before.
+    fn client(&mut self, seen: &Seen<'_>, ids: Ids<impl FnOnce() -> u64, impl FnOnce() -> Option<[u8; 16]>>) -> bool {
+        let id = ids.today;
         if let Some(client) = self.clients.get_mut(&id) {
             let last_seen = client.last_seen;
             client.count(seen, Some(last_seen));
@@ -301,26 +337,61 @@ impl FeedData {
             }
             return false;
         }
-        let moved = yesterday().and_then(|old| self.clients.remove(&old));
-        let agent = agent::parse(&String::from_utf8_lossy(seen.user_agent));
-        if let Some(count) = agent.reported {
-            self.report(&agent.family, seen.now, count);
+        let address = (ids.address)();
+        if self.addresses.get(&address).is_some_and(|n| *n >= MAX_PER_ADDRESS) {
+            return false;
         }
-        let mut client = Client {
-            feed: seen.feed.clone(),
-            id,
-            family: agent.family,
-            last_seen: seen.now,
-            requests: 0,
-            unconditional: 0,
-            fast: 0,
-            reported: agent.reported,
-            crawler: agent.crawler,
+        let moved = (ids.yesterday)().and_then(|old| self.clients.remove(&old));
+        let new = moved.is_none();
+        let mut client = match moved {
+            Some(mut client) => {
+                self.forget_address(client.address);
+                client.id = id;
+                client
+            }
+            None => {
+                let agent = agent::parse(&String::from_utf8_lossy(seen.user_agent));
+                if let Some(count) = agent.reported {
+                    self.report(&agent.family, seen.now, count);
+                }
+                Client {
+                    feed: seen.feed.clone(),
+                    id,
+                    family: agent.family,
+                    address,
+                    last_seen: seen.now,
+                    requests: 0,
+                    unconditional: 0,
+                    fast: 0,
+                    reported: agent.reported,
+                    crawler: agent.crawler,
+                }
+            }
         };
-        client.count(seen, moved.as_ref().map(|client| client.last_seen));
+        let previous = (!new).then_some(client.last_seen);
+        client.address = address;
+        client.count(seen, previous);
+        *self.addresses.entry(address).or_default() += 1;
         self.clients.insert(id, client);
-        moved.is_none()
+        new
     }
+
+    fn forget_address(&mut self, address: u64) {
+        if let Some(count) = self.addresses.get_mut(&address) {
+            *count -= 1;
+            if *count == 0 {
+                self.addresses.remove(&address);
+            }
+        }
+    }
+}
+
+/// How a request's client is found: its id under today's key, and, computed only when it is
+/// not found, its address's hash and its id under yesterday's key.
+struct Ids<A, Y> {
+    today: [u8; 16],
+    address: A,
+    yesterday: Y,
 }
 
 impl Data {
@@ -331,8 +402,9 @@ impl Data {
         let this_hour = now.div_euclid(HOUR);
         for feed in self.feeds.values_mut() {
             feed.clients.retain(|_, client| client.last_seen > now - DAY);
+            feed.count_addresses();
             for hours in feed.reports.values_mut() {
-                hours.retain(|hour, _| *hour > this_hour - 24);
+                hours.retain(|hour, _| *hour >= this_hour - 24);
             }
             feed.reports.retain(|_, hours| !hours.is_empty());
         }
@@ -345,6 +417,7 @@ impl Data {
             let limit = *limit;
             for feed in self.feeds.values_mut() {
                 feed.clients.retain(|_, client| client.last_seen > limit);
+                feed.count_addresses();
             }
             self.clients = self.feeds.values().map(|feed| feed.clients.len()).sum();
         }
@@ -365,13 +438,35 @@ fn new_key() -> [u8; 16] {
     key
 }
 
+/// The address as clients are told apart: an IPv6 address by its /64.
+fn address_bytes(address: IpAddr) -> ([u8; 8], usize) {
+    match address.to_canonical() {
+        IpAddr::V4(v4) => {
+            let mut bytes = [0; 8];
+            bytes[..4].copy_from_slice(&v4.octets());
+            (bytes, 4)
+        }
+        IpAddr::V6(v6) => {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(&v6.octets()[..8]);
+            (bytes, 8)
+        }
+    }
+}
+
+/// The keyed hash of an address alone.
+fn address_id(key: &[u8; 16], address: IpAddr) -> u64 {
+    let (bytes, length) = address_bytes(address);
+    let mut hasher = siphasher::sip::SipHasher13::new_with_key(key);
+    hasher.write(&bytes[..length]);
+    hasher.finish()
+}
+
 /// The keyed hash of a client: the address (an IPv6 one by its /64) and the User-Agent.
 fn client_id(key: &[u8; 16], address: IpAddr, user_agent: &[u8]) -> [u8; 16] {
     let mut hasher = siphasher::sip128::SipHasher13::new_with_key(key);
-    match address.to_canonical() {
-        IpAddr::V4(v4) => hasher.write(&v4.octets()),
-        IpAddr::V6(v6) => hasher.write(&v6.octets()[..8]),
-    }
+    let (bytes, length) = address_bytes(address);
+    hasher.write(&bytes[..length]);
     hasher.write_u8(0);
     hasher.write(user_agent);
     siphasher::sip128::Hasher128::finish128(&hasher).as_bytes()
@@ -405,7 +500,7 @@ pub struct FeedRow {
 
 impl FeedRow {
     pub fn subscribers(&self) -> u64 {
-        self.readers + self.aggregators.iter().map(|(_, count)| count).sum::<u64>()
+        self.aggregators.iter().fold(self.readers, |sum, (_, count)| sum.saturating_add(*count))
     }
 
     /// Requests over the last [`HOURS_KEPT`] hours, and how many of them were answered 304.
@@ -426,13 +521,8 @@ pub struct FamilyRow {
     pub requests: u64,
     pub unconditional: u64,
     pub fast: u64,
-}
-
-impl FamilyRow {
-    /// Every request, and more than one, came without validators.
-    pub fn never_revalidates(&self) -> bool {
-        self.requests > 1 && self.unconditional == self.requests
-    }
+    /// Clients that asked more than once and never sent validators.
+    pub never_revalidate: u64,
 }
 
 /// The counts at one moment, feeds with the most subscribers first.
@@ -445,7 +535,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn of(data: &Data, now: i64) -> Report {
+    /// The report; pollers only `with_families` (the metrics need none).
+    fn of(data: &Data, now: i64, with_families: bool) -> Report {
         let this_hour = now.div_euclid(HOUR);
         let mut feeds = Vec::new();
         let mut families: BTreeMap<&str, FamilyRow> = BTreeMap::new();
@@ -459,14 +550,19 @@ impl Report {
             }
             for client in feed.clients.values() {
                 row.readers += u64::from(client.reported.is_none() && !client.crawler);
+                if !with_families {
+                    continue;
+                }
                 let family = families.entry(&client.family).or_insert_with(|| FamilyRow {
                     family: client.family.clone(),
                     clients: 0,
                     requests: 0,
                     unconditional: 0,
                     fast: 0,
+                    never_revalidate: 0,
                 });
                 family.clients += 1;
+                family.never_revalidate += u64::from(client.requests > 1 && client.unconditional == client.requests);
                 family.requests += u64::from(client.requests);
                 family.unconditional += u64::from(client.unconditional);
                 family.fast += u64::from(client.fast);
@@ -478,8 +574,9 @@ impl Report {
         }
         feeds.sort_by(|a, b| b.subscribers().cmp(&a.subscribers()).then_with(|| a.feed.cmp(&b.feed)));
         let mut misbehaving: Vec<FamilyRow> =
-            families.into_values().filter(|f| f.never_revalidates() || f.fast > 0).collect();
-        misbehaving.sort_by_key(|f| std::cmp::Reverse(f.unconditional + f.fast));
+            families.into_values().filter(|f| f.never_revalidate > 0 || f.fast > 0).collect();
+        misbehaving.sort_by_key(|f| std::cmp::Reverse(f.never_revalidate.saturating_add(f.fast)));
+        misbehaving.truncate(MAX_POLLERS);
         Report { now, feeds, misbehaving }
     }
 
@@ -490,7 +587,8 @@ impl Report {
         let mut by_source: HashMap<&str, u64> = HashMap::new();
         for feed in &self.feeds {
             for (source, count) in &feed.aggregators {
-                *by_source.entry(source).or_default() += count;
+                let sum = by_source.entry(source).or_default();
+                *sum = sum.saturating_add(*count);
             }
         }
         let mut sources: Vec<(&str, u64)> = by_source.into_iter().collect();
@@ -500,10 +598,17 @@ impl Report {
         for (rank, feed) in self.feeds.iter().enumerate() {
             let name = if rank < TOP_FEEDS { feed.feed.to_string() } else { "other".to_owned() };
             let counts = feed.aggregators.iter().map(|(source, count)| {
-                (if named.contains(source.as_str()) { source.as_str() } else { "other" }, *count)
+                let source = match source.as_str() {
+                    // An aggregator may call itself what crier's own sources are called.
+                    READERS | "other" => format!("{source} (aggregator)"),
+                    _ if named.contains(source.as_str()) => source.clone(),
+                    _ => "other".to_owned(),
+                };
+                (source, *count)
             });
-            for (source, count) in counts.chain([(READERS, feed.readers)]) {
-                *series.entry((name.clone(), source.to_owned())).or_default() += count;
+            for (source, count) in counts.chain([(READERS.to_owned(), feed.readers)]) {
+                let sum: &mut u64 = series.entry((name.clone(), source)).or_default();
+                *sum = sum.saturating_add(count);
             }
         }
         series

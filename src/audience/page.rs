@@ -65,9 +65,10 @@ fn family_rows(families: &[FamilyRow]) -> String {
     for family in families {
         let _ = writeln!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(family.family.as_str()),
             family.clients,
+            family.never_revalidate,
             family.requests,
             share(family.unconditional, family.requests),
             share(family.fast, family.requests),
@@ -106,7 +107,7 @@ pub fn html(report: &Report, style: &str) -> String {
     } else {
         let _ = write!(
             page,
-            "<p class=\"note\">Clients (by User-Agent family) that never send validators, or ask again sooner than the feed's ttl.</p>\n<table>\n<tr><th>Client</th><th>Clients</th><th>Requests</th><th>Without validators</th><th>Too soon</th></tr>\n{}</table>\n",
+            "<p class=\"note\">Clients (by User-Agent family) that never send validators, or ask again sooner than the feed's ttl.</p>\n<table>\n<tr><th>Client</th><th>Clients</th><th>Never revalidate</th><th>Requests</th><th>Without validators</th><th>Too soon</th></tr>\n{}</table>\n",
             family_rows(&report.misbehaving)
         );
     }
@@ -141,9 +142,10 @@ pub fn table(report: &Report) -> String {
         for family in &report.misbehaving {
             let _ = writeln!(
                 out,
-                "{:<32} {:>7} {:>9} {:>18} {:>9}",
+                "{:<32} {:>7} {:>16} {:>9} {:>18} {:>9}",
                 family.family,
                 family.clients,
+                family.never_revalidate,
                 family.requests,
                 share(family.unconditional, family.requests),
                 share(family.fast, family.requests)

@@ -137,7 +137,7 @@ fn pollers_without_validators_or_too_fast_are_named() {
     assert_eq!(report.misbehaving.len(), 1, "{:?}", report.misbehaving);
     let lazy = &report.misbehaving[0];
     assert_eq!((lazy.family.as_str(), lazy.requests, lazy.unconditional, lazy.fast), ("LazyFetcher", 3, 3, 2));
-    assert!(lazy.never_revalidates());
+    assert_eq!(lazy.never_revalidate, 1);
 }
 
 #[test]
@@ -194,4 +194,71 @@ fn a_connection_memo_counts_as_hashing_each_time() {
     let now = NOON + 13 * 3600;
     assert_eq!(memoized.report(now), plain.report(now));
     assert_eq!(memoized.saved(now).clients.len(), 2, "newsboat moved under the new day's key, and Feedly");
+}
+
+#[test]
+fn claims_past_belief_neither_overflow_nor_break_the_report() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    audience.record(&seen(&site, "192.0.2.66", "Evil/1.0 (18446744073709551615 subscribers)", NOON));
+    audience.record(&seen(&site, "192.0.2.67", "Evil2/1.0 (99999999 subscribers)", NOON));
+    audience.record(&seen(&site, "203.0.113.5", "newsboat/2.30", NOON));
+    let report = audience.report(NOON);
+    assert_eq!(report.feeds[0].subscribers(), MAX_REPORTED + 99_999_999 + 1);
+    assert_eq!(audience.subscriber_series(NOON).values().sum::<u64>(), MAX_REPORTED + 99_999_999 + 1);
+}
+
+#[test]
+fn one_address_counts_as_a_bounded_number_of_readers() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    for i in 0..1000 {
+        audience.record(&seen(&site, "198.51.100.1", &format!("reader-{i}/1.0"), NOON + i));
+    }
+    audience.record(&seen(&site, "198.51.100.2", "reader-0/1.0", NOON + 2000));
+    let report = audience.report(NOON + 2000);
+    assert_eq!(report.feeds[0].readers, u64::from(MAX_PER_ADDRESS) + 1, "16 from the busy address, 1 from another");
+    assert_eq!(report.feeds[0].requests().requests, 1001, "every request is still counted");
+}
+
+#[test]
+fn a_client_keeps_its_tallies_across_midnight_and_is_judged_alone() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    let midnight = NOON + 12 * 3600;
+    for at in [midnight - 600, midnight + 600] {
+        let mut request = seen(&site, "203.0.113.9", "LazyFetcher/1.0", at);
+        request.conditional = false;
+        audience.record(&request);
+    }
+    // Two readers' first fetches carry no validators; that is no fault of their family.
+    for address in ["203.0.113.20", "203.0.113.21"] {
+        let mut request = seen(&site, address, "newsboat/2.30", midnight + 700);
+        request.conditional = false;
+        audience.record(&request);
+    }
+    let pollers = audience.report(midnight + 700).misbehaving;
+    assert_eq!(pollers.len(), 1, "{pollers:?}");
+    assert_eq!((pollers[0].family.as_str(), pollers[0].requests, pollers[0].never_revalidate), ("LazyFetcher", 2, 1));
+}
+
+#[test]
+fn a_report_counts_for_a_full_day() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    let late = NOON + 59 * 60; // 12:59
+    audience.record(&seen(&site, "192.0.2.1", "Feedly/1.0 (x; 40 subscribers)", late));
+    assert_eq!(counts(&audience.report(late + DAY - 60), "feed").0, [("Feedly".to_owned(), 40)], "12:58 the next day");
+    assert!(counts(&audience.report(late + DAY + 60), "feed").0.is_empty(), "13:00 the next day");
+}
+
+#[test]
+fn an_aggregator_named_like_a_source_of_crier_stays_apart() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    audience.record(&seen(&site, "192.0.2.1", "readers 5000 subscribers", NOON));
+    audience.record(&seen(&site, "203.0.113.5", "newsboat/2.30", NOON));
+    let series = audience.subscriber_series(NOON);
+    assert_eq!(series.get(&("feed".to_owned(), READERS.to_owned())), Some(&1));
+    assert_eq!(series.get(&("feed".to_owned(), "readers (aggregator)".to_owned())), Some(&5000));
 }

@@ -10,8 +10,20 @@ use crate::state::{State, unix_seconds};
 /// How often the counts are saved: a crash loses at most this much.
 const SAVE_EVERY: Duration = Duration::from_secs(60);
 
+/// The counts as saved when `count` is on; when it is off, none, and the saved ones deleted
+/// (counting was turned off: nothing of it is kept).
+pub fn start(count: bool, state: Option<&State>) -> Option<Arc<Audience>> {
+    if count {
+        return Some(load(state));
+    }
+    if let Some(Err(error)) = state.map(State::clear_audience) {
+        tracing::error!("{error}; the subscriber counts saved before could not be deleted");
+    }
+    None
+}
+
 /// The counts as saved, or none when there are none or they cannot be read.
-pub fn load(state: Option<&State>) -> Arc<Audience> {
+fn load(state: Option<&State>) -> Arc<Audience> {
     let saved = state.map(State::audience).transpose().unwrap_or_else(|error| {
         tracing::error!("{error}; subscribers are counted afresh");
         None
@@ -20,7 +32,7 @@ pub fn load(state: Option<&State>) -> Arc<Audience> {
 }
 
 /// Saves the counts to `state`, off the async workers.
-pub async fn save(audience: &Arc<Audience>, state: Option<Arc<State>>) {
+async fn save(audience: &Arc<Audience>, state: Option<Arc<State>>) {
     let Some(state) = state else { return };
     let audience = audience.clone();
     let saved = tokio::task::spawn_blocking(move || {
@@ -39,12 +51,38 @@ pub async fn save(audience: &Arc<Audience>, state: Option<Arc<State>>) {
     }
 }
 
-/// Saves the counts every [`SAVE_EVERY`], forever (the caller aborts it).
-pub async fn keep(audience: Arc<Audience>, state: Option<Arc<State>>) {
+/// The task that saves the counts every minute.
+pub struct Keeper {
+    audience: Arc<Audience>,
+    state: Option<Arc<State>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Keeper {
+    pub fn start(audience: Arc<Audience>, state: Option<Arc<State>>) -> Keeper {
+        let (stop, stops) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(keep(audience.clone(), state.clone(), stops));
+        Keeper { audience, state, stop, task }
+    }
+
+    /// Stops the task (a save in progress ends first) and saves once more: the last save is the
+    /// newest.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        save(&self.audience, self.state).await;
+    }
+}
+
+/// Saves the counts every [`SAVE_EVERY`] until `stop` says so.
+async fn keep(audience: Arc<Audience>, state: Option<Arc<State>>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut every = tokio::time::interval(SAVE_EVERY);
     every.tick().await;
     loop {
-        every.tick().await;
-        save(&audience, state.clone()).await;
+        tokio::select! {
+            _ = every.tick() => save(&audience, state.clone()).await,
+            _ = stop.changed() => return,
+        }
     }
 }

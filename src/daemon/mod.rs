@@ -104,14 +104,14 @@ pub async fn serve(
     let shared = Arc::new(Shared::new());
     let heartbeat = Heartbeat::new();
     let state = open_state(&config)?;
-    let audience = config.count_subscribers.then(|| audience::load(state.as_deref()));
+    let audience = audience::start(config.count_subscribers, state.as_deref());
     let metrics = listeners.admin.as_ref().map(|_| Arc::new(Metrics::new(audience.clone())));
     let hub = state.as_ref().and_then(|state| start_hub(&config, state, &shared, metrics.clone()));
     let on_published = hub.clone().map(|hub| -> OnPublished { Arc::new(move |changed| hub.published(changed)) });
     let clock = Arc::new(SystemClock);
     let wiring = Wiring { heartbeat: heartbeat.clone(), on_published, state: state.clone(), metrics: metrics.clone() };
     let publisher = Publisher::start_with(config.clone(), shared.clone(), clock, wiring);
-    let keeper = audience.clone().map(|audience| tokio::spawn(audience::keep(audience, state.clone())));
+    let keeper = audience.clone().map(|audience| audience::Keeper::start(audience, state.clone()));
     let watchdog = systemd::watchdog_interval().map(|interval| {
         tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
         let shared = shared.clone();
@@ -137,10 +137,7 @@ pub async fn serve(
         let _ = admin.await;
     }
     if let Some(keeper) = keeper {
-        keeper.abort();
-    }
-    if let Some(audience) = audience {
-        audience::save(&audience, state).await;
+        keeper.finish().await;
     }
     if let Some(hub) = hub {
         // A delivery cut off after the subscriber got it would be sent again after the restart.
@@ -217,7 +214,8 @@ fn start_hub(
     if let Some(metrics) = &metrics {
         let state = state.clone();
         metrics.gauge_fn("crier_websub_subscriptions", "WebSub subscriptions with a running lease.", move || {
-            state.subscription_count().map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
+            let now = crate::state::unix_seconds(std::time::SystemTime::now());
+            state.live_subscription_count(now).map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX))
         });
     }
     Some(Hub::start(config.clone(), state.clone(), shared.clone(), metrics))

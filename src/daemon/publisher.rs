@@ -285,7 +285,12 @@ impl Worker {
     /// Does what the inbox and the clock ask for.
     fn work(&mut self, inbox: &mut Inbox) {
         let ready = inbox.take_ready();
-        let since = if ready.is_empty() && !inbox.rescan { None } else { inbox.since.take() };
+        // Files still settling keep the first event's time for their own publish.
+        let since = match (ready.is_empty() && !inbox.rescan, inbox.next_settled().is_some()) {
+            (true, _) => None,
+            (false, true) => inbox.since,
+            (false, false) => inbox.since.take(),
+        };
         let published = if std::mem::take(&mut inbox.rescan) {
             self.metrics.iter().for_each(|m| m.rescans.inc());
             self.step("reread the posts folder", false, |engine, now, sink| engine.load_all(now, sink))

@@ -33,9 +33,14 @@ impl Handler for Admin {
             response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return response;
         }
+        // Off the async workers: a scrape reads /proc and walks the counts under their lock.
+        let this = self.clone();
+        let run = |work: fn(&Admin) -> String| async move {
+            tokio::task::spawn_blocking(move || work(&this)).await.unwrap_or_default()
+        };
         let (text, content_type) = match request.uri().path() {
-            "/metrics" => (self.metrics.render(), CONTENT_TYPE),
-            "/stats" => (self.stats(), "text/html; charset=utf-8"),
+            "/metrics" => (run(|admin| admin.metrics.render()).await, CONTENT_TYPE),
+            "/stats" => (run(Admin::stats).await, "text/html; charset=utf-8"),
             "/" => (
                 "crier: /metrics (Prometheus), /stats (subscribers and pollers)\n".to_owned(),
                 "text/plain; charset=utf-8",
