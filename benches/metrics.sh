@@ -15,8 +15,8 @@
 # Three loads on /feed.rss:
 #   200   Accept-Encoding: gzip, one User-Agent (a reader polling hard);
 #   304   If-None-Match with the gzip ETag (a well-behaved poller);
-#   new   200 as above, but every request from a User-Agent never seen before (each one a new
-#         client for the subscriber counts: the worst case for them);
+#   new   200 as above, but every request from a User-Agent never seen before (a flood from one
+#         address: past 16 readers per feed, each costs a hash and is not remembered);
 #   close 200 as in `200`, one request per connection (how feed readers poll: one request to a
 #         feed, then the connection closes).
 # This machine's throughput varies by ±15 % from run to run, more than the effect measured, so
@@ -187,6 +187,6 @@ if [ "${CALLGRIND:-1}" != 0 ]; then
   done
 fi
 echo >> "$run/results.md"
-echo "Resident memory after the wrk runs: off $off_rss KiB, on $on_rss KiB (the ON side remembers every new client of the \`new\` load, up to 200,000). At its stop the ON side ${saved_line:-did not log its save}." >> "$run/results.md"
+echo "Resident memory after the wrk runs: off $off_rss KiB, on $on_rss KiB (the \`new\` load comes from one address, which counts as at most 16 readers of a feed: past them, a new User-Agent costs one more hash and is not remembered). At its stop the ON side ${saved_line:-did not log its save}." >> "$run/results.md"
 cat "$run/results.md"
 cp "$run/results.md" "$RESULTS"
