@@ -41,8 +41,8 @@ pub struct Answer {
     pub kind: Kind,
     /// The coding of the body (or, for a 304, of the variant the validators matched).
     pub coding: Coding,
-    /// The feed, for a feed document (its stem).
-    pub feed: Option<Arc<str>>,
+    /// The feed, for a feed document (its stem), and its format.
+    pub feed: Option<(Arc<str>, u8)>,
 }
 
 impl Answer {

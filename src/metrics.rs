@@ -335,6 +335,7 @@ mod tests {
         let feed: Arc<str> = Arc::from("feed");
         audience.record(&crate::audience::Seen {
             feed: &feed,
+            format: 0,
             address: "192.0.2.1".parse().unwrap(),
             user_agent: b"Feedly/1.0 (x; 12 subscribers)",
             not_modified: false,

@@ -80,8 +80,9 @@ pub struct Resource {
     pub sealed: bool,
     /// What the document is, as metrics count requests.
     pub kind: Kind,
-    /// For a feed document, the feed it is one format of (its stem): subscribers are counted per feed.
-    pub feed: Option<Arc<str>>,
+    /// For a feed document, the feed it is one format of (its stem), and which format
+    /// (`Format::ALL`'s index): subscribers are counted per feed.
+    pub feed: Option<(Arc<str>, u8)>,
 }
 
 impl Resource {
@@ -118,7 +119,10 @@ impl Resource {
             links: Vec::new(),
             sealed: false,
             kind: Kind::of(rel),
-            feed: documents::feed_stem(rel).map(Arc::from),
+            feed: documents::feed_stem(rel).map(|stem| {
+                let format = crate::feed::Format::ALL.iter().position(|f| rel.ends_with(f.extension()));
+                (Arc::from(stem), format.unwrap_or(0) as u8)
+            }),
         }
         .dated(modified, modified)
     }

@@ -442,6 +442,7 @@ impl State {
                         None => None,
                     },
                     crawler: row.get(9).ok()?,
+                    last_format: 0,
                 })
             })?;
             let sql = "SELECT feed, source, hour, subscribers FROM audience_report";
@@ -548,6 +549,7 @@ mod tests {
         {
             audience.record(&crate::audience::Seen {
                 feed: &feed,
+                format: 0,
                 address: address.parse().unwrap(),
                 user_agent: user_agent.as_bytes(),
                 not_modified: true,
@@ -576,6 +578,7 @@ mod tests {
         for address in ["192.0.2.1", "192.0.2.2"] {
             audience.record(&crate::audience::Seen {
                 feed: &feed,
+                format: 0,
                 address: address.parse().unwrap(),
                 user_agent: b"newsboat/2.30",
                 not_modified: false,

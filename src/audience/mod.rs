@@ -52,6 +52,9 @@ pub const HOURS_KEPT: i64 = 48;
 pub struct Seen<'a> {
     /// The feed (its stem, `categories/新闻`).
     pub feed: &'a Arc<str>,
+    /// Which of the feed's formats was asked for: asking for another one at once is not
+    /// polling too fast.
+    pub format: u8,
     pub address: IpAddr,
     /// The User-Agent header's bytes (read as UTF-8, lossily, only for a new client).
     pub user_agent: &'a [u8],
@@ -79,8 +82,11 @@ pub struct Client {
     pub requests: u32,
     /// Requests without validators.
     pub unconditional: u32,
-    /// Requests sooner than the feed's `ttl` after the one before (with 10 % slack).
+    /// Requests sooner than the feed's `ttl` after the one before for the same format (with 10 %
+    /// slack).
     pub fast: u32,
+    /// The format of its last request (not kept across restarts).
+    pub last_format: u8,
     /// The subscribers an aggregator reports: counted through its report, not as a reader.
     pub reported: Option<u64>,
     pub crawler: bool,
@@ -365,6 +371,7 @@ impl FeedData {
                     fast: 0,
                     reported: agent.reported,
                     crawler: agent.crawler,
+                    last_format: seen.format,
                 }
             }
         };
@@ -475,10 +482,11 @@ fn client_id(key: &[u8; 16], address: IpAddr, user_agent: &[u8]) -> [u8; 16] {
 impl Client {
     /// Counts a request; `previous` is when this client asked before, if it did.
     fn count(&mut self, seen: &Seen<'_>, previous: Option<i64>) {
-        let fast = previous.is_some_and(|last| {
+        let fast = previous.filter(|_| self.last_format == seen.format).is_some_and(|last| {
             let ttl = i64::try_from(seen.ttl.as_secs()).unwrap_or(i64::MAX);
             ttl > 0 && (seen.now - last).saturating_mul(10) < ttl.saturating_mul(9)
         });
+        self.last_format = seen.format;
         self.last_seen = seen.now;
         self.requests = self.requests.saturating_add(1);
         self.unconditional = self.unconditional.saturating_add(u32::from(!seen.conditional));

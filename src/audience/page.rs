@@ -170,6 +170,7 @@ mod tests {
         for (i, not_modified) in [(0, false), (1, true), (2, true)] {
             audience.record(&Seen {
                 feed: &feed,
+                format: 0,
                 address: "192.0.2.1".parse().unwrap(),
                 user_agent: b"Feedly/1.0 (x; 12 subscribers)",
                 not_modified,

@@ -9,6 +9,7 @@ fn feed(name: &str) -> Arc<str> {
 fn seen<'a>(feed: &'a Arc<str>, address: &str, user_agent: &'a str, now: i64) -> Seen<'a> {
     Seen {
         feed,
+        format: 0,
         address: address.parse().unwrap(),
         user_agent: user_agent.as_bytes(),
         not_modified: false,
@@ -261,4 +262,19 @@ fn an_aggregator_named_like_a_source_of_crier_stays_apart() {
     let series = audience.subscriber_series(NOON);
     assert_eq!(series.get(&("feed".to_owned(), READERS.to_owned())), Some(&1));
     assert_eq!(series.get(&("feed".to_owned(), "readers (aggregator)".to_owned())), Some(&5000));
+}
+
+#[test]
+fn another_format_of_the_feed_at_once_is_not_too_soon() {
+    let audience = Audience::default();
+    let site = feed("feed");
+    let mut request = seen(&site, "203.0.113.5", "Thunderbird/115.0", NOON);
+    audience.record(&request);
+    request.format = 1;
+    request.now += 1;
+    audience.record(&request);
+    assert!(audience.report(NOON + 1).misbehaving.is_empty(), "RSS then Atom at once");
+    request.now += 1;
+    audience.record(&request);
+    assert_eq!(audience.report(NOON + 2).misbehaving[0].fast, 1, "Atom again at once");
 }

@@ -169,12 +169,13 @@ impl Observers {
         }
         let user_agent = asked.user_agent.as_ref().map_or(&b""[..], HeaderValue::as_bytes);
         let counted = asked.method == Method::GET && matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED);
-        if let (Some(audience), Some(feed), true) = (&self.audience, &answer.feed, counted) {
+        if let (Some(audience), Some((feed, format)), true) = (&self.audience, &answer.feed, counted) {
             let mut memo = connection.client.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             audience.record_with(
                 &mut memo,
                 &Seen {
                     feed,
+                    format: *format,
                     address: asked.peer.ip(),
                     user_agent,
                     not_modified: status == StatusCode::NOT_MODIFIED,
