@@ -362,21 +362,28 @@ impl State {
         transaction.commit().map_err(self.sql())
     }
 
-    /// Replaces the saved audience with `saved`, in one transaction.
-    pub fn save_audience(&self, saved: &Saved) -> Result<(), StateError> {
+    /// Saves the audience in one transaction: `whole`, replacing what was saved with `saved`;
+    /// else writing the clients in `saved` over theirs and deleting those in `saved.gone` (keys,
+    /// reports and hours are replaced either way).
+    pub fn save_audience(&self, saved: &Saved, whole: bool) -> Result<(), StateError> {
         let mut connection = self.lock();
         let transaction = connection.transaction().map_err(self.sql())?;
         let run = |transaction: &rusqlite::Transaction<'_>| -> rusqlite::Result<()> {
-            transaction.execute_batch(
-                "DELETE FROM audience_key; DELETE FROM audience_client; DELETE FROM audience_report;
-                 DELETE FROM audience_hour;",
-            )?;
+            transaction
+                .execute_batch("DELETE FROM audience_key; DELETE FROM audience_report; DELETE FROM audience_hour;")?;
+            if whole {
+                transaction.execute_batch("DELETE FROM audience_client;")?;
+            }
+            let mut gone = transaction.prepare("DELETE FROM audience_client WHERE feed = ?1 AND id = ?2")?;
+            for (feed, id) in &saved.gone {
+                gone.execute(params![&**feed, &id[..]])?;
+            }
             let mut key = transaction.prepare("INSERT INTO audience_key (day, key) VALUES (?1, ?2)")?;
             for (day, bytes) in &saved.keys {
                 key.execute(params![day, &bytes[..]])?;
             }
             let mut client = transaction.prepare(
-                "INSERT INTO audience_client (feed, id, family, address, last_seen, requests, unconditional, fast, reported, crawler)
+                "INSERT OR REPLACE INTO audience_client (feed, id, family, address, last_seen, requests, unconditional, fast, reported, crawler)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             for c in &saved.clients {
@@ -443,6 +450,7 @@ impl State {
                     },
                     crawler: row.get(9).ok()?,
                     last_format: 0,
+                    unsaved: false,
                 })
             })?;
             let sql = "SELECT feed, source, hour, subscribers FROM audience_report";
@@ -559,7 +567,7 @@ mod tests {
             });
         }
         let saved = audience.saved(1_795_953_660);
-        State::open(dir.path()).unwrap().save_audience(&saved).unwrap();
+        State::open(dir.path()).unwrap().save_audience(&saved, true).unwrap();
         let mut read = State::open(dir.path()).unwrap().audience().unwrap();
         let mut expected = saved.clone();
         for saved in [&mut read, &mut expected] {
@@ -567,6 +575,42 @@ mod tests {
         }
         assert_eq!(read, expected);
         assert_eq!((read.keys.len(), read.clients.len(), read.reports.len(), read.hours.len()), (1, 2, 1, 1));
+    }
+
+    #[test]
+    fn saves_after_the_first_write_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let audience = crate::audience::Audience::default();
+        let feed: Arc<str> = Arc::from("feed");
+        let record = |address: &str, now: i64| {
+            audience.record(&crate::audience::Seen {
+                feed: &feed,
+                format: 0,
+                address: address.parse().unwrap(),
+                user_agent: b"newsboat/2.30",
+                not_modified: false,
+                conditional: true,
+                ttl: std::time::Duration::from_secs(60),
+                now,
+            })
+        };
+        let noon = 1_795_953_600;
+        record("192.0.2.1", noon - 86_000);
+        record("192.0.2.2", noon);
+        state.save_audience(&audience.changes(noon), false).unwrap();
+        assert_eq!(audience.changes(noon).clients.len(), 0, "nothing changed since");
+        // One client comes back, one is new, one has been away for a day (forgotten).
+        record("192.0.2.2", noon + 600);
+        record("192.0.2.3", noon + 600);
+        let changes = audience.changes(noon + 600);
+        assert_eq!((changes.clients.len(), changes.gone.len()), (2, 1));
+        state.save_audience(&changes, false).unwrap();
+        let sorted = |mut saved: Saved| {
+            saved.clients.sort_by_key(|c| c.id);
+            saved.clients
+        };
+        assert_eq!(sorted(state.audience().unwrap()), sorted(audience.saved(noon + 600)));
     }
 
     #[test]
@@ -587,7 +631,7 @@ mod tests {
                 now: 1_795_953_600,
             });
         }
-        state.save_audience(&audience.saved(1_795_953_600)).unwrap();
+        state.save_audience(&audience.saved(1_795_953_600), true).unwrap();
         state
             .lock()
             .execute_batch("UPDATE audience_client SET requests = -1 WHERE id = (SELECT min(id) FROM audience_client)")

@@ -87,6 +87,8 @@ pub struct Client {
     pub fast: u32,
     /// The format of its last request (not kept across restarts).
     pub last_format: u8,
+    /// Counted since the last save.
+    pub unsaved: bool,
     /// The subscribers an aggregator reports: counted through its report, not as a reader.
     pub reported: Option<u64>,
     pub crawler: bool,
@@ -105,7 +107,10 @@ pub struct Hour {
 pub struct Saved {
     /// Each UTC day's key (the day as days since the epoch).
     pub keys: Vec<(i64, [u8; 16])>,
+    /// Every client, or in [`Audience::changes`] those counted since the last save.
     pub clients: Vec<Client>,
+    /// In [`Audience::changes`], the clients forgotten since the last save (feed, id).
+    pub gone: Vec<(Arc<str>, [u8; 16])>,
     /// (feed, aggregator, hour as unix s / 3600, the most subscribers reported in it).
     pub reports: Vec<(Arc<str>, String, i64, u64)>,
     /// (feed, hour as unix s / 3600, requests).
@@ -156,6 +161,8 @@ struct FeedData {
     clients: HashMap<[u8; 16], Client, BuildHasherDefault<FastHasher>>,
     /// How many of `clients` each address is.
     addresses: HashMap<u64, u16, BuildHasherDefault<FastHasher>>,
+    /// Ids of the clients forgotten since the last save.
+    gone: Vec<[u8; 16]>,
     /// By aggregator: the most subscribers reported in each hour.
     reports: HashMap<String, BTreeMap<i64, u64>>,
     /// Requests of the last [`HOURS_KEPT`] hours, each in the slot `hour % HOURS_KEPT` with its
@@ -166,7 +173,13 @@ struct FeedData {
 impl Default for FeedData {
     fn default() -> FeedData {
         let hours = vec![(i64::MIN, Hour::default()); HOURS_KEPT as usize];
-        FeedData { clients: HashMap::default(), addresses: HashMap::default(), reports: HashMap::new(), hours }
+        FeedData {
+            clients: HashMap::default(),
+            addresses: HashMap::default(),
+            gone: Vec::new(),
+            reports: HashMap::new(),
+            hours,
+        }
     }
 }
 
@@ -272,14 +285,30 @@ impl Audience {
         }
     }
 
-    /// What there is to save at `now`, with what has expired left out.
+    /// Everything there is to save at `now`, with what has expired left out.
     pub fn saved(&self, now: i64) -> Saved {
+        self.collect(now, true)
+    }
+
+    /// What changed since the last call: the clients counted since (`clients`), those forgotten
+    /// (`gone`), and, whole, the keys, reports and hours (small, bounded sets).
+    pub fn changes(&self, now: i64) -> Saved {
+        self.collect(now, false)
+    }
+
+    fn collect(&self, now: i64, whole: bool) -> Saved {
         let mut data = self.lock();
         data.expire(now);
         let mut saved = Saved { keys: data.keys.iter().map(|(day, key)| (*day, *key)).collect(), ..Saved::default() };
         let this_hour = now.div_euclid(HOUR);
-        for (name, feed) in &data.feeds {
-            saved.clients.extend(feed.clients.values().cloned());
+        for (name, feed) in &mut data.feeds {
+            for client in feed.clients.values_mut() {
+                if whole || client.unsaved {
+                    client.unsaved = false;
+                    saved.clients.push(client.clone());
+                }
+            }
+            saved.gone.extend(feed.gone.drain(..).map(|id| (name.clone(), id)));
             for (source, hours) in &feed.reports {
                 saved.reports.extend(hours.iter().map(|(hour, count)| (name.clone(), source.clone(), *hour, *count)));
             }
@@ -347,7 +376,11 @@ impl FeedData {
         if self.addresses.get(&address).is_some_and(|n| *n >= MAX_PER_ADDRESS) {
             return false;
         }
-        let moved = (ids.yesterday)().and_then(|old| self.clients.remove(&old));
+        let moved = (ids.yesterday)().and_then(|old| {
+            let moved = self.clients.remove(&old)?;
+            self.gone.push(old);
+            Some(moved)
+        });
         let new = moved.is_none();
         let mut client = match moved {
             Some(mut client) => {
@@ -372,6 +405,7 @@ impl FeedData {
                     reported: agent.reported,
                     crawler: agent.crawler,
                     last_format: seen.format,
+                    unsaved: true,
                 }
             }
         };
@@ -393,6 +427,12 @@ impl FeedData {
     }
 }
 
+/// Notes `id` among the forgotten; says true (for `retain`, which then drops it).
+fn gone_too(gone: &mut Vec<[u8; 16]>, id: &[u8; 16]) -> bool {
+    gone.push(*id);
+    true
+}
+
 /// How a request's client is found: its id under today's key, and, computed only when it is
 /// not found, its address's hash and its id under yesterday's key.
 struct Ids<A, Y> {
@@ -408,7 +448,8 @@ impl Data {
     fn expire(&mut self, now: i64) {
         let this_hour = now.div_euclid(HOUR);
         for feed in self.feeds.values_mut() {
-            feed.clients.retain(|_, client| client.last_seen > now - DAY);
+            let gone = &mut feed.gone;
+            feed.clients.retain(|id, client| client.last_seen > now - DAY || !gone_too(gone, id));
             feed.count_addresses();
             for hours in feed.reports.values_mut() {
                 hours.retain(|hour, _| *hour >= this_hour - 24);
@@ -423,7 +464,8 @@ impl Data {
             let (_, limit, _) = seen.select_nth_unstable(cut);
             let limit = *limit;
             for feed in self.feeds.values_mut() {
-                feed.clients.retain(|_, client| client.last_seen > limit);
+                let gone = &mut feed.gone;
+                feed.clients.retain(|id, client| client.last_seen > limit || !gone_too(gone, id));
                 feed.count_addresses();
             }
             self.clients = self.feeds.values().map(|feed| feed.clients.len()).sum();
@@ -488,6 +530,7 @@ impl Client {
         });
         self.last_format = seen.format;
         self.last_seen = seen.now;
+        self.unsaved = true;
         self.requests = self.requests.saturating_add(1);
         self.unconditional = self.unconditional.saturating_add(u32::from(!seen.conditional));
         self.fast = self.fast.saturating_add(u32::from(fast));

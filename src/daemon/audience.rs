@@ -31,24 +31,36 @@ fn load(state: Option<&State>) -> Arc<Audience> {
     Arc::new(Audience::from_saved(saved.unwrap_or_default()))
 }
 
-/// Saves the counts to `state`, off the async workers.
-async fn save(audience: &Arc<Audience>, state: Option<Arc<State>>) {
-    let Some(state) = state else { return };
+/// Saves what changed in the counts to `state`, off the async workers; `whole` saves them all
+/// (after a failed save, whose changes are not in the database). Says whether it saved.
+async fn save(audience: &Arc<Audience>, state: Option<Arc<State>>, whole: bool) -> bool {
     let audience = audience.clone();
+    let Some(state) = state else {
+        // Nowhere to save: what changed is let go of all the same (the forgotten clients' ids
+        // would pile up).
+        let _ = audience.changes(unix_seconds(SystemTime::now()));
+        return true;
+    };
     let saved = tokio::task::spawn_blocking(move || {
         let started = std::time::Instant::now();
-        let saved = audience.saved(unix_seconds(SystemTime::now()));
-        state.save_audience(&saved)?;
+        let now = unix_seconds(SystemTime::now());
+        let saved = if whole { audience.saved(now) } else { audience.changes(now) };
+        state.save_audience(&saved, whole)?;
         let took = started.elapsed().as_secs_f64() * 1000.0;
-        tracing::debug!("saved the subscriber counts ({} clients) in {took:.0} ms", saved.clients.len());
+        tracing::debug!(
+            "saved the subscriber counts ({} clients written, {} deleted) in {took:.0} ms",
+            saved.clients.len(),
+            saved.gone.len()
+        );
         Ok::<(), crate::state::StateError>(())
     })
     .await;
     match saved {
         Ok(Err(error)) => tracing::error!("{error}; subscriber counts since the last save are lost at a restart"),
         Err(error) => tracing::error!("saving subscriber counts: {error}"),
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => return true,
     }
+    false
 }
 
 /// The task that saves the counts every minute.
@@ -56,7 +68,7 @@ pub struct Keeper {
     audience: Arc<Audience>,
     state: Option<Arc<State>>,
     stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<bool>,
 }
 
 impl Keeper {
@@ -70,19 +82,26 @@ impl Keeper {
     /// newest.
     pub async fn finish(self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
-        save(&self.audience, self.state).await;
+        let whole = !self.task.await.unwrap_or(false);
+        save(&self.audience, self.state, whole).await;
     }
 }
 
 /// Saves the counts every [`SAVE_EVERY`] until `stop` says so.
-async fn keep(audience: Arc<Audience>, state: Option<Arc<State>>, mut stop: tokio::sync::watch::Receiver<bool>) {
+/// Returns whether the database holds everything up to the last save (no save failed since
+/// the last one that saved everything).
+async fn keep(
+    audience: Arc<Audience>,
+    state: Option<Arc<State>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> bool {
     let mut every = tokio::time::interval(SAVE_EVERY);
     every.tick().await;
+    let mut complete = true;
     loop {
         tokio::select! {
-            _ = every.tick() => save(&audience, state.clone()).await,
-            _ = stop.changed() => return,
+            _ = every.tick() => complete = save(&audience, state.clone(), !complete).await,
+            _ = stop.changed() => return complete,
         }
     }
 }
