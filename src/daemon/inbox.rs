@@ -19,7 +19,8 @@ const BURST_MAX: Duration = Duration::from_millis(100);
 /// Messages to the publisher thread.
 #[derive(Debug)]
 pub enum Message {
-    Watch(WatchMessage),
+    /// What the watcher said, and when it said it (a message may wait while a step runs).
+    Watch(WatchMessage, Instant),
     /// Check the clock now (a test moved it).
     Tick,
     /// A new, already validated configuration (SIGHUP).
@@ -52,9 +53,15 @@ impl Inbox {
     /// Takes one message, received at `now`.
     pub fn handle(&mut self, message: Message, now: Instant) {
         match message {
-            Message::Watch(WatchMessage::Hints(hints)) => hints.into_iter().for_each(|hint| self.hint(hint, now)),
-            Message::Watch(WatchMessage::Lost(error)) => {
+            Message::Watch(WatchMessage::Hints(hints), heard) => {
+                if !hints.is_empty() {
+                    self.since.get_or_insert(heard.min(now));
+                }
+                hints.into_iter().for_each(|hint| self.hint(hint, now));
+            }
+            Message::Watch(WatchMessage::Lost(error), heard) => {
                 tracing::warn!("watcher: {error}; reading the whole posts folder again");
+                self.since.get_or_insert(heard.min(now));
                 self.rescan = true;
             }
             Message::Tick => {}
@@ -64,7 +71,6 @@ impl Inbox {
     }
 
     fn hint(&mut self, hint: Hint, now: Instant) {
-        self.since.get_or_insert(now);
         match hint {
             Hint::Ready(path) => {
                 self.pending.remove(&path);
@@ -142,7 +148,7 @@ mod tests {
     use super::*;
 
     fn hints(hints: Vec<Hint>) -> Message {
-        Message::Watch(WatchMessage::Hints(hints))
+        Message::Watch(WatchMessage::Hints(hints), Instant::now())
     }
 
     #[test]
@@ -175,13 +181,24 @@ mod tests {
     }
 
     #[test]
+    fn a_change_is_timed_from_when_the_watcher_heard_of_it() {
+        let t0 = Instant::now();
+        let mut inbox = Inbox::new(Duration::ZERO);
+        // Handled two seconds later, after a long step.
+        let ready = WatchMessage::Hints(vec![Hint::Ready("/p/a.md".into())]);
+        inbox.handle(Message::Watch(ready, t0), t0 + Duration::from_secs(2));
+        inbox.handle(hints(vec![Hint::Ready("/p/b.md".into())]), t0 + Duration::from_secs(3));
+        assert_eq!(inbox.since, Some(t0), "the first event of the batch");
+    }
+
+    #[test]
     fn lost_events_reload_and_shutdown() {
         let t0 = Instant::now();
         let mut inbox = Inbox::new(Duration::ZERO);
         inbox.handle(hints(vec![Hint::Rescan]), t0);
         assert!(inbox.rescan);
         let mut inbox = Inbox::new(Duration::ZERO);
-        inbox.handle(Message::Watch(WatchMessage::Lost("queue overflow".into())), t0);
+        inbox.handle(Message::Watch(WatchMessage::Lost("queue overflow".into()), t0), t0);
         assert!(inbox.rescan);
         inbox.handle(Message::Shutdown, t0);
         assert!(inbox.shutdown);

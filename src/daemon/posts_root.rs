@@ -27,7 +27,7 @@ impl PostsRoot {
         self.watched = folder_identity(&config.posts);
         let sender = events.clone();
         let handler = move |message| {
-            let _ = sender.send(Message::Watch(message));
+            let _ = sender.send(Message::Watch(message, std::time::Instant::now()));
         };
         match watch::start(&config.posts, config.poll, config.poll_interval, handler) {
             Ok(watcher) => self.watcher = Some(watcher),
