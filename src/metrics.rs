@@ -333,16 +333,8 @@ mod tests {
     fn the_exposition_has_every_metric_with_bounded_labels() {
         let audience = Arc::new(Audience::default());
         let feed: Arc<str> = Arc::from("feed");
-        audience.record(&crate::audience::Seen {
-            feed: &feed,
-            format: 0,
-            address: "192.0.2.1".parse().unwrap(),
-            user_agent: b"Feedly/1.0 (x; 12 subscribers)",
-            not_modified: false,
-            conditional: false,
-            ttl: Duration::from_secs(60),
-            now: crate::state::unix_seconds(std::time::SystemTime::now()),
-        });
+        let now = crate::state::unix_seconds(std::time::SystemTime::now());
+        audience.record(&crate::audience::Seen::example(&feed, "192.0.2.1", "Feedly/1.0 (x; 12 subscribers)", now));
         let metrics = Metrics::new(Some(audience));
         metrics.request(Kind::Feed, StatusCode::NOT_MODIFIED, Coding::Brotli, 0, Duration::from_micros(300));
         metrics.request(Kind::Feed, StatusCode::OK, Coding::Gzip, 1234, Duration::from_micros(300));

@@ -537,6 +537,7 @@ fn subscription(row: &rusqlite::Row<'_>) -> rusqlite::Result<Subscription> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audience::Seen;
 
     fn sub(topic: &str, callback: &str, lease_expires: i64) -> Subscription {
         Subscription {
@@ -555,16 +556,8 @@ mod tests {
         let feed: Arc<str> = Arc::from("categories/科技");
         for (address, user_agent) in [("192.0.2.1", "Feedly/1.0 (x; 12 subscribers)"), ("2001:db8::1", "newsboat/2.30")]
         {
-            audience.record(&crate::audience::Seen {
-                feed: &feed,
-                format: 0,
-                address: address.parse().unwrap(),
-                user_agent: user_agent.as_bytes(),
-                not_modified: true,
-                conditional: true,
-                ttl: std::time::Duration::from_secs(60),
-                now: 1_795_953_600,
-            });
+            let seen = Seen::example(&feed, address, user_agent, 1_795_953_600);
+            audience.record(&Seen { not_modified: true, ..seen });
         }
         let saved = audience.saved(1_795_953_660);
         State::open(dir.path()).unwrap().save_audience(&saved, true).unwrap();
@@ -583,18 +576,7 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         let audience = crate::audience::Audience::default();
         let feed: Arc<str> = Arc::from("feed");
-        let record = |address: &str, now: i64| {
-            audience.record(&crate::audience::Seen {
-                feed: &feed,
-                format: 0,
-                address: address.parse().unwrap(),
-                user_agent: b"newsboat/2.30",
-                not_modified: false,
-                conditional: true,
-                ttl: std::time::Duration::from_secs(60),
-                now,
-            })
-        };
+        let record = |address: &str, now: i64| audience.record(&Seen::example(&feed, address, "newsboat/2.30", now));
         let noon = 1_795_953_600;
         record("192.0.2.1", noon - 86_000);
         record("192.0.2.2", noon);
@@ -620,16 +602,7 @@ mod tests {
         let audience = crate::audience::Audience::default();
         let feed: Arc<str> = Arc::from("feed");
         for address in ["192.0.2.1", "192.0.2.2"] {
-            audience.record(&crate::audience::Seen {
-                feed: &feed,
-                format: 0,
-                address: address.parse().unwrap(),
-                user_agent: b"newsboat/2.30",
-                not_modified: false,
-                conditional: true,
-                ttl: std::time::Duration::from_secs(60),
-                now: 1_795_953_600,
-            });
+            audience.record(&Seen::example(&feed, address, "newsboat/2.30", 1_795_953_600));
         }
         state.save_audience(&audience.saved(1_795_953_600), true).unwrap();
         state

@@ -68,6 +68,23 @@ pub struct Seen<'a> {
     pub now: i64,
 }
 
+#[cfg(test)]
+impl<'a> Seen<'a> {
+    /// A conditional GET of the RSS format answered 200, for tests: `ttl` is an hour.
+    pub fn example(feed: &'a Arc<str>, address: &str, user_agent: &'a str, now: i64) -> Seen<'a> {
+        Seen {
+            feed,
+            format: 0,
+            address: address.parse().expect("a test address"),
+            user_agent: user_agent.as_bytes(),
+            not_modified: false,
+            conditional: true,
+            ttl: Duration::from_secs(3600),
+            now,
+        }
+    }
+}
+
 /// A client as remembered, under a day's key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {

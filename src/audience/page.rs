@@ -160,7 +160,6 @@ mod tests {
     use super::*;
     use crate::audience::{Audience, Seen};
     use std::sync::Arc;
-    use std::time::Duration;
 
     #[test]
     fn the_page_and_the_table_show_each_feed() {
@@ -168,16 +167,8 @@ mod tests {
         let feed: Arc<str> = Arc::from("categories/科技");
         let now = 1_795_953_600;
         for (i, not_modified) in [(0, false), (1, true), (2, true)] {
-            audience.record(&Seen {
-                feed: &feed,
-                format: 0,
-                address: "192.0.2.1".parse().unwrap(),
-                user_agent: b"Feedly/1.0 (x; 12 subscribers)",
-                not_modified,
-                conditional: i > 0,
-                ttl: Duration::from_secs(60),
-                now: now + i * 3600,
-            });
+            let seen = Seen::example(&feed, "192.0.2.1", "Feedly/1.0 (x; 12 subscribers)", now + i * 3600);
+            audience.record(&Seen { not_modified, conditional: i > 0, ..seen });
         }
         let report = audience.report(now + 2 * 3600);
         let page = html(&report, "");

@@ -7,16 +7,7 @@ fn feed(name: &str) -> Arc<str> {
 }
 
 fn seen<'a>(feed: &'a Arc<str>, address: &str, user_agent: &'a str, now: i64) -> Seen<'a> {
-    Seen {
-        feed,
-        format: 0,
-        address: address.parse().unwrap(),
-        user_agent: user_agent.as_bytes(),
-        not_modified: false,
-        conditional: true,
-        ttl: Duration::from_secs(3600),
-        now,
-    }
+    Seen::example(feed, address, user_agent, now)
 }
 
 fn counts(report: &Report, name: &str) -> (Vec<(String, u64)>, u64) {
