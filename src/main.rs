@@ -58,9 +58,12 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct Common {
-    /// Configuration file [default: config/crier.toml when it exists]
+    /// Configuration file [default: config/crier.toml when it exists, unless --jekyll is given]
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// A Jekyll site: its _config.yml, _posts and _data/authors.yml; Jekyll's links, ids and dates
+    #[arg(long, value_name = "SITE")]
+    jekyll: Option<PathBuf>,
     /// Folder of post files (overrides `posts`)
     #[arg(long, value_name = "DIR")]
     posts: Option<PathBuf>,
@@ -74,10 +77,17 @@ struct Common {
 
 impl Common {
     fn load(&self, listen: Option<String>) -> Result<Config, ConfigError> {
+        // A Jekyll site needs no crier.toml: the one in the working folder may be another site's.
         let default = PathBuf::from("config/crier.toml");
-        let path = self.config.clone().or_else(|| default.is_file().then_some(default));
-        let overrides =
-            Overrides { posts: self.posts.clone(), feeds: self.feeds.clone(), base_url: self.base_url.clone(), listen };
+        let default = (self.jekyll.is_none() && default.is_file()).then_some(default);
+        let path = self.config.clone().or(default);
+        let overrides = Overrides {
+            jekyll: self.jekyll.clone(),
+            posts: self.posts.clone(),
+            feeds: self.feeds.clone(),
+            base_url: self.base_url.clone(),
+            listen,
+        };
         Config::load(path.as_deref(), &overrides)
     }
 }

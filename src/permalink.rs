@@ -22,10 +22,18 @@ enum Placeholder {
     Second,
     Title,
     Slug,
+    /// The day of the year, `001` to `366`.
+    YDay,
+    /// The ISO week of the year, `01` to `53`.
+    Week,
+    /// The weekday's short name, `Mon` to `Sun`.
+    ShortDay,
+    /// The output file's extension: `.html`, as Jekyll writes posts.
+    OutputExt,
 }
 
 impl Placeholder {
-    const ALL: [(&'static str, Placeholder); 12] = [
+    const ALL: [(&'static str, Placeholder); 16] = [
         (":categories", Placeholder::Categories),
         (":year", Placeholder::Year),
         (":short_year", Placeholder::ShortYear),
@@ -38,6 +46,10 @@ impl Placeholder {
         (":second", Placeholder::Second),
         (":title", Placeholder::Title),
         (":slug", Placeholder::Slug),
+        (":y_day", Placeholder::YDay),
+        (":week", Placeholder::Week),
+        (":short_day", Placeholder::ShortDay),
+        (":output_ext", Placeholder::OutputExt),
     ];
 
     fn named(name: &str) -> Option<Placeholder> {
@@ -56,6 +68,10 @@ impl Placeholder {
             Placeholder::Hour => "%H",
             Placeholder::Minute => "%M",
             Placeholder::Second => "%S",
+            Placeholder::YDay => "%j",
+            Placeholder::Week => "%V",
+            Placeholder::ShortDay => "%a",
+            Placeholder::OutputExt => ".html",
             Placeholder::Categories | Placeholder::Title | Placeholder::Slug => return None,
         })
     }
@@ -86,6 +102,18 @@ pub enum PermalinkError {
 impl Permalink {
     /// Jekyll's `date` style.
     pub const DEFAULT: &'static str = "/:categories/:year/:month/:day/:title.html";
+
+    /// The pattern of one of Jekyll's named styles (`date`, `pretty`, `ordinal`, `weekdate`, `none`).
+    pub fn style(name: &str) -> Option<&'static str> {
+        Some(match name {
+            "date" => "/:categories/:year/:month/:day/:title:output_ext",
+            "pretty" => "/:categories/:year/:month/:day/:title/",
+            "ordinal" => "/:categories/:year/:y_day/:title:output_ext",
+            "weekdate" => "/:categories/:year/W:week/:short_day/:title:output_ext",
+            "none" => "/:categories/:title:output_ext",
+            _ => return None,
+        })
+    }
 
     /// Every placeholder a pattern may use.
     pub fn placeholders() -> Vec<&'static str> {

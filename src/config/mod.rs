@@ -4,6 +4,7 @@
 //! [`Config::from_raw`] turns it into real types or an error that names the key, the bad value
 //! and what would be valid.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +12,8 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use url::Url;
+
+mod jekyll;
 
 use crate::permalink::Permalink;
 use crate::post::Author;
@@ -26,6 +29,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config key `{key}` = {value:?} is invalid: {expected}")]
     Invalid { key: &'static str, value: String, expected: String },
+    #[error("{path}: key `{key}` = {value} is invalid: {expected}")]
+    Site { path: PathBuf, key: String, value: String, expected: String },
 }
 
 fn invalid(key: &'static str, value: impl ToString, expected: impl ToString) -> ConfigError {
@@ -45,6 +50,7 @@ pub enum ContentMode {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    pub jekyll: Option<PathBuf>,
     pub posts: Option<PathBuf>,
     pub feeds: Option<PathBuf>,
     pub base_url: Option<String>,
@@ -53,6 +59,9 @@ pub struct RawConfig {
     pub description: Option<String>,
     pub language: Option<String>,
     pub author: Option<Author>,
+    pub authors: Option<BTreeMap<String, Author>>,
+    pub icon: Option<String>,
+    pub logo: Option<String>,
     pub timezone: Option<String>,
     pub permalink: Option<String>,
     pub items: Option<usize>,
@@ -108,6 +117,7 @@ pub struct RawWebSub {
 /// Command-line overrides; each one, when given, wins over the file.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
+    pub jekyll: Option<PathBuf>,
     pub posts: Option<PathBuf>,
     pub feeds: Option<PathBuf>,
     pub base_url: Option<String>,
@@ -117,6 +127,8 @@ pub struct Overrides {
 /// The validated configuration every other module reads.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The Jekyll site crier publishes, when it does: Jekyll's rules for dates, links and ids.
+    pub jekyll: Option<PathBuf>,
     pub posts: PathBuf,
     pub feeds: PathBuf,
     /// Ends with `/`; post links and the site feed's alternate link hang off it.
@@ -127,6 +139,11 @@ pub struct Config {
     pub description: String,
     pub language: String,
     pub author: Author,
+    /// Authors a post may name by key (`author: alice`).
+    pub authors: BTreeMap<String, Author>,
+    /// The site's icon (square, small) and logo (wide), absolute.
+    pub icon: Option<Url>,
+    pub logo: Option<Url>,
     pub timezone: Tz,
     pub permalink: Permalink,
     /// 0 means every post.
@@ -252,10 +269,19 @@ impl Config {
 
     /// Validates a raw configuration; `dir` anchors its relative paths.
     pub fn from_raw(raw: RawConfig, dir: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let raw = with_site(raw, dir, overrides)?;
         let (posts, feeds) = folders(&raw, dir, overrides)?;
         let (base_url, feeds_url) = urls(&raw, overrides)?;
         let content = content_of("content", raw.content.as_deref(), ContentMode::Full)?;
+        let site_url = |key: &'static str, text: Option<String>| {
+            let link = text.map(|text| crate::post::absolute_link(&base_url, &text));
+            link.map(|link| Url::parse(&link).map_err(|e| invalid(key, &link, e))).transpose()
+        };
         Config {
+            jekyll: raw.jekyll,
+            icon: site_url("icon", raw.icon)?,
+            logo: site_url("logo", raw.logo)?,
+            authors: raw.authors.unwrap_or_default(),
             base_url,
             feeds_url,
             title: raw.title.unwrap_or_else(|| "crier".to_owned()),
@@ -351,6 +377,45 @@ impl Config {
     pub fn summary_rule(&self) -> SummaryRule<'_> {
         SummaryRule { separator: &self.excerpt_separator, length: self.excerpt_length }
     }
+}
+
+/// With a Jekyll site (flag, else file), `raw` with what the site says where `raw` is silent;
+/// the site's folder made absolute.
+fn with_site(mut raw: RawConfig, dir: &Path, overrides: &Overrides) -> Result<RawConfig, ConfigError> {
+    let in_dir = |p: PathBuf| if p.is_relative() { dir.join(p) } else { p };
+    let Some(site) = overrides.jekyll.clone().or(raw.jekyll.take().map(in_dir)) else { return Ok(raw) };
+    let site = std::path::absolute(&site).map(|p| normalize(&p)).map_err(|e| invalid("jekyll", site.display(), e))?;
+    let settings = jekyll::read(&site)?;
+    let fallback = settings.raw;
+    let mut authors = fallback.authors.unwrap_or_default();
+    authors.extend(raw.authors.take().unwrap_or_default());
+    let mut raw = RawConfig {
+        jekyll: Some(site),
+        posts: raw.posts.or(fallback.posts),
+        title: raw.title.or(fallback.title),
+        description: raw.description.or(fallback.description),
+        base_url: raw.base_url.or(fallback.base_url),
+        author: raw.author.or(fallback.author),
+        authors: Some(authors),
+        icon: raw.icon.or(fallback.icon),
+        logo: raw.logo.or(fallback.logo),
+        timezone: raw.timezone.or(fallback.timezone),
+        language: raw.language.or(fallback.language),
+        permalink: raw.permalink.or(fallback.permalink),
+        excerpt_separator: raw.excerpt_separator.or(fallback.excerpt_separator),
+        items: raw.items.or(fallback.items),
+        content: raw.content.or(fallback.content),
+        aliases: raw.aliases.or(fallback.aliases),
+        ..raw
+    };
+    // jekyll-feed's own `feed.path`, when it moved the feed from `/feed.xml`, leads to crier's.
+    if let Some(feed_path) = settings.feed_path {
+        let (base_url, feeds_url) = urls(&raw, overrides)?;
+        let atom = feeds_url.join("feed.atom").map_err(|e| invalid("feeds_url", &feeds_url, e))?;
+        let from = format!("{}{feed_path}", base_url.path());
+        raw.redirects.get_or_insert_default().entry(from).or_insert_with(|| atom.to_string());
+    }
+    Ok(raw)
 }
 
 /// The posts and feeds folders: flags first, then the file (relative to its folder), then the
@@ -555,7 +620,7 @@ fn content_of(key: &'static str, text: Option<&str>, default: ContentMode) -> Re
 
 fn permalink(text: Option<String>) -> Result<Permalink, ConfigError> {
     let text = text.unwrap_or_else(|| Permalink::DEFAULT.to_owned());
-    Permalink::parse(&text).map_err(|e| invalid("permalink", &text, e))
+    Permalink::parse(Permalink::style(&text).unwrap_or(&text)).map_err(|e| invalid("permalink", &text, e))
 }
 
 fn language(text: Option<String>) -> Result<String, ConfigError> {
@@ -748,7 +813,7 @@ mod tests {
     fn overrides_win() {
         let raw: RawConfig = toml::from_str("posts = \"a\"\nbase_url = \"https://a.org/\"").unwrap();
         let overrides =
-            Overrides { posts: Some("b".into()), feeds: None, base_url: Some("https://b.org/".into()), listen: None };
+            Overrides { posts: Some("b".into()), base_url: Some("https://b.org/".into()), ..Default::default() };
         let config = Config::from_raw(raw, Path::new("/x"), &overrides).unwrap();
         assert_eq!(config.posts, std::env::current_dir().unwrap().join("b"), "made absolute");
         assert_eq!(config.base_url.as_str(), "https://b.org/");

@@ -1,0 +1,210 @@
+//! A Jekyll site as configuration: `_config.yml` (with jekyll-feed's `feed:` settings) and
+//! `_data/authors.yml` give the values crier.toml leaves out, so a Jekyll site needs no crier.toml.
+//!
+//! Keys crier does not use are Jekyll's business and are ignored; a key crier uses with a value
+//! it cannot use is an error naming the file, the key and what would do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{ConfigError, RawConfig};
+use crate::permalink::Permalink;
+use crate::post::Author;
+
+/// jekyll-feed's default number of posts in a feed.
+const POSTS_LIMIT: usize = 10;
+
+/// What a Jekyll site says, as crier's settings; each is used where crier.toml is silent.
+#[derive(Debug, Default)]
+pub struct SiteSettings {
+    pub raw: RawConfig,
+    /// jekyll-feed's `feed.path` when it is not `feed.xml`: the site path its Atom feed had.
+    pub feed_path: Option<String>,
+}
+
+/// Reads `site`'s `_config.yml` (a missing one is an empty one, as for Jekyll) and its authors data.
+pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
+    if !site.is_dir() {
+        return Err(super::invalid("jekyll", site.display(), "the folder of a Jekyll site (the one with `_config.yml`)"));
+    }
+    let path = site.join("_config.yml");
+    let config = match std::fs::read_to_string(&path) {
+        Ok(text) => yaml(&path, &text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Null,
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let file = File { path: &path, value: &config, prefix: "" };
+    let authors = authors(site)?;
+    let mut raw = RawConfig {
+        posts: Some(site.join("_posts")),
+        title: file.text("title")?.or(file.text("name")?),
+        description: file.text("description")?,
+        base_url: base_url(&file)?,
+        timezone: file.checked("timezone", |t| t.parse::<chrono_tz::Tz>().is_ok(), "an IANA time zone such as \"Asia/Shanghai\"")?,
+        language: file.text("lang")?.map(|lang| lang.replace('_', "-")),
+        permalink: permalink(&file)?,
+        excerpt_separator: file.text("excerpt_separator")?.filter(|s| !s.is_empty()),
+        icon: file.text("icon")?,
+        logo: file.text("logo")?,
+        aliases: Some(vec!["jekyll-feed".to_owned()]),
+        ..RawConfig::default()
+    };
+    raw.author = match config.get("author") {
+        None | Some(Value::Null) => None,
+        Some(value) => Some(author(value, &authors).ok_or_else(|| {
+            file.invalid("author", value, "a name, a key of _data/authors.yml, or {name, email, uri}")
+        })?),
+    };
+    raw.authors = Some(authors);
+    let feed = File { path: &path, value: config.get("feed").unwrap_or(&Value::Null), prefix: "feed." };
+    raw.items = Some(feed.count("posts_limit")?.unwrap_or(POSTS_LIMIT));
+    if feed.flag("excerpt_only")? == Some(true) {
+        raw.content = Some("summary".to_owned());
+    }
+    if feed.flag("show_drafts")? == Some(true) {
+        tracing::warn!(
+            "{}: `feed.show_drafts` is not honoured: crier publishes `_posts` only; move a draft there to publish it",
+            path.display()
+        );
+    }
+    let feed_path = feed.text("path")?.map(|p| p.trim_start_matches('/').to_owned()).filter(|p| p != "feed.xml");
+    Ok(SiteSettings { raw, feed_path })
+}
+
+/// A YAML file's value, or an error naming the file and the line.
+fn yaml(path: &Path, text: &str) -> Result<Value, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_saphyr::from_str::<Value>(text).map_err(|e| {
+        let line = e.location().map_or(1, |l| l.line());
+        let detail = e.to_string();
+        let detail = detail.lines().next().unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("line {line}: not valid YAML ({detail}); a value with `:` or `#` must be in quotes"),
+        }
+    })
+}
+
+/// One YAML mapping of a file, read key by key.
+struct File<'a> {
+    path: &'a Path,
+    value: &'a Value,
+    /// What the keys are under, as messages name them: `feed.` for jekyll-feed's settings.
+    prefix: &'a str,
+}
+
+impl File<'_> {
+    fn invalid(&self, key: &str, value: &Value, expected: &str) -> ConfigError {
+        ConfigError::Site {
+            path: self.path.to_owned(),
+            key: format!("{}{key}", self.prefix),
+            value: value.to_string(),
+            expected: expected.to_owned(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.value.get(key).filter(|v| !v.is_null())
+    }
+
+    /// A text value; numbers and booleans read as their text, as Liquid prints them.
+    fn text(&self, key: &str) -> Result<Option<String>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
+            Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
+            Some(other) => Err(self.invalid(key, other, "a text value")),
+        }
+    }
+
+    /// A text value that `valid` accepts.
+    fn checked(&self, key: &str, valid: impl Fn(&str) -> bool, expected: &str) -> Result<Option<String>, ConfigError> {
+        match self.text(key)? {
+            Some(text) if !valid(&text) => Err(self.invalid(key, &Value::String(text), expected)),
+            other => Ok(other),
+        }
+    }
+
+    fn flag(&self, key: &str) -> Result<Option<bool>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(self.invalid(key, other, "true or false")),
+        }
+    }
+
+    fn count(&self, key: &str) -> Result<Option<usize>, ConfigError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n >= 1) => Ok(n.as_u64().map(|n| n as usize)),
+            Some(other) => Err(self.invalid(key, other, "a whole number of posts, at least 1")),
+        }
+    }
+}
+
+/// `url` and `baseurl` as crier's base URL.
+fn base_url(file: &File<'_>) -> Result<Option<String>, ConfigError> {
+    let expected = "an absolute http:// or https:// URL such as \"https://example.org\"";
+    let Some(url) = file.checked("url", |u| url::Url::parse(u).is_ok_and(|u| u.has_host()), expected)? else {
+        return Ok(None);
+    };
+    let baseurl = file.text("baseurl")?.unwrap_or_default();
+    let baseurl = baseurl.trim_matches('/');
+    let joined = if baseurl.is_empty() {
+        format!("{}/", url.trim_end_matches('/'))
+    } else {
+        format!("{}/{baseurl}/", url.trim_end_matches('/'))
+    };
+    Ok(Some(joined))
+}
+
+/// Jekyll's named permalink styles, and patterns with Jekyll's placeholders.
+fn permalink(file: &File<'_>) -> Result<Option<String>, ConfigError> {
+    let Some(text) = file.text("permalink")? else { return Ok(None) };
+    let pattern = Permalink::style(&text).map_or(text.clone(), str::to_owned);
+    Permalink::parse(&pattern).map_err(|e| file.invalid("permalink", &Value::String(text), &e.to_string()))?;
+    Ok(Some(pattern))
+}
+
+/// An author as jekyll-feed reads one: a key of the authors data, a name, or a mapping.
+fn author(value: &Value, authors: &BTreeMap<String, Author>) -> Option<Author> {
+    match value {
+        Value::String(name) => Some(
+            authors.get(name).cloned().unwrap_or_else(|| Author { name: name.trim().to_owned(), email: None, uri: None }),
+        ),
+        Value::Object(map) => {
+            let text = |key: &str| map.get(key).and_then(Value::as_str).map(|s| s.trim().to_owned());
+            let name = text("name").filter(|n| !n.is_empty())?;
+            Some(Author { name, email: text("email"), uri: text("uri").or_else(|| text("url")) })
+        }
+        _ => None,
+    }
+}
+
+/// `_data/authors.yml` (or `.yaml`): each key an author's id, each value `{name, email, uri}`.
+fn authors(site: &Path) -> Result<BTreeMap<String, Author>, ConfigError> {
+    let Some((path, text)) = ["yml", "yaml"].iter().find_map(|ext| {
+        let path: PathBuf = site.join("_data").join(format!("authors.{ext}"));
+        std::fs::read_to_string(&path).ok().map(|text| (path, text))
+    }) else {
+        return Ok(BTreeMap::new());
+    };
+    let value = yaml(&path, &text)?;
+    let file = File { path: &path, value: &value, prefix: "" };
+    let Some(map) = value.as_object() else {
+        return match value {
+            Value::Null => Ok(BTreeMap::new()),
+            ref other => Err(file.invalid("(top level)", other, "a mapping of author ids to {name, email, uri}")),
+        };
+    };
+    map.iter()
+        .map(|(id, entry)| match author(entry, &BTreeMap::new()) {
+            Some(author) => Ok((id.clone(), author)),
+            None => Err(file.invalid(id, entry, "a name, or {name, email, uri} with a non-empty name")),
+        })
+        .collect()
+}
