@@ -92,6 +92,8 @@ fn feed_doc<'a>(
         hubs,
         language: &config.language,
         author: &config.author,
+        icon: config.icon.as_ref().map(url::Url::as_str),
+        logo: config.logo.as_ref().map(url::Url::as_str),
         updated: feed::newest_update(&items),
         ttl_minutes: config.ttl.as_secs() / 60,
         full_content: config.content == ContentMode::Full,

@@ -8,6 +8,7 @@
 //! - [`permalink`]: a permalink pattern, parsed once and expanded per post. Pure.
 //! - [`post`]: one file's bytes to [`post::PostMeta`] and a body; every failure a [`post::PostError`]. Pure.
 //! - [`shape`]: an HTML body's nesting depth and attribute count capped in one linear pass. Pure.
+//! - [`template`]: Liquid in a post body, rendered over `site` and `page`; what cannot be, left out. Pure.
 //! - [`render`]: a body to sanitized HTML with absolute URLs, and a summary. Pure.
 //! - [`config`]: the TOML file and flags, validated into one immutable [`config::Config`].
 //! - [`site`]: the index of posts by category and tag, newest first; picks each feed's items. Pure.
@@ -57,6 +58,7 @@ pub mod site;
 pub mod source;
 pub mod state;
 pub mod systemd;
+pub mod template;
 pub mod text;
 pub mod watch;
 pub mod websub;

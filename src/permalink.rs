@@ -5,7 +5,7 @@ use std::fmt;
 
 use chrono::{DateTime, FixedOffset};
 
-use crate::text::slugify;
+use crate::text::{jekyll_slug, slugify};
 
 /// One placeholder of a pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,16 +135,21 @@ impl Permalink {
         Ok(Permalink { pattern: pattern.to_owned(), tokens })
     }
 
-    /// The site-relative path of a post; dates are the post's own wall-clock time.
-    pub fn expand(&self, date: &DateTime<FixedOffset>, title: &str, categories: &[String]) -> String {
+    /// The site-relative path of a post; dates are the post's own wall-clock time. With `jekyll`,
+    /// Jekyll's rules: `:title` and `:slug` are Jekyll's slugs of `title` (cased, lower case),
+    /// `:categories` the names in lower case, as they are (the URL percent-encodes them).
+    pub fn expand(&self, date: &DateTime<FixedOffset>, title: &str, categories: &[String], jekyll: bool) -> String {
         let mut out = String::new();
         for token in &self.tokens {
             match token {
                 Token::Literal(text) => out.push_str(text),
                 Token::Placeholder(Placeholder::Categories) => {
-                    let slugs: Vec<String> = categories.iter().map(|c| slugify(c)).filter(|s| !s.is_empty()).collect();
-                    out.push_str(&slugs.join("/"));
+                    let name = |c: &String| if jekyll { c.to_lowercase() } else { slugify(c) };
+                    let names: Vec<String> = categories.iter().map(name).filter(|s| !s.is_empty()).collect();
+                    out.push_str(&names.join("/"));
                 }
+                Token::Placeholder(Placeholder::Title) if jekyll => out.push_str(&jekyll_slug(title, true)),
+                Token::Placeholder(Placeholder::Slug) if jekyll => out.push_str(&jekyll_slug(title, false)),
                 Token::Placeholder(Placeholder::Title) => out.push_str(title),
                 Token::Placeholder(Placeholder::Slug) => out.push_str(&slugify(title)),
                 Token::Placeholder(date_part) => {
@@ -212,10 +217,31 @@ mod tests {
     fn expands() {
         let date = DateTime::parse_from_rfc3339("2021-03-04T05:06:07+08:00").unwrap();
         let pattern = Permalink::parse("/:short_year/:i_month/:i_day/:hour:minute:second/:slug/").unwrap();
-        assert_eq!(pattern.expand(&date, "Hello World", &[]), "/21/3/4/050607/hello-world/");
+        assert_eq!(pattern.expand(&date, "Hello World", &[], false), "/21/3/4/050607/hello-world/");
         let categories = ["新闻".to_owned(), "A B".to_owned(), "!!".to_owned()];
         let pattern = Permalink::default();
-        assert_eq!(pattern.expand(&date, "x", &categories), "/新闻/a-b/2021/03/04/x.html");
+        assert_eq!(pattern.expand(&date, "x", &categories, false), "/新闻/a-b/2021/03/04/x.html");
         assert_eq!(pattern.to_string(), Permalink::DEFAULT);
+    }
+
+    #[test]
+    fn jekyll_styles_expand_as_jekyll_does() {
+        // Expected paths are what Jekyll 4.3.1 wrote for `_posts/2021-12-23-Hello-World.md` with
+        // `categories: [Business News, 财经]` (before percent-encoding).
+        let date = DateTime::parse_from_rfc3339("2021-12-23T16:34:36+08:00").unwrap();
+        let categories = ["Business News".to_owned(), "财经".to_owned()];
+        for (style, expected) in [
+            ("date", "/business news/财经/2021/12/23/Hello-World.html"),
+            ("pretty", "/business news/财经/2021/12/23/Hello-World/"),
+            ("ordinal", "/business news/财经/2021/357/Hello-World.html"),
+            ("weekdate", "/business news/财经/2021/W51/Thu/Hello-World.html"),
+            ("none", "/business news/财经/Hello-World.html"),
+        ] {
+            let pattern = Permalink::parse(Permalink::style(style).unwrap()).unwrap();
+            assert_eq!(pattern.expand(&date, "Hello-World", &categories, true), expected, "{style}");
+        }
+        let pattern = Permalink::parse("/blog/:categories/:slug.html").unwrap();
+        assert_eq!(pattern.expand(&date, "Hello-World", &categories, true), "/blog/business news/财经/hello-world.html");
+        assert_eq!(Permalink::style("custom"), None);
     }
 }

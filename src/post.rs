@@ -4,6 +4,7 @@
 //! Every way a file can be wrong ends in a [`PostError`] naming the file, the line and the fix.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -16,7 +17,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use crate::permalink::Permalink;
-use crate::text::{is_xml_char, xml_safe};
+use crate::text::{is_xml_char, strip_tags, xml_safe};
 
 /// A post that cannot be published, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +73,17 @@ pub struct PostMeta {
     /// The front matter's `id`/`guid`, when it has one.
     pub id: Option<String>,
     pub author: Option<Author>,
-    /// The front matter's `description`/`excerpt`/`summary`, plain text.
+    /// The front matter's `description`/`excerpt`/`summary`, plain text; empty when the post asks
+    /// for no summary at all (`excerpt: ""`).
     pub summary: Option<String>,
+    /// The post's image (`image`, a URL, a site path or `{path: ...}`), absolute and ASCII.
+    pub image: Option<String>,
+    /// The post's language (`lang`), when it differs from the site's.
+    pub lang: Option<String>,
+    /// Feeds carry the summary of this post, never its whole body (`feed: {excerpt_only: true}`).
+    pub excerpt_only: bool,
+    /// Liquid in the body is rendered (unless `render_with_liquid: false`).
+    pub liquid: bool,
     pub format: BodyFormat,
     /// The line of the file where the body starts.
     pub body_line: usize,
@@ -105,6 +115,10 @@ impl PostMeta {
             id: None,
             author: None,
             summary: None,
+            image: None,
+            lang: None,
+            excerpt_only: false,
+            liquid: true,
             format: BodyFormat::Markdown,
             body_line: 5,
             draft: false,
@@ -122,6 +136,11 @@ pub struct PostContext<'a> {
     pub max_bytes: u64,
     /// The most categories, and the most tags, one post may list.
     pub max_terms: usize,
+    /// Authors a post may name by key (`author: alice`).
+    pub authors: &'a BTreeMap<String, Author>,
+    /// Jekyll's rules for dates, links and ids (`--jekyll`): an unquoted YAML timestamp without
+    /// offset is UTC, dates are written in the site's zone, ids are Jekyll's post ids.
+    pub jekyll: bool,
 }
 
 /// The extensions of post files.
@@ -153,12 +172,14 @@ pub fn parse<'b>(
         return Err(fail(1, "file is empty; write front matter (`---`, `title: ...`, `date: ...`, `---`) and a body, or delete the file".into()));
     }
     let (yaml, body_start) = split_front_matter(&text).map_err(|(line, message)| fail(line, message))?;
-    let front: FrontMatter = if yaml.trim().is_empty() {
+    let mut front: FrontMatter = if yaml.trim().is_empty() {
         FrontMatter::default()
     } else {
         let options = serde_saphyr::options! { strict_booleans: true };
         serde_saphyr::from_str_with_options(yaml, options).map_err(|e| yaml_error(path, &e))?
     };
+    front.quoted = [front.date.as_ref(), front.updated.as_ref().or(front.last_modified_at.as_ref())]
+        .map(|value| value.is_some_and(|v| is_quoted(yaml, v)));
     let body_line = 1 + memchr::memchr_iter(b'\n', &text.as_bytes()[..body_start]).count();
     let meta = front.into_meta(path, modified, body_line, cx)?;
     let body = match text {
@@ -190,7 +211,7 @@ impl FrontMatter {
     /// The metadata these keys give the post at `path`; what is missing comes from the file name
     /// or the site, with a warning where the guess may surprise the author.
     fn into_meta(
-        self,
+        mut self,
         path: &Path,
         modified: SystemTime,
         body_line: usize,
@@ -198,57 +219,168 @@ impl FrontMatter {
     ) -> Result<PostMeta, PostError> {
         let file = FileName::of(path);
         let mut warnings = Vec::new();
-        let warn = |warnings: &mut Vec<PostWarning>, message: &str| {
-            warnings.push(PostWarning { line: 1, message: message.to_owned() });
-        };
-        let title = match self.title.map(|t| t.0).filter(|t| !t.trim().is_empty()) {
-            Some(title) => title.trim().to_owned(),
+        let title = match self.title.take().map(|t| strip_tags(&t.0)).filter(|t| !t.is_empty()) {
+            Some(title) => title,
             None => {
-                warn(&mut warnings, "no `title` in front matter; using one made from the file name");
+                warnings.push(PostWarning {
+                    line: 1,
+                    message: "no `title` in front matter; using one made from the file name".to_owned(),
+                });
                 title_from_stem(file.title_stem)
             }
         };
-        let date = match &self.date {
-            Some(spanned) => date_value(path, "date", spanned, cx.timezone)?,
-            None => match file.date {
-                Some(day) => midnight(day, cx.timezone),
-                None => {
-                    warn(&mut warnings, "no `date` in front matter or file name; using the file's modification time");
-                    DateTime::<chrono::Utc>::from(modified).with_timezone(&cx.timezone).fixed_offset()
-                }
-            },
-        };
-        let updated = match self.updated.as_ref().or(self.last_modified_at.as_ref()) {
-            Some(spanned) => date_value(path, "updated", spanned, cx.timezone)?,
-            None => date,
-        };
-        let categories = terms(path, ("categories", self.categories), ("category", self.category), cx.max_terms)?;
-        let link = match self.permalink.map(|p| p.0) {
-            Some(permalink) => absolute_link(cx.base_url, &permalink),
-            None => absolute_link(cx.base_url, &cx.permalink.expand(&date, file.title_stem, &categories)),
-        };
+        let (date, updated) = self.dates(path, &file, modified, cx, &mut warnings)?;
+        let categories = terms(path, ("categories", self.categories.take()), ("category", self.category.take()), cx)?;
+        let slug = self.slug.take().map(|s| s.0.trim().to_owned()).filter(|s| !s.is_empty());
+        let slug = slug.as_deref().unwrap_or(file.title_stem);
+        let link = self.link(&date, slug, &categories, cx);
+        let jekyll_id = (cx.jekyll && self.id.is_none() && self.guid.is_none()).then(|| jekyll_id(&link, slug));
         Ok(PostMeta {
             path: path.to_owned(),
             title,
             date,
             updated,
             categories,
-            tags: terms(path, ("tags", self.tags), ("tag", self.tag), cx.max_terms)?,
+            tags: terms(path, ("tags", self.tags.take()), ("tag", self.tag.take()), cx)?,
             link,
-            id: self.id.or(self.guid).map(|i| i.0.trim().to_owned()).filter(|i| !i.is_empty()),
-            author: self.author.map(AuthorField::into_author).filter(|a| !a.name.trim().is_empty()),
-            summary: self
-                .description
-                .or(self.excerpt)
-                .or(self.summary)
-                .map(|s| s.0.trim().to_owned())
-                .filter(|s| !s.is_empty()),
+            id: self.id.take().or(self.guid.take()).map(|i| i.0.trim().to_owned()).filter(|i| !i.is_empty()).or(jekyll_id),
+            author: self.author(cx),
+            summary: self.summary(),
+            image: self.image.as_ref().and_then(|image| image_link(image, cx.base_url)),
+            lang: self.lang(&mut warnings),
+            excerpt_only: self.feed.as_ref().and_then(|f| f.get("excerpt_only")).and_then(flag_value) == Some(true),
+            liquid: self.render_with_liquid.is_none_or(|f| f.0),
             format: file.format,
             body_line,
             draft: self.published.is_some_and(|f| !f.0) || self.draft.is_some_and(|f| f.0),
             warnings,
         })
     }
+
+    /// The post's date and update time. With Jekyll's rules, an unquoted `2021-12-23 16:34:36`
+    /// is a YAML timestamp, which Jekyll reads as UTC, and both are written in the site's zone.
+    fn dates(
+        &self,
+        path: &Path,
+        file: &FileName<'_>,
+        modified: SystemTime,
+        cx: &PostContext<'_>,
+        warnings: &mut Vec<PostWarning>,
+    ) -> Result<(DateTime<FixedOffset>, DateTime<FixedOffset>), PostError> {
+        let value = |key: &str, spanned: &Spanned<Scalar>, quoted: bool| {
+            let utc = cx.jekyll && !quoted && is_yaml_timestamp_without_offset(&spanned.value.0);
+            let zone = if utc { Tz::UTC } else { cx.timezone };
+            date_value(path, key, spanned, zone).map(|d| if cx.jekyll { d.with_timezone(&cx.timezone).fixed_offset() } else { d })
+        };
+        let date = match &self.date {
+            Some(spanned) => value("date", spanned, self.quoted[0])?,
+            None => match file.date {
+                Some(day) => midnight(day, cx.timezone),
+                None => {
+                    warnings.push(PostWarning {
+                        line: 1,
+                        message: "no `date` in front matter or file name; using the file's modification time".to_owned(),
+                    });
+                    DateTime::<chrono::Utc>::from(modified).with_timezone(&cx.timezone).fixed_offset()
+                }
+            },
+        };
+        let updated = match self.updated.as_ref().or(self.last_modified_at.as_ref()) {
+            Some(spanned) => value("updated", spanned, self.quoted[1])?,
+            None => date,
+        };
+        Ok((date, updated))
+    }
+
+    /// The post's absolute link: its own `permalink` (with Jekyll's rules, a pattern too), else
+    /// the site's pattern.
+    fn link(&self, date: &DateTime<FixedOffset>, slug: &str, categories: &[String], cx: &PostContext<'_>) -> String {
+        let path = match self.permalink.as_ref().map(|p| p.0.trim()) {
+            Some(own) if cx.jekyll && !own.contains("://") => match Permalink::parse(own) {
+                Ok(pattern) => pattern.expand(date, slug, categories, true),
+                Err(_) => own.to_owned(),
+            },
+            Some(own) => own.to_owned(),
+            None => cx.permalink.expand(date, slug, categories, cx.jekyll),
+        };
+        absolute_link(cx.base_url, &path)
+    }
+
+    /// `author` (a key of the authors data, a name, or `{name, email, uri}`), else the first of
+    /// `authors`.
+    fn author(&mut self, cx: &PostContext<'_>) -> Option<Author> {
+        let first = self.authors.take().and_then(|list| list.0.into_iter().next()).map(|name| AuthorField::Name(Scalar(name)));
+        let author = match self.author.take().or(first)? {
+            AuthorField::Name(key) => cx.authors.get(key.0.trim()).cloned().unwrap_or_else(|| AuthorField::Name(key).into_author()),
+            field => field.into_author(),
+        };
+        (!author.name.trim().is_empty()).then_some(author)
+    }
+
+    /// The summary as jekyll-feed picks it: `description`, else `excerpt` (crier's `summary` too),
+    /// tags stripped; an `excerpt` given empty means no summary.
+    fn summary(&mut self) -> Option<String> {
+        let description = self.description.take().map(|d| strip_tags(&d.0)).filter(|d| !d.is_empty());
+        description.or_else(|| self.excerpt.take().or(self.summary.take()).map(|s| strip_tags(&s.0)))
+    }
+
+    /// `lang`, when it is a language tag; else a warning.
+    fn lang(&mut self, warnings: &mut Vec<PostWarning>) -> Option<String> {
+        let spanned = self.lang.take()?;
+        let lang = spanned.value.0.trim().replace('_', "-");
+        if !lang.is_empty() && lang.len() <= 35 && lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Some(lang);
+        }
+        warnings.push(PostWarning {
+            line: front_line(&spanned),
+            message: format!("`lang: {}` is not a language tag and is ignored; write one such as `zh-CN` or `en`", spanned.value.0),
+        });
+        None
+    }
+}
+
+/// Jekyll's id of a post: its URL's folder, then its slug as written (`https://e.org/2021/12/24/Space%20Name`).
+fn jekyll_id(link: &str, slug: &str) -> String {
+    let Ok(mut url) = Url::parse(link) else { return link.to_owned() };
+    if let Ok(mut segments) = url.path_segments_mut() {
+        segments.pop_if_empty().pop().push(slug);
+    }
+    url.into()
+}
+
+/// A post's `image` as an absolute URL: a URL, a site path, or a mapping with `path`.
+fn image_link(value: &serde_json::Value, base: &Url) -> Option<String> {
+    let text = match value {
+        serde_json::Value::String(text) => text,
+        serde_json::Value::Object(map) => map.get("path")?.as_str()?,
+        _ => return None,
+    };
+    let text = text.trim();
+    (!text.is_empty()).then(|| absolute_link(base, text))
+}
+
+/// A YAML boolean, as a mapping's value (`feed: {excerpt_only: true}`).
+fn flag_value(value: &serde_json::Value) -> Option<bool> {
+    match value {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) => Flag::from_text(s),
+        _ => None,
+    }
+}
+
+/// Whether a plain YAML scalar is a timestamp with a time of day and no offset
+/// (`2021-12-23 16:34:36`, seconds required): YAML 1.1 reads those as UTC.
+fn is_yaml_timestamp_without_offset(text: &str) -> bool {
+    let text = text.trim();
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dt%H:%M:%S%.f"]
+        .iter()
+        .any(|format| NaiveDateTime::parse_from_str(text, format).is_ok())
+}
+
+/// Whether a front-matter value is written in quotes, which makes it text for YAML 1.1.
+fn is_quoted<T>(yaml: &str, spanned: &Spanned<T>) -> bool {
+    let at = spanned.referenced.span().byte_offset().and_then(|offset| yaml.get(offset as usize..));
+    at.is_some_and(|rest| rest.starts_with(['"', '\'']))
 }
 
 /// The names of one taxonomy (its plural key, else its singular one), each once; more than `max`
@@ -257,12 +389,17 @@ fn terms(
     path: &Path,
     plural: (&str, Option<Spanned<StringList>>),
     singular: (&str, Option<Spanned<StringList>>),
-    max: usize,
+    cx: &PostContext<'_>,
 ) -> Result<Vec<String>, PostError> {
-    let (key, list) = match (plural, singular) {
+    let max = cx.max_terms;
+    let (key, mut list) = match (plural, singular) {
         ((key, Some(list)), _) | (_, (key, Some(list))) => (key, list),
         _ => return Ok(Vec::new()),
     };
+    // Jekyll splits a string on spaces for `categories` and `tags`, not for `category` and `tag`.
+    if let Some(whole) = list.value.1.take().filter(|_| cx.jekyll && !key.ends_with('s')) {
+        list.value.0 = vec![whole];
+    }
     let count = list.value.0.len();
     if count > max {
         return Err(PostError {
@@ -508,14 +645,24 @@ struct FrontMatter {
     tags: Option<Spanned<StringList>>,
     tag: Option<Spanned<StringList>>,
     permalink: Option<Scalar>,
+    slug: Option<Scalar>,
     author: Option<AuthorField>,
+    authors: Option<StringList>,
     description: Option<Scalar>,
     excerpt: Option<Scalar>,
     summary: Option<Scalar>,
+    image: Option<serde_json::Value>,
+    lang: Option<Spanned<Scalar>>,
+    /// jekyll-feed's per-post settings (`excerpt_only`); any other shape is ignored.
+    feed: Option<serde_json::Value>,
     published: Option<Flag>,
     draft: Option<Flag>,
+    render_with_liquid: Option<Flag>,
     id: Option<Scalar>,
     guid: Option<Scalar>,
+    /// Whether `date`, and the update time, are written in quotes (text, not a YAML timestamp).
+    #[serde(skip)]
+    quoted: [bool; 2],
 }
 
 #[derive(Debug, Deserialize)]
@@ -576,9 +723,10 @@ impl<'de> Deserialize<'de> for Scalar {
     }
 }
 
-/// A YAML list of scalars, or one string split on whitespace (Jekyll's rule).
+/// A YAML list of scalars, or one string split on whitespace (Jekyll's rule); the string as
+/// written too, when it was one.
 #[derive(Debug, Default)]
-struct StringList(Vec<String>);
+struct StringList(Vec<String>, Option<String>);
 
 impl<'de> Deserialize<'de> for StringList {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -589,19 +737,20 @@ impl<'de> Deserialize<'de> for StringList {
                 f.write_str("a list of names, or names separated by spaces")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<StringList, E> {
-                Ok(StringList(xml_safe(v).split_whitespace().map(str::to_owned).collect()))
+                let text = xml_safe(v);
+                Ok(StringList(text.split_whitespace().map(str::to_owned).collect(), Some(text.trim().to_owned())))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<StringList, E> {
-                Ok(StringList(vec![v.to_string()]))
+                Ok(StringList(vec![v.to_string()], None))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<StringList, E> {
-                Ok(StringList(vec![v.to_string()]))
+                Ok(StringList(vec![v.to_string()], None))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<StringList, E> {
-                Ok(StringList(vec![v.to_string()]))
+                Ok(StringList(vec![v.to_string()], None))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<StringList, E> {
-                Ok(StringList(vec![v.to_string()]))
+                Ok(StringList(vec![v.to_string()], None))
             }
             fn visit_unit<E: de::Error>(self) -> Result<StringList, E> {
                 Ok(StringList::default())
@@ -611,7 +760,7 @@ impl<'de> Deserialize<'de> for StringList {
                 while let Some(item) = seq.next_element::<Option<Scalar>>()? {
                     out.extend(item.map(|s| s.0));
                 }
-                Ok(StringList(out))
+                Ok(StringList(out, None))
             }
         }
         d.deserialize_any(ListVisitor)
@@ -622,20 +771,28 @@ impl<'de> Deserialize<'de> for StringList {
 #[derive(Debug, Clone, Copy)]
 struct Flag(bool);
 
+impl Flag {
+    fn from_text(text: &str) -> Option<bool> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some(true),
+            "false" | "no" | "off" => Some(false),
+            _ => None,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let Scalar(text) = Scalar::deserialize(d)?;
-        match text.trim().to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" => Ok(Flag(true)),
-            "false" | "no" | "off" => Ok(Flag(false)),
-            _ => Err(de::Error::custom(format!("`{text}` is not true or false"))),
-        }
+        Flag::from_text(&text).map(Flag).ok_or_else(|| de::Error::custom(format!("`{text}` is not true or false")))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    static NO_AUTHORS: BTreeMap<String, Author> = BTreeMap::new();
 
     fn cx<'a>(base: &'a Url, permalink: &'a Permalink) -> PostContext<'a> {
         PostContext {
@@ -644,6 +801,8 @@ mod tests {
             permalink,
             max_bytes: 1 << 20,
             max_terms: 5,
+            authors: &NO_AUTHORS,
+            jekyll: false,
         }
     }
 

@@ -13,6 +13,7 @@ use url::Url;
 
 use crate::post::{BodyFormat, PostMeta, PostWarning};
 use crate::shape::{self, Limits};
+use crate::template::{self, SiteVars};
 use crate::text::{cut, squash_whitespace, xml_safe};
 
 /// A post's body as feeds carry it.
@@ -31,13 +32,18 @@ pub struct Rendered {
 pub struct SummaryRule<'a> {
     pub separator: &'a str,
     pub length: usize,
+    /// What Liquid in a body sees as `site`.
+    pub site: SiteVars<'a>,
 }
 
 /// Renders a post's body.
 pub fn render(meta: &PostMeta, body: &str, rule: SummaryRule<'_>) -> Rendered {
     let base = Url::parse(&meta.link).ok();
     let sanitizer = sanitizer(base.as_ref());
-    let (html, warnings) = shaped_html(meta, body);
+    let (body, mut liquid_warnings) = template::expand(meta, body, &rule.site);
+    let body = body.as_ref();
+    let (html, mut warnings) = shaped_html(meta, body);
+    warnings.append(&mut liquid_warnings);
     let document = sanitizer.clean(&html);
     let content_html = xml_safe(&document.to_string()).into_owned();
 
@@ -294,7 +300,7 @@ mod tests {
         }
     }
 
-    const RULE: SummaryRule<'static> = SummaryRule { separator: "<!--more-->", length: 300 };
+    const RULE: SummaryRule<'static> = SummaryRule { separator: "<!--more-->", length: 300, site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" } };
 
     fn html(body: &str) -> String {
         render(&meta(BodyFormat::Markdown, None), body, RULE).content_html
@@ -302,7 +308,7 @@ mod tests {
 
     #[test]
     fn hostile_shapes_are_cut_with_a_warning_on_their_line() {
-        let rule = SummaryRule { separator: "<!--more-->", length: 100 };
+        let rule = SummaryRule { separator: "<!--more-->", length: 100, site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" } };
         let deep = format!("<p>first</p>\n\n{}deep text", "<div>".repeat(1000));
         let rendered = render(&meta(BodyFormat::Html, None), &deep, rule);
         assert!(rendered.content_html.contains("deep text"), "the text stays");
@@ -403,7 +409,7 @@ mod tests {
         let r = render(&meta(BodyFormat::Markdown, Some("  Given \n summary ")), "Body.", RULE);
         assert_eq!(r.summary, "Given summary");
         let long = format!("<p>{}</p>", "平安银行".repeat(100));
-        let r = render(&m, &long, SummaryRule { separator: "<!--more-->", length: 10 });
+        let r = render(&m, &long, SummaryRule { separator: "<!--more-->", length: 10, site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" } });
         assert_eq!(r.summary, "平安银行平安银行平…");
         let r = render(&m, "<div>only a div</div>", RULE);
         assert_eq!(r.summary, "only a div");

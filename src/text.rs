@@ -45,6 +45,67 @@ pub fn slugify(name: &str) -> String {
 /// The longest slug, in bytes.
 pub const MAX_SLUG_BYTES: usize = 200;
 
+/// Jekyll's slug in its `pretty` mode: runs of characters other than letters, digits and
+/// `._~!$&'()+,;=@` become one `-`, ends trimmed; case kept when `cased` (`:title`), else lower
+/// case (`:slug`).
+pub fn jekyll_slug(name: &str, cased: bool) -> String {
+    let mut slug = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_alphanumeric() || "._~!$&'()+,;=@".contains(c) {
+            slug.push(c);
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    let slug = slug.trim_matches('-');
+    if cased { slug.to_owned() } else { slug.to_lowercase() }
+}
+
+/// HTML's element names, as far as a title or summary might hold them.
+const HTML_ELEMENTS: &[&str] = &[
+    "a", "abbr", "address", "article", "aside", "audio", "b", "bdi", "bdo", "big", "blockquote", "br", "button",
+    "center", "cite", "code", "del", "details", "dfn", "div", "em", "embed", "figcaption", "figure", "font", "footer",
+    "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "i", "iframe", "img", "ins", "kbd", "label", "li", "main",
+    "mark", "math", "nav", "object", "ol", "p", "picture", "pre", "q", "rp", "rt", "ruby", "s", "samp", "script",
+    "section", "small", "source", "span", "strike", "strong", "style", "sub", "summary", "sup", "svg", "table",
+    "tbody", "td", "th", "thead", "time", "tr", "tt", "u", "ul", "var", "video", "wbr",
+];
+
+/// Whether `after` (the text after a `<`) starts an HTML tag or comment: `em>`, `/span>`,
+/// `a href=...>`, `!-- ... -->`. `<notes>` and `Vec<String>` are text.
+fn starts_html_tag(after: &str) -> bool {
+    if after.starts_with("!--") {
+        return true;
+    }
+    let name = after.strip_prefix('/').unwrap_or(after);
+    let end = name.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(name.len());
+    let follows = name[end..].chars().next();
+    matches!(follows, Some('>' | '/' | ' ' | '\t' | '\n'))
+        && HTML_ELEMENTS.iter().any(|element| element.eq_ignore_ascii_case(&name[..end]))
+}
+
+/// Plain text from a line that may hold HTML tags (`Hello <em>World</em>`): the tags of HTML
+/// elements taken out, whitespace runs, newlines included, folded to one space. A `<` that starts
+/// no such tag (`a < b`, `R&D <notes>`) stays.
+pub fn strip_tags(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let starts_tag = starts_html_tag(after);
+        match after.find('>').filter(|_| starts_tag) {
+            Some(end) => rest = &after[end + 1..],
+            None => {
+                out.push('<');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    squash_whitespace(&out)
+}
+
 /// Collapses runs of whitespace into one space and trims the ends.
 pub fn squash_whitespace(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -107,5 +168,19 @@ mod tests {
     #[test]
     fn whitespace() {
         assert_eq!(squash_whitespace("  a \n\t b  "), "a b");
+    }
+
+    #[test]
+    fn jekyll_slugs_and_tag_stripping() {
+        assert_eq!(jekyll_slug("Hello World!", true), "Hello-World!");
+        assert_eq!(jekyll_slug("Space Name", false), "space-name");
+        assert_eq!(jekyll_slug("你好-世界", true), "你好-世界");
+        assert_eq!(jekyll_slug(" a//b ", true), "a-b");
+        assert_eq!(strip_tags("Hello <em>World</em>\n second"), "Hello World second");
+        assert_eq!(strip_tags("a < b and c<d"), "a < b and c<d");
+        assert_eq!(strip_tags("<span class=\"x\">平安</span> <br/>银行"), "平安 银行");
+        assert_eq!(strip_tags("unclosed <b tag"), "unclosed <b tag");
+        assert_eq!(strip_tags("R&D <notes> and Vec<String>"), "R&D <notes> and Vec<String>");
+        assert_eq!(strip_tags("a<!-- c -->b <A HREF=\"x\">y</A>"), "ab y");
     }
 }

@@ -103,6 +103,32 @@ where
     }
 }
 
+/// Watches the files `paths` through their folders, not recursively (an editor that saves by
+/// renaming replaces the file itself); `handler` runs on each event that names one of them.
+pub fn files<H>(paths: &[PathBuf], handler: H) -> Result<Watcher, WatchError>
+where
+    H: Fn() + Send + 'static,
+{
+    let wanted: Vec<PathBuf> = paths.to_vec();
+    let events = move |result: notify::Result<notify::Event>| {
+        let Ok(event) = result else { return handler() };
+        let named = hints(event).iter().any(|hint| match hint {
+            Hint::Ready(path) | Hint::Writing(path) => wanted.contains(path),
+            Hint::Rescan => true,
+        });
+        if named {
+            handler();
+        }
+    };
+    let mut watcher = RecommendedWatcher::new(events, notify::Config::default()).map_err(|e| WatchError(e.to_string()))?;
+    let mut folders: Vec<&Path> = paths.iter().filter_map(|p| p.parent()).filter(|p| p.is_dir()).collect();
+    folders.dedup();
+    for folder in folders {
+        watcher.watch(folder, RecursiveMode::NonRecursive).map_err(|e| WatchError(format!("{}: {e}", folder.display())))?;
+    }
+    Ok(Watcher::new(watcher))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

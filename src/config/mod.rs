@@ -19,6 +19,7 @@ use crate::permalink::Permalink;
 use crate::post::Author;
 use crate::post::PostContext;
 use crate::render::SummaryRule;
+use crate::template::SiteVars;
 
 /// An error in the configuration: exit code 2 territory.
 #[derive(Debug, thiserror::Error)]
@@ -362,6 +363,14 @@ impl Config {
         self.feeds_url.join("hub").expect("a URL ending with `/` takes a relative path")
     }
 
+    /// The files of the Jekyll site that configure crier, when there is one: a change to any of
+    /// them is a reload.
+    pub fn site_files(&self) -> Vec<PathBuf> {
+        let Some(site) = &self.jekyll else { return Vec::new() };
+        let data = site.join("_data");
+        vec![site.join("_config.yml"), data.join("authors.yml"), data.join("authors.yaml")]
+    }
+
     /// The site-wide settings a post needs to be read.
     pub fn post_context(&self) -> PostContext<'_> {
         PostContext {
@@ -370,12 +379,23 @@ impl Config {
             permalink: &self.permalink,
             max_bytes: self.max_post_bytes,
             max_terms: self.max_terms,
+            authors: &self.authors,
+            jekyll: self.jekyll.is_some(),
         }
     }
 
     /// How a post's summary is made when its front matter has none.
     pub fn summary_rule(&self) -> SummaryRule<'_> {
-        SummaryRule { separator: &self.excerpt_separator, length: self.excerpt_length }
+        let origin = &self.base_url[..url::Position::BeforePath];
+        let site = SiteVars {
+            title: &self.title,
+            description: &self.description,
+            url: origin,
+            baseurl: self.base_url.path().trim_end_matches('/'),
+            author: &self.author.name,
+            lang: &self.language,
+        };
+        SummaryRule { separator: &self.excerpt_separator, length: self.excerpt_length, site }
     }
 }
 

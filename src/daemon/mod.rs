@@ -62,7 +62,7 @@ where
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(ServeError::Runtime)?;
     runtime.block_on(async move {
         let shutdown = signals::shutdown().map_err(ServeError::Signals)?;
-        let reloads = signals::reloads(reload).map_err(ServeError::Signals)?;
+        let reloads = signals::reloads(reload, &config.site_files()).map_err(ServeError::Signals)?;
         let listen = |source| ServeError::Listen { address: config.listen, source };
         let listener = match systemd::activated_listener().map_err(listen)? {
             Some(listener) => TcpListener::from_std(listener).map_err(listen)?,

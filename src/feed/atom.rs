@@ -2,7 +2,7 @@
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig};
 
-use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, MEDIA_NAMESPACE, media_elements};
 use crate::post::Author;
 
 fn person(author: &Author) -> Person {
@@ -30,6 +30,27 @@ fn marker(history: &History) -> atom_syndication::extension::ExtensionMap {
     [("fh".to_owned(), [(name.to_owned(), vec![element])].into())].into()
 }
 
+/// The namespaces the document uses beyond Atom's: feed history and Media RSS.
+fn namespaces(doc: &FeedDoc<'_>) -> std::collections::BTreeMap<String, String> {
+    let history = doc.history.marker().map(|_| ("fh".to_owned(), HISTORY_NAMESPACE.to_owned()));
+    let media = doc.items.iter().any(|item| item.meta.image.is_some()).then(|| ("media".to_owned(), MEDIA_NAMESPACE.to_owned()));
+    history.into_iter().chain(media).collect()
+}
+
+/// An entry's image as Media RSS elements.
+fn media(image: Option<&str>) -> atom_syndication::extension::ExtensionMap {
+    let Some(image) = image else { return Default::default() };
+    let elements = media_elements(image).map(|(local, name, attrs)| {
+        let element = atom_syndication::extension::Extension {
+            name: name.to_owned(),
+            attrs: attrs.into_iter().collect(),
+            ..Default::default()
+        };
+        (local.to_owned(), vec![element])
+    });
+    [("media".to_owned(), elements.into())].into()
+}
+
 /// Writes the feed as Atom 1.0 bytes.
 pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
     let entries = doc
@@ -37,9 +58,11 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         .iter()
         .map(|item| {
             let meta = item.meta;
+            // atom_syndication writes no `xml:lang` on an entry: the post's language goes on its texts.
+            let text = |value: String| Text { lang: meta.lang.clone(), ..Text::plain(value) };
             Entry {
                 id: atom_id(meta.guid(), doc.home_url),
-                title: Text::plain(meta.title.clone()),
+                title: text(meta.title.clone()),
                 links: vec![link(&meta.link, "alternate", "text/html")],
                 published: Some(meta.date),
                 updated: meta.updated.max(meta.date),
@@ -49,9 +72,11 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
                     .into_iter()
                     .map(|name| Category { term: name.to_owned(), scheme: None, label: None })
                     .collect(),
-                summary: Some(Text::plain(item.rendered.summary.clone())),
-                content: doc.full_content.then(|| Content {
+                summary: item.summary().map(|summary| text(summary.to_owned())),
+                extensions: media(meta.image.as_deref()),
+                content: item.full(doc).then(|| Content {
                     base: Some(meta.link.clone()),
+                    lang: meta.lang.clone(),
                     value: Some(item.rendered.content_html.clone()),
                     content_type: Some("html".to_owned()),
                     ..Default::default()
@@ -76,11 +101,9 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         lang: Some(doc.language.to_owned()),
         entries,
         extensions: marker(&doc.history),
-        namespaces: if doc.history.marker().is_some() {
-            [("fh".to_owned(), HISTORY_NAMESPACE.to_owned())].into()
-        } else {
-            Default::default()
-        },
+        namespaces: namespaces(doc),
+        icon: doc.icon.map(str::to_owned),
+        logo: doc.logo.map(str::to_owned),
         ..Default::default()
     };
     let mut out = Vec::with_capacity(64 * 1024);

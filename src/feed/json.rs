@@ -12,6 +12,10 @@ struct JsonFeed<'a> {
     feed_url: &'a str,
     description: &'a str,
     language: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icon: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    favicon: Option<&'a str>,
     /// The next older archive page (JSON Feed's pagination).
     #[serde(skip_serializing_if = "Option::is_none")]
     next_url: Option<&'a str>,
@@ -45,7 +49,12 @@ struct JsonItem<'a> {
     content_html: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content_text: Option<&'a str>,
-    summary: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    language: Option<&'a str>,
     date_published: String,
     date_modified: String,
     authors: Vec<JsonAuthor<'a>>,
@@ -69,9 +78,11 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
                 id: meta.guid(),
                 url: &meta.link,
                 title: &meta.title,
-                content_html: doc.full_content.then_some(item.rendered.content_html.as_str()),
-                content_text: (!doc.full_content).then_some(item.rendered.summary.as_str()),
-                summary: &item.rendered.summary,
+                content_html: item.full(doc).then_some(item.rendered.content_html.as_str()),
+                content_text: (!item.full(doc)).then_some(item.rendered.summary.as_str()),
+                summary: item.summary(),
+                image: meta.image.as_deref(),
+                language: meta.lang.as_deref(),
                 date_published: meta.date.to_rfc3339(),
                 date_modified: meta.updated.max(meta.date).to_rfc3339(),
                 authors: vec![author(item.author(doc.author))],
@@ -86,6 +97,8 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         feed_url: &doc.self_url,
         description: &doc.description,
         language: doc.language,
+        icon: doc.logo.or(doc.icon),
+        favicon: doc.icon,
         next_url: doc.history.prev_archive.as_deref(),
         hubs: doc.hubs.iter().map(|url| JsonHub { kind: "WebSub", url }).collect(),
         authors: vec![author(doc.author)],

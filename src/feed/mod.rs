@@ -65,6 +65,30 @@ impl Item<'_> {
     pub fn author<'a>(&'a self, site: &'a Author) -> &'a Author {
         self.meta.author.as_ref().unwrap_or(site)
     }
+
+    /// Whether the item carries the whole post: the feed's setting, unless the post asks for its
+    /// summary only.
+    pub fn full(&self, doc: &FeedDoc<'_>) -> bool {
+        doc.full_content && !self.meta.excerpt_only
+    }
+
+    /// The item's summary; none when the post asks for none (`excerpt: ""`).
+    pub fn summary(&self) -> Option<&str> {
+        Some(self.rendered.summary.as_str()).filter(|s| !s.is_empty())
+    }
+}
+
+/// The Media RSS namespace, for a post's image (`media:thumbnail`, `media:content`).
+pub const MEDIA_NAMESPACE: &str = "http://search.yahoo.com/mrss/";
+
+/// `media:thumbnail` and `media:content` of an image: (local name, qualified name, attributes),
+/// as both the `rss` and the `atom_syndication` crate write extension elements.
+pub fn media_elements(image: &str) -> [(&'static str, &'static str, Vec<(String, String)>); 2] {
+    let url = || ("url".to_owned(), image.to_owned());
+    [
+        ("thumbnail", "media:thumbnail", vec![url()]),
+        ("content", "media:content", vec![url(), ("medium".to_owned(), "image".to_owned())]),
+    ]
 }
 
 /// Everything a writer needs for one feed.
@@ -80,6 +104,9 @@ pub struct FeedDoc<'a> {
     pub hubs: &'a [String],
     pub language: &'a str,
     pub author: &'a Author,
+    /// The site's small square image and its wide one, absolute.
+    pub icon: Option<&'a str>,
+    pub logo: Option<&'a str>,
     /// The newest `updated` of the items: the feed's own time.
     pub updated: DateTime<FixedOffset>,
     pub ttl_minutes: u64,

@@ -7,7 +7,7 @@ use rss::extension::dublincore::DublinCoreExtension;
 use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
 use rss::{Category, Channel, Guid};
 
-use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, MEDIA_NAMESPACE, media_elements};
 
 /// The syndication module's schedule for one refresh every `ttl` minutes: the shortest period
 /// that `ttl` divides exactly; else the shortest period longer than `ttl`, refreshed as many whole
@@ -27,14 +27,28 @@ fn update_schedule(ttl: u64) -> SyndicationExtension {
     SyndicationExtension { period: period.clone(), frequency, ..SyndicationExtension::default() }
 }
 
-/// The namespaces beyond the `rss` crate's own: syndication, and feed history when it is used.
-fn namespaces(history: &History) -> std::collections::BTreeMap<String, String> {
+/// The namespaces beyond the `rss` crate's own: syndication, feed history and Media RSS when
+/// they are used.
+fn namespaces(doc: &FeedDoc<'_>) -> std::collections::BTreeMap<String, String> {
     let mut namespaces: std::collections::BTreeMap<String, String> =
         [("sy".to_owned(), rss::extension::syndication::NAMESPACE.to_owned())].into();
-    if history.marker().is_some() {
+    if doc.history.marker().is_some() {
         namespaces.insert("fh".to_owned(), HISTORY_NAMESPACE.to_owned());
     }
+    if doc.items.iter().any(|item| item.meta.image.is_some()) {
+        namespaces.insert("media".to_owned(), MEDIA_NAMESPACE.to_owned());
+    }
     namespaces
+}
+
+/// An item's image as Media RSS elements.
+fn media(image: Option<&str>) -> rss::extension::ExtensionMap {
+    let Some(image) = image else { return Default::default() };
+    let elements = media_elements(image).map(|(local, name, attrs)| {
+        let element = rss::extension::Extension { name: name.to_owned(), attrs: attrs.into_iter().collect(), ..Default::default() };
+        (local.to_owned(), vec![element])
+    });
+    [("media".to_owned(), elements.into())].into()
 }
 
 /// RFC 5005's `<fh:complete/>` or `<fh:archive/>`, when the document is either.
@@ -51,11 +65,11 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         .iter()
         .map(|item| {
             let meta = item.meta;
-            let summary_html = quick_xml::escape::escape(item.rendered.summary.as_str()).into_owned();
+            let summary_html = item.summary().map(|summary| quick_xml::escape::escape(summary).into_owned());
             rss::Item {
                 title: Some(meta.title.clone()),
                 link: Some(meta.link.clone()),
-                description: Some(summary_html),
+                description: summary_html,
                 guid: Some(Guid { value: meta.guid().to_owned(), permalink: meta.id.is_none() }),
                 pub_date: Some(meta.date.to_rfc2822()),
                 categories: item
@@ -63,11 +77,13 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
                     .into_iter()
                     .map(|name| Category { name: name.to_owned(), domain: None })
                     .collect(),
-                content: doc.full_content.then(|| item.rendered.content_html.clone()),
+                content: item.full(doc).then(|| item.rendered.content_html.clone()),
                 dublin_core_ext: Some(DublinCoreExtension {
                     creators: vec![item.author(doc.author).name.clone()],
+                    languages: meta.lang.iter().cloned().collect(),
                     ..Default::default()
                 }),
+                extensions: media(meta.image.as_deref()),
                 ..Default::default()
             }
         })
@@ -81,7 +97,13 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         last_build_date: Some(doc.updated.to_rfc2822()),
         ttl: Some(doc.ttl_minutes.to_string()),
         syndication_ext: Some(update_schedule(doc.ttl_minutes)),
-        namespaces: namespaces(&doc.history),
+        namespaces: namespaces(doc),
+        image: doc.logo.or(doc.icon).map(|url| rss::Image {
+            url: url.to_owned(),
+            title: doc.title.clone(),
+            link: doc.home_url.to_owned(),
+            ..Default::default()
+        }),
         extensions: marker(&doc.history),
         atom_ext: Some(AtomExtension {
             links: std::iter::once(Link {

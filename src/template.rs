@@ -1,0 +1,228 @@
+//! Liquid in a post body (`{{ page.title }}`, `{% capture %}`, filters), rendered with the
+//! `liquid` crate over `site` and `page` variables before the body becomes HTML, as Jekyll does.
+//!
+//! What crier cannot render never stops a post: a tag it does not know (`{% include %}`,
+//! `{% highlight %}`, Jekyll's plugins' tags) is left out and its text kept, and a template that
+//! fails to render is published with its Liquid markup taken out; each with a warning naming the
+//! line. Pure.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use liquid::model::{Array, Object, Scalar, Value};
+
+use crate::post::{PostMeta, PostWarning};
+
+/// The site's values a body may print: `{{ site.title }}`, `{{ site.url }}`...
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SiteVars<'a> {
+    pub title: &'a str,
+    pub description: &'a str,
+    /// The site's origin, as Jekyll's `site.url` (`https://example.org`).
+    pub url: &'a str,
+    /// The path under it, as Jekyll's `site.baseurl` (`/blog`, or empty).
+    pub baseurl: &'a str,
+    pub author: &'a str,
+    pub lang: &'a str,
+}
+
+/// The tags (and block ends) the `liquid` crate's standard library renders; `include` and
+/// `render` need files crier does not read.
+const KNOWN_TAGS: &[&str] = &[
+    "assign", "break", "continue", "cycle", "increment", "decrement", "if", "elsif", "else", "endif", "unless",
+    "endunless", "ifchanged", "endifchanged", "for", "endfor", "tablerow", "endtablerow", "comment", "endcomment",
+    "capture", "endcapture", "case", "when", "endcase", "raw", "endraw",
+];
+
+/// Whether a body holds Liquid markup at all; most do not, and cost nothing more.
+pub fn has_liquid(body: &str) -> bool {
+    memchr::memmem::find(body.as_bytes(), b"{{").is_some() || memchr::memmem::find(body.as_bytes(), b"{%").is_some()
+}
+
+/// The body with its Liquid rendered, and a warning for each thing left out.
+pub fn expand<'b>(meta: &PostMeta, body: &'b str, site: &SiteVars<'_>) -> (Cow<'b, str>, Vec<PostWarning>) {
+    if !meta.liquid || !has_liquid(body) {
+        return (Cow::Borrowed(body), Vec::new());
+    }
+    let line_at = |offset: usize| meta.body_line + memchr::memchr_iter(b'\n', &body.as_bytes()[..offset]).count();
+    let (source, unknown) = without_unknown_tags(body);
+    let mut warnings: Vec<PostWarning> = unknown
+        .into_iter()
+        .map(|(offset, name)| PostWarning {
+            line: line_at(offset),
+            message: format!("Liquid tag `{{% {name} %}}` is not one crier renders: it is left out and the text around it kept"),
+        })
+        .collect();
+    let globals = liquid::object!({ "site": site_object(site), "page": page_object(meta, site) });
+    let rendered = parser().parse(&source).and_then(|template| template.render(&globals));
+    match rendered {
+        Ok(text) => (Cow::Owned(text), warnings),
+        Err(error) => {
+            let detail = error.to_string();
+            let detail = detail.lines().next().unwrap_or_default().trim();
+            warnings.push(PostWarning {
+                line: meta.body_line,
+                message: format!(
+                    "Liquid in the body cannot be rendered ({detail}): it is published with its Liquid markup left out; fix the markup or set `render_with_liquid: false`"
+                ),
+            });
+            (Cow::Owned(markup_removed(&source)), warnings)
+        }
+    }
+}
+
+fn parser() -> &'static liquid::Parser {
+    static PARSER: OnceLock<liquid::Parser> = OnceLock::new();
+    PARSER.get_or_init(|| {
+        liquid::ParserBuilder::with_stdlib().build().expect("the standard library's tags and filters build")
+    })
+}
+
+/// `{% name ... %}` tags: (start, end, name), in order; the text of `{% raw %}` blocks is skipped.
+fn tags(body: &str) -> Vec<(usize, usize, &str)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(start) = body[from..].find("{%").map(|i| i + from) {
+        let Some(end) = body[start..].find("%}").map(|i| i + start + 2) else { break };
+        let inner = body[start + 2..end - 2].trim_matches('-').trim();
+        let name = inner.split_whitespace().next().unwrap_or_default();
+        out.push((start, end, name));
+        from = end;
+        if name == "raw" {
+            match body[from..].find("endraw").and_then(|i| body[..from + i].rfind("{%")) {
+                Some(close) => from = close,
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// The body without the tags the standard library does not know, and where each was.
+fn without_unknown_tags(body: &str) -> (Cow<'_, str>, Vec<(usize, String)>) {
+    let unknown: Vec<(usize, usize, &str)> =
+        tags(body).into_iter().filter(|(_, _, name)| !KNOWN_TAGS.contains(name)).collect();
+    if unknown.is_empty() {
+        return (Cow::Borrowed(body), Vec::new());
+    }
+    let mut out = String::with_capacity(body.len());
+    let mut at = 0;
+    for (start, end, _) in &unknown {
+        out.push_str(&body[at..*start]);
+        at = *end;
+    }
+    out.push_str(&body[at..]);
+    (Cow::Owned(out), unknown.into_iter().map(|(start, _, name)| (start, name.to_owned())).collect())
+}
+
+/// The body with every `{{ ... }}` and `{% ... %}` taken out, the text between kept.
+fn markup_removed(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    loop {
+        let next = [rest.find("{{").map(|i| (i, "}}")), rest.find("{%").map(|i| (i, "%}"))]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(i, _)| *i);
+        let Some((start, close)) = next else { break };
+        out.push_str(&rest[..start]);
+        match rest[start..].find(close) {
+            Some(end) => rest = &rest[start + end + 2..],
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+fn text(value: &str) -> Value {
+    Value::scalar(Scalar::from(value.to_owned()))
+}
+
+fn site_object(site: &SiteVars<'_>) -> Object {
+    let mut object = Object::new();
+    for (key, value) in [
+        ("title", site.title),
+        ("name", site.title),
+        ("description", site.description),
+        ("url", site.url),
+        ("baseurl", site.baseurl),
+        ("author", site.author),
+        ("lang", site.lang),
+    ] {
+        object.insert(key.into(), text(value));
+    }
+    object
+}
+
+fn page_object(meta: &PostMeta, site: &SiteVars<'_>) -> Object {
+    let url = meta.link.strip_prefix(site.url).unwrap_or(&meta.link);
+    let list = |names: &[String]| Value::Array(names.iter().map(|n| text(n)).collect::<Array>());
+    let mut object = Object::new();
+    for (key, value) in [
+        ("title", meta.title.as_str()),
+        ("url", url),
+        ("id", meta.guid()),
+        ("description", meta.summary.as_deref().unwrap_or_default()),
+        ("lang", meta.lang.as_deref().unwrap_or(site.lang)),
+        ("image", meta.image.as_deref().unwrap_or_default()),
+        ("author", meta.author.as_ref().map_or(site.author, |a| a.name.as_str())),
+    ] {
+        object.insert(key.into(), text(value));
+    }
+    object.insert("date".into(), text(&meta.date.format("%Y-%m-%d %H:%M:%S %z").to_string()));
+    object.insert("categories".into(), list(&meta.categories));
+    object.insert("tags".into(), list(&meta.tags));
+    object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> PostMeta {
+        let date = chrono::DateTime::parse_from_rfc3339("2021-12-24T05:34:36+08:00").unwrap();
+        PostMeta { title: "平安 银行".into(), link: "https://e.org/blog/2021/12/24/x.html".into(), ..PostMeta::example("x.md", date) }
+    }
+
+    const SITE: SiteVars<'static> =
+        SiteVars { title: "Site", description: "", url: "https://e.org", baseurl: "/blog", author: "A", lang: "zh-CN" };
+
+    #[test]
+    fn renders_page_and_site_variables_captures_and_filters() {
+        let body = "T={{ page.title }} u={{ site.url }}{{ page.url }} {% capture x %}c<b>{{ page.date | date: \"%Y\" }}</b>{% endcapture %}{{ x }} {{ \"a b\" | upcase }}\n";
+        let (out, warnings) = expand(&meta(), body, &SITE);
+        assert_eq!(out, "T=平安 银行 u=https://e.org/blog/2021/12/24/x.html c<b>2021</b> A B\n");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn unknown_tags_are_left_out_with_a_warning_on_their_line() {
+        let body = "one\n{% include note.html %}\n{% highlight ruby %}\nputs 1\n{% endhighlight %}\n{{ page.title }}\n";
+        let (out, warnings) = expand(&meta(), body, &SITE);
+        assert_eq!(out, "one\n\n\nputs 1\n\n平安 银行\n");
+        let lines: Vec<usize> = warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, [6, 7, 9], "the body starts on line 5: {warnings:?}");
+        assert!(warnings[0].message.contains("include"), "{}", warnings[0].message);
+    }
+
+    #[test]
+    fn a_template_that_fails_is_published_without_its_markup() {
+        let (out, warnings) = expand(&meta(), "a {{ page.title | no_such_filter }} b {% if %}", &SITE);
+        assert_eq!(out, "a  b ");
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].message.contains("render_with_liquid"), "{}", warnings[0].message);
+    }
+
+    #[test]
+    fn raw_blocks_and_plain_bodies_pass_through() {
+        let (out, _) = expand(&meta(), "{% raw %}{{ x }} {% include y %}{% endraw %}", &SITE);
+        assert_eq!(out, "{{ x }} {% include y %}");
+        assert!(matches!(expand(&meta(), "no markup { here }", &SITE).0, Cow::Borrowed(_)));
+        let off = PostMeta { liquid: false, ..meta() };
+        assert_eq!(expand(&off, "{{ page.title }}", &SITE).0, "{{ page.title }}");
+    }
+}
