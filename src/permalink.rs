@@ -241,7 +241,10 @@ mod tests {
             assert_eq!(pattern.expand(&date, "Hello-World", &categories, true), expected, "{style}");
         }
         let pattern = Permalink::parse("/blog/:categories/:slug.html").unwrap();
-        assert_eq!(pattern.expand(&date, "Hello-World", &categories, true), "/blog/business news/财经/hello-world.html");
+        assert_eq!(
+            pattern.expand(&date, "Hello-World", &categories, true),
+            "/blog/business news/财经/hello-world.html"
+        );
         assert_eq!(Permalink::style("custom"), None);
     }
 }

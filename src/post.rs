@@ -243,7 +243,13 @@ impl FrontMatter {
             categories,
             tags: terms(path, ("tags", self.tags.take()), ("tag", self.tag.take()), cx)?,
             link,
-            id: self.id.take().or(self.guid.take()).map(|i| i.0.trim().to_owned()).filter(|i| !i.is_empty()).or(jekyll_id),
+            id: self
+                .id
+                .take()
+                .or(self.guid.take())
+                .map(|i| i.0.trim().to_owned())
+                .filter(|i| !i.is_empty())
+                .or(jekyll_id),
             author: self.author(cx),
             summary: self.summary(),
             image: self.image.as_ref().and_then(|image| image_link(image, cx.base_url)),
@@ -270,7 +276,8 @@ impl FrontMatter {
         let value = |key: &str, spanned: &Spanned<Scalar>, quoted: bool| {
             let utc = cx.jekyll && !quoted && is_yaml_timestamp_without_offset(&spanned.value.0);
             let zone = if utc { Tz::UTC } else { cx.timezone };
-            date_value(path, key, spanned, zone).map(|d| if cx.jekyll { d.with_timezone(&cx.timezone).fixed_offset() } else { d })
+            date_value(path, key, spanned, zone)
+                .map(|d| if cx.jekyll { d.with_timezone(&cx.timezone).fixed_offset() } else { d })
         };
         let date = match &self.date {
             Some(spanned) => value("date", spanned, self.quoted[0])?,
@@ -279,7 +286,8 @@ impl FrontMatter {
                 None => {
                     warnings.push(PostWarning {
                         line: 1,
-                        message: "no `date` in front matter or file name; using the file's modification time".to_owned(),
+                        message: "no `date` in front matter or file name; using the file's modification time"
+                            .to_owned(),
                     });
                     DateTime::<chrono::Utc>::from(modified).with_timezone(&cx.timezone).fixed_offset()
                 }
@@ -309,9 +317,12 @@ impl FrontMatter {
     /// `author` (a key of the authors data, a name, or `{name, email, uri}`), else the first of
     /// `authors`.
     fn author(&mut self, cx: &PostContext<'_>) -> Option<Author> {
-        let first = self.authors.take().and_then(|list| list.0.into_iter().next()).map(|name| AuthorField::Name(Scalar(name)));
+        let first =
+            self.authors.take().and_then(|list| list.0.into_iter().next()).map(|name| AuthorField::Name(Scalar(name)));
         let author = match self.author.take().or(first)? {
-            AuthorField::Name(key) => cx.authors.get(key.0.trim()).cloned().unwrap_or_else(|| AuthorField::Name(key).into_author()),
+            AuthorField::Name(key) => {
+                cx.authors.get(key.0.trim()).cloned().unwrap_or_else(|| AuthorField::Name(key).into_author())
+            }
             field => field.into_author(),
         };
         (!author.name.trim().is_empty()).then_some(author)
@@ -333,7 +344,10 @@ impl FrontMatter {
         }
         warnings.push(PostWarning {
             line: front_line(&spanned),
-            message: format!("`lang: {}` is not a language tag and is ignored; write one such as `zh-CN` or `en`", spanned.value.0),
+            message: format!(
+                "`lang: {}` is not a language tag and is ignored; write one such as `zh-CN` or `en`",
+                spanned.value.0
+            ),
         });
         None
     }

@@ -64,10 +64,12 @@ pub fn path_of((key, format): &(FeedKey, Format)) -> String {
     document_path(key, *format)
 }
 
-/// jekyll-feed writes Atom: `/feed.xml`, and `/feed/<category>.xml` with `feed: categories:`.
+/// jekyll-feed writes Atom: `/feed.xml`, `/feed/<category>.xml` with `feed: categories:`, and
+/// `/feed/by_tag/<tag>.xml` with `feed: tags:`.
 fn jekyll_feed(segments: &[&str]) -> Option<(FeedKey, Format)> {
     match segments {
         ["feed.xml"] => Some((FeedKey::Site, Format::Atom)),
+        ["feed", "by_tag", file] => Some((tag(file.strip_suffix(".xml")?)?, Format::Atom)),
         ["feed", file] => Some((category(file.strip_suffix(".xml")?)?, Format::Atom)),
         _ => None,
     }
@@ -121,6 +123,7 @@ mod tests {
         for (path, expected) in [
             ("/feed.xml", Some("feed.atom")),
             ("/feed/Business News.xml", Some("categories/business-news.atom")),
+            ("/feed/by_tag/rust.xml", Some("tags/rust.atom")),
             ("/index.xml", Some("feed.rss")),
             ("/categories/财经/index.xml", Some("categories/财经.rss")),
             ("/tags/青岛/index.xml", Some("tags/青岛.rss")),

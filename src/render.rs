@@ -300,7 +300,11 @@ mod tests {
         }
     }
 
-    const RULE: SummaryRule<'static> = SummaryRule { separator: "<!--more-->", length: 300, site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" } };
+    const RULE: SummaryRule<'static> = SummaryRule {
+        separator: "<!--more-->",
+        length: 300,
+        site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" },
+    };
 
     fn html(body: &str) -> String {
         render(&meta(BodyFormat::Markdown, None), body, RULE).content_html
@@ -308,7 +312,11 @@ mod tests {
 
     #[test]
     fn hostile_shapes_are_cut_with_a_warning_on_their_line() {
-        let rule = SummaryRule { separator: "<!--more-->", length: 100, site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" } };
+        let rule = SummaryRule {
+            separator: "<!--more-->",
+            length: 100,
+            site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" },
+        };
         let deep = format!("<p>first</p>\n\n{}deep text", "<div>".repeat(1000));
         let rendered = render(&meta(BodyFormat::Html, None), &deep, rule);
         assert!(rendered.content_html.contains("deep text"), "the text stays");
@@ -409,7 +417,15 @@ mod tests {
         let r = render(&meta(BodyFormat::Markdown, Some("  Given \n summary ")), "Body.", RULE);
         assert_eq!(r.summary, "Given summary");
         let long = format!("<p>{}</p>", "平安银行".repeat(100));
-        let r = render(&m, &long, SummaryRule { separator: "<!--more-->", length: 10, site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" } });
+        let r = render(
+            &m,
+            &long,
+            SummaryRule {
+                separator: "<!--more-->",
+                length: 10,
+                site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" },
+            },
+        );
         assert_eq!(r.summary, "平安银行平安银行平…");
         let r = render(&m, "<div>only a div</div>", RULE);
         assert_eq!(r.summary, "only a div");

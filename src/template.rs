@@ -29,9 +29,33 @@ pub struct SiteVars<'a> {
 /// The tags (and block ends) the `liquid` crate's standard library renders; `include` and
 /// `render` need files crier does not read.
 const KNOWN_TAGS: &[&str] = &[
-    "assign", "break", "continue", "cycle", "increment", "decrement", "if", "elsif", "else", "endif", "unless",
-    "endunless", "ifchanged", "endifchanged", "for", "endfor", "tablerow", "endtablerow", "comment", "endcomment",
-    "capture", "endcapture", "case", "when", "endcase", "raw", "endraw",
+    "assign",
+    "break",
+    "continue",
+    "cycle",
+    "increment",
+    "decrement",
+    "if",
+    "elsif",
+    "else",
+    "endif",
+    "unless",
+    "endunless",
+    "ifchanged",
+    "endifchanged",
+    "for",
+    "endfor",
+    "tablerow",
+    "endtablerow",
+    "comment",
+    "endcomment",
+    "capture",
+    "endcapture",
+    "case",
+    "when",
+    "endcase",
+    "raw",
+    "endraw",
 ];
 
 /// Whether a body holds Liquid markup at all; most do not, and cost nothing more.
@@ -50,7 +74,9 @@ pub fn expand<'b>(meta: &PostMeta, body: &'b str, site: &SiteVars<'_>) -> (Cow<'
         .into_iter()
         .map(|(offset, name)| PostWarning {
             line: line_at(offset),
-            message: format!("Liquid tag `{{% {name} %}}` is not one crier renders: it is left out and the text around it kept"),
+            message: format!(
+                "Liquid tag `{{% {name} %}}` is not one crier renders: it is left out and the text around it kept"
+            ),
         })
         .collect();
     let globals = liquid::object!({ "site": site_object(site), "page": page_object(meta, site) });
@@ -185,7 +211,11 @@ mod tests {
 
     fn meta() -> PostMeta {
         let date = chrono::DateTime::parse_from_rfc3339("2021-12-24T05:34:36+08:00").unwrap();
-        PostMeta { title: "平安 银行".into(), link: "https://e.org/blog/2021/12/24/x.html".into(), ..PostMeta::example("x.md", date) }
+        PostMeta {
+            title: "平安 银行".into(),
+            link: "https://e.org/blog/2021/12/24/x.html".into(),
+            ..PostMeta::example("x.md", date)
+        }
     }
 
     const SITE: SiteVars<'static> =

@@ -120,11 +120,14 @@ where
             handler();
         }
     };
-    let mut watcher = RecommendedWatcher::new(events, notify::Config::default()).map_err(|e| WatchError(e.to_string()))?;
+    let mut watcher =
+        RecommendedWatcher::new(events, notify::Config::default()).map_err(|e| WatchError(e.to_string()))?;
     let mut folders: Vec<&Path> = paths.iter().filter_map(|p| p.parent()).filter(|p| p.is_dir()).collect();
     folders.dedup();
     for folder in folders {
-        watcher.watch(folder, RecursiveMode::NonRecursive).map_err(|e| WatchError(format!("{}: {e}", folder.display())))?;
+        watcher
+            .watch(folder, RecursiveMode::NonRecursive)
+            .map_err(|e| WatchError(format!("{}: {e}", folder.display())))?;
     }
     Ok(Watcher::new(watcher))
 }

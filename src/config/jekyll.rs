@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::{ConfigError, RawConfig};
 use crate::permalink::Permalink;
 use crate::post::Author;
+use crate::text::strip_tags;
 
 /// jekyll-feed's default number of posts in a feed.
 const POSTS_LIMIT: usize = 10;
@@ -27,7 +28,11 @@ pub struct SiteSettings {
 /// Reads `site`'s `_config.yml` (a missing one is an empty one, as for Jekyll) and its authors data.
 pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
     if !site.is_dir() {
-        return Err(super::invalid("jekyll", site.display(), "the folder of a Jekyll site (the one with `_config.yml`)"));
+        return Err(super::invalid(
+            "jekyll",
+            site.display(),
+            "the folder of a Jekyll site (the one with `_config.yml`)",
+        ));
     }
     let path = site.join("_config.yml");
     let config = match std::fs::read_to_string(&path) {
@@ -39,10 +44,15 @@ pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
     let authors = authors(site)?;
     let mut raw = RawConfig {
         posts: Some(site.join("_posts")),
-        title: file.text("title")?.or(file.text("name")?),
-        description: file.text("description")?,
+        // jekyll-feed writes the site's title as HTML; crier's titles are plain text.
+        title: file.text("title")?.or(file.text("name")?).map(|t| strip_tags(&t)),
+        description: file.text("description")?.map(|d| strip_tags(&d)),
         base_url: base_url(&file)?,
-        timezone: file.checked("timezone", |t| t.parse::<chrono_tz::Tz>().is_ok(), "an IANA time zone such as \"Asia/Shanghai\"")?,
+        timezone: file.checked(
+            "timezone",
+            |t| t.parse::<chrono_tz::Tz>().is_ok(),
+            "an IANA time zone such as \"Asia/Shanghai\"",
+        )?,
         language: file.text("lang")?.map(|lang| lang.replace('_', "-")),
         permalink: permalink(&file)?,
         excerpt_separator: file.text("excerpt_separator")?.filter(|s| !s.is_empty()),
@@ -173,9 +183,11 @@ fn permalink(file: &File<'_>) -> Result<Option<String>, ConfigError> {
 /// An author as jekyll-feed reads one: a key of the authors data, a name, or a mapping.
 fn author(value: &Value, authors: &BTreeMap<String, Author>) -> Option<Author> {
     match value {
-        Value::String(name) => Some(
-            authors.get(name).cloned().unwrap_or_else(|| Author { name: name.trim().to_owned(), email: None, uri: None }),
-        ),
+        Value::String(name) => Some(authors.get(name).cloned().unwrap_or_else(|| Author {
+            name: name.trim().to_owned(),
+            email: None,
+            uri: None,
+        })),
         Value::Object(map) => {
             let text = |key: &str| map.get(key).and_then(Value::as_str).map(|s| s.trim().to_owned());
             let name = text("name").filter(|n| !n.is_empty())?;

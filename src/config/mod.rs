@@ -274,14 +274,10 @@ impl Config {
         let (posts, feeds) = folders(&raw, dir, overrides)?;
         let (base_url, feeds_url) = urls(&raw, overrides)?;
         let content = content_of("content", raw.content.as_deref(), ContentMode::Full)?;
-        let site_url = |key: &'static str, text: Option<String>| {
-            let link = text.map(|text| crate::post::absolute_link(&base_url, &text));
-            link.map(|link| Url::parse(&link).map_err(|e| invalid(key, &link, e))).transpose()
-        };
         Config {
             jekyll: raw.jekyll,
-            icon: site_url("icon", raw.icon)?,
-            logo: site_url("logo", raw.logo)?,
+            icon: site_url(&base_url, "icon", raw.icon)?,
+            logo: site_url(&base_url, "logo", raw.logo)?,
             authors: raw.authors.unwrap_or_default(),
             base_url,
             feeds_url,
@@ -316,13 +312,7 @@ impl Config {
             poll_interval: millis("poll_interval_ms", raw.poll_interval_ms, 2000, 10)?,
             settle: millis("settle_ms", raw.settle_ms, 1000, 0)?,
             max_connections: at_least("max_connections", raw.max_connections, 1024, 1, "a number of connections")?,
-            max_requests_per_connection: at_least(
-                "max_requests_per_connection",
-                raw.max_requests_per_connection,
-                1000,
-                1,
-                "a number of requests",
-            )?,
+            max_requests_per_connection: requests_per_connection(raw.max_requests_per_connection)?,
             header_timeout: millis("header_timeout_ms", raw.header_timeout_ms, 10_000, 100)?,
             write_timeout: millis("write_timeout_ms", raw.write_timeout_ms, 30_000, 100)?,
             max_header_bytes: at_least("max_header_bytes", raw.max_header_bytes, 16 * 1024, 8192, "a size in bytes")?,
@@ -397,6 +387,16 @@ impl Config {
         };
         SummaryRule { separator: &self.excerpt_separator, length: self.excerpt_length, site }
     }
+}
+
+/// An image of the site (`icon`, `logo`): a URL, or a path under the base URL.
+fn site_url(base_url: &Url, key: &'static str, text: Option<String>) -> Result<Option<Url>, ConfigError> {
+    let link = text.map(|text| crate::post::absolute_link(base_url, &text));
+    link.map(|link| Url::parse(&link).map_err(|e| invalid(key, &link, e))).transpose()
+}
+
+fn requests_per_connection(value: Option<usize>) -> Result<usize, ConfigError> {
+    at_least("max_requests_per_connection", value, 1000, 1, "a number of requests")
 }
 
 /// With a Jekyll site (flag, else file), `raw` with what the site says where `raw` is silent;

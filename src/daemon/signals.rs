@@ -42,8 +42,10 @@ where
         watch::files(site_files, move || {
             let _ = changed.send(());
         })
-            .inspect_err(|e| tracing::error!("cannot watch the Jekyll site's configuration files: {e}; send SIGHUP after editing them"))
-            .ok()
+        .inspect_err(|e| {
+            tracing::error!("cannot watch the Jekyll site's configuration files: {e}; send SIGHUP after editing them")
+        })
+        .ok()
     };
     let (sender, receiver) = mpsc::channel(4);
     let load = Arc::new(load);

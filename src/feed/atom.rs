@@ -33,7 +33,11 @@ fn marker(history: &History) -> atom_syndication::extension::ExtensionMap {
 /// The namespaces the document uses beyond Atom's: feed history and Media RSS.
 fn namespaces(doc: &FeedDoc<'_>) -> std::collections::BTreeMap<String, String> {
     let history = doc.history.marker().map(|_| ("fh".to_owned(), HISTORY_NAMESPACE.to_owned()));
-    let media = doc.items.iter().any(|item| item.meta.image.is_some()).then(|| ("media".to_owned(), MEDIA_NAMESPACE.to_owned()));
+    let media = doc
+        .items
+        .iter()
+        .any(|item| item.meta.image.is_some())
+        .then(|| ("media".to_owned(), MEDIA_NAMESPACE.to_owned()));
     history.into_iter().chain(media).collect()
 }
 

@@ -7,7 +7,7 @@ use rss::extension::dublincore::DublinCoreExtension;
 use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
 use rss::{Category, Channel, Guid};
 
-use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, MEDIA_NAMESPACE, media_elements};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, Item, MEDIA_NAMESPACE, media_elements};
 
 /// The syndication module's schedule for one refresh every `ttl` minutes: the shortest period
 /// that `ttl` divides exactly; else the shortest period longer than `ttl`, refreshed as many whole
@@ -45,7 +45,11 @@ fn namespaces(doc: &FeedDoc<'_>) -> std::collections::BTreeMap<String, String> {
 fn media(image: Option<&str>) -> rss::extension::ExtensionMap {
     let Some(image) = image else { return Default::default() };
     let elements = media_elements(image).map(|(local, name, attrs)| {
-        let element = rss::extension::Extension { name: name.to_owned(), attrs: attrs.into_iter().collect(), ..Default::default() };
+        let element = rss::extension::Extension {
+            name: name.to_owned(),
+            attrs: attrs.into_iter().collect(),
+            ..Default::default()
+        };
         (local.to_owned(), vec![element])
     });
     [("media".to_owned(), elements.into())].into()
@@ -58,36 +62,31 @@ fn marker(history: &History) -> rss::extension::ExtensionMap {
     [("fh".to_owned(), [(name.to_owned(), vec![element])].into())].into()
 }
 
+/// One post as an RSS item.
+fn rss_item(doc: &FeedDoc<'_>, item: &Item<'_>) -> rss::Item {
+    let meta = item.meta;
+    let summary_html = item.summary().map(|summary| quick_xml::escape::escape(summary).into_owned());
+    rss::Item {
+        title: Some(meta.title.clone()),
+        link: Some(meta.link.clone()),
+        description: summary_html,
+        guid: Some(Guid { value: meta.guid().to_owned(), permalink: meta.id.is_none() }),
+        pub_date: Some(meta.date.to_rfc2822()),
+        categories: item.terms().into_iter().map(|name| Category { name: name.to_owned(), domain: None }).collect(),
+        content: item.full(doc).then(|| item.rendered.content_html.clone()),
+        dublin_core_ext: Some(DublinCoreExtension {
+            creators: vec![item.author(doc.author).name.clone()],
+            languages: meta.lang.iter().cloned().collect(),
+            ..Default::default()
+        }),
+        extensions: media(meta.image.as_deref()),
+        ..Default::default()
+    }
+}
+
 /// Writes the feed as RSS 2.0 bytes.
 pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
-    let items = doc
-        .items
-        .iter()
-        .map(|item| {
-            let meta = item.meta;
-            let summary_html = item.summary().map(|summary| quick_xml::escape::escape(summary).into_owned());
-            rss::Item {
-                title: Some(meta.title.clone()),
-                link: Some(meta.link.clone()),
-                description: summary_html,
-                guid: Some(Guid { value: meta.guid().to_owned(), permalink: meta.id.is_none() }),
-                pub_date: Some(meta.date.to_rfc2822()),
-                categories: item
-                    .terms()
-                    .into_iter()
-                    .map(|name| Category { name: name.to_owned(), domain: None })
-                    .collect(),
-                content: item.full(doc).then(|| item.rendered.content_html.clone()),
-                dublin_core_ext: Some(DublinCoreExtension {
-                    creators: vec![item.author(doc.author).name.clone()],
-                    languages: meta.lang.iter().cloned().collect(),
-                    ..Default::default()
-                }),
-                extensions: media(meta.image.as_deref()),
-                ..Default::default()
-            }
-        })
-        .collect();
+    let items = doc.items.iter().map(|item| rss_item(doc, item)).collect();
     let channel = Channel {
         title: doc.title.clone(),
         link: doc.home_url.to_owned(),
