@@ -191,12 +191,17 @@ fn skipped_error(path: &Path, skipped: &Skipped, config: &Config) -> PostError {
     PostError { path: path.to_owned(), line: 1, message }
 }
 
-/// Reads every byte of every post under the configured folder, in parallel, keeping metadata
-/// only: what `crier check` reports on.
+/// Reads every byte of every post under the configured folder, in parallel, and renders each one
+/// that is published, keeping metadata only, with the warnings of both: what `crier check`
+/// reports on.
 pub fn scan(config: &Arc<Config>) -> Scan {
     let (files, mut errors) = post_files(&config.posts, &config.posts);
-    let results = read_each(files, config, &|| {}, PathBuf::as_path, |path, cx, _| {
-        read_post(path, cx, false).map(|(meta, _, _)| meta)
+    let results = read_each(files, config, &|| {}, PathBuf::as_path, |path, cx, config| {
+        let (mut meta, body, _) = read_post(path, cx, false)?;
+        if !meta.draft {
+            meta.warnings.extend(render::render(&meta, &body, config.summary_rule()).warnings);
+        }
+        Ok(meta)
     });
     let mut scan = Scan::default();
     for (_, result) in results {

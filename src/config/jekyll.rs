@@ -88,7 +88,9 @@ fn yaml(path: &Path, text: &str) -> Result<Value, ConfigError> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_saphyr::from_str::<Value>(text).map_err(|e| {
+    // Ruby's YAML, which Jekyll reads with, lets a later key replace an earlier one.
+    let options = serde_saphyr::options! { duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins };
+    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
         let line = e.location().map_or(1, |l| l.line());
         let detail = e.to_string();
         let detail = detail.lines().next().unwrap_or_default();

@@ -81,9 +81,12 @@ impl Item<'_> {
 /// The Media RSS namespace, for a post's image (`media:thumbnail`, `media:content`).
 pub const MEDIA_NAMESPACE: &str = "http://search.yahoo.com/mrss/";
 
+/// An extension element: local name, qualified name, attributes.
+pub type MediaElement = (&'static str, &'static str, Vec<(String, String)>);
+
 /// `media:thumbnail` and `media:content` of an image: (local name, qualified name, attributes),
 /// as both the `rss` and the `atom_syndication` crate write extension elements.
-pub fn media_elements(image: &str) -> [(&'static str, &'static str, Vec<(String, String)>); 2] {
+pub fn media_elements(image: &str) -> [MediaElement; 2] {
     let url = || ("url".to_owned(), image.to_owned());
     [
         ("thumbnail", "media:thumbnail", vec![url()]),
