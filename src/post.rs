@@ -1059,4 +1059,50 @@ mod tests {
             assert!(!is_post_file_name(bad), "{bad}");
         }
     }
+
+    #[test]
+    fn jekyll_reads_unquoted_timestamps_as_utc_and_writes_the_site_zone() {
+        let base = Url::parse("https://e.org/").unwrap();
+        let permalink = Permalink::default();
+        let cx = PostContext { jekyll: true, ..cx(&base, &permalink) };
+        let parse_jekyll = |name: &str, text: &str| {
+            parse(Path::new(name), text.as_bytes(), SystemTime::UNIX_EPOCH, &cx).map(|(m, _)| m).unwrap()
+        };
+        for (date, published) in [
+            ("2021-12-23 16:34:36", "2021-12-24T00:34:36+08:00"),
+            ("\"2021-12-23 16:34:36\"", "2021-12-23T16:34:36+08:00"),
+            ("'2021-12-23 16:34:36'", "2021-12-23T16:34:36+08:00"),
+            ("2021-12-23 16:34", "2021-12-23T16:34:00+08:00"),
+            ("2021-12-23 16:34:36 -0500", "2021-12-24T05:34:36+08:00"),
+            ("2021-12-23", "2021-12-23T00:00:00+08:00"),
+        ] {
+            let meta = parse_jekyll("_posts/2021-12-20-a.md", &format!("---\ntitle: A\ndate: {date}\n---\nx\n"));
+            assert_eq!(meta.date.to_rfc3339(), published, "{date}");
+        }
+        let meta = parse_jekyll("_posts/2021-12-20-Space Name.md", "---\ntitle: A\ncategory: Foo Bar\n---\n");
+        assert_eq!(meta.link, "https://e.org/foo%20bar/2021/12/20/Space-Name.html");
+        assert_eq!(meta.id.as_deref(), Some("https://e.org/foo%20bar/2021/12/20/Space%20Name"));
+        let plain = meta("---\ntitle: A\ndate: 2021-12-23 16:34:36\ncategory: Foo Bar\n---\n");
+        assert_eq!(
+            (plain.date.to_rfc3339().as_str(), plain.id),
+            ("2021-12-23T16:34:36+08:00", None),
+            "plain mode unchanged"
+        );
+        assert_eq!(plain.categories, ["Foo", "Bar"]);
+    }
+
+    #[test]
+    fn jekyll_feed_front_matter() {
+        let m = meta(
+            "---\ntitle: \"Hello <em>World</em>\\n again\"\nimage: {path: /img/a b.png}\nlang: zh_CN\nfeed: {excerpt_only: true}\nexcerpt: \"\"\ndescription: \"\"\n---\n",
+        );
+        assert_eq!(m.title, "Hello World again");
+        assert_eq!(m.image.as_deref(), Some("https://news.example.com/img/a%20b.png"));
+        assert_eq!(m.lang.as_deref(), Some("zh-CN"));
+        assert!(m.excerpt_only);
+        assert_eq!(m.summary.as_deref(), Some(""), "an empty excerpt asks for no summary");
+        let m = meta("---\ntitle: A\nlang: \"not a tag!\"\nimage: 5\nfeed: yes\n---\n");
+        assert_eq!((m.lang, m.image, m.excerpt_only), (None, None, false));
+        assert!(m.warnings.iter().any(|w| w.line == 3 && w.message.contains("lang")), "{:?}", m.warnings);
+    }
 }

@@ -222,3 +222,58 @@ fn authors(site: &Path) -> Result<BTreeMap<String, Author>, ConfigError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(config: &str, authors: Option<&str>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("_config.yml"), config).unwrap();
+        if let Some(authors) = authors {
+            std::fs::create_dir(dir.path().join("_data")).unwrap();
+            std::fs::write(dir.path().join("_data/authors.yml"), authors).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn config_yml_as_crier_settings() {
+        let dir = site(
+            "name: Only Name\nurl: https://e.org/\nbaseurl: blog/\nlang: en_US\npermalink: pretty\nauthor: ann\ntheme: minima\nfeed:\n  excerpt_only: true\n  path: atom.xml\n",
+            Some("ann: {name: Ann Lee, url: https://ann.example/}\n"),
+        );
+        let settings = read(dir.path()).unwrap();
+        let raw = settings.raw;
+        assert_eq!(raw.title.as_deref(), Some("Only Name"), "`name` when there is no `title`");
+        assert_eq!(raw.base_url.as_deref(), Some("https://e.org/blog/"));
+        assert_eq!(raw.language.as_deref(), Some("en-US"));
+        assert_eq!(raw.permalink.as_deref(), Permalink::style("pretty"));
+        assert_eq!(raw.author.unwrap().uri.as_deref(), Some("https://ann.example/"), "a key of the authors data");
+        assert_eq!((raw.items, raw.content.as_deref()), (Some(POSTS_LIMIT), Some("summary")));
+        assert_eq!(settings.feed_path.as_deref(), Some("atom.xml"));
+        assert_eq!(raw.posts, Some(dir.path().join("_posts")));
+    }
+
+    #[test]
+    fn a_missing_config_is_an_empty_one_and_bad_values_name_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = read(dir.path()).unwrap().raw;
+        assert_eq!((raw.title, raw.base_url, raw.items), (None, None, Some(POSTS_LIMIT)));
+        for (text, key) in [
+            ("timezone: Mars/Olympus", "`timezone`"),
+            ("url: /relative", "`url`"),
+            ("author: [a, b]", "`author`"),
+            ("feed: {excerpt_only: maybe}", "`feed.excerpt_only`"),
+            ("feed: {posts_limit: 0}", "`feed.posts_limit`"),
+            ("title: {a: 1}", "`title`"),
+        ] {
+            let dir = site(text, None);
+            let error = read(dir.path()).unwrap_err().to_string();
+            assert!(error.contains("_config.yml") && error.contains(key), "{text}: {error}");
+        }
+        let dir = site("title: T\n", Some("ann: [1, 2]\n"));
+        let error = read(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("authors.yml") && error.contains("`ann`"), "{error}");
+    }
+}
