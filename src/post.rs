@@ -1079,9 +1079,9 @@ mod tests {
             let meta = parse_jekyll("_posts/2021-12-20-a.md", &format!("---\ntitle: A\ndate: {date}\n---\nx\n"));
             assert_eq!(meta.date.to_rfc3339(), published, "{date}");
         }
-        let meta = parse_jekyll("_posts/2021-12-20-Space Name.md", "---\ntitle: A\ncategory: Foo Bar\n---\n");
-        assert_eq!(meta.link, "https://e.org/foo%20bar/2021/12/20/Space-Name.html");
-        assert_eq!(meta.id.as_deref(), Some("https://e.org/foo%20bar/2021/12/20/Space%20Name"));
+        let named = parse_jekyll("_posts/2021-12-20-Space Name.md", "---\ntitle: A\ncategory: Foo Bar\n---\n");
+        assert_eq!(named.link, "https://e.org/foo%20bar/2021/12/20/Space-Name.html");
+        assert_eq!(named.id.as_deref(), Some("https://e.org/foo%20bar/2021/12/20/Space%20Name"));
         let plain = meta("---\ntitle: A\ndate: 2021-12-23 16:34:36\ncategory: Foo Bar\n---\n");
         assert_eq!(
             (plain.date.to_rfc3339().as_str(), plain.id),
