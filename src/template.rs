@@ -80,12 +80,16 @@ pub fn expand<'b>(meta: &PostMeta, body: &'b str, site: &SiteVars<'_>) -> (Cow<'
         })
         .collect();
     let globals = liquid::object!({ "site": site_object(site), "page": page_object(meta, site) });
-    let rendered = parser().parse(&source).and_then(|template| template.render(&globals));
+    let rendered = bounded(&source).and_then(|()| {
+        let template = parser().parse(&source).map_err(|e| e.to_string())?;
+        let mut out = Capped(Vec::with_capacity(source.len() + 1024));
+        template.render_to(&mut out, &globals).map_err(|e| e.to_string())?;
+        String::from_utf8(out.0).map_err(|e| e.to_string())
+    });
     match rendered {
         Ok(text) => (Cow::Owned(text), warnings),
         Err(error) => {
-            let detail = error.to_string();
-            let detail = detail.lines().next().unwrap_or_default().trim();
+            let detail = error.lines().next().unwrap_or_default().trim();
             warnings.push(PostWarning {
                 line: meta.body_line,
                 message: format!(
@@ -95,6 +99,51 @@ pub fn expand<'b>(meta: &PostMeta, body: &'b str, site: &SiteVars<'_>) -> (Cow<'
             (Cow::Owned(markup_removed(&source)), warnings)
         }
     }
+}
+
+/// The most iterations the loops over ranges of one body may make together, and the most bytes
+/// a body may render to: Liquid's loops can make a small file enormous.
+const MAX_ITERATIONS: u64 = 100_000;
+const MAX_OUTPUT: usize = 16 << 20;
+
+/// A writer that fails past [`MAX_OUTPUT`] bytes, so that rendering stops there.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + bytes.len() > MAX_OUTPUT {
+            return Err(std::io::Error::other(format!("renders to over {} MiB", MAX_OUTPUT >> 20)));
+        }
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuses loops over ranges crier cannot bound before rendering: the `liquid` crate makes a
+/// range's whole list first, so `(1..100000000)` would take gigabytes. A range of literals counts
+/// its length, and the lengths of all of a body's ranges multiply (loops may nest).
+fn bounded(source: &str) -> Result<(), String> {
+    let mut total: u64 = 1;
+    for (start, end, name) in tags(source) {
+        if !matches!(name, "for" | "tablerow") {
+            continue;
+        }
+        let tag = &source[start..end];
+        let Some(open) = tag.find('(') else { continue };
+        let range = tag[open + 1..].split(')').next().unwrap_or_default();
+        let bounds = range.split_once("..").and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)));
+        let Some((low, high)) = bounds else {
+            return Err(format!("a loop over `({range})`, which is not a range of numbers crier can bound"));
+        };
+        total = total.saturating_mul(high.saturating_sub(low).saturating_add(1).max(0) as u64);
+        if total > MAX_ITERATIONS {
+            return Err(format!("loops over ranges that make over {MAX_ITERATIONS} iterations"));
+        }
+    }
+    Ok(())
 }
 
 fn parser() -> &'static liquid::Parser {
@@ -109,7 +158,7 @@ fn tags(body: &str) -> Vec<(usize, usize, &str)> {
     let mut out = Vec::new();
     let mut from = 0;
     while let Some(start) = body[from..].find("{%").map(|i| i + from) {
-        let Some(end) = body[start..].find("%}").map(|i| i + start + 2) else { break };
+        let Some(end) = body[start + 2..].find("%}").map(|i| i + start + 4) else { break };
         let inner = body[start + 2..end - 2].trim_matches('-').trim();
         let name = inner.split_whitespace().next().unwrap_or_default();
         out.push((start, end, name));
@@ -141,22 +190,48 @@ fn without_unknown_tags(body: &str) -> (Cow<'_, str>, Vec<(usize, String)>) {
     (Cow::Owned(out), unknown.into_iter().map(|(start, _, name)| (start, name.to_owned())).collect())
 }
 
-/// The body with every `{{ ... }}` and `{% ... %}` taken out, the text between kept.
+/// The tags whose text is shown only when Liquid says so (or never): a body that cannot be
+/// rendered loses them whole, text and all, so that nothing meant to stay hidden is published.
+const BLOCKS: &[&str] = &["comment", "if", "unless", "for", "case", "capture", "tablerow", "ifchanged"];
+
+/// The body without its Liquid: outputs `{{ ... }}` and tags taken out, conditional, looping,
+/// captured and commented blocks taken out whole, the text of `{% raw %}` kept.
 fn markup_removed(body: &str) -> String {
     let mut out = String::with_capacity(body.len());
-    let mut rest = body;
-    loop {
-        let next = [rest.find("{{").map(|i| (i, "}}")), rest.find("{%").map(|i| (i, "%}"))]
-            .into_iter()
-            .flatten()
-            .min_by_key(|(i, _)| *i);
-        let Some((start, close)) = next else { break };
+    let mut at = 0;
+    let mut open: Vec<&str> = Vec::new();
+    for (start, end, name) in tags(body) {
+        if open.is_empty() {
+            out.push_str(&without_outputs(&body[at..start]));
+        }
+        at = end;
+        if BLOCKS.contains(&name) {
+            open.push(name);
+        } else if name.strip_prefix("end").is_some_and(|block| open.last() == Some(&block)) {
+            open.pop();
+        } else if name == "raw" && open.is_empty() {
+            // `tags` skips a raw block's text: keep it as written, up to its `{% endraw %}`.
+            let close = body[end..].find("{%").map_or(body.len(), |i| i + end);
+            out.push_str(&body[end..close]);
+            at = close;
+        }
+    }
+    if open.is_empty() {
+        out.push_str(&without_outputs(&body[at..]));
+    }
+    out
+}
+
+/// Text with its `{{ ... }}` outputs taken out.
+fn without_outputs(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
-        match rest[start..].find(close) {
-            Some(end) => rest = &rest[start + end + 2..],
+        match rest[start + 2..].find("}}") {
+            Some(end) => rest = &rest[start + end + 4..],
             None => {
-                rest = &rest[start..];
-                break;
+                rest = "";
             }
         }
     }
@@ -185,13 +260,18 @@ fn site_object(site: &SiteVars<'_>) -> Object {
 }
 
 fn page_object(meta: &PostMeta, site: &SiteVars<'_>) -> Object {
-    let url = meta.link.strip_prefix(site.url).unwrap_or(&meta.link);
+    // Jekyll's `page.url` and `page.id` are paths under the site, without its base path.
+    let site_path = |link: &'_ str| -> String {
+        let path = link.strip_prefix(site.url).and_then(|p| p.strip_prefix(site.baseurl));
+        path.map_or_else(|| link.to_owned(), str::to_owned)
+    };
+    let (url, id) = (site_path(&meta.link), site_path(meta.guid()));
     let list = |names: &[String]| Value::Array(names.iter().map(|n| text(n)).collect::<Array>());
     let mut object = Object::new();
     for (key, value) in [
         ("title", meta.title.as_str()),
-        ("url", url),
-        ("id", meta.guid()),
+        ("url", url.as_str()),
+        ("id", id.as_str()),
         ("description", meta.summary.as_deref().unwrap_or_default()),
         ("lang", meta.lang.as_deref().unwrap_or(site.lang)),
         ("image", meta.image.as_deref().unwrap_or_default()),
@@ -223,7 +303,7 @@ mod tests {
 
     #[test]
     fn renders_page_and_site_variables_captures_and_filters() {
-        let body = "T={{ page.title }} u={{ site.url }}{{ page.url }} {% capture x %}c<b>{{ page.date | date: \"%Y\" }}</b>{% endcapture %}{{ x }} {{ \"a b\" | upcase }}\n";
+        let body = "T={{ page.title }} u={{ site.url }}{{ site.baseurl }}{{ page.url }} {% capture x %}c<b>{{ page.date | date: \"%Y\" }}</b>{% endcapture %}{{ x }} {{ \"a b\" | upcase }}\n";
         let (out, warnings) = expand(&meta(), body, &SITE);
         assert_eq!(out, "T=平安 银行 u=https://e.org/blog/2021/12/24/x.html c<b>2021</b> A B\n");
         assert!(warnings.is_empty(), "{warnings:?}");
@@ -240,11 +320,29 @@ mod tests {
     }
 
     #[test]
-    fn a_template_that_fails_is_published_without_its_markup() {
-        let (out, warnings) = expand(&meta(), "a {{ page.title | no_such_filter }} b {% if %}", &SITE);
-        assert_eq!(out, "a  b ");
+    fn a_template_that_fails_is_published_without_its_markup_and_hidden_text() {
+        let body = "a {{ page.title | no_such_filter }} b {% comment %}TODO: embargoed{% endcomment %}{% if false %}secret {% if x %}x{% endif %}{% endif %}c {{ page.nope }}{% raw %}{{ kept }}{% endraw %} d {%}";
+        let (out, warnings) = expand(&meta(), body, &SITE);
+        assert_eq!(out, "a  b c {{ kept }} d {%}");
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].message.contains("render_with_liquid"), "{}", warnings[0].message);
+    }
+
+    #[test]
+    fn loops_that_would_run_away_are_refused_before_rendering() {
+        for body in [
+            "{% for i in (1..100000000) %}x{% endfor %}",
+            "{% for i in (1..1000) %}{% for j in (1..1000) %}{% endfor %}{% endfor %}",
+            "{% for i in (1..page.n) %}x{% endfor %}",
+        ] {
+            let (out, warnings) = expand(&meta(), body, &SITE);
+            assert_eq!((out.as_ref(), warnings.len()), ("", 1), "{body}");
+        }
+        let (out, warnings) = expand(&meta(), "{% for i in (1..3) %}{{ i }}{% endfor %}", &SITE);
+        assert_eq!((out.as_ref(), warnings.len()), ("123", 0));
+        let wide = "{% for i in (1..100000) %}0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890{% endfor %}";
+        let (out, warnings) = expand(&meta(), wide, &SITE);
+        assert_eq!((out.as_ref(), warnings.len()), ("", 1), "over 16 MiB of output is refused");
     }
 
     #[test]
