@@ -30,10 +30,18 @@ enum Placeholder {
     ShortDay,
     /// The output file's extension: `.html`, as Jekyll writes posts.
     OutputExt,
+    ShortMonth,
+    LongMonth,
+    LongDay,
+    /// The ISO week-numbering year, and the ISO weekday (1 is Monday).
+    WYear,
+    WDay,
+    /// Each category as Jekyll slugs it.
+    SlugifiedCategories,
 }
 
 impl Placeholder {
-    const ALL: [(&'static str, Placeholder); 16] = [
+    const ALL: [(&'static str, Placeholder); 22] = [
         (":categories", Placeholder::Categories),
         (":year", Placeholder::Year),
         (":short_year", Placeholder::ShortYear),
@@ -50,6 +58,12 @@ impl Placeholder {
         (":week", Placeholder::Week),
         (":short_day", Placeholder::ShortDay),
         (":output_ext", Placeholder::OutputExt),
+        (":short_month", Placeholder::ShortMonth),
+        (":long_month", Placeholder::LongMonth),
+        (":long_day", Placeholder::LongDay),
+        (":w_year", Placeholder::WYear),
+        (":w_day", Placeholder::WDay),
+        (":slugified_categories", Placeholder::SlugifiedCategories),
     ];
 
     fn named(name: &str) -> Option<Placeholder> {
@@ -72,7 +86,14 @@ impl Placeholder {
             Placeholder::Week => "%V",
             Placeholder::ShortDay => "%a",
             Placeholder::OutputExt => ".html",
-            Placeholder::Categories | Placeholder::Title | Placeholder::Slug => return None,
+            Placeholder::ShortMonth => "%b",
+            Placeholder::LongMonth => "%B",
+            Placeholder::LongDay => "%A",
+            Placeholder::WYear => "%G",
+            Placeholder::WDay => "%u",
+            Placeholder::Categories | Placeholder::SlugifiedCategories | Placeholder::Title | Placeholder::Slug => {
+                return None;
+            }
         })
     }
 }
@@ -143,9 +164,19 @@ impl Permalink {
         for token in &self.tokens {
             match token {
                 Token::Literal(text) => out.push_str(text),
-                Token::Placeholder(Placeholder::Categories) => {
-                    let name = |c: &String| if jekyll { c.to_lowercase() } else { slugify(c) };
-                    let names: Vec<String> = categories.iter().map(name).filter(|s| !s.is_empty()).collect();
+                Token::Placeholder(placeholder @ (Placeholder::Categories | Placeholder::SlugifiedCategories)) => {
+                    let name = |c: &String| match (jekyll, placeholder) {
+                        (false, _) => slugify(c),
+                        (true, Placeholder::Categories) => c.to_lowercase(),
+                        (true, _) => jekyll_slug(c, false),
+                    };
+                    let mut names: Vec<String> = Vec::new();
+                    // Jekyll's categories are a set: `News` and `news` are one.
+                    for name in categories.iter().map(name).filter(|s| !s.is_empty()) {
+                        if !names.contains(&name) {
+                            names.push(name);
+                        }
+                    }
                     out.push_str(&names.join("/"));
                 }
                 Token::Placeholder(Placeholder::Title) if jekyll => out.push_str(&jekyll_slug(title, true)),

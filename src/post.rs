@@ -9,7 +9,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
@@ -17,7 +17,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use crate::permalink::Permalink;
-use crate::text::{is_xml_char, strip_tags, xml_safe};
+use crate::text::{is_language_tag, is_xml_char, strip_tags, xml_safe};
 
 /// A post that cannot be published, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,8 +178,11 @@ pub fn parse<'b>(
         let options = serde_saphyr::options! { strict_booleans: true };
         serde_saphyr::from_str_with_options(yaml, options).map_err(|e| yaml_error(path, &e))?
     };
-    front.quoted = [front.date.as_ref(), front.updated.as_ref().or(front.last_modified_at.as_ref())]
-        .map(|value| value.is_some_and(|v| is_quoted(yaml, v)));
+    let update = match cx.jekyll {
+        true => front.last_modified_at.as_ref().or(front.updated.as_ref()),
+        false => front.updated.as_ref().or(front.last_modified_at.as_ref()),
+    };
+    front.quoted = [front.date.as_ref(), update].map(|value| value.is_some_and(|v| is_quoted(yaml, v)));
     let body_line = 1 + memchr::memchr_iter(b'\n', &text.as_bytes()[..body_start]).count();
     let meta = front.into_meta(path, modified, body_line, cx)?;
     let body = match text {
@@ -198,10 +201,11 @@ struct FileName<'a> {
 }
 
 impl FileName<'_> {
-    fn of(path: &Path) -> FileName<'_> {
+    /// With `jekyll`, Jekyll's date prefix, which allows `2021-1-5-`.
+    fn of(path: &Path, jekyll: bool) -> FileName<'_> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
-        let (date, title_stem) = split_date_prefix(stem);
+        let (date, title_stem) = if jekyll { split_jekyll_date_prefix(stem) } else { split_date_prefix(stem) };
         let html = ext.eq_ignore_ascii_case("html") || ext.eq_ignore_ascii_case("htm");
         FileName { date, title_stem, format: if html { BodyFormat::Html } else { BodyFormat::Markdown } }
     }
@@ -217,21 +221,21 @@ impl FrontMatter {
         body_line: usize,
         cx: &PostContext<'_>,
     ) -> Result<PostMeta, PostError> {
-        let file = FileName::of(path);
+        let file = FileName::of(path, cx.jekyll);
         let mut warnings = Vec::new();
-        let title = match self.title.take().map(|t| strip_tags(&t.0)).filter(|t| !t.is_empty()) {
-            Some(title) => title,
-            None => {
-                warnings.push(PostWarning {
-                    line: 1,
-                    message: "no `title` in front matter; using one made from the file name".to_owned(),
-                });
-                title_from_stem(file.title_stem)
-            }
-        };
+        // Jekyll publishes a file of `_posts` only when its name starts with a date.
+        let undated = cx.jekyll && file.date.is_none();
+        if undated {
+            warnings.push(PostWarning {
+                line: 1,
+                message: "the file name does not start with a date (`2021-12-23-name.md`), so Jekyll does not publish it, and neither does crier; rename it".to_owned(),
+            });
+        }
+        let title = self.title(&file, cx, &mut warnings);
         let (date, updated) = self.dates(path, &file, modified, cx, &mut warnings)?;
         let categories = terms(path, ("categories", self.categories.take()), ("category", self.category.take()), cx)?;
-        let slug = self.slug.take().map(|s| s.0.trim().to_owned()).filter(|s| !s.is_empty());
+        // Only Jekyll's rules read `slug`: a site that kept it from Hugo keeps its links.
+        let slug = self.slug.take().filter(|_| cx.jekyll).and_then(|s| text_of(&s)).filter(|s| !s.is_empty());
         let slug = slug.as_deref().unwrap_or(file.title_stem);
         let link = self.link(&date, slug, &categories, cx);
         let jekyll_id = (cx.jekyll && self.id.is_none() && self.guid.is_none()).then(|| jekyll_id(&link, slug));
@@ -255,12 +259,24 @@ impl FrontMatter {
             image: self.image.as_ref().and_then(|image| image_link(image, cx.base_url)),
             lang: self.lang(&mut warnings),
             excerpt_only: self.feed.as_ref().and_then(|f| f.get("excerpt_only")).and_then(flag_value) == Some(true),
-            liquid: self.render_with_liquid.is_none_or(|f| f.0),
+            liquid: self.render_with_liquid.as_ref().and_then(flag_value) != Some(false),
             format: file.format,
             body_line,
-            draft: self.published.is_some_and(|f| !f.0) || self.draft.is_some_and(|f| f.0),
+            draft: undated || self.published.is_some_and(|f| !f.0) || self.draft.is_some_and(|f| f.0),
             warnings,
         })
+    }
+
+    /// `title` as plain text; else one made from the file name, with a warning.
+    fn title(&mut self, file: &FileName<'_>, cx: &PostContext<'_>, warnings: &mut Vec<PostWarning>) -> String {
+        if let Some(title) = self.title.take().map(|t| strip_tags(&t.0)).filter(|t| !t.is_empty()) {
+            return title;
+        }
+        warnings.push(PostWarning {
+            line: 1,
+            message: "no `title` in front matter; using one made from the file name".to_owned(),
+        });
+        title_from_stem(file.title_stem, cx.jekyll)
     }
 
     /// The post's date and update time. With Jekyll's rules, an unquoted `2021-12-23 16:34:36`
@@ -276,8 +292,11 @@ impl FrontMatter {
         let value = |key: &str, spanned: &Spanned<Scalar>, quoted: bool| {
             let utc = cx.jekyll && !quoted && is_yaml_timestamp_without_offset(&spanned.value.0);
             let zone = if utc { Tz::UTC } else { cx.timezone };
-            date_value(path, key, spanned, zone)
-                .map(|d| if cx.jekyll { d.with_timezone(&cx.timezone).fixed_offset() } else { d })
+            // Jekyll writes whole seconds, in the site's zone.
+            date_value(path, key, spanned, zone).map(|d| match cx.jekyll {
+                true => d.with_timezone(&cx.timezone).fixed_offset().with_nanosecond(0).unwrap_or(d),
+                false => d,
+            })
         };
         let date = match &self.date {
             Some(spanned) => value("date", spanned, self.quoted[0])?,
@@ -293,7 +312,12 @@ impl FrontMatter {
                 }
             },
         };
-        let updated = match self.updated.as_ref().or(self.last_modified_at.as_ref()) {
+        // jekyll-feed reads `last_modified_at` only; crier's own key comes first otherwise.
+        let update = match cx.jekyll {
+            true => self.last_modified_at.as_ref().or(self.updated.as_ref()),
+            false => self.updated.as_ref().or(self.last_modified_at.as_ref()),
+        };
+        let updated = match update {
             Some(spanned) => value("updated", spanned, self.quoted[1])?,
             None => date,
         };
@@ -304,28 +328,24 @@ impl FrontMatter {
     /// the site's pattern.
     fn link(&self, date: &DateTime<FixedOffset>, slug: &str, categories: &[String], cx: &PostContext<'_>) -> String {
         let path = match self.permalink.as_ref().map(|p| p.0.trim()) {
-            Some(own) if cx.jekyll && !own.contains("://") => match Permalink::parse(own) {
-                Ok(pattern) => pattern.expand(date, slug, categories, true),
-                Err(_) => own.to_owned(),
-            },
+            Some(own) if cx.jekyll && !own.contains("://") => {
+                let own = format!("/{}", own.trim_start_matches('/'));
+                match Permalink::parse(&own) {
+                    Ok(pattern) => pattern.expand(date, slug, categories, true),
+                    Err(_) => own,
+                }
+            }
             Some(own) => own.to_owned(),
             None => cx.permalink.expand(date, slug, categories, cx.jekyll),
         };
-        absolute_link(cx.base_url, &path)
+        if cx.jekyll { jekyll_link(cx.base_url, &path) } else { absolute_link(cx.base_url, &path) }
     }
 
-    /// `author` (a key of the authors data, a name, or `{name, email, uri}`), else the first of
-    /// `authors`.
+    /// `author` (a key of the authors data, a name, `{name, email, uri}`, or a list of them: its
+    /// first), else the first of `authors`.
     fn author(&mut self, cx: &PostContext<'_>) -> Option<Author> {
-        let first =
-            self.authors.take().and_then(|list| list.0.into_iter().next()).map(|name| AuthorField::Name(Scalar(name)));
-        let author = match self.author.take().or(first)? {
-            AuthorField::Name(key) => {
-                cx.authors.get(key.0.trim()).cloned().unwrap_or_else(|| AuthorField::Name(key).into_author())
-            }
-            field => field.into_author(),
-        };
-        (!author.name.trim().is_empty()).then_some(author)
+        let value = self.author.take().filter(|v| !v.is_null()).or_else(|| self.authors.take())?;
+        author_of(&value, cx.authors)
     }
 
     /// The summary as jekyll-feed picks it: `description`, else `excerpt` (crier's `summary` too),
@@ -337,32 +357,99 @@ impl FrontMatter {
 
     /// `lang`, when it is a language tag; else a warning.
     fn lang(&mut self, warnings: &mut Vec<PostWarning>) -> Option<String> {
-        let spanned = self.lang.take()?;
-        let lang = spanned.value.0.trim().replace('_', "-");
-        if !lang.is_empty() && lang.len() <= 35 && lang.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        let spanned = self.lang.take().filter(|l| !l.value.is_null())?;
+        let lang = text_of(&spanned.value).map(|l| l.replace('_', "-"));
+        if let Some(lang) = lang.filter(|l| is_language_tag(l)) {
             return Some(lang);
         }
         warnings.push(PostWarning {
             line: front_line(&spanned),
             message: format!(
                 "`lang: {}` is not a language tag and is ignored; write one such as `zh-CN` or `en`",
-                spanned.value.0
+                spanned.value
             ),
         });
         None
     }
 }
 
-/// Jekyll's id of a post: its URL's folder, then its slug as written (`https://e.org/2021/12/24/Space%20Name`).
-fn jekyll_id(link: &str, slug: &str) -> String {
-    let Ok(mut url) = Url::parse(link) else { return link.to_owned() };
-    if let Ok(mut segments) = url.path_segments_mut() {
-        segments.pop_if_empty().pop().push(slug);
+/// A YAML scalar as text (numbers and booleans as written), characters XML forbids taken out.
+fn text_of(value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(text) => Some(xml_safe(text.trim()).into_owned()),
+        serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(value.to_string()),
+        _ => None,
     }
-    url.into()
 }
 
-/// A post's `image` as an absolute URL: a URL, a site path, or a mapping with `path`.
+/// An author as jekyll-feed reads one: a key of `authors`, a name, `{name, email, uri}` (or
+/// `url`), or a list of them (its first). `None` for any other shape or an empty name.
+pub fn author_of(value: &serde_json::Value, authors: &BTreeMap<String, Author>) -> Option<Author> {
+    let author = match value {
+        serde_json::Value::Array(list) => return author_of(list.first()?, authors),
+        serde_json::Value::Object(map) => {
+            let text = |key: &str| map.get(key).and_then(text_of).filter(|t| !t.is_empty());
+            Author { name: text("name")?, email: text("email"), uri: text("uri").or_else(|| text("url")) }
+        }
+        scalar => {
+            let name = text_of(scalar)?;
+            authors.get(&name).cloned().unwrap_or(Author { name, email: None, uri: None })
+        }
+    };
+    (!author.name.trim().is_empty()).then_some(author)
+}
+
+/// What Jekyll's `escape_path` leaves as it is in a URL's path; everything else is percent-encoded.
+const JEKYLL_PATH: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/');
+
+/// A link as Jekyll makes one: the site's path and the post's, runs of `/` folded, escaped with
+/// Jekyll's set (`|`, `[`, spaces and non-ASCII letters percent-encoded).
+fn jekyll_link(base: &Url, path: &str) -> String {
+    if let Ok(url) = Url::parse(path) {
+        if url.has_host() && matches!(url.scheme(), "http" | "https") {
+            return url.into();
+        }
+    }
+    let mut folded = String::with_capacity(path.len() + 1);
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        folded.push('/');
+        folded.push_str(segment);
+    }
+    if path.ends_with('/') || folded.is_empty() {
+        folded.push('/');
+    }
+    let escaped = percent_encoding::utf8_percent_encode(&folded, JEKYLL_PATH).to_string();
+    let joined = format!("{}{}", base.as_str().trim_end_matches('/'), escaped);
+    Url::parse(&joined).map_or(joined, String::from)
+}
+
+/// Jekyll's id of a post: its URL's folder, then its slug as written (`https://e.org/2021/12/24/Space%20Name`).
+fn jekyll_id(link: &str, slug: &str) -> String {
+    let folder = link.trim_end_matches('/').rsplit_once('/').map_or(link, |(folder, _)| folder);
+    let slug = percent_encoding::utf8_percent_encode(slug, JEKYLL_PATH);
+    format!("{folder}/{slug}")
+}
+
+/// A post's `image` as an absolute URL: a URL, a site path, or a mapping with `path`; a
+/// `//host/...` reference takes the site's scheme.
 fn image_link(value: &serde_json::Value, base: &Url) -> Option<String> {
     let text = match value {
         serde_json::Value::String(text) => text,
@@ -370,6 +457,9 @@ fn image_link(value: &serde_json::Value, base: &Url) -> Option<String> {
         _ => return None,
     };
     let text = text.trim();
+    if let Some(rest) = text.strip_prefix("//") {
+        return Url::parse(&format!("{}://{rest}", base.scheme())).ok().map(String::from);
+    }
     (!text.is_empty()).then(|| absolute_link(base, text))
 }
 
@@ -562,7 +652,14 @@ fn parse_any_date(text: &str, timezone: Tz) -> Option<DateTime<FixedOffset>> {
     if let Ok(date) = DateTime::parse_from_rfc3339(text) {
         return Some(date);
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f %z", "%Y-%m-%d %H:%M %z", "%Y-%m-%dT%H:%M:%S%.f%z"] {
+    // YAML's timestamps also allow a lower-case `t`, and ` Z` for UTC.
+    let utc = text.strip_suffix('Z').filter(|t| t.ends_with(|c: char| c.is_ascii_digit() || c == ' '));
+    let normalized = utc.map(|t| format!("{} +0000", t.trim_end()));
+    let text = normalized.as_deref().unwrap_or(text);
+    let with_t = (text.len() > 10 && text.as_bytes()[10] == b't').then(|| format!("{}T{}", &text[..10], &text[11..]));
+    let text = with_t.as_deref().unwrap_or(text);
+    for format in ["%Y-%m-%d %H:%M:%S%.f %z", "%Y-%m-%d %H:%M %z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%.f %z"]
+    {
         if let Ok(date) = DateTime::parse_from_str(text, format) {
             return Some(date);
         }
@@ -593,6 +690,24 @@ fn in_zone(naive: NaiveDateTime, timezone: Tz) -> DateTime<FixedOffset> {
     }
 }
 
+/// Jekyll's date prefix, `\d{2,4}-\d{1,2}-\d{1,2}-`: `2021-1-5-post` -> (Some(2021-01-05), "post").
+fn split_jekyll_date_prefix(stem: &str) -> (Option<NaiveDate>, &str) {
+    let mut parts = stem.splitn(4, '-');
+    let (Some(y), Some(m), Some(d), Some(rest)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return (None, stem);
+    };
+    let digits =
+        |p: &str, min: usize, max: usize| (min..=max).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(y, 2, 4) && digits(m, 1, 2) && digits(d, 1, 2)) || rest.is_empty() {
+        return (None, stem);
+    }
+    let day = NaiveDate::from_ymd_opt(y.parse().unwrap_or(0), m.parse().unwrap_or(0), d.parse().unwrap_or(0));
+    match day {
+        Some(day) => (Some(day), rest),
+        None => (None, stem),
+    }
+}
+
 /// `2021-12-23-some-post` -> (Some(2021-12-23), "some-post").
 fn split_date_prefix(stem: &str) -> (Option<NaiveDate>, &str) {
     if stem.len() > 11 && stem.is_char_boundary(10) && stem.as_bytes()[10] == b'-' {
@@ -603,9 +718,14 @@ fn split_date_prefix(stem: &str) -> (Option<NaiveDate>, &str) {
     (None, stem)
 }
 
-fn title_from_stem(stem: &str) -> String {
+/// A title from a file name: its words, the first capitalized (with `jekyll`, every one, as
+/// Jekyll's `titleize_slug`).
+fn title_from_stem(stem: &str, jekyll: bool) -> String {
     let words = stem.replace(['-', '_'], " ");
     let words = words.trim();
+    if jekyll && !words.is_empty() {
+        return words.split(' ').map(|word| title_from_stem(word, false)).collect::<Vec<_>>().join(" ");
+    }
     let mut chars = words.chars();
     match chars.next() {
         Some(first) => first.to_uppercase().chain(chars).collect(),
@@ -659,44 +779,24 @@ struct FrontMatter {
     tags: Option<Spanned<StringList>>,
     tag: Option<Spanned<StringList>>,
     permalink: Option<Scalar>,
-    slug: Option<Scalar>,
-    author: Option<AuthorField>,
-    authors: Option<StringList>,
+    slug: Option<serde_json::Value>,
+    author: Option<serde_json::Value>,
+    authors: Option<serde_json::Value>,
     description: Option<Scalar>,
     excerpt: Option<Scalar>,
     summary: Option<Scalar>,
     image: Option<serde_json::Value>,
-    lang: Option<Spanned<Scalar>>,
+    lang: Option<Spanned<serde_json::Value>>,
     /// jekyll-feed's per-post settings (`excerpt_only`); any other shape is ignored.
     feed: Option<serde_json::Value>,
     published: Option<Flag>,
     draft: Option<Flag>,
-    render_with_liquid: Option<Flag>,
+    render_with_liquid: Option<serde_json::Value>,
     id: Option<Scalar>,
     guid: Option<Scalar>,
     /// Whether `date`, and the update time, are written in quotes (text, not a YAML timestamp).
     #[serde(skip)]
     quoted: [bool; 2],
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum AuthorField {
-    Name(Scalar),
-    Full { name: Option<Scalar>, email: Option<Scalar>, uri: Option<Scalar>, url: Option<Scalar> },
-}
-
-impl AuthorField {
-    fn into_author(self) -> Author {
-        match self {
-            AuthorField::Name(name) => Author { name: name.0, email: None, uri: None },
-            AuthorField::Full { name, email, uri, url } => Author {
-                name: name.map(|n| n.0).unwrap_or_default(),
-                email: email.map(|e| e.0),
-                uri: uri.or(url).map(|u| u.0),
-            },
-        }
-    }
 }
 
 /// Any YAML scalar read as text: `title: 1984` is the title "1984", not an error.

@@ -134,7 +134,9 @@ fn bounded(source: &str) -> Result<(), String> {
         let tag = &source[start..end];
         let Some(open) = tag.find('(') else { continue };
         let range = tag[open + 1..].split(')').next().unwrap_or_default();
-        let bounds = range.split_once("..").and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)));
+        let bounds = range
+            .split_once("..")
+            .and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)));
         let Some((low, high)) = bounds else {
             return Err(format!("a loop over `({range})`, which is not a range of numbers crier can bound"));
         };

@@ -45,13 +45,14 @@ pub fn slugify(name: &str) -> String {
 /// The longest slug, in bytes.
 pub const MAX_SLUG_BYTES: usize = 200;
 
-/// Jekyll's slug in its `pretty` mode: runs of characters other than letters, digits and
-/// `._~!$&'()+,;=@` become one `-`, ends trimmed; case kept when `cased` (`:title`), else lower
-/// case (`:slug`).
+/// Jekyll's slug of a name. With `cased`, its `pretty` mode with case kept (`:title`): runs of
+/// characters other than letters, digits and `._~!$&'()+,;=@` become one `-`. Without, its
+/// `default` mode in lower case (`:slug`, `:slugified_categories`): runs of characters other than
+/// letters and digits become one `-`. Ends trimmed of `-`.
 pub fn jekyll_slug(name: &str, cased: bool) -> String {
     let mut slug = String::with_capacity(name.len());
     for c in name.chars() {
-        if c.is_alphanumeric() || "._~!$&'()+,;=@".contains(c) {
+        if c.is_alphanumeric() || (cased && "._~!$&'()+,;=@".contains(c)) {
             slug.push(c);
         } else if !slug.ends_with('-') {
             slug.push('-');
@@ -59,6 +60,16 @@ pub fn jekyll_slug(name: &str, cased: bool) -> String {
     }
     let slug = slug.trim_matches('-');
     if cased { slug.to_owned() } else { slug.to_lowercase() }
+}
+
+/// Whether `tag` is a language tag (BCP 47's shape): a primary subtag of 2 to 8 letters, then
+/// subtags of 1 to 8 letters or digits, joined by `-` (`zh-CN`, `en`, `zh-Hant-TW`).
+pub fn is_language_tag(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let primary = parts.next().unwrap_or_default();
+    (2..=8).contains(&primary.len())
+        && primary.chars().all(|c| c.is_ascii_alphabetic())
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 /// HTML's element names, as far as a title or summary might hold them.
@@ -249,6 +260,8 @@ mod tests {
     fn jekyll_slugs_and_tag_stripping() {
         assert_eq!(jekyll_slug("Hello World!", true), "Hello-World!");
         assert_eq!(jekyll_slug("Space Name", false), "space-name");
+        assert_eq!(jekyll_slug("Hello.World_x", false), "hello-world-x");
+        assert_eq!(jekyll_slug("Ça va? (oui)", false), "ça-va-oui");
         assert_eq!(jekyll_slug("你好-世界", true), "你好-世界");
         assert_eq!(jekyll_slug(" a//b ", true), "a-b");
         assert_eq!(strip_tags("Hello <em>World</em>\n second"), "Hello World second");

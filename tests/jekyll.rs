@@ -14,7 +14,7 @@ use common::{CRIER, Daemon, interop, repo_root, require_feedparser, require_tool
 
 /// Link, id, published, updated of each entry, newest first, as Jekyll 4.3.1 + jekyll-feed 0.17
 /// wrote them for `tests/jekyll-site` (checked again against Jekyll by the interop test).
-const EXPECTED: [(&str, &str, &str, &str); 10] = [
+const EXPECTED: [(&str, &str, &str, &str); 11] = [
     (
         "business%20news/%E8%B4%A2%E7%BB%8F/2021/12/24/unquoted.html",
         "business%20news/%E8%B4%A2%E7%BB%8F/2021/12/24/unquoted",
@@ -40,6 +40,12 @@ const EXPECTED: [(&str, &str, &str, &str); 10] = [
     ),
     ("2021/12/15/updated.html", "2021/12/15/updated", "2021-12-15T12:00:00+08:00", "2022-01-05T18:00:00+08:00"),
     ("2021/12/14/no-seconds.html", "2021/12/14/no-seconds", "2021-12-14T16:34:00+08:00", "2021-12-14T16:34:00+08:00"),
+    (
+        "news/a%7Cb/2021/01/05/Odd.Name-x-%C3%BC.html",
+        "news/a%7Cb/2021/01/05/Odd.Name%20%5Bx%5D%20%C3%BC",
+        "2021-01-05T18:00:00+08:00",
+        "2021-01-05T18:00:00+08:00",
+    ),
 ];
 
 const SITE_URL: &str = "https://news.example.org/blog/";
@@ -93,7 +99,12 @@ fn a_jekyll_site_publishes_with_no_crier_toml_and_jekylls_links_ids_and_dates() 
     let out = crier(dir.path(), "build");
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{}{stderr}", text(&out.stdout));
-    assert!(text(&out.stdout).contains("10 published"), "the draft stays out: {}", text(&out.stdout));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("11 published") && stdout.contains("1 drafts"),
+        "_drafts and the undated file stay out: {stdout}"
+    );
+    assert!(stderr.contains("notes.md:1: the file name does not start with a date"), "{stderr}");
     assert!(stderr.contains("2021-12-18-liquid.md:9: Liquid tag `{% include %}`"), "{stderr}");
 
     let expected: Vec<[String; 4]> = EXPECTED
@@ -135,10 +146,10 @@ fn a_jekyll_site_publishes_with_no_crier_toml_and_jekylls_links_ids_and_dates() 
         "{rss}"
     );
     let json: serde_json::Value = serde_json::from_str(&feed(dir.path(), "feed.json")).unwrap();
-    assert_eq!(json["icon"], "https://news.example.org/blog/assets/logo.png");
+    assert_eq!(json["icon"], "https://news.example.org/blog/assets/icon.png", "square, as JSON Feed's icon is");
     assert_eq!(json["favicon"], "https://news.example.org/blog/assets/icon.png");
     assert_eq!(json["authors"][0]["name"], "编辑部");
-    assert_eq!(json["items"].as_array().unwrap().len(), 10, "posts_limit: 50 lets every post in");
+    assert_eq!(json["items"].as_array().unwrap().len(), 11, "posts_limit: 50 lets every post in");
 }
 
 /// The item of `json` whose URL ends with `tail`.
@@ -279,8 +290,16 @@ fn serve_republishes_when_config_yml_or_the_authors_change() {
 }
 
 /// Jekyll's permalink styles, and patterns, that the interop test builds the site with.
-const STYLES: [&str; 7] =
-    ["date", "pretty", "ordinal", "weekdate", "none", "/:year/:month/:title/", "/news/:categories/:slug.html"];
+const STYLES: [&str; 8] = [
+    "date",
+    "pretty",
+    "ordinal",
+    "weekdate",
+    "none",
+    "/:year/:month/:title/",
+    "/news/:categories/:slug.html",
+    "/:w_year/:short_month/:long_month/:long_day/:w_day/:slugified_categories/:i_month-:i_day/:title:output_ext",
+];
 
 #[test]
 fn jekyll_itself_makes_the_same_links_ids_and_dates_in_every_permalink_style() {
@@ -306,7 +325,7 @@ fn jekyll_itself_makes_the_same_links_ids_and_dates_in_every_permalink_style() {
         let jekyll = fs::read_to_string(dir.path().join("jekyll-out/feed.xml")).unwrap();
         assert_eq!(crier(dir.path(), "build").status.code(), Some(0), "{style}");
         let ours = atom_entries(&feed(dir.path(), "feed.atom"));
-        assert_eq!(ours.len(), 10, "{style}");
+        assert_eq!(ours.len(), 11, "{style}");
         assert_eq!(ours, atom_entries(&jekyll), "{style}: entry by entry, link, id, published, updated");
     }
 }
@@ -341,7 +360,7 @@ fn python_feedparser_reads_the_jekyll_sites_feeds() {
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(
         stdout.starts_with(
-            "20 青岛财经 Daily https://news.example.org/blog/assets/icon.png 3 https://news.example.org/blog/img/a.png en-US"
+            "22 青岛财经 Daily https://news.example.org/blog/assets/icon.png 3 https://news.example.org/blog/img/a.png en-US"
         ),
         "{stdout}"
     );

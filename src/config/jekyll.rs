@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::{ConfigError, RawConfig};
 use crate::permalink::Permalink;
-use crate::post::Author;
-use crate::text::strip_tags;
+use crate::post::{Author, author_of};
+use crate::text::{is_language_tag, strip_tags};
 
 /// jekyll-feed's default number of posts in a feed.
 const POSTS_LIMIT: usize = 10;
@@ -34,18 +34,13 @@ pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
             "the folder of a Jekyll site (the one with `_config.yml`)",
         ));
     }
-    let path = site.join("_config.yml");
-    let config = match std::fs::read_to_string(&path) {
-        Ok(text) => yaml(&path, &text)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Null,
-        Err(source) => return Err(ConfigError::Read { path, source }),
-    };
+    let (path, config) = config_file(site)?;
     let file = File { path: &path, value: &config, prefix: "" };
     let authors = authors(site)?;
     let mut raw = RawConfig {
         posts: Some(site.join("_posts")),
         // jekyll-feed writes the site's title as HTML; crier's titles are plain text.
-        title: file.text("title")?.or(file.text("name")?).map(|t| strip_tags(&t)),
+        title: file.text("title")?.filter(|t| !t.is_empty()).or(file.text("name")?).map(|t| strip_tags(&t)),
         description: file.text("description")?.map(|d| strip_tags(&d)),
         base_url: base_url(&file)?,
         timezone: file.checked(
@@ -53,7 +48,9 @@ pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
             |t| t.parse::<chrono_tz::Tz>().is_ok(),
             "an IANA time zone such as \"Asia/Shanghai\"",
         )?,
-        language: file.text("lang")?.map(|lang| lang.replace('_', "-")),
+        language: file
+            .checked("lang", |l| is_language_tag(&l.replace('_', "-")), "a language tag such as \"zh-CN\" or \"en\"")?
+            .map(|lang| lang.replace('_', "-")),
         permalink: permalink(&file)?,
         excerpt_separator: file.text("excerpt_separator")?.filter(|s| !s.is_empty()),
         icon: file.text("icon")?,
@@ -63,7 +60,7 @@ pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
     };
     raw.author = match config.get("author") {
         None | Some(Value::Null) => None,
-        Some(value) => Some(author(value, &authors).ok_or_else(|| {
+        Some(value) => Some(author_of(value, &authors).ok_or_else(|| {
             file.invalid("author", value, "a name, a key of _data/authors.yml, or {name, email, uri}")
         })?),
     };
@@ -81,6 +78,21 @@ pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
     }
     let feed_path = feed.text("path")?.map(|p| p.trim_start_matches('/').to_owned()).filter(|p| p != "feed.xml");
     Ok(SiteSettings { raw, feed_path })
+}
+
+/// `_config.yml`'s path and mapping (null when there is none).
+fn config_file(site: &Path) -> Result<(PathBuf, Value), ConfigError> {
+    let path = site.join("_config.yml");
+    let config = match std::fs::read_to_string(&path) {
+        Ok(text) => yaml(&path, &text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Null,
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    if !matches!(config, Value::Object(_) | Value::Null) {
+        let file = File { path: &path, value: &config, prefix: "" };
+        return Err(file.invalid("(top level)", &config, "a mapping of keys such as `title: ...` and `url: ...`"));
+    }
+    Ok((path, config))
 }
 
 /// A YAML file's value, or an error naming the file and the line.
@@ -164,6 +176,12 @@ fn base_url(file: &File<'_>) -> Result<Option<String>, ConfigError> {
     let Some(url) = file.checked("url", |u| url::Url::parse(u).is_ok_and(|u| u.has_host()), expected)? else {
         return Ok(None);
     };
+    if url.ends_with('/') {
+        tracing::warn!(
+            "{}: `url` ends with `/`, so Jekyll made links with `//` after the host; crier's links and ids have one `/`, and feed readers may show each post once more; write `url` without the final `/`",
+            file.path.display()
+        );
+    }
     let baseurl = file.text("baseurl")?.unwrap_or_default();
     let baseurl = baseurl.trim_matches('/');
     let joined = if baseurl.is_empty() {
@@ -180,23 +198,6 @@ fn permalink(file: &File<'_>) -> Result<Option<String>, ConfigError> {
     let pattern = Permalink::style(&text).map_or(text.clone(), str::to_owned);
     Permalink::parse(&pattern).map_err(|e| file.invalid("permalink", &Value::String(text), &e.to_string()))?;
     Ok(Some(pattern))
-}
-
-/// An author as jekyll-feed reads one: a key of the authors data, a name, or a mapping.
-fn author(value: &Value, authors: &BTreeMap<String, Author>) -> Option<Author> {
-    match value {
-        Value::String(name) => Some(authors.get(name).cloned().unwrap_or_else(|| Author {
-            name: name.trim().to_owned(),
-            email: None,
-            uri: None,
-        })),
-        Value::Object(map) => {
-            let text = |key: &str| map.get(key).and_then(Value::as_str).map(|s| s.trim().to_owned());
-            let name = text("name").filter(|n| !n.is_empty())?;
-            Some(Author { name, email: text("email"), uri: text("uri").or_else(|| text("url")) })
-        }
-        _ => None,
-    }
 }
 
 /// `_data/authors.yml` (or `.yaml`): each key an author's id, each value `{name, email, uri}`.
@@ -216,7 +217,7 @@ fn authors(site: &Path) -> Result<BTreeMap<String, Author>, ConfigError> {
         };
     };
     map.iter()
-        .map(|(id, entry)| match author(entry, &BTreeMap::new()) {
+        .map(|(id, entry)| match author_of(entry, &BTreeMap::new()) {
             Some(author) => Ok((id.clone(), author)),
             None => Err(file.invalid(id, entry, "a name, or {name, email, uri} with a non-empty name")),
         })
@@ -263,7 +264,7 @@ mod tests {
         for (text, key) in [
             ("timezone: Mars/Olympus", "`timezone`"),
             ("url: /relative", "`url`"),
-            ("author: [a, b]", "`author`"),
+            ("author: {email: a@e.org}", "`author`"),
             ("feed: {excerpt_only: maybe}", "`feed.excerpt_only`"),
             ("feed: {posts_limit: 0}", "`feed.posts_limit`"),
             ("title: {a: 1}", "`title`"),
@@ -272,7 +273,7 @@ mod tests {
             let error = read(dir.path()).unwrap_err().to_string();
             assert!(error.contains("_config.yml") && error.contains(key), "{text}: {error}");
         }
-        let dir = site("title: T\n", Some("ann: [1, 2]\n"));
+        let dir = site("title: T\n", Some("ann: {email: a@e.org}\n"));
         let error = read(dir.path()).unwrap_err().to_string();
         assert!(error.contains("authors.yml") && error.contains("`ann`"), "{error}");
     }

@@ -391,6 +391,9 @@ impl Config {
 
 /// An image of the site (`icon`, `logo`): a URL, or a path under the base URL.
 fn site_url(base_url: &Url, key: &'static str, text: Option<String>) -> Result<Option<Url>, ConfigError> {
+    if let Some(text) = text.as_deref().filter(|t| t.contains("://") && Url::parse(t).is_err()) {
+        return Err(invalid(key, text, "an absolute URL, or a path under base_url such as \"/assets/icon.png\""));
+    }
     let link = text.map(|text| crate::post::absolute_link(base_url, &text));
     link.map(|link| Url::parse(&link).map_err(|e| invalid(key, &link, e))).transpose()
 }

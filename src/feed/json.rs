@@ -97,7 +97,8 @@ pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
         feed_url: &doc.self_url,
         description: &doc.description,
         language: doc.language,
-        icon: doc.logo.or(doc.icon),
+        // JSON Feed's `icon` is square, as a site's icon is; a logo is wide.
+        icon: doc.icon,
         favicon: doc.icon,
         next_url: doc.history.prev_archive.as_deref(),
         hubs: doc.hubs.iter().map(|url| JsonHub { kind: "WebSub", url }).collect(),
