@@ -365,3 +365,52 @@ fn python_feedparser_reads_the_jekyll_sites_feeds() {
         "{stdout}"
     );
 }
+
+/// Whether `url` is what the W3C Feed Validation Service accepts as a link: absolute http(s),
+/// ASCII only (an IRI is flagged).
+fn valid_link(url: &str) -> bool {
+    url.is_ascii() && (url.starts_with("https://") || url.starts_with("http://"))
+}
+
+#[test]
+fn the_jekyll_sites_feeds_keep_the_validators_rules() {
+    // The W3C Feed Validation Service is a web service, out of reach of tests; these are the rules
+    // of it that feeds like these run into: links absolute and ASCII in every element and
+    // attribute and in the HTML carried, well-formed XML, a guid and an RFC 822 date per RSS item,
+    // an author per Atom entry, languages as language tags.
+    let dir = site_copy();
+    assert_eq!(crier(dir.path(), "build").status.code(), Some(0));
+    for rel in ["feed.rss", "feed.atom", "categories/news.rss", "categories/news.atom", "tags/青岛.rss"] {
+        let xml = feed(dir.path(), rel);
+        let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        for node in doc.descendants().filter(|n| n.is_element()) {
+            for attribute in node.attributes().filter(|a| matches!(a.name(), "href" | "url" | "base")) {
+                assert!(valid_link(attribute.value()), "{rel}: {}={}", attribute.name(), attribute.value());
+            }
+            let name = node.tag_name().name();
+            if matches!(name, "link" | "guid" | "id" | "icon" | "logo" | "url") && node.text().is_some() {
+                assert!(valid_link(node.text().unwrap()), "{rel}: <{name}>{}", node.text().unwrap());
+            }
+            if let Some(lang) = node.attribute(("http://www.w3.org/XML/1998/namespace", "lang")) {
+                assert!(lang == "zh-CN" || lang == "en-US", "{rel}: xml:lang={lang}");
+            }
+            if matches!(name, "encoded" | "content") {
+                let html = node.text().unwrap_or_default();
+                for quoted in html.split(['"']).skip(1).step_by(2).filter(|v| v.contains('/')) {
+                    assert!(valid_link(quoted) || !html.contains(&format!("=\"{quoted}\"")), "{rel}: {quoted} in {html}");
+                }
+            }
+            if name == "item" {
+                let has = |child: &str| node.children().any(|c| c.has_tag_name(child));
+                assert!(has("guid") && has("pubDate") && has("title"), "{rel}: an item without guid, pubDate or title");
+            }
+            if name == "entry" {
+                assert!(node.children().any(|c| c.has_tag_name("author")), "{rel}: an entry without author");
+            }
+            if name == "pubDate" {
+                let date = node.text().unwrap();
+                assert!(chrono::DateTime::parse_from_rfc2822(date).is_ok(), "{rel}: pubDate {date}");
+            }
+        }
+    }
+}
