@@ -231,6 +231,10 @@ fn jekyll_feed_front_matter_in_every_format() {
         "{html}"
     );
     assert!(!html.contains("{%") && !html.contains("include") && html.contains("The end."), "{html}");
+    assert!(
+        html.contains("<img src=\"https://news.example.org/blog/assets/logo.png\" alt=\"logo\">"),
+        "Jekyll's relative_url: {html}"
+    );
     assert_eq!(liquid["summary"], "A given description", "tags stripped from the description");
 }
 
@@ -397,7 +401,10 @@ fn the_jekyll_sites_feeds_keep_the_validators_rules() {
             if matches!(name, "encoded" | "content") {
                 let html = node.text().unwrap_or_default();
                 for quoted in html.split(['"']).skip(1).step_by(2).filter(|v| v.contains('/')) {
-                    assert!(valid_link(quoted) || !html.contains(&format!("=\"{quoted}\"")), "{rel}: {quoted} in {html}");
+                    assert!(
+                        valid_link(quoted) || !html.contains(&format!("=\"{quoted}\"")),
+                        "{rel}: {quoted} in {html}"
+                    );
                 }
             }
             if name == "item" {

@@ -6,6 +6,10 @@
 //! fails to render is published with its Liquid markup taken out; each with a warning naming the
 //! line. Pure.
 
+mod filters;
+
+use filters::Lenient;
+
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
@@ -79,7 +83,9 @@ pub fn expand<'b>(meta: &PostMeta, body: &'b str, site: &SiteVars<'_>) -> (Cow<'
             ),
         })
         .collect();
-    let globals = liquid::object!({ "site": site_object(site), "page": page_object(meta, site) });
+    let nested =
+        vec![("site", Lenient(site_object(site), Vec::new())), ("page", Lenient(page_object(meta, site), Vec::new()))];
+    let globals = Lenient(Object::new(), nested);
     let rendered = bounded(&source).and_then(|()| {
         let template = parser().parse(&source).map_err(|e| e.to_string())?;
         let mut out = Capped(Vec::with_capacity(source.len() + 1024));
@@ -151,7 +157,9 @@ fn bounded(source: &str) -> Result<(), String> {
 fn parser() -> &'static liquid::Parser {
     static PARSER: OnceLock<liquid::Parser> = OnceLock::new();
     PARSER.get_or_init(|| {
-        liquid::ParserBuilder::with_stdlib().build().expect("the standard library's tags and filters build")
+        filters::add(liquid::ParserBuilder::with_stdlib())
+            .build()
+            .expect("the standard library's tags and Jekyll's filters build")
     })
 }
 
@@ -305,9 +313,12 @@ mod tests {
 
     #[test]
     fn renders_page_and_site_variables_captures_and_filters() {
-        let body = "T={{ page.title }} u={{ site.url }}{{ site.baseurl }}{{ page.url }} {% capture x %}c<b>{{ page.date | date: \"%Y\" }}</b>{% endcapture %}{{ x }} {{ \"a b\" | upcase }}\n";
+        let body = "i={{ \"/img/a.png\" | relative_url }} {{ 'x' | absolute_url }} {{ page.date | date_to_xmlschema }} {{ 'A & B' | xml_escape }} {{ 'Hello World' | slugify }}\nT={{ page.title }} u={{ site.url }}{{ site.baseurl }}{{ page.url }} {% capture x %}c<b>{{ page.date | date: \"%Y\" }}</b>{% endcapture %}{{ x }} {{ \"a b\" | upcase }}\n";
         let (out, warnings) = expand(&meta(), body, &SITE);
-        assert_eq!(out, "T=平安 银行 u=https://e.org/blog/2021/12/24/x.html c<b>2021</b> A B\n");
+        assert_eq!(
+            out,
+            "i=/blog/img/a.png https://e.org/blog/x 2021-12-24T05:34:36+08:00 A &amp; B hello-world\nT=平安 银行 u=https://e.org/blog/2021/12/24/x.html c<b>2021</b> A B\n"
+        );
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 
@@ -323,11 +334,21 @@ mod tests {
 
     #[test]
     fn a_template_that_fails_is_published_without_its_markup_and_hidden_text() {
-        let body = "a {{ page.title | no_such_filter }} b {% comment %}TODO: embargoed{% endcomment %}{% if false %}secret {% if x %}x{% endif %}{% endif %}c {{ page.nope }}{% raw %}{{ kept }}{% endraw %} d {%}";
+        let body = "a {{ page.title | no_such_filter }} b {% comment %}TODO: embargoed{% endcomment %}{% if false %}secret {% if x %}x{% endif %}{% endif %}c {{ page.title }}{% raw %}{{ kept }}{% endraw %} d {%}";
         let (out, warnings) = expand(&meta(), body, &SITE);
         assert_eq!(out, "a  b c {{ kept }} d {%}");
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].message.contains("render_with_liquid"), "{}", warnings[0].message);
+    }
+
+    #[test]
+    fn variables_crier_lacks_print_nothing_as_in_jekyll() {
+        let (out, warnings) = expand(
+            &meta(),
+            "[{{ page.subtitle }}|{{ site.cdn }}|{{ nothing }}|{% for p in site.posts %}x{% endfor %}|{{ page.title }}]",
+            &SITE,
+        );
+        assert_eq!((out.as_ref(), warnings.len()), ("[||||平安 银行]", 0), "{warnings:?}");
     }
 
     #[test]
