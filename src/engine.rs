@@ -176,11 +176,7 @@ impl Engine {
     pub fn load_all(&mut self, now: DateTime<Utc>, sink: &dyn DocumentSink) -> Change {
         let first = self.seen.is_empty() && self.feeds.is_empty();
         let mut change = Change::default();
-        let (files, problems) = if PathKind::of(&self.config.posts) == PathKind::Folder {
-            source::post_files(&self.config.posts, &self.config.posts)
-        } else {
-            (Vec::new(), Vec::new())
-        };
+        let (files, problems) = source::all_post_files(&self.config);
         change.errors.extend(problems);
         let present: HashSet<&PathBuf> = files.iter().collect();
         let gone: Vec<PathBuf> = self.seen.keys().filter(|p| !present.contains(p)).cloned().collect();
@@ -215,14 +211,16 @@ impl Engine {
         let mut candidates: BTreeSet<PathBuf> = BTreeSet::new();
         let mut touched = BTreeSet::new();
         for hint in hints {
-            let Ok(rel) = hint.strip_prefix(&self.config.posts) else { continue };
+            let Some(root) = self.config.post_folders().find(|folder| hint.starts_with(folder)) else { continue };
+            let root = root.to_owned();
+            let Ok(rel) = hint.strip_prefix(&root) else { continue };
             if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
                 continue;
             }
             let known_inside: Vec<PathBuf> = self.known_under(hint);
             match PathKind::of(hint) {
                 PathKind::Folder => {
-                    let (files, problems) = source::post_files(&self.config.posts, hint);
+                    let (files, problems) = source::post_files(&root, hint);
                     change.errors.extend(problems);
                     let present: HashSet<&PathBuf> = files.iter().collect();
                     for path in known_inside.iter().filter(|p| !present.contains(p)) {
@@ -235,7 +233,7 @@ impl Engine {
                     if !post::is_post_file_name(name) {
                         continue;
                     }
-                    match source::link_outside(&self.config.posts, hint) {
+                    match source::link_outside(&root, hint) {
                         Some(error) => {
                             touched.extend(self.forget(hint));
                             change.errors.push(error);

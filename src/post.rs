@@ -141,6 +141,8 @@ pub struct PostContext<'a> {
     /// Jekyll's rules for dates, links and ids (`--jekyll`): an unquoted YAML timestamp without
     /// offset is UTC, dates are written in the site's zone, ids are Jekyll's post ids.
     pub jekyll: bool,
+    /// A Jekyll site's `_drafts`, when its drafts are published: files there need no date.
+    pub drafts: Option<&'a Path>,
 }
 
 /// The extensions of post files.
@@ -223,8 +225,10 @@ impl FrontMatter {
     ) -> Result<PostMeta, PostError> {
         let file = FileName::of(path, cx.jekyll);
         let mut warnings = Vec::new();
-        // Jekyll publishes a file of `_posts` only when its name starts with a date.
-        let undated = cx.jekyll && file.date.is_none();
+        // Jekyll publishes a file of `_posts` only when its name starts with a date; a draft is
+        // dated by its file's modification time.
+        let is_draft = cx.drafts.is_some_and(|drafts| path.starts_with(drafts));
+        let undated = cx.jekyll && file.date.is_none() && !is_draft;
         if undated {
             warnings.push(PostWarning {
                 line: 1,
@@ -232,7 +236,9 @@ impl FrontMatter {
             });
         }
         let title = self.title(&file, cx, &mut warnings);
-        let (date, updated) = self.dates(path, &file, modified, cx, &mut warnings)?;
+        let mut dating = Vec::new();
+        let (date, updated) = self.dates(path, &file, modified, cx, &mut dating)?;
+        warnings.extend(dating.into_iter().filter(|_| !is_draft));
         let categories = terms(path, ("categories", self.categories.take()), ("category", self.category.take()), cx)?;
         // Only Jekyll's rules read `slug`: a site that kept it from Hugo keeps its links.
         let slug = self.slug.take().filter(|_| cx.jekyll).and_then(|s| text_of(&s)).filter(|s| !s.is_empty());
@@ -917,6 +923,7 @@ mod tests {
             max_terms: 5,
             authors: &NO_AUTHORS,
             jekyll: false,
+            drafts: None,
         }
     }
 

@@ -67,6 +67,18 @@ pub fn post_files(root: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
     (files, problems)
 }
 
+/// Every post file of every folder posts are read from (the posts folder, and a Jekyll site's
+/// drafts), those of a folder that is not there left out.
+pub fn all_post_files(config: &Config) -> (Vec<PathBuf>, Vec<PostError>) {
+    let (mut files, mut problems) = (Vec::new(), Vec::new());
+    for folder in config.post_folders().filter(|f| PathKind::of(f) == PathKind::Folder) {
+        let (more, trouble) = post_files(folder, folder);
+        files.extend(more);
+        problems.extend(trouble);
+    }
+    (files, problems)
+}
+
 fn walk_error(dir: &Path, error: &walkdir::Error) -> PostError {
     let path = error.path().unwrap_or(dir).to_owned();
     let message = match (error.loop_ancestor(), error.io_error()) {
@@ -195,7 +207,7 @@ fn skipped_error(path: &Path, skipped: &Skipped, config: &Config) -> PostError {
 /// that is published, keeping metadata only, with the warnings of both: what `crier check`
 /// reports on.
 pub fn scan(config: &Arc<Config>) -> Scan {
-    let (files, mut errors) = post_files(&config.posts, &config.posts);
+    let (files, mut errors) = all_post_files(config);
     let results = read_each(files, config, &|| {}, PathBuf::as_path, |path, cx, config| {
         let (mut meta, body, _) = read_post(path, cx, false)?;
         if !meta.draft {

@@ -305,14 +305,51 @@ const STYLES: [&str; 8] = [
     "/:w_year/:short_month/:long_month/:long_day/:w_day/:slugified_categories/:i_month-:i_day/:title:output_ext",
 ];
 
+/// The time the fixture's draft is given as its modification time: 2020-02-02 03:04:05 UTC.
+const DRAFT_TIME: u64 = 1_580_612_645;
+
+/// A copy of the fixture site with `show_drafts: true`, its draft modified at [`DRAFT_TIME`].
+fn site_with_drafts() -> tempfile::TempDir {
+    let dir = site_copy();
+    let site = dir.path().join("site");
+    let config = fs::read_to_string(site.join("_config.yml")).unwrap();
+    fs::write(site.join("_config.yml"), format!("{config}show_drafts: true\n")).unwrap();
+    let draft = fs::File::options().write(true).open(site.join("_drafts/not-yet.md")).unwrap();
+    draft.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(DRAFT_TIME)).unwrap();
+    dir
+}
+
+#[test]
+fn show_drafts_publishes_drafts_dated_by_their_file_and_serve_watches_them() {
+    let dir = site_with_drafts();
+    let out = crier(dir.path(), "build");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("not-yet.md"), "a draft needs no date: {stderr}");
+    let entries = atom_entries(&feed(dir.path(), "feed.atom"));
+    let draft = format!("{SITE_URL}2020/02/02/not-yet");
+    assert_eq!(
+        entries.last().unwrap(),
+        &[format!("{draft}.html"), draft, "2020-02-02T11:04:05+08:00".into(), "2020-02-02T11:04:05+08:00".into()]
+    );
+
+    let config = "jekyll = \"site\"\nfeeds = \"feeds\"\nlisten = \"127.0.0.1:0\"\nbase_url = \"http://127.0.0.1/\"\n";
+    let daemon = Daemon::start_with(dir.path(), config);
+    fs::write(dir.path().join("site/_drafts/2021-12-30-new-draft.md"), "---\ntitle: A new draft\n---\nBody.\n")
+        .unwrap();
+    daemon.wait_for("the new draft", || daemon.get("/feeds/feed.json", &[]).text().contains("A new draft"));
+}
+
 #[test]
 fn jekyll_itself_makes_the_same_links_ids_and_dates_in_every_permalink_style() {
     if !interop("Jekyll 4.3 + jekyll-feed build the fixture site") {
         return;
     }
     require_tool("jekyll", &["--version"], "apt-get install jekyll ruby-jekyll-feed");
-    for style in STYLES {
-        let dir = site_copy();
+    // Every style on the site as it is, then the first with its drafts shown.
+    let runs = STYLES.iter().map(|style| (*style, false)).chain([(STYLES[0], true)]);
+    for (style, drafts) in runs {
+        let dir = if drafts { site_with_drafts() } else { site_copy() };
         let site = dir.path().join("site");
         let config_yml = site.join("_config.yml");
         let config = fs::read_to_string(&config_yml).unwrap();
@@ -329,7 +366,7 @@ fn jekyll_itself_makes_the_same_links_ids_and_dates_in_every_permalink_style() {
         let jekyll = fs::read_to_string(dir.path().join("jekyll-out/feed.xml")).unwrap();
         assert_eq!(crier(dir.path(), "build").status.code(), Some(0), "{style}");
         let ours = atom_entries(&feed(dir.path(), "feed.atom"));
-        assert_eq!(ours.len(), 11, "{style}");
+        assert_eq!(ours.len(), if drafts { 12 } else { 11 }, "{style}");
         assert_eq!(ours, atom_entries(&jekyll), "{style}: entry by entry, link, id, published, updated");
     }
 }

@@ -70,11 +70,9 @@ pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
     if feed.flag("excerpt_only")? == Some(true) {
         raw.content = Some("summary".to_owned());
     }
-    if feed.flag("show_drafts")? == Some(true) {
-        tracing::warn!(
-            "{}: `feed.show_drafts` is not honoured: crier publishes `_posts` only; move a draft there to publish it",
-            path.display()
-        );
+    // Jekyll shows drafts with `show_drafts: true` (or `--drafts`); the jekyll-feed key too.
+    if file.flag("show_drafts")? == Some(true) || feed.flag("show_drafts")? == Some(true) {
+        raw.drafts = Some(site.join("_drafts"));
     }
     let feed_path = feed.text("path")?.map(|p| p.trim_start_matches('/').to_owned()).filter(|p| p != "feed.xml");
     Ok(SiteSettings { raw, feed_path })

@@ -52,6 +52,9 @@ pub enum ContentMode {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub jekyll: Option<PathBuf>,
+    /// A Jekyll site's `_drafts`, when its drafts are shown; no key of crier.toml.
+    #[serde(skip)]
+    pub drafts: Option<PathBuf>,
     pub posts: Option<PathBuf>,
     pub feeds: Option<PathBuf>,
     pub base_url: Option<String>,
@@ -131,6 +134,9 @@ pub struct Config {
     /// The Jekyll site crier publishes, when it does: Jekyll's rules for dates, links and ids.
     pub jekyll: Option<PathBuf>,
     pub posts: PathBuf,
+    /// A second folder of posts: a Jekyll site's `_drafts` with `show_drafts` (dated as Jekyll
+    /// dates drafts, by their file's modification time when they say nothing).
+    pub drafts: Option<PathBuf>,
     pub feeds: PathBuf,
     /// Ends with `/`; post links and the site feed's alternate link hang off it.
     pub base_url: Url,
@@ -276,6 +282,7 @@ impl Config {
         let content = content_of("content", raw.content.as_deref(), ContentMode::Full)?;
         Config {
             jekyll: raw.jekyll,
+            drafts: raw.drafts,
             icon: site_url(&base_url, "icon", raw.icon)?,
             logo: site_url(&base_url, "logo", raw.logo)?,
             authors: raw.authors.unwrap_or_default(),
@@ -361,6 +368,11 @@ impl Config {
         vec![site.join("_config.yml"), data.join("authors.yml"), data.join("authors.yaml")]
     }
 
+    /// The folders posts are read from: `posts`, then `drafts` when there is one.
+    pub fn post_folders(&self) -> impl Iterator<Item = &Path> {
+        std::iter::once(self.posts.as_path()).chain(self.drafts.as_deref())
+    }
+
     /// The site-wide settings a post needs to be read.
     pub fn post_context(&self) -> PostContext<'_> {
         PostContext {
@@ -371,6 +383,7 @@ impl Config {
             max_terms: self.max_terms,
             authors: &self.authors,
             jekyll: self.jekyll.is_some(),
+            drafts: self.drafts.as_deref(),
         }
     }
 
@@ -414,6 +427,7 @@ fn with_site(mut raw: RawConfig, dir: &Path, overrides: &Overrides) -> Result<Ra
     authors.extend(raw.authors.take().unwrap_or_default());
     let mut raw = RawConfig {
         jekyll: Some(site),
+        drafts: fallback.drafts,
         posts: raw.posts.or(fallback.posts),
         title: raw.title.or(fallback.title),
         description: raw.description.or(fallback.description),
