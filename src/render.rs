@@ -303,7 +303,7 @@ mod tests {
     const RULE: SummaryRule<'static> = SummaryRule {
         separator: "<!--more-->",
         length: 300,
-        site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" },
+        site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "", jekyll: false },
     };
 
     fn html(body: &str) -> String {
@@ -315,7 +315,7 @@ mod tests {
         let rule = SummaryRule {
             separator: "<!--more-->",
             length: 100,
-            site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" },
+            site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "", jekyll: false },
         };
         let deep = format!("<p>first</p>\n\n{}deep text", "<div>".repeat(1000));
         let rendered = render(&meta(BodyFormat::Html, None), &deep, rule);
@@ -423,7 +423,15 @@ mod tests {
             SummaryRule {
                 separator: "<!--more-->",
                 length: 10,
-                site: SiteVars { title: "", description: "", url: "", baseurl: "", author: "", lang: "" },
+                site: SiteVars {
+                    title: "",
+                    description: "",
+                    url: "",
+                    baseurl: "",
+                    author: "",
+                    lang: "",
+                    jekyll: false,
+                },
             },
         );
         assert_eq!(r.summary, "平安银行平安银行平…");

@@ -397,6 +397,7 @@ impl Config {
             baseurl: self.base_url.path().trim_end_matches('/'),
             author: &self.author.name,
             lang: &self.language,
+            jekyll: self.jekyll.is_some(),
         };
         SummaryRule { separator: &self.excerpt_separator, length: self.excerpt_length, site }
     }

@@ -112,9 +112,28 @@ pub fn add(builder: liquid::ParserBuilder) -> liquid::ParserBuilder {
 
 /// A mapping in which a key it lacks reads as nil, as in Jekyll's Liquid (`{{ page.subtitle }}`
 /// prints nothing), where the `liquid` crate fails the whole template.
-/// `nested` are mappings under names (`site`, `page`) that are lenient too.
+/// `nested` are mappings under names (`site`, `page`) that are lenient too; `missing` keeps the
+/// names asked for that it lacks, for the warning of a site that did not mean Liquid.
 #[derive(Debug)]
-pub struct Lenient(pub liquid::Object, pub Vec<(&'static str, Lenient)>);
+pub struct Lenient {
+    pub name: &'static str,
+    pub own: liquid::Object,
+    pub nested: Vec<Lenient>,
+    pub missing: std::cell::RefCell<Vec<String>>,
+}
+
+impl Lenient {
+    pub fn new(name: &'static str, own: liquid::Object, nested: Vec<Lenient>) -> Lenient {
+        Lenient { name, own, nested, missing: Default::default() }
+    }
+
+    /// Every name asked for and missing, as written (`page.subtitle`, `message`).
+    pub fn missing(&self) -> Vec<String> {
+        let prefix = if self.name.is_empty() { String::new() } else { format!("{}.", self.name) };
+        let own = self.missing.borrow().iter().map(|key| format!("{prefix}{key}")).collect::<Vec<_>>();
+        own.into_iter().chain(self.nested.iter().flat_map(Lenient::missing)).collect()
+    }
+}
 
 /// What a missing key reads as.
 static NIL: Value = Value::Nil;
@@ -124,22 +143,22 @@ impl ValueView for Lenient {
         self
     }
     fn render(&self) -> liquid_core::model::DisplayCow<'_> {
-        self.0.render()
+        self.own.render()
     }
     fn source(&self) -> liquid_core::model::DisplayCow<'_> {
-        self.0.source()
+        self.own.source()
     }
     fn type_name(&self) -> &'static str {
-        self.0.type_name()
+        self.own.type_name()
     }
     fn query_state(&self, state: liquid_core::model::State) -> bool {
-        self.0.query_state(state)
+        self.own.query_state(state)
     }
     fn to_kstr(&self) -> liquid_core::model::KStringCow<'_> {
-        self.0.to_kstr()
+        self.own.to_kstr()
     }
     fn to_value(&self) -> Value {
-        self.0.to_value()
+        self.own.to_value()
     }
     fn as_object(&self) -> Option<&dyn liquid_core::ObjectView> {
         Some(self)
@@ -151,24 +170,28 @@ impl liquid_core::ObjectView for Lenient {
         self
     }
     fn size(&self) -> i64 {
-        liquid_core::ObjectView::size(&self.0)
+        liquid_core::ObjectView::size(&self.own)
     }
     fn keys<'k>(&'k self) -> Box<dyn Iterator<Item = liquid_core::model::KStringCow<'k>> + 'k> {
-        liquid_core::ObjectView::keys(&self.0)
+        liquid_core::ObjectView::keys(&self.own)
     }
     fn values<'k>(&'k self) -> Box<dyn Iterator<Item = &'k dyn ValueView> + 'k> {
-        liquid_core::ObjectView::values(&self.0)
+        liquid_core::ObjectView::values(&self.own)
     }
     fn iter<'k>(&'k self) -> Box<dyn Iterator<Item = (liquid_core::model::KStringCow<'k>, &'k dyn ValueView)> + 'k> {
-        liquid_core::ObjectView::iter(&self.0)
+        liquid_core::ObjectView::iter(&self.own)
     }
     fn contains_key(&self, _index: &str) -> bool {
         true
     }
     fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
-        if let Some((_, nested)) = self.1.iter().find(|(name, _)| *name == index) {
+        if let Some(nested) = self.nested.iter().find(|nested| nested.name == index) {
             return Some(nested);
         }
-        liquid_core::ObjectView::get(&self.0, index).or(Some(&NIL))
+        let found = liquid_core::ObjectView::get(&self.own, index);
+        if found.is_none() && !self.missing.borrow().iter().any(|key| key == index) {
+            self.missing.borrow_mut().push(index.to_owned());
+        }
+        found.or(Some(&NIL))
     }
 }

@@ -28,6 +28,8 @@ pub struct SiteVars<'a> {
     pub baseurl: &'a str,
     pub author: &'a str,
     pub lang: &'a str,
+    /// The site is a Jekyll site, whose bodies are Liquid by design.
+    pub jekyll: bool,
 }
 
 /// The tags (and block ends) the `liquid` crate's standard library renders; `include` and
@@ -83,15 +85,28 @@ pub fn expand<'b>(meta: &PostMeta, body: &'b str, site: &SiteVars<'_>) -> (Cow<'
             ),
         })
         .collect();
-    let nested =
-        vec![("site", Lenient(site_object(site), Vec::new())), ("page", Lenient(page_object(meta, site), Vec::new()))];
-    let globals = Lenient(Object::new(), nested);
+    let nested = vec![
+        Lenient::new("site", site_object(site), Vec::new()),
+        Lenient::new("page", page_object(meta, site), Vec::new()),
+    ];
+    let globals = Lenient::new("", Object::new(), nested);
     let rendered = bounded(&source).and_then(|()| {
         let template = parser().parse(&source).map_err(|e| e.to_string())?;
         let mut out = Capped(Vec::with_capacity(source.len() + 1024));
         template.render_to(&mut out, &globals).map_err(|e| e.to_string())?;
         String::from_utf8(out.0).map_err(|e| e.to_string())
     });
+    // Outside a Jekyll site, `{{ name }}` may be a Vue or Handlebars example, not Liquid.
+    let missing = globals.missing();
+    if !site.jekyll && !missing.is_empty() {
+        warnings.push(PostWarning {
+            line: meta.body_line,
+            message: format!(
+                "Liquid in the body names what crier does not have ({}), which prints nothing; if the body is not meant as Liquid, set `render_with_liquid: false`",
+                missing.iter().take(5).map(|name| format!("`{name}`")).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
     match rendered {
         Ok(text) => (Cow::Owned(text), warnings),
         Err(error) => {
@@ -308,8 +323,15 @@ mod tests {
         }
     }
 
-    const SITE: SiteVars<'static> =
-        SiteVars { title: "Site", description: "", url: "https://e.org", baseurl: "/blog", author: "A", lang: "zh-CN" };
+    const SITE: SiteVars<'static> = SiteVars {
+        title: "Site",
+        description: "",
+        url: "https://e.org",
+        baseurl: "/blog",
+        author: "A",
+        lang: "zh-CN",
+        jekyll: true,
+    };
 
     #[test]
     fn renders_page_and_site_variables_captures_and_filters() {
@@ -349,6 +371,11 @@ mod tests {
             &SITE,
         );
         assert_eq!((out.as_ref(), warnings.len()), ("[||||平安 银行]", 0), "{warnings:?}");
+        let plain = SiteVars { jekyll: false, ..SITE };
+        let (out, warnings) = expand(&meta(), "Vue: `{{ message }}`, {{ page.title }}", &plain);
+        assert_eq!(out, "Vue: ``, 平安 银行");
+        assert_eq!(warnings.len(), 1, "outside a Jekyll site, say what printed nothing");
+        assert!(warnings[0].message.contains("`message`") && warnings[0].message.contains("render_with_liquid: false"));
     }
 
     #[test]
