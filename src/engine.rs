@@ -211,7 +211,9 @@ impl Engine {
         let mut candidates: BTreeSet<PathBuf> = BTreeSet::new();
         let mut touched = BTreeSet::new();
         for hint in hints {
-            let Some(root) = self.config.post_folders().find(|folder| hint.starts_with(folder)) else { continue };
+            // The nearest folder: `_drafts` may lie inside the posts folder.
+            let folders = self.config.post_folders().filter(|folder| hint.starts_with(folder));
+            let Some(root) = folders.max_by_key(|folder| folder.components().count()) else { continue };
             let root = root.to_owned();
             let Ok(rel) = hint.strip_prefix(&root) else { continue };
             if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {

@@ -244,7 +244,8 @@ impl FrontMatter {
         let slug = self.slug.take().filter(|_| cx.jekyll).and_then(|s| text_of(&s)).filter(|s| !s.is_empty());
         let slug = slug.as_deref().unwrap_or(file.title_stem);
         let link = self.link(&date, slug, &categories, cx);
-        let jekyll_id = (cx.jekyll && self.id.is_none() && self.guid.is_none()).then(|| jekyll_id(&link, slug));
+        let jekyll_id =
+            (cx.jekyll && self.id.is_none() && self.guid.is_none()).then(|| jekyll_id(cx.base_url, &link, slug));
         Ok(PostMeta {
             path: path.to_owned(),
             title,
@@ -447,11 +448,14 @@ fn jekyll_link(base: &Url, path: &str) -> String {
     Url::parse(&joined).map_or(joined, String::from)
 }
 
-/// Jekyll's id of a post: its URL's folder, then its slug as written (`https://e.org/2021/12/24/Space%20Name`).
-fn jekyll_id(link: &str, slug: &str) -> String {
-    let folder = link.trim_end_matches('/').rsplit_once('/').map_or(link, |(folder, _)| folder);
+/// Jekyll's id of a post: its URL's folder under the site, then its slug as written
+/// (`https://e.org/2021/12/24/Space%20Name`; a post at the site's root: `https://e.org/name`).
+fn jekyll_id(base: &Url, link: &str, slug: &str) -> String {
+    let site = base.as_str().trim_end_matches('/');
+    let Some(path) = link.strip_prefix(site) else { return link.to_owned() };
+    let folder = path.trim_end_matches('/').rsplit_once('/').map_or("", |(folder, _)| folder);
     let slug = percent_encoding::utf8_percent_encode(slug, JEKYLL_PATH);
-    format!("{folder}/{slug}")
+    format!("{site}{folder}/{slug}")
 }
 
 /// A post's `image` as an absolute URL: a URL, a site path, or a mapping with `path`; a
@@ -1189,6 +1193,8 @@ mod tests {
         let named = parse_jekyll("_posts/2021-12-20-Space Name.md", "---\ntitle: A\ncategory: Foo Bar\n---\n");
         assert_eq!(named.link, "https://e.org/foo%20bar/2021/12/20/Space-Name.html");
         assert_eq!(named.id.as_deref(), Some("https://e.org/foo%20bar/2021/12/20/Space%20Name"));
+        let home = parse_jekyll("_posts/2021-12-20-home.md", "---\ntitle: A\npermalink: /\n---\n");
+        assert_eq!((home.link.as_str(), home.id.as_deref()), ("https://e.org/", Some("https://e.org/home")));
         let plain = meta("---\ntitle: A\ndate: 2021-12-23 16:34:36\ncategory: Foo Bar\n---\n");
         assert_eq!(
             (plain.date.to_rfc3339().as_str(), plain.id),

@@ -71,10 +71,13 @@ pub fn post_files(root: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
 /// drafts), those of a folder that is not there left out.
 pub fn all_post_files(config: &Config) -> (Vec<PathBuf>, Vec<PostError>) {
     let (mut files, mut problems) = (Vec::new(), Vec::new());
-    for folder in config.post_folders().filter(|f| PathKind::of(f) == PathKind::Folder) {
+    let folders: Vec<&Path> = config.post_folders().filter(|f| PathKind::of(f) == PathKind::Folder).collect();
+    for folder in &folders {
         let (more, trouble) = post_files(folder, folder);
-        files.extend(more);
-        problems.extend(trouble);
+        // A folder inside another (`_drafts` inside the posts folder) is read as itself only.
+        let inner = |path: &Path| folders.iter().any(|f| f != folder && f.starts_with(folder) && path.starts_with(f));
+        files.extend(more.into_iter().filter(|path| !inner(path)));
+        problems.extend(trouble.into_iter().filter(|problem| !inner(&problem.path)));
     }
     (files, problems)
 }

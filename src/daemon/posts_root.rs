@@ -64,9 +64,10 @@ impl Folder {
 }
 
 impl PostsRoot {
-    /// Whether every folder is watched (one that is missing is looked for now and then).
+    /// Whether the posts folder is watched; while it is missing, it is looked for often. (A
+    /// missing drafts folder is looked for at each wake-up, which comes anyway.)
     pub fn is_watching(&self) -> bool {
-        !self.folders.is_empty() && self.folders.iter().all(|f| f.watcher.is_some())
+        self.folders.first().is_some_and(|f| f.watcher.is_some())
     }
 
     /// Starts watching the configured folders that exist; events go to `events`.

@@ -88,8 +88,8 @@ filter!(
     "The text as it is: the body is Markdown already.",
     |input, _| { input.to_kstr().to_string() }
 );
-filter!(Jsonify, JsonifyFilter, "jsonify", "Text as a JSON string.", |input, _| {
-    serde_json::to_string(input.to_kstr().as_str()).unwrap_or_default()
+filter!(Jsonify, JsonifyFilter, "jsonify", "A value as JSON.", |input, _| {
+    serde_json::to_string(&input.to_value()).unwrap_or_default()
 });
 filter!(WordCount, WordCountFilter, "number_of_words", "How many words the text has.", |input, _| {
     input.to_kstr().split_whitespace().count().to_string()
@@ -135,8 +135,69 @@ impl Lenient {
     }
 }
 
-/// What a missing key reads as.
+/// What a missing key reads as: nil, and nil again for any key of it (`site.data.authors`).
+#[derive(Debug)]
+struct Missing;
+
+static MISSING: Missing = Missing;
 static NIL: Value = Value::Nil;
+
+impl ValueView for Missing {
+    fn as_debug(&self) -> &dyn std::fmt::Debug {
+        self
+    }
+    fn render(&self) -> liquid_core::model::DisplayCow<'_> {
+        NIL.render()
+    }
+    fn source(&self) -> liquid_core::model::DisplayCow<'_> {
+        NIL.source()
+    }
+    fn type_name(&self) -> &'static str {
+        NIL.type_name()
+    }
+    fn query_state(&self, state: liquid_core::model::State) -> bool {
+        NIL.query_state(state)
+    }
+    fn to_kstr(&self) -> liquid_core::model::KStringCow<'_> {
+        NIL.to_kstr()
+    }
+    fn to_value(&self) -> Value {
+        Value::Nil
+    }
+    fn is_nil(&self) -> bool {
+        true
+    }
+    fn as_object(&self) -> Option<&dyn liquid_core::ObjectView> {
+        Some(self)
+    }
+}
+
+impl liquid_core::ObjectView for Missing {
+    fn as_value(&self) -> &dyn ValueView {
+        self
+    }
+    fn size(&self) -> i64 {
+        0
+    }
+    fn keys<'k>(&'k self) -> Box<dyn Iterator<Item = liquid_core::model::KStringCow<'k>> + 'k> {
+        Box::new(std::iter::empty())
+    }
+    fn values<'k>(&'k self) -> Box<dyn Iterator<Item = &'k dyn ValueView> + 'k> {
+        Box::new(std::iter::empty())
+    }
+    fn iter<'k>(&'k self) -> Box<dyn Iterator<Item = (liquid_core::model::KStringCow<'k>, &'k dyn ValueView)> + 'k> {
+        Box::new(std::iter::empty())
+    }
+    fn contains_key(&self, _index: &str) -> bool {
+        true
+    }
+    fn get<'s>(&'s self, _index: &str) -> Option<&'s dyn ValueView> {
+        Some(&MISSING)
+    }
+}
+
+/// How many missing names a warning names; no more are kept.
+const MISSING_NAMED: usize = 5;
 
 impl ValueView for Lenient {
     fn as_debug(&self) -> &dyn std::fmt::Debug {
@@ -189,9 +250,10 @@ impl liquid_core::ObjectView for Lenient {
             return Some(nested);
         }
         let found = liquid_core::ObjectView::get(&self.own, index);
-        if found.is_none() && !self.missing.borrow().iter().any(|key| key == index) {
-            self.missing.borrow_mut().push(index.to_owned());
+        let mut missing = self.missing.borrow_mut();
+        if found.is_none() && missing.len() < MISSING_NAMED && !missing.iter().any(|key| key == index) {
+            missing.push(index.to_owned());
         }
-        found.or(Some(&NIL))
+        found.or(Some(&MISSING))
     }
 }

@@ -143,30 +143,82 @@ impl std::io::Write for Capped {
     }
 }
 
-/// Refuses loops over ranges crier cannot bound before rendering: the `liquid` crate makes a
-/// range's whole list first, so `(1..100000000)` would take gigabytes. A range of literals counts
-/// its length, and the lengths of all of a body's ranges multiply (loops may nest).
+/// How deep blocks may nest: the `liquid` crate parses them by recursion, and a few hundred
+/// levels overflow a thread's stack.
+const MAX_DEPTH: usize = 100;
+
+/// Refuses, before rendering, the templates whose cost crier cannot bound: the `liquid` crate
+/// builds a range's whole list first, and keeps no count of time or memory. Loops over ranges
+/// must have literal bounds, at most [`MAX_ITERATIONS`] iterations together (loops may nest); a
+/// loop over a list (whose length the body can make huge with `split`) may neither hold nor sit
+/// in another loop; inside a loop, `assign` and `capture` may not read a variable the body
+/// assigns (`assign s = s | append: s` doubles each time); blocks nest at most [`MAX_DEPTH`] deep.
 fn bounded(source: &str) -> Result<(), String> {
-    let mut total: u64 = 1;
-    for (start, end, name) in tags(source) {
-        if !matches!(name, "for" | "tablerow") {
-            continue;
+    let tags = tags(source);
+    let inner = |start: usize, end: usize| source[start + 2..end - 2].trim_matches('-').trim();
+    let assigned: Vec<&str> = tags
+        .iter()
+        .filter(|(_, _, name)| matches!(*name, "assign" | "capture"))
+        .filter_map(|(start, end, _)| inner(*start, *end).split_whitespace().nth(1))
+        .map(|target| target.split('=').next().unwrap_or(target))
+        .collect();
+    let reads_assigned =
+        |text: &str| text.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| assigned.contains(&w));
+    let (mut loops, mut depth, mut iterations) = (Vec::<bool>::new(), 0usize, 1u64);
+    for (index, (start, end, name)) in tags.iter().enumerate() {
+        let text = inner(*start, *end);
+        match *name {
+            "for" | "tablerow" => {
+                let over_list = match range_length(text) {
+                    Some(length) => {
+                        iterations = iterations.saturating_mul(length?);
+                        false
+                    }
+                    None => true,
+                };
+                loops.push(over_list);
+                if loops.len() > 1 && loops.iter().any(|list| *list) {
+                    return Err("a loop over a list nested with another loop".to_owned());
+                }
+            }
+            "endfor" | "endtablerow" => drop(loops.pop()),
+            "assign" if !loops.is_empty() && reads_assigned(text.split_once('=').map_or("", |(_, rest)| rest)) => {
+                return Err(format!("`{{% {text} %}}` in a loop reads a variable the body assigns"));
+            }
+            "capture" if !loops.is_empty() => {
+                let close = tags[index..].iter().find(|(_, _, n)| *n == "endcapture").map_or(source.len(), |t| t.0);
+                if reads_assigned(&source[*end..close]) {
+                    return Err(format!("`{{% {text} %}}` in a loop reads a variable the body assigns"));
+                }
+            }
+            _ => {}
         }
-        let tag = &source[start..end];
-        let Some(open) = tag.find('(') else { continue };
-        let range = tag[open + 1..].split(')').next().unwrap_or_default();
-        let bounds = range
-            .split_once("..")
-            .and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)));
-        let Some((low, high)) = bounds else {
-            return Err(format!("a loop over `({range})`, which is not a range of numbers crier can bound"));
-        };
-        total = total.saturating_mul(high.saturating_sub(low).saturating_add(1).max(0) as u64);
-        if total > MAX_ITERATIONS {
+        if iterations > MAX_ITERATIONS {
             return Err(format!("loops over ranges that make over {MAX_ITERATIONS} iterations"));
+        }
+        match *name {
+            "if" | "unless" | "case" | "for" | "tablerow" | "capture" | "comment" | "ifchanged" => depth += 1,
+            n if n.starts_with("end") => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_DEPTH {
+            return Err(format!("blocks nested deeper than {MAX_DEPTH}"));
         }
     }
     Ok(())
+}
+
+/// The length of a loop's range `(a..b)`: `None` when the loop is over something else, an error
+/// when the bounds are not numbers.
+fn range_length(tag: &str) -> Option<Result<u64, String>> {
+    let open = tag.find('(')?;
+    let range = tag[open + 1..].split(')').next().unwrap_or_default();
+    let bounds =
+        range.split_once("..").and_then(|(a, b)| Some((a.trim().parse::<i64>().ok()?, b.trim().parse::<i64>().ok()?)));
+    Some(match bounds {
+        Some((low, high)) => Ok(high.saturating_sub(low).saturating_add(1).max(0) as u64),
+        None => Err(format!("a loop over `({range})`, which is not a range of numbers crier can bound")),
+    })
 }
 
 fn parser() -> &'static liquid::Parser {
@@ -189,7 +241,12 @@ fn tags(body: &str) -> Vec<(usize, usize, &str)> {
         out.push((start, end, name));
         from = end;
         if name == "raw" {
-            match body[from..].find("endraw").and_then(|i| body[..from + i].rfind("{%")) {
+            // The block's text is not Liquid: go on at its `{% endraw %}` tag.
+            let close = body[from..]
+                .match_indices("{%")
+                .map(|(i, _)| from + i)
+                .find(|&at| body[at + 2..].trim_start_matches('-').trim_start().starts_with("endraw"));
+            match close {
                 Some(close) => from = close,
                 None => break,
             }
@@ -367,10 +424,10 @@ mod tests {
     fn variables_crier_lacks_print_nothing_as_in_jekyll() {
         let (out, warnings) = expand(
             &meta(),
-            "[{{ page.subtitle }}|{{ site.cdn }}|{{ nothing }}|{% for p in site.posts %}x{% endfor %}|{{ page.title }}]",
+            "[{{ page.subtitle }}|{{ site.cdn }}|{{ nothing }}|{% for p in site.posts %}x{% endfor %}|{{ site.data.authors.x }}{% if site.a.b %}y{% endif %}{{ page.nope | default: \"d\" }}|{{ page.title }}]",
             &SITE,
         );
-        assert_eq!((out.as_ref(), warnings.len()), ("[||||平安 银行]", 0), "{warnings:?}");
+        assert_eq!((out.as_ref(), warnings.len()), ("[||||d|平安 银行]", 0), "{warnings:?}");
         let plain = SiteVars { jekyll: false, ..SITE };
         let (out, warnings) = expand(&meta(), "Vue: `{{ message }}`, {{ page.title }}", &plain);
         assert_eq!(out, "Vue: ``, 平安 银行");
@@ -388,6 +445,15 @@ mod tests {
             let (out, warnings) = expand(&meta(), body, &SITE);
             assert_eq!((out.as_ref(), warnings.len()), ("", 1), "{body}");
         }
+        let doubling = "{% assign s = \"xxxxxxxxxxxxxxxx\" %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}{{ s | size }}";
+        let lists = "{% assign l = \"a,b\" | split: \",\" %}{% for a in l %}{% for b in l %}x{% endfor %}{% endfor %}";
+        let captured =
+            "{% assign t = \"x\" %}{% for i in (1..30) %}{% capture t %}{{ t }}{{ t }}{% endcapture %}{% endfor %}";
+        let deep = format!("{}x{}", "{% if true %}".repeat(700), "{% endif %}".repeat(700));
+        for body in [doubling, lists, captured, deep.as_str()] {
+            let (_, warnings) = expand(&meta(), body, &SITE);
+            assert_eq!(warnings.len(), 1, "{body}");
+        }
         let (out, warnings) = expand(&meta(), "{% for i in (1..3) %}{{ i }}{% endfor %}", &SITE);
         assert_eq!((out.as_ref(), warnings.len()), ("123", 0));
         let wide = "{% for i in (1..100000) %}0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890{% endfor %}";
@@ -399,6 +465,8 @@ mod tests {
     fn raw_blocks_and_plain_bodies_pass_through() {
         let (out, _) = expand(&meta(), "{% raw %}{{ x }} {% include y %}{% endraw %}", &SITE);
         assert_eq!(out, "{{ x }} {% include y %}");
+        let (out, _) = expand(&meta(), "{% raw %}close it with endraw{% endraw %} {{ page.title }}", &SITE);
+        assert_eq!(out, "close it with endraw 平安 银行");
         assert!(matches!(expand(&meta(), "no markup { here }", &SITE).0, Cow::Borrowed(_)));
         let off = PostMeta { liquid: false, ..meta() };
         assert_eq!(expand(&off, "{{ page.title }}", &SITE).0, "{{ page.title }}");
