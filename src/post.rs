@@ -180,11 +180,8 @@ pub fn parse<'b>(
         let options = serde_saphyr::options! { strict_booleans: true };
         serde_saphyr::from_str_with_options(yaml, options).map_err(|e| yaml_error(path, &e))?
     };
-    let update = match cx.jekyll {
-        true => front.last_modified_at.as_ref().or(front.updated.as_ref()),
-        false => front.updated.as_ref().or(front.last_modified_at.as_ref()),
-    };
-    front.quoted = [front.date.as_ref(), update].map(|value| value.is_some_and(|v| is_quoted(yaml, v)));
+    front.quoted =
+        [front.date.as_ref(), front.update(cx.jekyll)].map(|value| value.is_some_and(|v| is_quoted(yaml, v)));
     let body_line = 1 + memchr::memchr_iter(b'\n', &text.as_bytes()[..body_start]).count();
     let meta = front.into_meta(path, modified, body_line, cx)?;
     let body = match text {
@@ -286,6 +283,15 @@ impl FrontMatter {
         title_from_stem(file.title_stem, cx.jekyll)
     }
 
+    /// The update time's key: jekyll-feed reads `last_modified_at`; crier's own `updated` comes
+    /// first otherwise.
+    fn update(&self, jekyll: bool) -> Option<&Spanned<Scalar>> {
+        match jekyll {
+            true => self.last_modified_at.as_ref().or(self.updated.as_ref()),
+            false => self.updated.as_ref().or(self.last_modified_at.as_ref()),
+        }
+    }
+
     /// The post's date and update time. With Jekyll's rules, an unquoted `2021-12-23 16:34:36`
     /// is a YAML timestamp, which Jekyll reads as UTC, and both are written in the site's zone.
     fn dates(
@@ -319,12 +325,7 @@ impl FrontMatter {
                 }
             },
         };
-        // jekyll-feed reads `last_modified_at` only; crier's own key comes first otherwise.
-        let update = match cx.jekyll {
-            true => self.last_modified_at.as_ref().or(self.updated.as_ref()),
-            false => self.updated.as_ref().or(self.last_modified_at.as_ref()),
-        };
-        let updated = match update {
+        let updated = match self.update(cx.jekyll) {
             Some(spanned) => value("updated", spanned, self.quoted[1])?,
             None => date,
         };
@@ -381,7 +382,7 @@ impl FrontMatter {
 }
 
 /// A YAML scalar as text (numbers and booleans as written), characters XML forbids taken out.
-fn text_of(value: &serde_json::Value) -> Option<String> {
+pub fn text_of(value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::String(text) => Some(xml_safe(text.trim()).into_owned()),
         serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Some(value.to_string()),

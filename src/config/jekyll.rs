@@ -11,8 +11,11 @@ use serde_json::Value;
 
 use super::{ConfigError, RawConfig};
 use crate::permalink::Permalink;
-use crate::post::{Author, author_of};
+use crate::post::{Author, author_of, text_of};
 use crate::text::{is_language_tag, strip_tags};
+
+/// A Jekyll site's configuration file.
+const CONFIG_YML: &str = "_config.yml";
 
 /// jekyll-feed's default number of posts in a feed.
 const POSTS_LIMIT: usize = 10;
@@ -80,7 +83,7 @@ pub fn read(site: &Path) -> Result<SiteSettings, ConfigError> {
 
 /// `_config.yml`'s path and mapping (null when there is none).
 fn config_file(site: &Path) -> Result<(PathBuf, Value), ConfigError> {
-    let path = site.join("_config.yml");
+    let path = site.join(CONFIG_YML);
     let config = match std::fs::read_to_string(&path) {
         Ok(text) => yaml(&path, &text)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Value::Null,
@@ -137,9 +140,7 @@ impl File<'_> {
     fn text(&self, key: &str) -> Result<Option<String>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(v.to_string())),
-            Some(other) => Err(self.invalid(key, other, "a text value")),
+            Some(value) => text_of(value).map(Some).ok_or_else(|| self.invalid(key, value, "a text value")),
         }
     }
 
@@ -198,12 +199,21 @@ fn permalink(file: &File<'_>) -> Result<Option<String>, ConfigError> {
     Ok(Some(pattern))
 }
 
+/// Where Jekyll keeps the authors data: `_data/authors.yml`, or `.yaml`.
+fn authors_files(site: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    ["yml", "yaml"].into_iter().map(move |ext| site.join("_data").join(format!("authors.{ext}")))
+}
+
+/// The files of a site that configure crier: `_config.yml` and the authors data.
+pub fn files(site: &Path) -> Vec<PathBuf> {
+    std::iter::once(site.join(CONFIG_YML)).chain(authors_files(site)).collect()
+}
+
 /// `_data/authors.yml` (or `.yaml`): each key an author's id, each value `{name, email, uri}`.
 fn authors(site: &Path) -> Result<BTreeMap<String, Author>, ConfigError> {
-    let Some((path, text)) = ["yml", "yaml"].iter().find_map(|ext| {
-        let path: PathBuf = site.join("_data").join(format!("authors.{ext}"));
-        std::fs::read_to_string(&path).ok().map(|text| (path, text))
-    }) else {
+    let Some((path, text)) =
+        authors_files(site).find_map(|path| std::fs::read_to_string(&path).ok().map(|text| (path, text)))
+    else {
         return Ok(BTreeMap::new());
     };
     let value = yaml(&path, &text)?;

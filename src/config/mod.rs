@@ -363,9 +363,7 @@ impl Config {
     /// The files of the Jekyll site that configure crier, when there is one: a change to any of
     /// them is a reload.
     pub fn site_files(&self) -> Vec<PathBuf> {
-        let Some(site) = &self.jekyll else { return Vec::new() };
-        let data = site.join("_data");
-        vec![site.join("_config.yml"), data.join("authors.yml"), data.join("authors.yaml")]
+        self.jekyll.as_deref().map(jekyll::files).unwrap_or_default()
     }
 
     /// The folders posts are read from: `posts`, then `drafts` when there is one.
@@ -663,7 +661,7 @@ fn permalink(text: Option<String>) -> Result<Permalink, ConfigError> {
 
 fn language(text: Option<String>) -> Result<String, ConfigError> {
     let language = text.unwrap_or_else(|| "en".to_owned());
-    if language.is_empty() || !language.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+    if !crate::text::is_language_tag(&language) {
         return Err(invalid("language", &language, "a language tag such as \"en\" or \"zh-CN\""));
     }
     Ok(language)

@@ -50,7 +50,8 @@ where
     let (sender, receiver) = mpsc::channel(4);
     let load = Arc::new(load);
     tokio::spawn(async move {
-        let _watcher = watcher;
+        // Held here, so that the site's files are watched as long as reloads are awaited.
+        let watcher = watcher;
         loop {
             tokio::select! {
                 signal = hangup.recv() => {
@@ -59,7 +60,7 @@ where
                     }
                     tracing::info!("SIGHUP: reading the configuration again");
                 }
-                change = changes.recv(), if _watcher.is_some() => {
+                change = changes.recv(), if watcher.is_some() => {
                     if change.is_none() {
                         break;
                     }

@@ -2,7 +2,7 @@
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig};
 
-use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, MEDIA_NAMESPACE, media_elements};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, Item, MEDIA_NAMESPACE, media};
 use crate::post::Author;
 
 fn person(author: &Author) -> Person {
@@ -33,62 +33,47 @@ fn marker(history: &History) -> atom_syndication::extension::ExtensionMap {
 /// The namespaces the document uses beyond Atom's: feed history and Media RSS.
 fn namespaces(doc: &FeedDoc<'_>) -> std::collections::BTreeMap<String, String> {
     let history = doc.history.marker().map(|_| ("fh".to_owned(), HISTORY_NAMESPACE.to_owned()));
-    let media = doc
-        .items
-        .iter()
-        .any(|item| item.meta.image.is_some())
-        .then(|| ("media".to_owned(), MEDIA_NAMESPACE.to_owned()));
+    let media = doc.has_images().then(|| ("media".to_owned(), MEDIA_NAMESPACE.to_owned()));
     history.into_iter().chain(media).collect()
 }
 
-/// An entry's image as Media RSS elements.
-fn media(image: Option<&str>) -> atom_syndication::extension::ExtensionMap {
-    let Some(image) = image else { return Default::default() };
-    let elements = media_elements(image).map(|(local, name, attrs)| {
-        let element = atom_syndication::extension::Extension {
-            name: name.to_owned(),
-            attrs: attrs.into_iter().collect(),
+/// One post as an Atom entry.
+fn entry(doc: &FeedDoc<'_>, item: &Item<'_>) -> Entry {
+    let meta = item.meta;
+    // atom_syndication writes no `xml:lang` on an entry: the post's language goes on its texts.
+    let text = |value: String| Text { lang: meta.lang.clone(), ..Text::plain(value) };
+    Entry {
+        id: atom_id(meta.guid(), doc.home_url),
+        title: text(meta.title.clone()),
+        links: vec![link(&meta.link, "alternate", "text/html")],
+        published: Some(meta.date),
+        updated: meta.updated.max(meta.date),
+        authors: vec![person(item.author(doc.author))],
+        categories: item
+            .terms()
+            .into_iter()
+            .map(|name| Category { term: name.to_owned(), scheme: None, label: None })
+            .collect(),
+        summary: item.summary().map(|summary| text(summary.to_owned())),
+        extensions: media(meta.image.as_deref(), |name, attrs| atom_syndication::extension::Extension {
+            name,
+            attrs,
             ..Default::default()
-        };
-        (local.to_owned(), vec![element])
-    });
-    [("media".to_owned(), elements.into())].into()
+        }),
+        content: item.full(doc).then(|| Content {
+            base: Some(meta.link.clone()),
+            lang: meta.lang.clone(),
+            value: Some(item.rendered.content_html.clone()),
+            content_type: Some("html".to_owned()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// Writes the feed as Atom 1.0 bytes.
 pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
-    let entries = doc
-        .items
-        .iter()
-        .map(|item| {
-            let meta = item.meta;
-            // atom_syndication writes no `xml:lang` on an entry: the post's language goes on its texts.
-            let text = |value: String| Text { lang: meta.lang.clone(), ..Text::plain(value) };
-            Entry {
-                id: atom_id(meta.guid(), doc.home_url),
-                title: text(meta.title.clone()),
-                links: vec![link(&meta.link, "alternate", "text/html")],
-                published: Some(meta.date),
-                updated: meta.updated.max(meta.date),
-                authors: vec![person(item.author(doc.author))],
-                categories: item
-                    .terms()
-                    .into_iter()
-                    .map(|name| Category { term: name.to_owned(), scheme: None, label: None })
-                    .collect(),
-                summary: item.summary().map(|summary| text(summary.to_owned())),
-                extensions: media(meta.image.as_deref()),
-                content: item.full(doc).then(|| Content {
-                    base: Some(meta.link.clone()),
-                    lang: meta.lang.clone(),
-                    value: Some(item.rendered.content_html.clone()),
-                    content_type: Some("html".to_owned()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }
-        })
-        .collect();
+    let entries = doc.items.iter().map(|item| entry(doc, item)).collect();
     let feed = Feed {
         // Archive pages belong to the subscription document's logical feed, and share its id.
         id: doc.history.current.clone().unwrap_or_else(|| doc.self_url.clone()),

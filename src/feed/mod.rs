@@ -81,17 +81,24 @@ impl Item<'_> {
 /// The Media RSS namespace, for a post's image (`media:thumbnail`, `media:content`).
 pub const MEDIA_NAMESPACE: &str = "http://search.yahoo.com/mrss/";
 
-/// An extension element: local name, qualified name, attributes.
-pub type MediaElement = (&'static str, &'static str, Vec<(String, String)>);
+/// Extension elements as the `rss` and the `atom_syndication` crates both keep them: by
+/// namespace prefix, then by local name.
+pub type Extensions<E> = std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<E>>>;
 
-/// `media:thumbnail` and `media:content` of an image: (local name, qualified name, attributes),
-/// as both the `rss` and the `atom_syndication` crate write extension elements.
-pub fn media_elements(image: &str) -> [MediaElement; 2] {
+/// An image as Media RSS's `media:thumbnail` and `media:content`, each made by `element` from
+/// its qualified name and attributes (each crate has its own element type of that shape).
+pub fn media<E>(
+    image: Option<&str>,
+    element: impl Fn(String, std::collections::BTreeMap<String, String>) -> E,
+) -> Extensions<E> {
+    let Some(image) = image else { return Extensions::new() };
     let url = || ("url".to_owned(), image.to_owned());
-    [
+    let elements = [
         ("thumbnail", "media:thumbnail", vec![url()]),
         ("content", "media:content", vec![url(), ("medium".to_owned(), "image".to_owned())]),
     ]
+    .map(|(local, name, attrs)| (local.to_owned(), vec![element(name.to_owned(), attrs.into_iter().collect())]));
+    [("media".to_owned(), elements.into())].into()
 }
 
 /// Everything a writer needs for one feed.
@@ -118,6 +125,13 @@ pub struct FeedDoc<'a> {
     /// Where this document stands in the feed's history (RFC 5005).
     pub history: History,
     pub items: Vec<Item<'a>>,
+}
+
+impl FeedDoc<'_> {
+    /// Whether an item has an image, so that the document declares Media RSS.
+    pub fn has_images(&self) -> bool {
+        self.items.iter().any(|item| item.meta.image.is_some())
+    }
 }
 
 /// RFC 5005's links and markers of one document; all empty for a feed that is neither complete

@@ -7,7 +7,7 @@ use rss::extension::dublincore::DublinCoreExtension;
 use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
 use rss::{Category, Channel, Guid};
 
-use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, Item, MEDIA_NAMESPACE, media_elements};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, Item, MEDIA_NAMESPACE, media};
 
 /// The syndication module's schedule for one refresh every `ttl` minutes: the shortest period
 /// that `ttl` divides exactly; else the shortest period longer than `ttl`, refreshed as many whole
@@ -35,24 +35,10 @@ fn namespaces(doc: &FeedDoc<'_>) -> std::collections::BTreeMap<String, String> {
     if doc.history.marker().is_some() {
         namespaces.insert("fh".to_owned(), HISTORY_NAMESPACE.to_owned());
     }
-    if doc.items.iter().any(|item| item.meta.image.is_some()) {
+    if doc.has_images() {
         namespaces.insert("media".to_owned(), MEDIA_NAMESPACE.to_owned());
     }
     namespaces
-}
-
-/// An item's image as Media RSS elements.
-fn media(image: Option<&str>) -> rss::extension::ExtensionMap {
-    let Some(image) = image else { return Default::default() };
-    let elements = media_elements(image).map(|(local, name, attrs)| {
-        let element = rss::extension::Extension {
-            name: name.to_owned(),
-            attrs: attrs.into_iter().collect(),
-            ..Default::default()
-        };
-        (local.to_owned(), vec![element])
-    });
-    [("media".to_owned(), elements.into())].into()
 }
 
 /// RFC 5005's `<fh:complete/>` or `<fh:archive/>`, when the document is either.
@@ -79,7 +65,11 @@ fn rss_item(doc: &FeedDoc<'_>, item: &Item<'_>) -> rss::Item {
             languages: meta.lang.iter().cloned().collect(),
             ..Default::default()
         }),
-        extensions: media(meta.image.as_deref()),
+        extensions: media(meta.image.as_deref(), |name, attrs| rss::extension::Extension {
+            name,
+            attrs,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -7,13 +7,10 @@
 //! line. Pure.
 
 mod filters;
-
-use filters::Lenient;
+mod variables;
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
-
-use liquid::model::{Array, Object, Scalar, Value};
 
 use crate::post::{PostMeta, PostWarning};
 
@@ -85,11 +82,7 @@ pub fn expand<'b>(meta: &PostMeta, body: &'b str, site: &SiteVars<'_>) -> (Cow<'
             ),
         })
         .collect();
-    let nested = vec![
-        Lenient::new("site", site_object(site), Vec::new()),
-        Lenient::new("page", page_object(meta, site), Vec::new()),
-    ];
-    let globals = Lenient::new("", Object::new(), nested);
+    let globals = variables::globals(meta, site);
     let rendered = bounded(&source).and_then(|()| {
         let template = parser().parse(&source).map_err(|e| e.to_string())?;
         let mut out = Capped(Vec::with_capacity(source.len() + 1024));
@@ -197,7 +190,7 @@ fn bounded(source: &str) -> Result<(), String> {
             return Err(format!("loops over ranges that make over {MAX_ITERATIONS} iterations"));
         }
         match *name {
-            "if" | "unless" | "case" | "for" | "tablerow" | "capture" | "comment" | "ifchanged" => depth += 1,
+            n if BLOCKS.contains(&n) => depth += 1,
             n if n.starts_with("end") => depth = depth.saturating_sub(1),
             _ => {}
         }
@@ -319,52 +312,6 @@ fn without_outputs(text: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-fn text(value: &str) -> Value {
-    Value::scalar(Scalar::from(value.to_owned()))
-}
-
-fn site_object(site: &SiteVars<'_>) -> Object {
-    let mut object = Object::new();
-    for (key, value) in [
-        ("title", site.title),
-        ("name", site.title),
-        ("description", site.description),
-        ("url", site.url),
-        ("baseurl", site.baseurl),
-        ("author", site.author),
-        ("lang", site.lang),
-    ] {
-        object.insert(key.into(), text(value));
-    }
-    object
-}
-
-fn page_object(meta: &PostMeta, site: &SiteVars<'_>) -> Object {
-    // Jekyll's `page.url` and `page.id` are paths under the site, without its base path.
-    let site_path = |link: &'_ str| -> String {
-        let path = link.strip_prefix(site.url).and_then(|p| p.strip_prefix(site.baseurl));
-        path.map_or_else(|| link.to_owned(), str::to_owned)
-    };
-    let (url, id) = (site_path(&meta.link), site_path(meta.guid()));
-    let list = |names: &[String]| Value::Array(names.iter().map(|n| text(n)).collect::<Array>());
-    let mut object = Object::new();
-    for (key, value) in [
-        ("title", meta.title.as_str()),
-        ("url", url.as_str()),
-        ("id", id.as_str()),
-        ("description", meta.summary.as_deref().unwrap_or_default()),
-        ("lang", meta.lang.as_deref().unwrap_or(site.lang)),
-        ("image", meta.image.as_deref().unwrap_or_default()),
-        ("author", meta.author.as_ref().map_or(site.author, |a| a.name.as_str())),
-    ] {
-        object.insert(key.into(), text(value));
-    }
-    object.insert("date".into(), text(&meta.date.format("%Y-%m-%d %H:%M:%S %z").to_string()));
-    object.insert("categories".into(), list(&meta.categories));
-    object.insert("tags".into(), list(&meta.tags));
-    object
 }
 
 #[cfg(test)]

@@ -71,6 +71,37 @@ pub fn require_feedparser() {
     require_tool("python3", &["-c", "import feedparser"], "pip install feedparser");
 }
 
+/// Reads every RSS and Atom document under a feeds folder with feedparser, failing on the first
+/// that is not well-formed, has no entries, or has an entry without a date or with a link that
+/// is not under the site.
+const FEEDPARSER_CHECK: &str = r#"
+import feedparser, pathlib, sys
+root, site_url = pathlib.Path(sys.argv[1]), sys.argv[2]
+count = 0
+for path in sorted(list(root.rglob("*.rss")) + list(root.rglob("*.atom"))):
+    d = feedparser.parse(str(path))
+    if d.bozo:
+        sys.exit(f"{path}: {d.bozo_exception}")
+    if not d.entries:
+        sys.exit(f"{path}: no entries")
+    for e in d.entries:
+        if not e.link.startswith(site_url):
+            sys.exit(f"{path}: link {e.link}")
+        if not e.get("published_parsed"):
+            sys.exit(f"{path}: no date on {e.link}")
+    count += 1
+"#;
+
+/// Runs [`FEEDPARSER_CHECK`] on `feeds`, then `then` (Python that may use `root` and `count`),
+/// and returns what it printed; panics with what it said when a check fails.
+pub fn feedparser_check(feeds: &Path, site_url: &str, then: &str) -> String {
+    let script = format!("{FEEDPARSER_CHECK}{then}");
+    let out = Command::new("python3").args(["-c", &script]).arg(feeds).arg(site_url).output().unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    stdout
+}
+
 // ---------------------------------------------------------------------------------------------
 // Waiting
 
