@@ -24,16 +24,29 @@ pub struct Archive {
     /// The upper bound of each sealed page, oldest first; page `n` holds the posts after bound
     /// `n - 1` up to and including bound `n`.
     bounds: Vec<Position>,
-    /// What each page was last written from, by page number less one. Holding the post versions
-    /// (not a digest of their addresses) keeps a freed version's address from being taken for a
-    /// new post's.
+    /// What each page was last written from, by page number less one.
     written: Vec<Option<Written>>,
 }
 
-#[derive(Debug, Clone)]
-struct Written {
-    newest: bool,
-    posts: Vec<Arc<PostMeta>>,
+/// What a page was written from: whether it was the newest page, and a digest of its posts'
+/// files and versions ([`PostMeta::version`], which a new read of a changed file changes), so
+/// that it can be kept across restarts (the scan index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub newest: bool,
+    pub digest: u128,
+}
+
+impl Written {
+    fn of(page: &Page, history: &[Arc<PostMeta>]) -> Written {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for post in &history[page.range.clone()] {
+            hasher.update(post.path.as_os_str().as_encoded_bytes());
+            hasher.update(&[0]);
+            hasher.update(&post.version.to_le_bytes());
+        }
+        Written { newest: page.newest, digest: hasher.digest128() }
+    }
 }
 
 /// One page: its number (from 1), whether it is the newest, and its posts' range in the history.
@@ -91,23 +104,32 @@ impl Archive {
 
     /// Whether `page` must be written: its place or its posts (any version) changed since it was.
     pub fn is_due(&self, page: &Page, history: &[Arc<PostMeta>]) -> bool {
-        let posts = &history[page.range.clone()];
         match self.written.get(page.number - 1) {
-            Some(Some(written)) => {
-                written.newest != page.newest
-                    || !written.posts.iter().map(Arc::as_ptr).eq(posts.iter().map(Arc::as_ptr))
-            }
+            Some(Some(written)) => *written != Written::of(page, history),
             _ => true,
         }
     }
 
     /// Records that `page` was written.
     pub fn wrote(&mut self, page: &Page, history: &[Arc<PostMeta>]) {
-        if self.written.len() < page.number {
-            self.written.resize(page.number, None);
+        self.set_written(page.number, Some(Written::of(page, history)));
+    }
+
+    /// What each page was last written from, by page number.
+    pub fn written(&self) -> impl Iterator<Item = (usize, Written)> + '_ {
+        self.written.iter().enumerate().filter_map(|(i, w)| w.map(|w| (i + 1, w)))
+    }
+
+    /// Takes what page `number` was written from (as kept across a restart), or forgets it
+    /// (`None`: the page is written again, e.g. when its file went missing).
+    pub fn set_written(&mut self, number: usize, written: Option<Written>) {
+        if number == 0 {
+            return;
         }
-        let posts = history[page.range.clone()].to_vec();
-        self.written[page.number - 1] = Some(Written { newest: page.newest, posts });
+        if self.written.len() < number {
+            self.written.resize(number, None);
+        }
+        self.written[number - 1] = written;
     }
 
     /// `page` fits only its oldest `fits` posts (at least one): it ends after them, and the rest
@@ -126,9 +148,12 @@ mod tests {
     use super::*;
     use chrono::DateTime;
 
+    /// Post `n`, a new version of it each call.
     fn post(n: u32) -> Arc<PostMeta> {
+        static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let date = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap() + chrono::Duration::days(n.into());
-        Arc::new(PostMeta { title: n.to_string(), ..PostMeta::example(&format!("{n}.md"), date) })
+        let version = VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Arc::new(PostMeta { title: n.to_string(), version, ..PostMeta::example(&format!("{n}.md"), date) })
     }
 
     thread_local! {

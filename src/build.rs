@@ -1,20 +1,20 @@
 //! The `build` and `check` commands: one pass over the posts folder, documents written to the
 //! feeds folder (`build`) or every problem listed (`check`).
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
+use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::engine::{DocumentSink, Engine};
-use crate::feeds_dir::{FeedsDir, Outcome};
+use crate::feeds_dir::{FeedsDir, OnDisk, Outcome};
 use crate::post::{PostError, PostWarning};
 use crate::source;
-use crate::state::State;
+use crate::state::{IndexChanges, State};
 
 /// Why a command could not do its job at all (a bad post is not such a reason: it is reported
 /// and skipped). The caller maps each case to an exit status.
@@ -33,6 +33,8 @@ pub enum BuildError {
 #[derive(Debug, Default)]
 pub struct BuildReport {
     pub posts_read: usize,
+    /// Post files not read, unchanged since the scan index was saved.
+    pub posts_indexed: usize,
     pub published: usize,
     pub drafts: usize,
     pub scheduled: usize,
@@ -51,8 +53,9 @@ impl fmt::Display for BuildReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "crier build: {} posts read: {} published, {} scheduled for later, {} drafts, {} skipped with errors, {} warnings",
+            "crier build: {} posts read ({} more unchanged, from the scan index): {} published, {} scheduled for later, {} drafts, {} skipped with errors, {} warnings",
             self.posts_read,
+            self.posts_indexed,
             self.published,
             self.scheduled,
             self.drafts,
@@ -79,37 +82,66 @@ fn require_posts_folder(config: &Config) -> Result<(), BuildError> {
     }
 }
 
-/// The state store `crier serve` keeps, when there is one: a build cuts archive pages where the
-/// daemon did, and keeps where it cut new ones. A build never creates `state_dir`.
-fn kept_state(config: &Config) -> Option<State> {
-    if !config.state_dir.join(crate::state::FILE_NAME).is_file() {
-        return None;
-    }
-    State::open(&config.state_dir).inspect_err(|error| tracing::warn!("{error}; archive pages are cut by count")).ok()
+/// The state store (created when missing): the scan index, and where the daemon cut archive
+/// pages. Without one (`state_dir` not writable) everything is read and pages are cut by count.
+fn open_state(config: &Config) -> Option<State> {
+    State::open(&config.state_dir)
+        .inspect_err(|error| tracing::warn!("{error}; every post is read and archive pages are cut by count"))
+        .ok()
 }
 
-/// `crier build`: reads the posts, writes every feed document and removes stale ones.
-pub fn build(config: &Config, now: DateTime<Utc>) -> Result<BuildReport, BuildError> {
+/// Restores `engine` from the scan index saved under its key, unless `full`; the documents it
+/// lists whose files changed or went since are made again. Returns the documents as written
+/// then, or `None` when there was no index to restore.
+pub fn restore_index(engine: &mut Engine, state: &State, feeds: &FeedsDir, full: bool) -> Option<Vec<String>> {
+    let bounds = state.archive_bounds().unwrap_or_else(|error| {
+        tracing::warn!("{error}; archive pages are cut afresh");
+        Default::default()
+    });
+    engine.restore_archives(bounds);
+    if full {
+        return None;
+    }
+    let index = match state.scan_index(&engine.index_key()) {
+        Ok(index) => index?,
+        Err(error) => {
+            tracing::warn!("{error}; every post is read again");
+            return None;
+        }
+    };
+    engine.restore(index.snapshot);
+    let documents: Vec<String> = engine.documents().into_iter().collect();
+    let changed: Vec<&String> = documents
+        .par_iter()
+        .filter(|rel| !index.documents.get(*rel).is_some_and(|on_disk| feeds.still(rel, on_disk)))
+        .collect();
+    if !changed.is_empty() {
+        tracing::info!("{} documents changed or went since the last run; they are made again", changed.len());
+    }
+    changed.iter().for_each(|rel| engine.redo(rel));
+    Some(documents)
+}
+
+/// `crier build`: reads the posts that changed since the scan index was saved (every post with
+/// `full`, or without an index), writes the documents they change and removes stale ones.
+pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     require_posts_folder(config)?;
     let feeds = FeedsDir::new(config);
     // Each document is compressed and written as soon as it is made, then dropped.
     let sink = WriteSink { feeds: &feeds, written_at: SystemTime::now(), outcomes: Mutex::new(Vec::new()) };
     let mut engine = Engine::new(Arc::new(config.clone()));
-    let state = kept_state(config);
-    if let Some(state) = &state {
-        engine.restore_archives(state.archive_bounds().unwrap_or_else(|error| {
-            tracing::warn!("{error}; archive pages are cut afresh");
-            Default::default()
-        }));
-    }
+    let state = open_state(config);
+    let restored = state.as_ref().and_then(|state| restore_index(&mut engine, state, &feeds, full));
+    let indexed = engine.known_files();
     let change = engine.load_all(now, &sink);
-    if let Some(Err(error)) = state.map(|state| state.set_archive_bounds(&change.archive_bounds)) {
+    if let Some(Err(error)) = state.as_ref().map(|state| state.set_archive_bounds(&change.archive_bounds)) {
         tracing::warn!("{error}; the next build or serve may cut archive pages differently");
     }
-    let keep: HashSet<String> = change.documents.iter().cloned().collect();
+    let keep = engine.documents();
     let mut report = BuildReport {
         posts_read: change.posts_read,
+        posts_indexed: indexed.saturating_sub(change.posts_read),
         published: engine.live_posts(),
         scheduled: engine.scheduled(),
         drafts: engine.drafts(),
@@ -119,13 +151,29 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> Result<BuildReport, BuildEr
         documents: keep.len(),
         ..Default::default()
     };
-    for outcome in sink.outcomes.into_inner().expect("no code panics while holding this lock") {
-        match outcome.map_err(BuildError::Write)? {
+    let mut written = Vec::new();
+    for (rel, outcome) in sink.outcomes.into_inner().expect("no code panics while holding this lock") {
+        let (outcome, on_disk) = outcome.map_err(BuildError::Write)?;
+        match outcome {
             Outcome::Written => report.written += 1,
             Outcome::Unchanged => report.unchanged += 1,
         }
+        written.push((rel, on_disk));
     }
-    report.removed = feeds.remove_stale(&keep).map_err(BuildError::Write)?.len();
+    let mut removed = feeds.remove_stale(&keep).map_err(BuildError::Write)?;
+    report.removed = removed.len();
+    removed.extend(change.removed);
+    if let Some(state) = &state {
+        let changes = IndexChanges {
+            snapshot: engine.index_changes(),
+            written: &written,
+            removed: &removed,
+            whole: restored.is_none(),
+        };
+        if let Err(error) = state.save_scan_index(&engine.index_key(), &changes) {
+            tracing::warn!("{error}; the next build reads every post");
+        }
+    }
     report.errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     report.elapsed = started.elapsed();
     Ok(report)
@@ -135,17 +183,20 @@ pub fn build(config: &Config, now: DateTime<Utc>) -> Result<BuildReport, BuildEr
 struct WriteSink<'a> {
     feeds: &'a FeedsDir,
     written_at: SystemTime,
-    outcomes: Mutex<Vec<anyhow::Result<Outcome>>>,
+    outcomes: Mutex<Vec<(String, Written)>>,
 }
+
+/// What became of one document: its files as they stand, or why they could not be written.
+type Written = anyhow::Result<(Outcome, OnDisk)>;
 
 impl DocumentSink for WriteSink<'_> {
     fn accept(&self, rel: &str, bytes: Vec<u8>) {
         let put = self.feeds.put(rel, bytes, self.written_at);
         let outcome = match put.error {
             Some(error) => Err(error),
-            None => Ok(put.outcome),
+            None => Ok((put.outcome, OnDisk::of(&put.encoded))),
         };
-        self.outcomes.lock().expect("no code panics while holding this lock").push(outcome);
+        self.outcomes.lock().expect("no code panics while holding this lock").push((rel.to_owned(), outcome));
     }
 }
 

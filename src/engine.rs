@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
-use crate::archive::{Archive, Page};
+use crate::archive::{Archive, Page, Written};
 use crate::config::{Config, ContentMode};
 use crate::documents::{self, FeedSummary, INDEX_PATH, OPML_PATH};
 use crate::feed::{self, Format};
@@ -74,6 +74,30 @@ struct Walked {
     waiting: bool,
 }
 
+/// One post file as the scan index keeps it: its fingerprint and what it held (`None`: a draft).
+#[derive(Debug, Clone)]
+pub struct Indexed {
+    pub path: PathBuf,
+    pub fingerprint: Fingerprint,
+    pub meta: Option<Arc<PostMeta>>,
+}
+
+/// What the engine knows that a restart need not work out again: the scan index, kept by
+/// `state`. A file whose current version is bad is never in it (it is read again at each start,
+/// and its errors reported again).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Post files: every one, to restore; to save, those that changed since the last save.
+    pub files: Vec<Indexed>,
+    /// To save: the files to drop from the index (gone, or bad now).
+    pub dropped: Vec<PathBuf>,
+    /// What each archive page was last written from.
+    pub pages: Vec<(FeedKey, usize, Written)>,
+    pub feeds: Vec<FeedSummary>,
+    /// Posts dated up to this instant were let into the feeds.
+    pub due_until: Option<DateTime<Utc>>,
+}
+
 /// How many posts are rendered at once for archive pages.
 const RENDER_BATCH: usize = 2048;
 
@@ -95,6 +119,12 @@ pub struct Engine {
     archives: BTreeMap<FeedKey, Archive>,
     /// Posts dated up to this instant have been let into the feeds.
     due_until: DateTime<Utc>,
+    /// Files whose entry in the scan index is out of date.
+    unsaved: BTreeSet<PathBuf>,
+    /// Feeds to regenerate at the next step whatever changed (their files went missing).
+    pending: BTreeSet<FeedKey>,
+    /// The OPML list and the index page are made at the next step.
+    lists_due: bool,
     /// Called as each post is read or rendered (the publisher's heartbeat).
     progress: Arc<dyn Fn() + Send + Sync>,
 }
@@ -112,6 +142,9 @@ impl Engine {
             feeds: BTreeMap::new(),
             archives: BTreeMap::new(),
             due_until: DateTime::<Utc>::MIN_UTC,
+            unsaved: BTreeSet::new(),
+            pending: BTreeSet::new(),
+            lists_due: false,
             progress: Arc::new(|| {}),
         }
     }
@@ -128,6 +161,96 @@ impl Engine {
         self.archives = bounds.into_iter().map(|(key, bounds)| (key, Archive::with_bounds(bounds))).collect();
     }
 
+    /// Takes what a previous run knew (the scan index): the files it read, unchanged since if
+    /// their fingerprints still match, are not read again; the feeds and archive pages it wrote
+    /// are not written again unless what they hold changes. Call after `restore_archives`,
+    /// before the first load.
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        for Indexed { path, fingerprint, meta } in snapshot.files {
+            match meta {
+                None => {
+                    self.drafts.insert(path.clone());
+                }
+                Some(meta) => {
+                    let mut meta = Arc::unwrap_or_clone(meta);
+                    meta.path.clone_from(&path);
+                    meta.version = fingerprint.version(&path);
+                    self.site.insert(Arc::new(meta));
+                }
+            }
+            self.seen.insert(path, fingerprint);
+        }
+        for (key, number, written) in snapshot.pages {
+            self.archives.entry(key).or_default().set_written(number, Some(written));
+        }
+        self.feeds = snapshot.feeds.into_iter().map(|f| (f.key.clone(), f)).collect();
+        self.due_until = snapshot.due_until.unwrap_or(self.due_until);
+    }
+
+    /// What a scan index must have been saved under to be restored into this engine: the
+    /// program (its version, and its executable's size and time, so a rebuilt crier reads
+    /// everything once) and the configuration, with the site's own files (`_config.yml`, the
+    /// authors) by fingerprint.
+    pub fn index_key(&self) -> String {
+        let program = std::env::current_exe().ok().and_then(|exe| Fingerprint::of(&exe)).map(|f| f.parts());
+        let site: Vec<_> =
+            self.config.site_files().into_iter().map(|p| Fingerprint::of(&p).map(|f| f.parts())).collect();
+        let text = format!("{program:?} {site:?} {:?}", self.config);
+        format!("{} {:032x}", env!("CARGO_PKG_VERSION"), xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    }
+
+    /// What changed in the scan index since the last call (or since the engine started): the
+    /// files read or gone since, and the feeds and pages as they are.
+    pub fn index_changes(&mut self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for path in std::mem::take(&mut self.unsaved) {
+            let entry = self.seen.get(&path).filter(|_| !self.bad.contains_key(&path)).and_then(|fingerprint| {
+                let meta = match self.drafts.contains(&path) {
+                    true => None,
+                    false => Some(self.site.get(&path)?.clone()),
+                };
+                Some(Indexed { path: path.clone(), fingerprint: *fingerprint, meta })
+            });
+            match entry {
+                Some(entry) => snapshot.files.push(entry),
+                None => snapshot.dropped.push(path),
+            }
+        }
+        let pages = self.archives.iter().flat_map(|(key, a)| a.written().map(move |(n, w)| (key.clone(), n, w)));
+        snapshot.pages = pages.collect();
+        snapshot.feeds = self.feeds.values().cloned().collect();
+        snapshot.due_until = Some(self.due_until);
+        snapshot
+    }
+
+    /// Has the document at `rel` made again at the next step (its file is missing or not what
+    /// was written).
+    pub fn redo(&mut self, rel: &str) {
+        if let Some((key, number)) = documents::archive_of(rel) {
+            if let Some(archive) = self.archives.get_mut(&key) {
+                archive.set_written(number, None);
+            }
+            self.pending.insert(key);
+        } else if rel == OPML_PATH || rel == INDEX_PATH {
+            self.lists_due = true;
+        } else if let Some(key) = rel.rsplit_once('.').and_then(|(stem, _)| FeedKey::from_stem(stem)) {
+            self.pending.insert(key);
+        }
+    }
+
+    /// Every document the feeds folder holds when it is current, by path under it.
+    pub fn documents(&self) -> HashSet<String> {
+        let mut all: HashSet<String> = [OPML_PATH.to_owned(), INDEX_PATH.to_owned()].into();
+        for key in self.feeds.keys() {
+            all.extend(Format::ALL.map(|f| documents::document_path(key, f)));
+            all.insert(documents::page_path(key));
+        }
+        for (key, archive) in &self.archives {
+            all.extend((1..=archive.pages()).flat_map(|n| Format::ALL.map(|f| documents::archive_path(key, n, f))));
+        }
+        all
+    }
+
     /// Whether the document at `rel` is a sealed archive page (newer posts never change it).
     pub fn is_sealed_page(&self, rel: &str) -> bool {
         documents::archive_of(rel).is_some_and(|(key, n)| self.archives.get(&key).is_some_and(|a| a.is_sealed(n)))
@@ -135,6 +258,11 @@ impl Engine {
 
     pub fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    /// Post files known (read, or restored from the scan index).
+    pub fn known_files(&self) -> usize {
+        self.seen.len()
     }
 
     /// Posts in the feeds now (not drafts, not scheduled).
@@ -192,8 +320,9 @@ impl Engine {
         };
         touched.extend(self.read_changed(changed, &mut change));
         touched.extend(self.advance(now));
+        touched.append(&mut self.pending);
         let keys: BTreeSet<FeedKey> = if first { self.site.keys() } else { touched };
-        if first || !keys.is_empty() {
+        if first || !keys.is_empty() || self.lists_due {
             self.regenerate(keys, sink, &mut change);
         }
         if first {
@@ -289,6 +418,7 @@ impl Engine {
 
     /// Drops a file that is gone; returns the feeds it was in.
     fn forget(&mut self, path: &Path) -> BTreeSet<FeedKey> {
+        self.unsaved.insert(path.to_owned());
         self.seen.remove(path);
         self.bad.remove(path);
         self.drafts.remove(path);
@@ -311,15 +441,18 @@ impl Engine {
     fn read(&mut self, paths: &[PathBuf], metadata_only: bool, change: &mut Change) -> BTreeSet<FeedKey> {
         let results = source::read_each(paths.to_vec(), &self.config, &*self.progress, PathBuf::as_path, {
             move |path, cx, config| {
-                let (meta, body, file) = source::read_post(path, cx, metadata_only)?;
+                let (mut meta, body, file) = source::read_post(path, cx, metadata_only)?;
                 let rendered =
                     (!metadata_only && !meta.draft).then(|| render::render(&meta, &body, config.summary_rule()));
-                Ok((meta, rendered, Fingerprint::from_metadata(&file)))
+                let fingerprint = Fingerprint::from_metadata(&file);
+                meta.version = fingerprint.version(path);
+                Ok((meta, rendered, fingerprint))
             }
         });
         change.posts_read += results.len();
         let mut touched = BTreeSet::new();
         for (path, result) in results {
+            self.unsaved.insert(path.clone());
             let (fingerprint, result) = match result {
                 Ok((meta, rendered, fingerprint)) => (Some(fingerprint), Ok((meta, rendered))),
                 Err(error) => (Fingerprint::of(&path), Err(error)),
@@ -393,7 +526,7 @@ impl Engine {
                 change.feeds_changed = true;
             }
         }
-        if change.feeds_changed {
+        if std::mem::take(&mut self.lists_due) || change.feeds_changed {
             self.make_lists(sink, change);
         }
         self.trim_rendered(self.due_until);
@@ -526,6 +659,7 @@ impl Engine {
             }
             for error in errors {
                 failed.insert(error.path.clone());
+                self.unsaved.insert(error.path.clone());
                 self.bad.insert(error.path.clone(), error.clone());
                 change.errors.push(error);
             }
@@ -564,6 +698,7 @@ impl Engine {
                     self.summary_as_content(&error.path);
                 } else {
                     keys.extend(self.site.remove(&error.path));
+                    self.unsaved.insert(error.path.clone());
                     self.bad.insert(error.path.clone(), error.clone());
                 }
                 change.errors.push(error);

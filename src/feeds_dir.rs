@@ -105,6 +105,22 @@ impl Encoded {
 
 /// Bytes that hold on to no spare capacity: documents grow by doubling while they are written,
 /// and a daemon keeps thousands of them.
+/// A document's files as written: what a later run checks them against without reading them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnDisk {
+    /// The modification time every file of the document was given (its `Last-Modified`).
+    pub modified: SystemTime,
+    /// The length and XXH3-128 of the document, then of its gzip and of its brotli encoding.
+    pub files: [(u64, u128); 3],
+}
+
+impl OnDisk {
+    pub fn of(encoded: &Encoded) -> OnDisk {
+        let file = |bytes: &Bytes| (bytes.len() as u64, xxhash_rust::xxh3::xxh3_128(bytes));
+        OnDisk { modified: encoded.modified, files: [&encoded.identity, &encoded.gzip, &encoded.brotli].map(file) }
+    }
+}
+
 fn exact(mut bytes: Vec<u8>) -> Bytes {
     bytes.shrink_to_fit();
     Bytes::from(bytes)
@@ -193,6 +209,15 @@ impl FeedsDir {
         }
         write_atomic(&path, &encoded.identity, encoded.modified)?;
         Ok(())
+    }
+
+    /// Whether the files of the document at `rel` still have the lengths and modification time
+    /// `on_disk` gives (a file rewritten or removed since does not; its bytes are not read).
+    pub fn still(&self, rel: &str, on_disk: &OnDisk) -> bool {
+        let files = [None, Some(Encoding::Gzip), Some(Encoding::Brotli)].map(|e| self.file_of(rel, e));
+        files.iter().zip(on_disk.files).all(|(path, (len, _))| {
+            fs::metadata(path).is_ok_and(|m| m.len() == len && m.modified().ok() == Some(on_disk.modified))
+        })
     }
 
     /// The file that holds the document at `rel`, or one of its encodings.

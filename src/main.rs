@@ -32,7 +32,13 @@ enum Command {
     ///
     /// Exit status: 0 when every post was published, 1 when some were skipped (the rest are
     /// still published), 2 on a configuration error, 3 when the feeds could not be written.
-    Build(Common),
+    Build {
+        #[command(flatten)]
+        common: Common,
+        /// Read every post and make every document, ignoring the scan index in `state_dir`
+        #[arg(long)]
+        full: bool,
+    },
     /// Read every post and report each problem as `file:line: message`; write nothing.
     ///
     /// Exit status: 0 when there is no problem, 1 when there is any error or warning,
@@ -99,7 +105,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let (common, listen) = match &cli.command {
-        Command::Build(common) | Command::Check(common) | Command::Stats(common) => (common, None),
+        Command::Build { common, .. } | Command::Check(common) | Command::Stats(common) => (common, None),
         Command::Serve { common, listen } => (common, listen.clone()),
     };
     let config = match common.load(listen) {
@@ -110,7 +116,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Build(_) => run_build(&config),
+        Command::Build { full, .. } => run_build(&config, full),
         Command::Check(_) => run_check(&config),
         Command::Stats(_) => run_stats(&config),
         Command::Serve { ref common, ref listen } => {
@@ -191,8 +197,8 @@ fn build_failed(error: &BuildError) -> ExitCode {
     }
 }
 
-fn run_build(config: &Config) -> ExitCode {
-    let report = match build::build(config, chrono::Utc::now()) {
+fn run_build(config: &Config, full: bool) -> ExitCode {
+    let report = match build::build(config, chrono::Utc::now(), full) {
         Ok(report) => report,
         Err(error) => return build_failed(&error),
     };

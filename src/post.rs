@@ -11,8 +11,8 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike};
 use chrono_tz::Tz;
-use serde::Deserialize;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 use url::Url;
 
@@ -37,14 +37,14 @@ impl fmt::Display for PostError {
 impl std::error::Error for PostError {}
 
 /// Something crier guessed for a post; published anyway, but worth telling the author.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostWarning {
     pub line: usize,
     pub message: String,
 }
 
 /// Who wrote a post: the front matter's `author`, else the site's.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Author {
     pub name: String,
@@ -53,15 +53,17 @@ pub struct Author {
 }
 
 /// How the body is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BodyFormat {
     Markdown,
     Html,
 }
 
 /// Everything about a post except its body, which is kept out of memory until a feed needs it.
-#[derive(Debug, Clone, PartialEq)]
+/// It is kept across restarts (the scan index in `state`) without its path, the index's key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PostMeta {
+    #[serde(skip)]
     pub path: PathBuf,
     pub title: String,
     pub date: DateTime<FixedOffset>,
@@ -90,6 +92,10 @@ pub struct PostMeta {
     /// Not published (`published: false` or `draft: true`).
     pub draft: bool,
     pub warnings: Vec<PostWarning>,
+    /// Which version of the file this is: set by whoever read it (the engine stamps it from the
+    /// file's fingerprint); 0 until then.
+    #[serde(skip)]
+    pub version: u64,
 }
 
 impl PostMeta {
@@ -123,6 +129,7 @@ impl PostMeta {
             body_line: 5,
             draft: false,
             warnings: vec![],
+            version: 0,
         }
     }
 }
@@ -268,6 +275,7 @@ impl FrontMatter {
             body_line,
             draft: undated || self.published.is_some_and(|f| !f.0) || self.draft.is_some_and(|f| f.0),
             warnings,
+            version: 0,
         })
     }
 

@@ -31,6 +31,33 @@ impl Fingerprint {
         let inode = 0;
         Fingerprint { len: meta.len(), modified: meta.modified().ok(), inode }
     }
+
+    /// What the scan index keeps: the length, the modification time in nanoseconds since the
+    /// epoch (`i64::MIN` when unknown or out of range, which matches no file) and the inode.
+    pub fn parts(&self) -> (u64, i64, u64) {
+        let nanos = self
+            .modified
+            .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .and_then(|d| i64::try_from(d.as_nanos()).ok())
+            .unwrap_or(i64::MIN);
+        (self.len, nanos, self.inode)
+    }
+
+    /// The fingerprint [`Fingerprint::parts`] gave.
+    pub fn from_parts(len: u64, nanos: i64, inode: u64) -> Fingerprint {
+        let modified = u64::try_from(nanos).ok().map(|n| SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(n));
+        Fingerprint { len, modified, inode }
+    }
+
+    /// A stamp for the version of the file at `path` with this fingerprint: the same in every
+    /// process, so that what was written from a version can be known again after a restart.
+    pub fn version(&self, path: &Path) -> u64 {
+        use std::os::unix::ffi::OsStrExt;
+        let (len, nanos, inode) = self.parts();
+        let mut bytes = path.as_os_str().as_bytes().to_vec();
+        [len.to_le_bytes(), nanos.to_le_bytes(), inode.to_le_bytes()].iter().for_each(|b| bytes.extend_from_slice(b));
+        xxhash_rust::xxh3::xxh3_64(&bytes)
+    }
 }
 
 /// Every post file under `dir` (the posts folder `root` or a folder inside it), sorted; folders

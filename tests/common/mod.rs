@@ -422,7 +422,14 @@ impl Site {
 
     /// `crier COMMAND --config crier.toml` in the site's folder.
     pub fn crier(&self, command: &str) -> Output {
-        Command::new(CRIER).current_dir(self.dir.path()).args([command, "--config", "crier.toml"]).output().unwrap()
+        self.crier_with(command, &[])
+    }
+
+    /// `crier COMMAND --config crier.toml ARGS...` in the site's folder.
+    pub fn crier_with(&self, command: &str, args: &[&str]) -> Output {
+        let mut crier = Command::new(CRIER);
+        crier.current_dir(self.dir.path()).args([command, "--config", "crier.toml"]).args(args);
+        crier.output().unwrap()
     }
 
     pub fn build(&self) -> Output {

@@ -14,6 +14,9 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod index;
+pub use index::{IndexChanges, ScanIndex};
+
 use crate::audience::{Client, Hour, Saved};
 use crate::site::{FeedKey, Position};
 
@@ -84,6 +87,8 @@ const MIGRATIONS: &[&str] = &[
         unconditional INTEGER NOT NULL,
         PRIMARY KEY (feed, hour)
     ) WITHOUT ROWID;",
+    // 5: the scan index (`index`).
+    index::MIGRATION,
 ];
 
 /// The state store could not be opened or used.
