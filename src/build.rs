@@ -1,6 +1,7 @@
 //! The `build` and `check` commands: one pass over the posts folder, documents written to the
 //! feeds folder (`build`) or every problem listed (`check`).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use crate::config::Config;
 use crate::engine::{DocumentSink, Engine};
 use crate::feeds_dir::{FeedsDir, OnDisk, Outcome};
 use crate::post::{PostError, PostWarning};
-use crate::source;
+use crate::source::{self, Fingerprint};
 use crate::state::{IndexChanges, State};
 
 /// Why a command could not do its job at all (a bad post is not such a reason: it is reported
@@ -85,7 +86,7 @@ fn require_posts_folder(config: &Config) -> Result<(), BuildError> {
 /// The state store (created when missing): the scan index, and where the daemon cut archive
 /// pages. Without one (`state_dir` not writable) everything is read and pages are cut by count.
 fn open_state(config: &Config) -> Option<State> {
-    State::open(&config.state_dir)
+    State::open_quick(&config.state_dir)
         .inspect_err(|error| tracing::warn!("{error}; every post is read and archive pages are cut by count"))
         .ok()
 }
@@ -122,6 +123,47 @@ pub fn restore_index(engine: &mut Engine, state: &State, feeds: &FeedsDir, full:
     Some(documents)
 }
 
+/// The build when nothing changed since the scan index was saved: every post file has the
+/// fingerprint it had, every document the files, and no scheduled post fell due since. Each file
+/// is looked at once (`stat`), none is read; `None` when anything differs or cannot be told.
+fn nothing_changed(
+    config: &Config,
+    state: &State,
+    key: &str,
+    feeds: &FeedsDir,
+    now: DateTime<Utc>,
+) -> Option<BuildReport> {
+    let index = state.quick_index(key).ok()??;
+    if index.next_due.is_some_and(|due| due <= now) {
+        return None;
+    }
+    let still = |(rel, on_disk): (&String, &OnDisk)| feeds.still(rel, on_disk);
+    let (files, documents) =
+        rayon::join(|| source::quick_fingerprints(config), || index.documents.par_iter().all(still));
+    let files = files?;
+    if !documents || files.len() != index.files.len() {
+        return None;
+    }
+    let known: HashMap<&Path, &Fingerprint> = index.files.iter().map(|i| (i.path.as_path(), &i.fingerprint)).collect();
+    if !files.par_iter().all(|(path, fingerprint)| known.get(path.as_path()) == Some(&fingerprint)) {
+        return None;
+    }
+    let [published, scheduled, drafts] = index.counts;
+    let mut errors: Vec<PostError> = index.files.into_iter().filter_map(|i| i.error).collect();
+    errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+    Some(BuildReport {
+        posts_indexed: files.len(),
+        published,
+        scheduled,
+        drafts,
+        errors,
+        feeds_folder: config.feeds.clone(),
+        documents: index.documents.len(),
+        unchanged: index.documents.len(),
+        ..Default::default()
+    })
+}
+
 /// `crier build`: reads the posts that changed since the scan index was saved (every post with
 /// `full`, or without an index), writes the documents they change and removes stale ones.
 pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildReport, BuildError> {
@@ -132,6 +174,14 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
     let sink = WriteSink { feeds: &feeds, written_at: SystemTime::now(), outcomes: Mutex::new(Vec::new()) };
     let mut engine = Engine::new(Arc::new(config.clone()));
     let state = open_state(config);
+    let quick = state
+        .as_ref()
+        .filter(|_| !full)
+        .and_then(|state| nothing_changed(config, state, &engine.index_key(), &feeds, now));
+    if let Some(mut report) = quick {
+        report.elapsed = started.elapsed();
+        return Ok(report);
+    }
     let restored = state.as_ref().and_then(|state| restore_index(&mut engine, state, &feeds, full));
     let indexed = engine.known_files();
     let change = engine.load_all(now, &sink);
@@ -154,12 +204,13 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
     let mut written = Vec::new();
     for (rel, outcome) in sink.outcomes.into_inner().expect("no code panics while holding this lock") {
         let (outcome, on_disk) = outcome.map_err(BuildError::Write)?;
-        match outcome {
-            Outcome::Written => report.written += 1,
-            Outcome::Unchanged => report.unchanged += 1,
+        if outcome == Outcome::Written {
+            report.written += 1;
         }
         written.push((rel, on_disk));
     }
+    // Documents found current, and those not made again at all.
+    report.unchanged = report.documents.saturating_sub(report.written);
     let mut removed = feeds.remove_stale(&keep).map_err(BuildError::Write)?;
     report.removed = removed.len();
     removed.extend(change.removed);

@@ -74,28 +74,34 @@ struct Walked {
     waiting: bool,
 }
 
-/// One post file as the scan index keeps it: its fingerprint and what it held (`None`: a draft).
+/// One post file as the scan index keeps it: its fingerprint and what it held (`meta`), or why
+/// it cannot be published (`error`); neither: a draft.
 #[derive(Debug, Clone)]
 pub struct Indexed {
     pub path: PathBuf,
     pub fingerprint: Fingerprint,
     pub meta: Option<Arc<PostMeta>>,
+    pub error: Option<PostError>,
 }
 
 /// What the engine knows that a restart need not work out again: the scan index, kept by
-/// `state`. A file whose current version is bad is never in it (it is read again at each start,
-/// and its errors reported again).
+/// `state`. A file whose current version is bad is kept with its error, for a build that finds
+/// nothing changed to report it again; a restored engine reads it again.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     /// Post files: every one, to restore; to save, those that changed since the last save.
     pub files: Vec<Indexed>,
-    /// To save: the files to drop from the index (gone, or bad now).
+    /// To save: the files to drop from the index (gone).
     pub dropped: Vec<PathBuf>,
     /// What each archive page was last written from.
     pub pages: Vec<(FeedKey, usize, Written)>,
     pub feeds: Vec<FeedSummary>,
     /// Posts dated up to this instant were let into the feeds.
     pub due_until: Option<DateTime<Utc>>,
+    /// When the next scheduled post falls due.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Posts published, scheduled and drafts.
+    pub counts: [usize; 3],
 }
 
 /// How many posts are rendered at once for archive pages.
@@ -166,7 +172,10 @@ impl Engine {
     /// are not written again unless what they hold changes. Call after `restore_archives`,
     /// before the first load.
     pub fn restore(&mut self, snapshot: Snapshot) {
-        for Indexed { path, fingerprint, meta } in snapshot.files {
+        for Indexed { path, fingerprint, meta, error } in snapshot.files {
+            if error.is_some() {
+                continue;
+            }
             match meta {
                 None => {
                     self.drafts.insert(path.clone());
@@ -204,12 +213,13 @@ impl Engine {
     pub fn index_changes(&mut self) -> Snapshot {
         let mut snapshot = Snapshot::default();
         for path in std::mem::take(&mut self.unsaved) {
-            let entry = self.seen.get(&path).filter(|_| !self.bad.contains_key(&path)).and_then(|fingerprint| {
-                let meta = match self.drafts.contains(&path) {
-                    true => None,
-                    false => Some(self.site.get(&path)?.clone()),
+            let entry = self.seen.get(&path).and_then(|fingerprint| {
+                let (meta, error) = match (self.bad.get(&path), self.drafts.contains(&path)) {
+                    (Some(error), _) => (None, Some(error.clone())),
+                    (None, true) => (None, None),
+                    (None, false) => (Some(self.site.get(&path)?.clone()), None),
                 };
-                Some(Indexed { path: path.clone(), fingerprint: *fingerprint, meta })
+                Some(Indexed { path: path.clone(), fingerprint: *fingerprint, meta, error })
             });
             match entry {
                 Some(entry) => snapshot.files.push(entry),
@@ -220,6 +230,8 @@ impl Engine {
         snapshot.pages = pages.collect();
         snapshot.feeds = self.feeds.values().cloned().collect();
         snapshot.due_until = Some(self.due_until);
+        snapshot.next_due = self.next_due();
+        snapshot.counts = [self.live_posts(), self.scheduled(), self.drafts()];
         snapshot
     }
 

@@ -98,15 +98,52 @@ pub fn post_files(root: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
 /// drafts), those of a folder that is not there left out.
 pub fn all_post_files(config: &Config) -> (Vec<PathBuf>, Vec<PostError>) {
     let (mut files, mut problems) = (Vec::new(), Vec::new());
-    let folders: Vec<&Path> = config.post_folders().filter(|f| PathKind::of(f) == PathKind::Folder).collect();
+    let folders = post_folders(config);
     for folder in &folders {
         let (more, trouble) = post_files(folder, folder);
-        // A folder inside another (`_drafts` inside the posts folder) is read as itself only.
-        let inner = |path: &Path| folders.iter().any(|f| f != folder && f.starts_with(folder) && path.starts_with(f));
+        let inner = |path: &Path| in_inner_folder(&folders, folder, path);
         files.extend(more.into_iter().filter(|path| !inner(path)));
         problems.extend(trouble.into_iter().filter(|problem| !inner(&problem.path)));
     }
     (files, problems)
+}
+
+fn post_folders(config: &Config) -> Vec<&Path> {
+    config.post_folders().filter(|f| PathKind::of(f) == PathKind::Folder).collect()
+}
+
+/// Whether `path`, under `folder`, lies in another posts folder inside it (`_drafts` inside the
+/// posts folder), which is read as itself only.
+fn in_inner_folder(folders: &[&Path], folder: &Path, path: &Path) -> bool {
+    folders.iter().any(|f| *f != folder && f.starts_with(folder) && path.starts_with(f))
+}
+
+/// Every post file of every posts folder with its fingerprint, walking without following links,
+/// one `stat` per file, in parallel: the quick look that tells whether anything changed since
+/// the scan index was saved. `None` when a folder holds a symbolic link or an entry that cannot
+/// be read, which only the full walk ([`all_post_files`]) can judge.
+pub fn quick_fingerprints(config: &Config) -> Option<Vec<(PathBuf, Fingerprint)>> {
+    use rayon::prelude::*;
+    let folders = post_folders(config);
+    let mut files = Vec::new();
+    for folder in &folders {
+        let hidden = |e: &walkdir::DirEntry| e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
+        for entry in walkdir::WalkDir::new(folder).into_iter().filter_entry(|e| !hidden(e)) {
+            let entry = entry.ok()?;
+            if entry.depth() > 0 && entry.path_is_symlink() {
+                return None;
+            }
+            let post = entry.file_type().is_file() && entry.file_name().to_str().is_some_and(post::is_post_file_name);
+            if post && !in_inner_folder(&folders, folder, entry.path()) {
+                files.push(entry.into_path());
+            }
+        }
+    }
+    files
+        .into_par_iter()
+        .map(|path| std::fs::symlink_metadata(&path).ok().map(|m| (Fingerprint::from_metadata(&m), path)))
+        .map(|found| found.map(|(fingerprint, path)| (path, fingerprint)))
+        .collect()
 }
 
 fn walk_error(dir: &Path, error: &walkdir::Error) -> PostError {

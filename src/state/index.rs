@@ -21,7 +21,7 @@ use crate::archive::Written;
 use crate::documents::FeedSummary;
 use crate::engine::{Indexed, Snapshot};
 use crate::feeds_dir::OnDisk;
-use crate::post::PostMeta;
+use crate::post::{PostError, PostMeta};
 use crate::site::FeedKey;
 use crate::source::Fingerprint;
 
@@ -33,6 +33,17 @@ pub struct ScanIndex {
     pub documents: HashMap<String, OnDisk>,
     /// Post rows that could not be read (their files are read again).
     pub skipped: usize,
+}
+
+/// The scan index without the posts' metadata ([`State::quick_index`]).
+#[derive(Debug)]
+pub struct QuickIndex {
+    /// Every post file known, with its fingerprint and error (`meta` is `None`).
+    pub files: Vec<Indexed>,
+    pub documents: HashMap<String, OnDisk>,
+    /// Posts published, scheduled and drafts.
+    pub counts: [usize; 3],
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 /// What one save brings to the index.
@@ -55,7 +66,8 @@ pub(super) const MIGRATION: &str = "
         len INTEGER NOT NULL,
         modified INTEGER NOT NULL,
         inode INTEGER NOT NULL,
-        meta TEXT
+        meta TEXT,
+        error TEXT
     ) WITHOUT ROWID;
     CREATE TABLE scan_page (
         feed TEXT NOT NULL,
@@ -93,7 +105,7 @@ impl State {
         let mut index = ScanIndex::default();
         index.snapshot.due_until = Some(due_until);
         let (files, skipped) =
-            read_rows(&connection, "SELECT path, len, modified, inode, meta FROM scan_post", post_row);
+            read_rows(&connection, "SELECT path, len, modified, inode, meta, error FROM scan_post", post_row);
         index.snapshot.files = files.map_err(self.sql())?;
         index.skipped = skipped;
         let (pages, bad_pages) = read_rows(&connection, "SELECT feed, page, newest, digest FROM scan_page", page_row);
@@ -110,6 +122,41 @@ impl State {
         index.snapshot.feeds = feeds;
         index.documents = documents.into_iter().collect();
         Ok(Some(index))
+    }
+
+    /// What tells, without reading any post, whether anything changed since the scan index was
+    /// saved under `key`: every file's fingerprint (and error), every document's files, the
+    /// counts and when the next scheduled post falls due. `None` when there is no such index,
+    /// or any of it cannot be read.
+    pub fn quick_index(&self, key: &str) -> Result<Option<QuickIndex>, StateError> {
+        let connection = self.lock();
+        let setting = |name: &str| -> Result<Option<String>, StateError> {
+            let value = connection.query_row("SELECT value FROM scan_setting WHERE key = ?1", [name], |row| row.get(0));
+            value.optional().map_err(self.sql())
+        };
+        if setting("key")?.as_deref() != Some(key) {
+            return Ok(None);
+        }
+        let next_due = match setting("next_due")? {
+            Some(text) if text.is_empty() => None,
+            Some(text) => match text.parse::<DateTime<Utc>>() {
+                Ok(due) => Some(due),
+                Err(_) => return Ok(None),
+            },
+            None => return Ok(None),
+        };
+        let counts: Vec<usize> =
+            setting("counts")?.unwrap_or_default().split(' ').filter_map(|n| n.parse().ok()).collect();
+        let Ok(counts) = <[usize; 3]>::try_from(counts) else { return Ok(None) };
+        let query = "SELECT path, len, modified, inode, NULL, error FROM scan_post";
+        let (files, bad_files) = read_rows(&connection, query, quick_post_row);
+        let (documents, bad_documents) =
+            read_rows(&connection, "SELECT rel, modified, files FROM scan_document", document_row);
+        let (files, documents) = (files.map_err(self.sql())?, documents.map_err(self.sql())?);
+        if bad_files + bad_documents > 0 {
+            return Ok(None);
+        }
+        Ok(Some(QuickIndex { files, documents: documents.into_iter().collect(), counts, next_due }))
     }
 
     /// Saves what changed in the scan index, under `key`, in one transaction.
@@ -141,12 +188,14 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges<
     if changes.whole {
         clear(transaction)?;
     }
-    let mut post = transaction
-        .prepare("INSERT OR REPLACE INTO scan_post (path, len, modified, inode, meta) VALUES (?1, ?2, ?3, ?4, ?5)")?;
-    for Indexed { path, fingerprint, meta } in &snapshot.files {
+    let mut post = transaction.prepare(
+        "INSERT OR REPLACE INTO scan_post (path, len, modified, inode, meta, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for Indexed { path, fingerprint, meta, error } in &snapshot.files {
         let (len, modified, inode) = fingerprint.parts();
         let meta = meta.as_ref().map(|m| serde_json::to_string(&**m).expect("post metadata is plain data"));
-        post.execute(params![path.as_os_str().as_bytes(), len as i64, modified, inode as i64, meta])?;
+        let error = error.as_ref().map(|e| format!("{}:{}", e.line, e.message));
+        post.execute(params![path.as_os_str().as_bytes(), len as i64, modified, inode as i64, meta, error])?;
     }
     let mut drop_post = transaction.prepare("DELETE FROM scan_post WHERE path = ?1")?;
     for path in &snapshot.dropped {
@@ -180,6 +229,8 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges<
     let mut setting = transaction.prepare("INSERT OR REPLACE INTO scan_setting (key, value) VALUES (?1, ?2)")?;
     setting.execute(["key", key])?;
     setting.execute(["due_until", &due_until])?;
+    setting.execute(["next_due", &snapshot.next_due.map(|d| d.to_rfc3339()).unwrap_or_default()])?;
+    setting.execute(["counts", &snapshot.counts.map(|n| n.to_string()).join(" ")])?;
     Ok(())
 }
 
@@ -206,14 +257,27 @@ fn read_rows<T>(
 }
 
 fn post_row(row: &rusqlite::Row<'_>) -> Option<Indexed> {
-    let path = PathBuf::from(std::ffi::OsString::from_vec(row.get(0).ok()?));
-    let (len, modified, inode): (i64, i64, i64) = (row.get(1).ok()?, row.get(2).ok()?, row.get(3).ok()?);
-    let fingerprint = Fingerprint::from_parts(len as u64, modified, inode as u64);
-    let meta = match row.get::<_, Option<String>>(4).ok()? {
+    let mut indexed = quick_post_row(row)?;
+    indexed.meta = match row.get::<_, Option<String>>(4).ok()? {
         None => None,
         Some(json) => Some(Arc::new(serde_json::from_str::<PostMeta>(&json).ok()?)),
     };
-    Some(Indexed { path, fingerprint, meta })
+    Some(indexed)
+}
+
+/// A post row without its metadata (`meta` is `None` whatever the row holds).
+fn quick_post_row(row: &rusqlite::Row<'_>) -> Option<Indexed> {
+    let path = PathBuf::from(std::ffi::OsString::from_vec(row.get(0).ok()?));
+    let (len, modified, inode): (i64, i64, i64) = (row.get(1).ok()?, row.get(2).ok()?, row.get(3).ok()?);
+    let fingerprint = Fingerprint::from_parts(len as u64, modified, inode as u64);
+    let error = match row.get::<_, Option<String>>(5).ok()? {
+        None => None,
+        Some(text) => {
+            let (line, message) = text.split_once(':')?;
+            Some(PostError { path: path.clone(), line: line.parse().ok()?, message: message.to_owned() })
+        }
+    };
+    Some(Indexed { path, fingerprint, meta: None, error })
 }
 
 fn page_row(row: &rusqlite::Row<'_>) -> Option<(FeedKey, usize, Written)> {
