@@ -92,9 +92,14 @@ fn open_state(config: &Config) -> Option<State> {
 }
 
 /// Restores `engine` from the scan index saved under its key, unless `full`; the documents it
-/// lists whose files changed or went since are made again. Returns the documents as written
-/// then, or `None` when there was no index to restore.
-pub fn restore_index(engine: &mut Engine, state: &State, feeds: &FeedsDir, full: bool) -> Option<Vec<String>> {
+/// lists whose files changed or went since are made again. Returns the other documents with
+/// their files, or `None` when there was no index to restore.
+pub fn restore_index(
+    engine: &mut Engine,
+    state: &State,
+    feeds: &FeedsDir,
+    full: bool,
+) -> Option<HashMap<String, OnDisk>> {
     let bounds = state.archive_bounds().unwrap_or_else(|error| {
         tracing::warn!("{error}; archive pages are cut afresh");
         Default::default()
@@ -112,15 +117,17 @@ pub fn restore_index(engine: &mut Engine, state: &State, feeds: &FeedsDir, full:
     };
     engine.restore(index.snapshot);
     let documents: Vec<String> = engine.documents().into_iter().collect();
-    let changed: Vec<&String> = documents
-        .par_iter()
-        .filter(|rel| !index.documents.get(*rel).is_some_and(|on_disk| feeds.still(rel, on_disk)))
-        .collect();
+    let (intact, changed): (Vec<_>, Vec<_>) = documents.into_par_iter().partition_map(|rel| {
+        match index.documents.get(&rel).filter(|on_disk| feeds.still(&rel, on_disk)) {
+            Some(on_disk) => rayon::iter::Either::Left((rel, *on_disk)),
+            None => rayon::iter::Either::Right(rel),
+        }
+    });
     if !changed.is_empty() {
         tracing::info!("{} documents changed or went since the last run; they are made again", changed.len());
     }
     changed.iter().for_each(|rel| engine.redo(rel));
-    Some(documents)
+    Some(intact.into_iter().collect())
 }
 
 /// The build when nothing changed since the scan index was saved: every post file has the
@@ -201,16 +208,7 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
         documents: keep.len(),
         ..Default::default()
     };
-    let mut written = Vec::new();
-    for (rel, outcome) in sink.outcomes.into_inner().expect("no code panics while holding this lock") {
-        let (outcome, on_disk) = outcome.map_err(BuildError::Write)?;
-        if outcome == Outcome::Written {
-            report.written += 1;
-        }
-        written.push((rel, on_disk));
-    }
-    // Documents found current, and those not made again at all.
-    report.unchanged = report.documents.saturating_sub(report.written);
+    let written = sink.written(&mut report)?;
     let mut removed = feeds.remove_stale(&keep).map_err(BuildError::Write)?;
     report.removed = removed.len();
     removed.extend(change.removed);
@@ -239,6 +237,23 @@ struct WriteSink<'a> {
 
 /// What became of one document: its files as they stand, or why they could not be written.
 type Written = anyhow::Result<(Outcome, OnDisk)>;
+
+impl WriteSink<'_> {
+    /// The documents written or found current, with their files; counted in `report` (those not
+    /// made again at all count as unchanged).
+    fn written(self, report: &mut BuildReport) -> Result<Vec<(String, OnDisk)>, BuildError> {
+        let mut written = Vec::new();
+        for (rel, outcome) in self.outcomes.into_inner().expect("no code panics while holding this lock") {
+            let (outcome, on_disk) = outcome.map_err(BuildError::Write)?;
+            if outcome == Outcome::Written {
+                report.written += 1;
+            }
+            written.push((rel, on_disk));
+        }
+        report.unchanged = report.documents.saturating_sub(report.written);
+        Ok(written)
+    }
+}
 
 impl DocumentSink for WriteSink<'_> {
     fn accept(&self, rel: &str, bytes: Vec<u8>) {

@@ -204,7 +204,14 @@ impl Engine {
         let program = std::env::current_exe().ok().and_then(|exe| Fingerprint::of(&exe)).map(|f| f.parts());
         let site: Vec<_> =
             self.config.site_files().into_iter().map(|p| Fingerprint::of(&p).map(|f| f.parts())).collect();
-        let text = format!("{program:?} {site:?} {:?}", self.config);
+        // Settings of the server alone: a `crier serve --listen` uses what `crier build` saved.
+        let mut config = (*self.config).clone();
+        config.listen = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+        config.metrics_listen = None;
+        (config.access_log, config.access_log_addresses, config.count_subscribers, config.poll) =
+            (false, false, false, false);
+        (config.max_connections, config.max_requests_per_connection, config.max_header_bytes) = (0, 0, 0);
+        let text = format!("{program:?} {site:?} {config:?}");
         format!("{} {:032x}", env!("CARGO_PKG_VERSION"), xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
     }
 

@@ -14,7 +14,7 @@ use crate::redirect;
 use crate::site::FeedKey;
 
 use crate::documents::{self, INDEX_PATH, Kind};
-use crate::feeds_dir::{Encoded, Encoding};
+use crate::feeds_dir::{Encoded, Encoding, OnDisk};
 
 /// One encoding of a document, with its strong validator.
 #[derive(Debug, Clone)]
@@ -37,8 +37,7 @@ pub enum Stored {
 impl Variant {
     fn new(body: Bytes) -> Variant {
         let hash = xxhash_rust::xxh3::xxh3_128(&body);
-        let etag = HeaderValue::try_from(format!("\"{hash:032x}\"")).expect("hex digits are a valid header value");
-        Variant { body: Stored::Memory(body), hash, etag }
+        Variant { body: Stored::Memory(body), hash, etag: etag_of(hash) }
     }
 
     /// Whether the bytes are read from a file for each response.
@@ -61,6 +60,11 @@ impl Variant {
             }
         }
     }
+}
+
+/// The strong validator that spells a hash of the bytes.
+fn etag_of(hash: u128) -> HeaderValue {
+    HeaderValue::try_from(format!("\"{hash:032x}\"")).expect("hex digits are a valid header value")
 }
 
 /// A document as served.
@@ -125,6 +129,37 @@ impl Resource {
             }),
         }
         .dated(modified, modified)
+    }
+
+    /// The document at `rel` served from the files a previous run wrote, as `on_disk` describes
+    /// them (their validators kept, not computed: each response checks the bytes it reads).
+    pub fn on_disk(rel: &str, on_disk: &OnDisk, file: impl Fn(Option<Encoding>) -> std::path::PathBuf) -> Resource {
+        let variant = |i: usize, encoding: Option<Encoding>| {
+            let hash = on_disk.files[i].1;
+            Variant { body: Stored::File(file(encoding)), hash, etag: etag_of(hash) }
+        };
+        let mut resource = Resource::identity_only(rel, Bytes::new(), on_disk.modified);
+        resource.identity = variant(0, None);
+        resource.gzip = Some(variant(1, Some(Encoding::Gzip)));
+        resource.brotli = Some(variant(2, Some(Encoding::Brotli)));
+        resource
+    }
+
+    /// The same document with every variant read from its file into memory, when each file still
+    /// holds the bytes its validator names.
+    pub fn loaded(&self) -> Option<Resource> {
+        let load = |variant: &Variant| variant.bytes().ok().map(Variant::new);
+        let mut resource = self.clone();
+        resource.identity = load(&self.identity)?;
+        resource.gzip = match &self.gzip {
+            Some(gzip) => Some(load(gzip)?),
+            None => None,
+        };
+        resource.brotli = match &self.brotli {
+            Some(brotli) => Some(load(brotli)?),
+            None => None,
+        };
+        Some(resource)
     }
 
     /// The same document served from the files that hold it (`file(None)` the document,

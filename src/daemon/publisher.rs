@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
+use rayon::prelude::*;
 
+use crate::build;
 use crate::config::Config;
 use crate::daemon::gone::Gone;
 use crate::daemon::inbox::{Inbox, Message};
@@ -16,7 +18,7 @@ use crate::daemon::status::Status;
 use crate::daemon::unwritten::Unwritten;
 use crate::documents;
 use crate::engine::{Change, DocumentSink, Engine};
-use crate::feeds_dir::{Encoded, FeedsDir, Outcome, Put};
+use crate::feeds_dir::{Encoded, FeedsDir, OnDisk, Outcome, Put};
 use crate::metrics::Metrics;
 use crate::served::{Policy, Resource, ServedSet, Shared};
 use crate::source::PathKind;
@@ -145,6 +147,8 @@ struct Made {
     /// written only once the new set is live (written before, they would not match the ETags
     /// of the set still answering).
     deferred: bool,
+    /// The files as they stand on disk now, for the scan index (none: not written yet).
+    on_disk: Option<OnDisk>,
 }
 
 /// The daemon's sink: each document is made current on disk (or taken from it, unchanged) and
@@ -167,6 +171,7 @@ impl DocumentSink for KeepSink<'_> {
             }
             false => (self.feeds.put(rel, bytes, self.now), false),
         };
+        let on_disk = (put.error.is_none() && !deferred).then(|| OnDisk::of(&put.encoded));
         // Archive pages are served from their files from the start: a first publish of a long
         // history must not hold all of it in memory until the step ends.
         let filed = (documents::is_archive(rel) && put.error.is_none() && !deferred).then(|| {
@@ -174,7 +179,7 @@ impl DocumentSink for KeepSink<'_> {
             put.encoded = Encoded::empty(put.encoded.modified);
             resource
         });
-        let made = Made { rel: rel.to_owned(), put, filed, deferred };
+        let made = Made { rel: rel.to_owned(), put, filed, deferred, on_disk };
         self.made.lock().expect("no code panics while holding this lock").push(made);
     }
 }
@@ -199,6 +204,12 @@ struct Worker {
     /// is live.
     sweep_after: Option<std::collections::HashSet<String>>,
     metrics: Option<Arc<Metrics>>,
+    /// The scan index: the key it is kept under (the engine's), whether it holds this engine's
+    /// state (else the next save replaces it whole), and the documents written since the last save.
+    index_key: String,
+    indexed: bool,
+    index_written: Vec<(String, OnDisk)>,
+    index_removed: Vec<String>,
 }
 
 /// An engine whose every post read or rendered counts as the publisher making progress: a long
@@ -233,6 +244,10 @@ impl Worker {
             to_write: Vec::new(),
             sweep_after: None,
             metrics: None,
+            index_key: String::new(),
+            indexed: false,
+            index_written: Vec::new(),
+            index_removed: Vec::new(),
         }
     }
 
@@ -314,18 +329,88 @@ impl Worker {
     /// folder with what was read, which needs no reading.
     fn start_over(&mut self, what: &str, events: &Sender<Message>) {
         self.gone.load(&self.config(), SystemTime::now());
-        if let Some(state) = &self.state {
-            match state.archive_bounds() {
-                Ok(bounds) => self.engine.restore_archives(bounds),
-                Err(error) => tracing::error!("{error}; archive pages are cut afresh"),
-            }
+        self.index_key = self.engine.index_key();
+        if !self.shared.load().ready {
+            self.serve_published();
         }
+        let restored =
+            self.state.as_ref().and_then(|state| build::restore_index(&mut self.engine, state, &self.feeds, false));
+        self.indexed = restored.is_some();
         self.step(what, true, |engine, now, sink| engine.load_all(now, sink));
+        self.hold_feeds_in_memory();
         let config = self.config();
         if PathKind::of(&config.posts) == PathKind::Folder {
             self.root.watch(&config, events);
             self.step("caught up", false, |engine, now, sink| engine.load_all(now, sink));
         }
+    }
+
+    /// At a start with a scan index: serves the documents the last run published, from their
+    /// files, with the validators it gave them, before a post is read (the catching up follows).
+    fn serve_published(&mut self) {
+        let Some(state) = &self.state else { return };
+        let documents = match state.indexed_documents(&self.index_key) {
+            Ok(Some(documents)) => documents,
+            Ok(None) => return,
+            Err(error) => return tracing::warn!("{error}; the feeds are served once the posts are read"),
+        };
+        match state.archive_bounds() {
+            Ok(bounds) => self.engine.restore_archives(bounds),
+            Err(error) => tracing::warn!("{error}; archive pages are cut afresh"),
+        }
+        let intact: Vec<(String, OnDisk)> =
+            documents.into_par_iter().filter(|(rel, on_disk)| self.feeds.still(rel, on_disk)).collect();
+        let config = self.config();
+        let mut next = ServedSet { policy: Arc::new(Policy::new(&config)), ready: true, ..Default::default() };
+        let wall = SystemTime::now();
+        for (rel, on_disk) in intact {
+            let resource = Resource::on_disk(&rel, &on_disk, |e| self.feeds.file_of(&rel, e));
+            let mut resource = resource.dated(on_disk.modified, wall).linked(&rel, &next.policy);
+            resource.sealed = self.engine.is_sealed_page(&rel);
+            next.resources.insert(rel, Arc::new(resource));
+        }
+        next.gone = self.gone.served(&config);
+        next.folded = Arc::new(next.fold_feeds());
+        let served = next.resources.len();
+        systemd::ready(&format!(
+            "serving the {served} documents published before the start; catching up with the posts"
+        ));
+        self.shared.store(next);
+        tracing::info!("serving the {served} documents published before the start; catching up with the posts folder");
+    }
+
+    /// Reads into memory the feeds served from files since the start (archive pages stay in
+    /// their files): a feed is asked for far more often than it changes.
+    fn hold_feeds_in_memory(&self) {
+        let current = self.shared.load();
+        let filed = current.resources.iter().filter(|(rel, r)| r.identity.is_file() && !documents::is_archive(rel));
+        let loaded: Vec<(String, Resource)> = filed.filter_map(|(rel, r)| Some((rel.clone(), r.loaded()?))).collect();
+        if loaded.is_empty() {
+            return;
+        }
+        let mut next = (*current).clone();
+        for (rel, resource) in loaded {
+            next.resources.insert(rel, Arc::new(resource));
+        }
+        self.shared.store(next);
+    }
+
+    /// Saves what the last step changed in the scan index (the whole index after a start
+    /// without one).
+    fn save_index(&mut self) {
+        let Some(state) = &self.state else { return };
+        let changes = crate::state::IndexChanges {
+            snapshot: self.engine.index_changes(),
+            written: &self.index_written,
+            removed: &self.index_removed,
+            whole: !self.indexed,
+        };
+        match state.save_scan_index(&self.index_key, &changes) {
+            Ok(()) => self.indexed = true,
+            Err(error) => tracing::warn!("{error}; the next start reads every post"),
+        }
+        self.index_written.clear();
+        self.index_removed.clear();
     }
 
     /// Starts over with a new configuration: everything is republished with it.
@@ -373,7 +458,11 @@ impl Worker {
         }
         let made = sink.made.into_inner().expect("no code panics while holding this lock");
         self.report(&change);
+        self.index_written.extend(made.iter().filter_map(|m| Some((m.rel.clone(), m.on_disk?))));
+        // A document whose files could not be written is made again after a restart.
+        self.index_removed.extend(made.iter().filter(|m| m.put.error.is_some()).map(|m| m.rel.clone()));
         if made.is_empty() && change.removed.is_empty() && !full {
+            self.save_index();
             return false;
         }
         let current = self.shared.load();
@@ -394,6 +483,8 @@ impl Worker {
         if let Some(on_published) = &self.on_published {
             on_published(changed);
         }
+        self.index_removed.extend(removed.iter().cloned());
+        self.save_index();
         if !first {
             systemd::status(&self.status_line());
         }
@@ -425,8 +516,14 @@ impl Worker {
         let mut written = Vec::new();
         for (rel, encoded) in std::mem::take(&mut self.to_write) {
             match self.feeds.write(&rel, &encoded) {
-                Err(error) => self.unwritten.record(&rel, &encoded, Some(error)),
-                Ok(()) => written.push(rel),
+                Err(error) => {
+                    self.unwritten.record(&rel, &encoded, Some(error));
+                    self.index_removed.push(rel);
+                }
+                Ok(()) => {
+                    self.index_written.push((rel.clone(), OnDisk::of(&encoded)));
+                    written.push(rel);
+                }
             }
         }
         // The pages just written (each was read from its files by the old set) are served from
@@ -471,7 +568,10 @@ impl Worker {
     /// After a full step: the documents served or on disk that the step did not make.
     /// Those on disk count too: a feed whose files outlived it while crier was down is gone.
     fn stale(&mut self, current: &ServedSet, made: &[Made]) -> Vec<String> {
-        let keep: std::collections::HashSet<String> = made.iter().map(|m| m.rel.clone()).collect();
+        // Every document the engine holds: after a start from the scan index, most were not
+        // made again.
+        let mut keep = self.engine.documents();
+        keep.extend(made.iter().map(|m| m.rel.clone()));
         let mut stale: std::collections::BTreeSet<String> =
             current.resources.keys().filter(|rel| !keep.contains(*rel)).cloned().collect();
         // Listed now, removed once the new set is live: the old one may be reading them.
@@ -501,7 +601,7 @@ impl Worker {
         self.gone.update(made.iter().map(|m| m.rel.as_str()), removed, wall, posts_there);
         next.gone = self.gone.served(self.engine.config());
         let mut changed = Vec::new();
-        for Made { rel, put, filed, deferred } in made {
+        for Made { rel, put, filed, deferred, .. } in made {
             let Put { mut encoded, error, outcome } = put;
             let hash =
                 filed.as_ref().map_or_else(|| xxhash_rust::xxh3::xxh3_128(&encoded.identity), |r| r.identity.hash);

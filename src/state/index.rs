@@ -159,6 +159,19 @@ impl State {
         Ok(Some(QuickIndex { files, documents: documents.into_iter().collect(), counts, next_due }))
     }
 
+    /// The documents the scan index saved under `key` lists, with their files: what a start
+    /// serves before it reads anything else.
+    pub fn indexed_documents(&self, key: &str) -> Result<Option<HashMap<String, OnDisk>>, StateError> {
+        let connection = self.lock();
+        let found =
+            connection.query_row("SELECT value FROM scan_setting WHERE key = 'key'", [], |row| row.get::<_, String>(0));
+        if found.optional().map_err(self.sql())?.as_deref() != Some(key) {
+            return Ok(None);
+        }
+        let (documents, _) = read_rows(&connection, "SELECT rel, modified, files FROM scan_document", document_row);
+        Ok(Some(documents.map_err(self.sql())?.into_iter().collect()))
+    }
+
     /// Saves what changed in the scan index, under `key`, in one transaction.
     pub fn save_scan_index(&self, key: &str, changes: &IndexChanges<'_>) -> Result<(), StateError> {
         let mut connection = self.lock();
