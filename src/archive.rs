@@ -38,9 +38,11 @@ pub struct Written {
 }
 
 impl Written {
-    fn of(page: &Page, history: &[Arc<PostMeta>]) -> Written {
+    /// What `page` holds, less the posts `left_off` it (a body that could not be rendered): such
+    /// a page is due again while the post is in its range, so it gets its place once it renders.
+    fn of(page: &Page, history: &[Arc<PostMeta>], left_off: &dyn Fn(&PostMeta) -> bool) -> Written {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        for post in &history[page.range.clone()] {
+        for post in history[page.range.clone()].iter().filter(|post| !left_off(post)) {
             hasher.update(post.path.as_os_str().as_encoded_bytes());
             hasher.update(&[0]);
             hasher.update(&post.version.to_le_bytes());
@@ -105,14 +107,14 @@ impl Archive {
     /// Whether `page` must be written: its place or its posts (any version) changed since it was.
     pub fn is_due(&self, page: &Page, history: &[Arc<PostMeta>]) -> bool {
         match self.written.get(page.number - 1) {
-            Some(Some(written)) => *written != Written::of(page, history),
+            Some(Some(written)) => *written != Written::of(page, history, &|_| false),
             _ => true,
         }
     }
 
-    /// Records that `page` was written.
-    pub fn wrote(&mut self, page: &Page, history: &[Arc<PostMeta>]) {
-        self.set_written(page.number, Some(Written::of(page, history)));
+    /// Records that `page` was written, without the posts `left_off` it.
+    pub fn wrote(&mut self, page: &Page, history: &[Arc<PostMeta>], left_off: &dyn Fn(&PostMeta) -> bool) {
+        self.set_written(page.number, Some(Written::of(page, history, left_off)));
     }
 
     /// What each page was last written from, by page number.
@@ -178,7 +180,7 @@ mod tests {
 
     fn write_all(archive: &mut Archive, history: &[Arc<PostMeta>]) -> Vec<usize> {
         let due = due(archive, history);
-        due.iter().for_each(|page| archive.wrote(page, history));
+        due.iter().for_each(|page| archive.wrote(page, history, &|_| false));
         due.iter().map(|page| page.number).collect()
     }
 

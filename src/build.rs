@@ -141,7 +141,8 @@ fn nothing_changed(
     now: DateTime<Utc>,
 ) -> Option<BuildReport> {
     let index = state.quick_index(key).ok()??;
-    if index.next_due.is_some_and(|due| due <= now) {
+    // A bad file is read again: its error may have been the machine's (a time budget overrun).
+    if index.next_due.is_some_and(|due| due <= now) || index.files.iter().any(|i| i.error.is_some()) {
         return None;
     }
     let still = |(rel, on_disk): (&String, &OnDisk)| feeds.still(rel, on_disk);
@@ -156,14 +157,13 @@ fn nothing_changed(
         return None;
     }
     let [published, scheduled, drafts] = index.counts;
-    let mut errors: Vec<PostError> = index.files.into_iter().filter_map(|i| i.error).collect();
-    errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
+    let warned = index.files.into_iter().flat_map(|i| i.warnings.into_iter().map(move |w| (i.path.clone(), w)));
     Some(BuildReport {
         posts_indexed: files.len(),
         published,
         scheduled,
         drafts,
-        errors,
+        warnings: warned.collect(),
         feeds_folder: config.feeds.clone(),
         documents: index.documents.len(),
         unchanged: index.documents.len(),
@@ -203,7 +203,7 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
         scheduled: engine.scheduled(),
         drafts: engine.drafts(),
         errors: change.errors,
-        warnings: change.warnings,
+        warnings: engine.restored_warnings().map(|(p, w)| (p.to_owned(), w.clone())).chain(change.warnings).collect(),
         feeds_folder: config.feeds.clone(),
         documents: keep.len(),
         ..Default::default()

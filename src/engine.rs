@@ -82,6 +82,8 @@ pub struct Indexed {
     pub fingerprint: Fingerprint,
     pub meta: Option<Arc<PostMeta>>,
     pub error: Option<PostError>,
+    /// What reading and rendering it warned of.
+    pub warnings: Vec<PostWarning>,
 }
 
 /// What the engine knows that a restart need not work out again: the scan index, kept by
@@ -102,6 +104,16 @@ pub struct Snapshot {
     pub next_due: Option<DateTime<Utc>>,
     /// Posts published, scheduled and drafts.
     pub counts: [usize; 3],
+    /// How many documents the feeds folder holds when it is current.
+    pub documents: usize,
+}
+
+/// A post's metadata as the scan index kept it, for the file at `path` with `fingerprint`.
+fn restored(meta: Arc<PostMeta>, path: &Path, fingerprint: &Fingerprint) -> Arc<PostMeta> {
+    let mut meta = Arc::unwrap_or_clone(meta);
+    meta.path = path.to_owned();
+    meta.version = fingerprint.version(path);
+    Arc::new(meta)
 }
 
 /// How many posts are rendered at once for archive pages.
@@ -127,6 +139,10 @@ pub struct Engine {
     due_until: DateTime<Utc>,
     /// Files whose entry in the scan index is out of date.
     unsaved: BTreeSet<PathBuf>,
+    /// What rendering each post warned of, for the scan index.
+    render_warnings: HashMap<PathBuf, Vec<PostWarning>>,
+    /// The warnings the scan index kept about the posts restored from it, until they are read.
+    restored_warnings: HashMap<PathBuf, Vec<PostWarning>>,
     /// Feeds to regenerate at the next step whatever changed (their files went missing).
     pending: BTreeSet<FeedKey>,
     /// The OPML list and the index page are made at the next step.
@@ -149,6 +165,8 @@ impl Engine {
             archives: BTreeMap::new(),
             due_until: DateTime::<Utc>::MIN_UTC,
             unsaved: BTreeSet::new(),
+            render_warnings: HashMap::new(),
+            restored_warnings: HashMap::new(),
             pending: BTreeSet::new(),
             lists_due: false,
             progress: Arc::new(|| {}),
@@ -172,8 +190,14 @@ impl Engine {
     /// are not written again unless what they hold changes. Call after `restore_archives`,
     /// before the first load.
     pub fn restore(&mut self, snapshot: Snapshot) {
-        for Indexed { path, fingerprint, meta, error } in snapshot.files {
+        for Indexed { path, fingerprint, meta, error, warnings } in snapshot.files {
             if error.is_some() {
+                // Read again (it is not `seen`), and dropped from the index if it went. A post
+                // whose body failed to render stays where its pages had it until then.
+                if let Some(meta) = meta {
+                    self.site.insert(restored(meta, &path, &fingerprint));
+                }
+                self.unsaved.insert(path);
                 continue;
             }
             match meta {
@@ -181,16 +205,24 @@ impl Engine {
                     self.drafts.insert(path.clone());
                 }
                 Some(meta) => {
-                    let mut meta = Arc::unwrap_or_clone(meta);
-                    meta.path.clone_from(&path);
-                    meta.version = fingerprint.version(&path);
-                    self.site.insert(Arc::new(meta));
+                    self.site.insert(restored(meta, &path, &fingerprint));
                 }
+            }
+            if !warnings.is_empty() {
+                self.restored_warnings.insert(path.clone(), warnings);
             }
             self.seen.insert(path, fingerprint);
         }
         for (key, number, written) in snapshot.pages {
             self.archives.entry(key).or_default().set_written(number, Some(written));
+        }
+        // Pages written beyond the bounds kept (bounds unreadable, or saved apart from the
+        // index and lost): the feed's pages are cut afresh and written again.
+        for (key, archive) in &mut self.archives {
+            if archive.written().any(|(number, _)| number > archive.pages()) {
+                *archive = Archive::with_bounds(archive.bounds().to_vec());
+                self.pending.insert(key.clone());
+            }
         }
         self.feeds = snapshot.feeds.into_iter().map(|f| (f.key.clone(), f)).collect();
         self.due_until = snapshot.due_until.unwrap_or(self.due_until);
@@ -222,11 +254,13 @@ impl Engine {
         for path in std::mem::take(&mut self.unsaved) {
             let entry = self.seen.get(&path).and_then(|fingerprint| {
                 let (meta, error) = match (self.bad.get(&path), self.drafts.contains(&path)) {
-                    (Some(error), _) => (None, Some(error.clone())),
+                    (Some(error), _) => (self.site.get(&path).cloned(), Some(error.clone())),
                     (None, true) => (None, None),
                     (None, false) => (Some(self.site.get(&path)?.clone()), None),
                 };
-                Some(Indexed { path: path.clone(), fingerprint: *fingerprint, meta, error })
+                let rendering = self.render_warnings.get(&path).into_iter().flatten();
+                let warnings = meta.iter().flat_map(|m| &m.warnings).chain(rendering).cloned().collect();
+                Some(Indexed { path: path.clone(), fingerprint: *fingerprint, meta, error, warnings })
             });
             match entry {
                 Some(entry) => snapshot.files.push(entry),
@@ -239,6 +273,7 @@ impl Engine {
         snapshot.due_until = Some(self.due_until);
         snapshot.next_due = self.next_due();
         snapshot.counts = [self.live_posts(), self.scheduled(), self.drafts()];
+        snapshot.documents = self.documents().len();
         snapshot
     }
 
@@ -438,6 +473,8 @@ impl Engine {
     /// Drops a file that is gone; returns the feeds it was in.
     fn forget(&mut self, path: &Path) -> BTreeSet<FeedKey> {
         self.unsaved.insert(path.to_owned());
+        self.render_warnings.remove(path);
+        self.restored_warnings.remove(path);
         self.seen.remove(path);
         self.bad.remove(path);
         self.drafts.remove(path);
@@ -481,37 +518,54 @@ impl Engine {
                 None => self.seen.remove(&path),
             };
             match result {
-                Ok((meta, rendered)) => {
-                    self.bad.remove(&path);
-                    change.warnings.extend(meta.warnings.iter().map(|w| (path.clone(), w.clone())));
-                    let cut = rendered.iter().flat_map(|r| &r.warnings);
-                    change.warnings.extend(cut.map(|w| (path.clone(), w.clone())));
-                    if meta.draft {
-                        self.drafts.insert(path.clone());
-                        self.rendered.remove(&path);
-                        touched.extend(self.site.remove(&path));
-                    } else {
-                        self.drafts.remove(&path);
-                        match rendered {
-                            Some(rendered) => self.rendered.insert(path.clone(), Arc::new(rendered)),
-                            None => self.rendered.remove(&path),
-                        };
-                        self.summary_only.remove(&path);
-                        touched.extend(self.site.insert(Arc::new(meta)));
-                    }
-                }
+                Ok((meta, rendered)) => touched.extend(self.take_read(&path, meta, rendered, change)),
                 Err(_) if fingerprint.is_none() => {
                     // Gone between the look and the read: a delete, not a bad file.
                     touched.extend(self.forget(&path));
                 }
                 Err(error) => {
-                    // The last good version, if any, stays published.
+                    // The last good version stays published while its rendering is at hand;
+                    // without it (after a start from the scan index, or trimmed) the post goes,
+                    // as it would for a start that reads everything.
+                    if !self.rendered.contains_key(&path) {
+                        touched.extend(self.site.remove(&path));
+                    }
                     self.bad.insert(path.clone(), error.clone());
                     change.errors.push(error);
                 }
             }
         }
         touched
+    }
+
+    /// Takes in a file read well: a draft, or a post (with its rendering when it was read whole).
+    /// Returns the feeds touched.
+    fn take_read(
+        &mut self,
+        path: &Path,
+        meta: PostMeta,
+        rendered: Option<Rendered>,
+        change: &mut Change,
+    ) -> BTreeSet<FeedKey> {
+        self.bad.remove(path);
+        change.warnings.extend(meta.warnings.iter().map(|w| (path.to_owned(), w.clone())));
+        self.restored_warnings.remove(path);
+        self.render_warnings.remove(path);
+        if let Some(rendered) = &rendered {
+            self.rendering_warned(path, &rendered.warnings, change);
+        }
+        if meta.draft {
+            self.drafts.insert(path.to_owned());
+            self.rendered.remove(path);
+            return self.site.remove(path);
+        }
+        self.drafts.remove(path);
+        match rendered {
+            Some(rendered) => self.rendered.insert(path.to_owned(), Arc::new(rendered)),
+            None => self.rendered.remove(path),
+        };
+        self.summary_only.remove(path);
+        self.site.insert(Arc::new(meta))
     }
 
     /// Regenerates the documents of `keys` (and always the site feed), rendering what they need.
@@ -624,7 +678,7 @@ impl Engine {
                     pages = feed.archive.ranges(&feed.history);
                 }
                 None => {
-                    feed.archive.wrote(&page, &feed.history);
+                    feed.archive.wrote(&page, &feed.history, &|post| failed.contains(&post.path));
                     walked.documents.extend(Format::ALL.map(|f| documents::archive_path(&feed.key, page.number, f)));
                     i += 1;
                 }
@@ -666,7 +720,7 @@ impl Engine {
         for batch in needed.chunks(RENDER_BATCH) {
             let (new, errors) = source::render_posts(batch.to_vec(), &self.config, &*self.progress);
             for (path, rendered) in new {
-                change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
+                self.rendering_warned(&path, &rendered.warnings, change);
                 let rendered = match summaries {
                     true => {
                         self.summary_only.insert(path.clone());
@@ -706,7 +760,7 @@ impl Engine {
             let (new, errors) = source::render_posts(needed, &self.config, &*self.progress);
             for (path, rendered) in &new {
                 if !self.summary_only.remove(path) {
-                    change.warnings.extend(rendered.warnings.iter().map(|w| (path.clone(), w.clone())));
+                    self.rendering_warned(path, &rendered.warnings, change);
                 }
             }
             self.rendered.extend(new);
@@ -723,6 +777,24 @@ impl Engine {
                 change.errors.push(error);
             }
         }
+    }
+
+    /// Reports what rendering the post at `path` warned of (and keeps it for the scan index).
+    fn rendering_warned(&mut self, path: &Path, warnings: &[PostWarning], change: &mut Change) {
+        change.warnings.extend(warnings.iter().map(|w| (path.to_owned(), w.clone())));
+        if self.restored_warnings.remove(path).is_some() || !warnings.is_empty() {
+            self.unsaved.insert(path.to_owned());
+        }
+        match warnings.is_empty() {
+            true => self.render_warnings.remove(path),
+            false => self.render_warnings.insert(path.to_owned(), warnings.to_vec()),
+        };
+    }
+
+    /// The warnings about the posts restored from the scan index and not read or rendered since,
+    /// as they were when they were.
+    pub fn restored_warnings(&self) -> impl Iterator<Item = (&Path, &PostWarning)> {
+        self.restored_warnings.iter().flat_map(|(path, warnings)| warnings.iter().map(move |w| (path.as_path(), w)))
     }
 
     /// The rendering at `path`, its summary standing in for its body.

@@ -17,6 +17,9 @@ pub struct Fingerprint {
     len: u64,
     modified: Option<SystemTime>,
     inode: u64,
+    /// The inode's change time (ns since the epoch): a file rewritten with its size and
+    /// modification time put back, or made unreadable, changes it.
+    changed: i64,
 }
 
 impl Fingerprint {
@@ -25,37 +28,37 @@ impl Fingerprint {
     }
 
     pub fn from_metadata(meta: &std::fs::Metadata) -> Fingerprint {
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(meta);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Fingerprint { len: meta.len(), modified: meta.modified().ok(), inode }
+        use std::os::unix::fs::MetadataExt;
+        let changed = meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec());
+        Fingerprint { len: meta.len(), modified: meta.modified().ok(), inode: meta.ino(), changed }
     }
 
     /// What the scan index keeps: the length, the modification time in nanoseconds since the
-    /// epoch (`i64::MIN` when unknown or out of range, which matches no file) and the inode.
-    pub fn parts(&self) -> (u64, i64, u64) {
+    /// epoch (`i64::MIN` when unknown or out of range, which matches no file), the inode and the
+    /// change time.
+    pub fn parts(&self) -> (u64, i64, u64, i64) {
         let nanos = self
             .modified
             .and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_nanos()).ok())
             .unwrap_or(i64::MIN);
-        (self.len, nanos, self.inode)
+        (self.len, nanos, self.inode, self.changed)
     }
 
     /// The fingerprint [`Fingerprint::parts`] gave.
-    pub fn from_parts(len: u64, nanos: i64, inode: u64) -> Fingerprint {
+    pub fn from_parts(len: u64, nanos: i64, inode: u64, changed: i64) -> Fingerprint {
         let modified = u64::try_from(nanos).ok().map(|n| SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(n));
-        Fingerprint { len, modified, inode }
+        Fingerprint { len, modified, inode, changed }
     }
 
     /// A stamp for the version of the file at `path` with this fingerprint: the same in every
     /// process, so that what was written from a version can be known again after a restart.
     pub fn version(&self, path: &Path) -> u64 {
         use std::os::unix::ffi::OsStrExt;
-        let (len, nanos, inode) = self.parts();
+        let (len, nanos, inode, changed) = self.parts();
         let mut bytes = path.as_os_str().as_bytes().to_vec();
-        [len.to_le_bytes(), nanos.to_le_bytes(), inode.to_le_bytes()].iter().for_each(|b| bytes.extend_from_slice(b));
+        let parts = [len.to_le_bytes(), nanos.to_le_bytes(), inode.to_le_bytes(), changed.to_le_bytes()];
+        parts.iter().for_each(|b| bytes.extend_from_slice(b));
         xxhash_rust::xxh3::xxh3_64(&bytes)
     }
 }

@@ -96,10 +96,10 @@ fn an_indexed_build_makes_what_a_full_build_makes() {
     assert_eq!(count(&text(&full.stdout), "written"), 0, "{}", text(&full.stdout));
     assert_eq!(count(&text(&full.stdout), "removed"), 0, "{}", text(&full.stdout));
     assert!(files_under(&site.path("feeds")) == indexed);
-    // Nothing changed since: the bad post's error, kept in the index, is reported again.
+    // Nothing changed since: the bad post alone is read again, and its error reported again.
     let again = site.build();
     assert_eq!(again.status.code(), Some(1));
-    assert_eq!(count(&text(&again.stdout), "posts read"), 0);
+    assert_eq!(count(&text(&again.stdout), "posts read"), 1);
     assert_eq!(count(&text(&again.stdout), "skipped with errors"), 1);
     assert!(text(&again.stderr).contains("p08.md:"), "{}", text(&again.stderr));
 }
@@ -138,4 +138,157 @@ fn an_unusable_state_database_costs_only_the_index() {
     assert!(text(&out.stderr).contains("every post is read"), "{}", text(&out.stderr));
     assert_eq!(count(&text(&out.stdout), "posts read"), 12);
     assert_eq!(fs::read(site.path("crier-state/state.sqlite3")).unwrap(), vec![b'x'; 8192], "never replaced");
+}
+
+/// Runs one SQL statement on the site's state database (with Python's sqlite3: no other tool).
+fn sql(site: &Site, statement: &str) -> String {
+    let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nfor row in c.execute(sys.argv[2]): print(*row)\nc.commit()";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(site.path("crier-state/state.sqlite3"))
+        .arg(statement)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// A build after another finds every document as `crier build --full` would make it.
+fn full_build_changes_nothing(site: &Site) {
+    let before = files_under(&site.path("feeds"));
+    let full = site.crier_with("build", &["--full"]);
+    assert_eq!(count(&text(&full.stdout), "written"), 0, "{}", text(&full.stdout));
+    assert_eq!(count(&text(&full.stdout), "removed"), 0, "{}", text(&full.stdout));
+    assert!(files_under(&site.path("feeds")) == before);
+}
+
+#[test]
+fn a_post_that_turns_bad_leaves_its_feeds() {
+    let site = site();
+    ok(&site.build());
+    site.write("p12.md", b"---\ntitle: [unclosed\n---\n");
+    let out = site.build();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(!text(&site.feed("feed.rss")).contains("Post 12"));
+    full_build_changes_nothing(&site);
+}
+
+#[test]
+fn a_body_that_cannot_be_rendered_is_reported_by_every_build() {
+    let site = site();
+    // Good front matter over a body that is not UTF-8, old enough to sit on an archive page only.
+    let head = b"---\ntitle: Zero\ndate: 2021-02-01 10:00 +0800\ncategories: news\n---\n";
+    site.write("p00.md", &[&head[..], b"\xc7\xe0\xb5\xba\n"].concat());
+    assert_eq!(site.build().status.code(), Some(1));
+    assert_eq!(site.build().status.code(), Some(1), "nothing changed");
+    site.write("p13.md", post("Post 13", "2021-03-13 10:00 +0800", "tech", "a", "x").as_bytes());
+    for _ in 0..2 {
+        let out = site.build();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+        assert!(text(&out.stderr).contains("p00.md"), "{}", text(&out.stderr));
+    }
+    // Fixed: the post takes its place on its page.
+    site.write("p00.md", head.iter().chain(b"Fixed.\n").copied().collect::<Vec<u8>>().as_slice());
+    ok(&site.build());
+    assert!(text(&site.feed("categories/news.archive-1.rss")).contains("Zero"));
+    full_build_changes_nothing(&site);
+}
+
+#[test]
+fn a_bad_file_deleted_leaves_the_index() {
+    let site = site();
+    site.write("bad.md", b"---\ntitle: [unclosed\n---\n");
+    assert_eq!(site.build().status.code(), Some(1));
+    fs::remove_file(site.path("posts/bad.md")).unwrap();
+    ok(&site.build());
+    assert_eq!(sql(&site, "SELECT count(*) FROM scan_post WHERE CAST(path AS TEXT) LIKE '%bad.md'"), "0\n");
+    // The quick look is back: it reports the counts the index holds (here, tampered with).
+    sql(&site, "UPDATE scan_setting SET value = '99 0 0' WHERE key = 'counts'");
+    assert_eq!(count(&ok(&site.build()), "published"), 99);
+}
+
+#[test]
+fn archive_bounds_lost_cut_the_feed_afresh_and_keep_its_pages_whole() {
+    let site = site();
+    ok(&site.build());
+    // An impossible time makes the bounds of tags/b unreadable.
+    sql(&site, "UPDATE archive_bound SET nanos = 2000000000 WHERE feed = 'tags/b' AND page = 1");
+    site.write("p01.md", post("Post 1, edited", "2021-03-01 10:00 +0800", "city", "a", "Edited.").as_bytes());
+    ok(&site.build());
+    let b = text(&site.feed("tags/b.rss"));
+    let newest = b.rsplit("b.archive-").next().unwrap().split('.').next().unwrap().to_owned();
+    assert!(site.path(&format!("feeds/tags/b.archive-{newest}.rss")).is_file(), "{b}");
+    full_build_changes_nothing(&site);
+}
+
+#[test]
+fn warnings_are_reported_by_every_build() {
+    let site = site();
+    site.write(
+        "p13.md",
+        post("Post 13", "2021-03-13 10:00 +0800", "tech", "a", "one {% include note.html %} two").as_bytes(),
+    );
+    let first = ok(&site.build());
+    assert_eq!(count(&first, "warnings"), 1, "{first}");
+    assert_eq!(count(&ok(&site.build()), "warnings"), 1, "nothing changed");
+    site.write("p01.md", post("Post 1, edited", "2021-03-01 10:00 +0800", "city", "a", "Edited.").as_bytes());
+    assert_eq!(count(&ok(&site.build()), "warnings"), 1, "another post changed");
+}
+
+/// [`site`] served by `crier serve` (after a build made its feeds and scan index).
+fn served_site(extra: &str) -> (Site, String) {
+    let site = site();
+    let config = common::serve_config(site.dir.path(), &format!("items = 2\narchive_page_size = 3\n{extra}"));
+    fs::write(site.path("crier.toml"), &config).unwrap();
+    ok(&site.build());
+    (site, config)
+}
+
+#[test]
+fn a_document_the_daemon_could_not_write_is_made_by_the_next_build() {
+    let (site, config) = served_site("");
+    let mut daemon = common::Daemon::start_with(site.dir.path(), &config);
+    // The gzip file of news.rss cannot be replaced: a folder is in its way.
+    let gz = site.path("feeds/categories/news.rss.gz");
+    fs::remove_file(&gz).unwrap();
+    fs::create_dir_all(gz.join("x")).unwrap();
+    site.write("p12.md", post("Post 12, edited", "2021-03-12 10:00 +0800", "news", "a", "edited").as_bytes());
+    daemon.log.wait_for_line("trying again");
+    daemon.terminate();
+    fs::remove_dir_all(&gz).unwrap();
+    ok(&site.build());
+    assert!(text(&site.feed("categories/news.rss")).contains("Post 12, edited"));
+    assert!(gz.is_file());
+    full_build_changes_nothing(&site);
+}
+
+#[test]
+fn a_start_with_archive_bounds_lost_keeps_every_page_served() {
+    let (site, config) = served_site("gone_after_seconds = 0");
+    sql(&site, "UPDATE archive_bound SET nanos = 2000000000 WHERE feed = 'tags/b' AND page = 1");
+    site.write("p01.md", post("Post 1, edited", "2021-03-01 10:00 +0800", "city", "a", "Edited.").as_bytes());
+    let daemon = common::Daemon::start_with(site.dir.path(), &config);
+    daemon
+        .wait_for("caught up", || daemon.get("/categories/city.archive-1.rss", &[]).text().contains("Post 1, edited"));
+    let b = daemon.get("/tags/b.rss", &[]).text();
+    let newest = b.rsplit("b.archive-").next().unwrap().split('.').next().unwrap().to_owned();
+    for page in 1..=newest.parse::<usize>().unwrap() {
+        assert_eq!(daemon.get(&format!("/tags/b.archive-{page}.rss"), &[]).status, 200, "page {page} of {newest}");
+    }
+}
+
+#[test]
+fn a_restart_answers_at_once_with_the_same_validators() {
+    let (site, config) = served_site("");
+    let daemon = common::Daemon::start_with(site.dir.path(), &config);
+    let before = daemon.get("/feed.rss", &[("Accept-Encoding", "gzip")]);
+    drop(daemon);
+    let daemon = common::Daemon::start_with(site.dir.path(), &config);
+    let after = daemon.get("/feed.rss", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(after.status, 200);
+    assert_eq!(after.header("etag"), before.header("etag"));
+    assert_eq!(after.header("last-modified"), before.header("last-modified"));
+    assert!(daemon.log.text().contains("serving the"), "served from the index: {}", daemon.log.text());
+    let revalidated = daemon.get("/feed.rss", &[("Accept-Encoding", "gzip"), ("If-None-Match", before.header("etag"))]);
+    assert_eq!(revalidated.status, 304);
 }

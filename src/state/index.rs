@@ -66,8 +66,10 @@ pub(super) const MIGRATION: &str = "
         len INTEGER NOT NULL,
         modified INTEGER NOT NULL,
         inode INTEGER NOT NULL,
+        changed INTEGER NOT NULL,
         meta TEXT,
-        error TEXT
+        error TEXT,
+        warnings TEXT
     ) WITHOUT ROWID;
     CREATE TABLE scan_page (
         feed TEXT NOT NULL,
@@ -104,8 +106,11 @@ impl State {
         };
         let mut index = ScanIndex::default();
         index.snapshot.due_until = Some(due_until);
-        let (files, skipped) =
-            read_rows(&connection, "SELECT path, len, modified, inode, meta, error FROM scan_post", post_row);
+        let (files, skipped) = read_rows(
+            &connection,
+            "SELECT path, len, modified, inode, changed, meta, error, warnings FROM scan_post",
+            post_row,
+        );
         index.snapshot.files = files.map_err(self.sql())?;
         index.skipped = skipped;
         let (pages, bad_pages) = read_rows(&connection, "SELECT feed, page, newest, digest FROM scan_page", page_row);
@@ -148,12 +153,14 @@ impl State {
         let counts: Vec<usize> =
             setting("counts")?.unwrap_or_default().split(' ').filter_map(|n| n.parse().ok()).collect();
         let Ok(counts) = <[usize; 3]>::try_from(counts) else { return Ok(None) };
-        let query = "SELECT path, len, modified, inode, NULL, error FROM scan_post";
+        let query = "SELECT path, len, modified, inode, changed, NULL, error, warnings FROM scan_post";
         let (files, bad_files) = read_rows(&connection, query, quick_post_row);
         let (documents, bad_documents) =
             read_rows(&connection, "SELECT rel, modified, files FROM scan_document", document_row);
         let (files, documents) = (files.map_err(self.sql())?, documents.map_err(self.sql())?);
-        if bad_files + bad_documents > 0 {
+        // Every document the engine holds has its row (one whose write failed lost it).
+        let expected = setting("documents")?.and_then(|n| n.parse::<usize>().ok());
+        if bad_files + bad_documents > 0 || expected != Some(documents.len()) {
             return Ok(None);
         }
         Ok(Some(QuickIndex { files, documents: documents.into_iter().collect(), counts, next_due }))
@@ -202,18 +209,44 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges<
         clear(transaction)?;
     }
     let mut post = transaction.prepare(
-        "INSERT OR REPLACE INTO scan_post (path, len, modified, inode, meta, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR REPLACE INTO scan_post (path, len, modified, inode, changed, meta, error, warnings)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for Indexed { path, fingerprint, meta, error } in &snapshot.files {
-        let (len, modified, inode) = fingerprint.parts();
+    for Indexed { path, fingerprint, meta, error, warnings } in &snapshot.files {
+        let (len, modified, inode, changed) = fingerprint.parts();
         let meta = meta.as_ref().map(|m| serde_json::to_string(&**m).expect("post metadata is plain data"));
         let error = error.as_ref().map(|e| format!("{}:{}", e.line, e.message));
-        post.execute(params![path.as_os_str().as_bytes(), len as i64, modified, inode as i64, meta, error])?;
+        let warnings =
+            (!warnings.is_empty()).then(|| serde_json::to_string(warnings).expect("warnings are plain data"));
+        post.execute(params![
+            path.as_os_str().as_bytes(),
+            len as i64,
+            modified,
+            inode as i64,
+            changed,
+            meta,
+            error,
+            warnings
+        ])?;
     }
     let mut drop_post = transaction.prepare("DELETE FROM scan_post WHERE path = ?1")?;
     for path in &snapshot.dropped {
         drop_post.execute([path.as_os_str().as_bytes()])?;
     }
+    write_feeds(transaction, snapshot)?;
+    write_documents(transaction, changes)?;
+    let due_until = snapshot.due_until.map(|d| d.to_rfc3339()).unwrap_or_default();
+    let mut setting = transaction.prepare("INSERT OR REPLACE INTO scan_setting (key, value) VALUES (?1, ?2)")?;
+    setting.execute(["key", key])?;
+    setting.execute(["due_until", &due_until])?;
+    setting.execute(["next_due", &snapshot.next_due.map(|d| d.to_rfc3339()).unwrap_or_default()])?;
+    setting.execute(["counts", &snapshot.counts.map(|n| n.to_string()).join(" ")])?;
+    setting.execute(["documents", &snapshot.documents.to_string()])?;
+    Ok(())
+}
+
+/// Replaces the pages and feeds.
+fn write_feeds(transaction: &Transaction<'_>, snapshot: &Snapshot) -> rusqlite::Result<()> {
     transaction.execute_batch("DELETE FROM scan_page; DELETE FROM scan_feed;")?;
     let mut page = transaction.prepare("INSERT INTO scan_page (feed, page, newest, digest) VALUES (?1, ?2, ?3, ?4)")?;
     for (feed, number, written) in &snapshot.pages {
@@ -224,6 +257,11 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges<
     for summary in &snapshot.feeds {
         feed.execute(params![summary.key.stem(), summary.title, summary.items as i64, summary.updated.to_rfc3339()])?;
     }
+    Ok(())
+}
+
+/// Records the documents written and forgets those removed.
+fn write_documents(transaction: &Transaction<'_>, changes: &IndexChanges<'_>) -> rusqlite::Result<()> {
     let mut document =
         transaction.prepare("INSERT OR REPLACE INTO scan_document (rel, modified, files) VALUES (?1, ?2, ?3)")?;
     for (rel, on_disk) in changes.written {
@@ -238,12 +276,6 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges<
     for rel in changes.removed {
         drop_document.execute([rel])?;
     }
-    let due_until = snapshot.due_until.map(|d| d.to_rfc3339()).unwrap_or_default();
-    let mut setting = transaction.prepare("INSERT OR REPLACE INTO scan_setting (key, value) VALUES (?1, ?2)")?;
-    setting.execute(["key", key])?;
-    setting.execute(["due_until", &due_until])?;
-    setting.execute(["next_due", &snapshot.next_due.map(|d| d.to_rfc3339()).unwrap_or_default()])?;
-    setting.execute(["counts", &snapshot.counts.map(|n| n.to_string()).join(" ")])?;
     Ok(())
 }
 
@@ -271,7 +303,7 @@ fn read_rows<T>(
 
 fn post_row(row: &rusqlite::Row<'_>) -> Option<Indexed> {
     let mut indexed = quick_post_row(row)?;
-    indexed.meta = match row.get::<_, Option<String>>(4).ok()? {
+    indexed.meta = match row.get::<_, Option<String>>(5).ok()? {
         None => None,
         Some(json) => Some(Arc::new(serde_json::from_str::<PostMeta>(&json).ok()?)),
     };
@@ -282,15 +314,19 @@ fn post_row(row: &rusqlite::Row<'_>) -> Option<Indexed> {
 fn quick_post_row(row: &rusqlite::Row<'_>) -> Option<Indexed> {
     let path = PathBuf::from(std::ffi::OsString::from_vec(row.get(0).ok()?));
     let (len, modified, inode): (i64, i64, i64) = (row.get(1).ok()?, row.get(2).ok()?, row.get(3).ok()?);
-    let fingerprint = Fingerprint::from_parts(len as u64, modified, inode as u64);
-    let error = match row.get::<_, Option<String>>(5).ok()? {
+    let fingerprint = Fingerprint::from_parts(len as u64, modified, inode as u64, row.get(4).ok()?);
+    let error = match row.get::<_, Option<String>>(6).ok()? {
         None => None,
         Some(text) => {
             let (line, message) = text.split_once(':')?;
             Some(PostError { path: path.clone(), line: line.parse().ok()?, message: message.to_owned() })
         }
     };
-    Some(Indexed { path, fingerprint, meta: None, error })
+    let warnings = match row.get::<_, Option<String>>(7).ok()? {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str(&json).ok()?,
+    };
+    Some(Indexed { path, fingerprint, meta: None, error, warnings })
 }
 
 fn page_row(row: &rusqlite::Row<'_>) -> Option<(FeedKey, usize, Written)> {
