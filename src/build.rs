@@ -213,12 +213,7 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
     report.removed = removed.len();
     removed.extend(change.removed);
     if let Some(state) = &state {
-        let changes = IndexChanges {
-            snapshot: engine.index_changes(),
-            written: &written,
-            removed: &removed,
-            whole: restored.is_none(),
-        };
+        let changes = IndexChanges { snapshot: engine.index_changes(), written, removed, whole: restored.is_none() };
         if let Err(error) = state.save_scan_index(&engine.index_key(), &changes) {
             tracing::warn!("{error}; the next build reads every post");
         }

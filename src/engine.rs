@@ -277,6 +277,11 @@ impl Engine {
         snapshot
     }
 
+    /// Has the next [`Engine::index_changes`] hold every file known (the index is saved whole).
+    pub fn forget_index(&mut self) {
+        self.unsaved.extend(self.seen.keys().cloned());
+    }
+
     /// Has the document at `rel` made again at the next step (its file is missing or not what
     /// was written).
     pub fn redo(&mut self, rel: &str) {

@@ -2,6 +2,7 @@
 //! everything once, then watches the posts folder and, step by step, turns what changed into
 //! new documents, until it is told to stop.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -22,7 +23,7 @@ use crate::feeds_dir::{Encoded, FeedsDir, OnDisk, Outcome, Put};
 use crate::metrics::Metrics;
 use crate::served::{Policy, Resource, ServedSet, Shared};
 use crate::source::PathKind;
-use crate::state::State;
+use crate::state::{IndexChanges, State};
 use crate::systemd::{self, Heartbeat};
 
 /// How often a missing posts folder is looked for.
@@ -210,6 +211,56 @@ struct Worker {
     indexed: bool,
     index_written: Vec<(String, OnDisk)>,
     index_removed: Vec<String>,
+    saver: Option<IndexSaver>,
+    saved_at: Option<Instant>,
+}
+
+/// How often the daemon saves the scan index, at most.
+const INDEX_EVERY: Duration = Duration::from_secs(2);
+
+/// Saves the scan index on its own thread, one save after another, so a save never delays a
+/// publish. A save that fails is logged, the index is cleared, and the next save is whole.
+struct IndexSaver {
+    sender: Option<Sender<(String, IndexChanges)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    failed: Arc<AtomicBool>,
+}
+
+impl IndexSaver {
+    fn start(state: Arc<State>) -> IndexSaver {
+        let (sender, receiver) = mpsc::channel::<(String, IndexChanges)>();
+        let failed = Arc::new(AtomicBool::new(false));
+        let flag = failed.clone();
+        let thread = std::thread::Builder::new()
+            .name("crier-index".into())
+            .spawn(move || {
+                for (key, changes) in receiver {
+                    if let Err(error) = state.save_scan_index(&key, &changes) {
+                        tracing::warn!("{error}; the next start reads every post");
+                        let _ = state.clear_scan_index();
+                        flag.store(true, Ordering::Relaxed);
+                    }
+                }
+            })
+            .expect("a thread can be started");
+        IndexSaver { sender: Some(sender), thread: Some(thread), failed }
+    }
+
+    fn save(&self, key: String, changes: IndexChanges) {
+        if let Some(sender) = &self.sender {
+            let _ = sender.send((key, changes));
+        }
+    }
+}
+
+impl Drop for IndexSaver {
+    /// Waits for the saves handed over: a stop never cuts one off.
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// An engine whose every post read or rendered counts as the publisher making progress: a long
@@ -248,6 +299,8 @@ impl Worker {
             indexed: false,
             index_written: Vec::new(),
             index_removed: Vec::new(),
+            saver: None,
+            saved_at: None,
         }
     }
 
@@ -284,6 +337,7 @@ impl Worker {
             self.work(&mut inbox);
         }
         self.root.stop();
+        self.save_index(true);
     }
 
     /// When to wake without a message: a settling file, a scheduled post, a retry, a look for a
@@ -395,22 +449,29 @@ impl Worker {
         self.shared.store(next);
     }
 
-    /// Saves what the last step changed in the scan index (the whole index after a start
-    /// without one).
-    fn save_index(&mut self) {
+    /// Hands what changed in the scan index since the last save to the saver (the whole index
+    /// after a start without one, or after a save failed), at most every [`INDEX_EVERY`] unless
+    /// `now`: saving takes a while at 100,000 posts, and an index a few seconds old only costs
+    /// the next start a few files read again.
+    fn save_index(&mut self, now: bool) {
         let Some(state) = &self.state else { return };
-        let changes = crate::state::IndexChanges {
+        if !now && self.saved_at.is_some_and(|at| at.elapsed() < INDEX_EVERY) {
+            return;
+        }
+        let saver = self.saver.get_or_insert_with(|| IndexSaver::start(state.clone()));
+        if saver.failed.swap(false, Ordering::Relaxed) {
+            self.indexed = false;
+            self.engine.forget_index();
+        }
+        let changes = IndexChanges {
             snapshot: self.engine.index_changes(),
-            written: &self.index_written,
-            removed: &self.index_removed,
+            written: std::mem::take(&mut self.index_written),
+            removed: std::mem::take(&mut self.index_removed),
             whole: !self.indexed,
         };
-        match state.save_scan_index(&self.index_key, &changes) {
-            Ok(()) => self.indexed = true,
-            Err(error) => tracing::warn!("{error}; the next start reads every post"),
-        }
-        self.index_written.clear();
-        self.index_removed.clear();
+        saver.save(self.index_key.clone(), changes);
+        self.indexed = true;
+        self.saved_at = Some(Instant::now());
     }
 
     /// Starts over with a new configuration: everything is republished with it.
@@ -462,7 +523,7 @@ impl Worker {
         // A document whose files could not be written is made again after a restart.
         self.index_removed.extend(made.iter().filter(|m| m.put.error.is_some()).map(|m| m.rel.clone()));
         if made.is_empty() && change.removed.is_empty() && !full {
-            self.save_index();
+            self.save_index(false);
             return false;
         }
         let current = self.shared.load();
@@ -484,7 +545,7 @@ impl Worker {
             on_published(changed);
         }
         self.index_removed.extend(removed.iter().cloned());
-        self.save_index();
+        self.save_index(full);
         if !first {
             systemd::status(&self.status_line());
         }

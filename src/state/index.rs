@@ -48,12 +48,12 @@ pub struct QuickIndex {
 
 /// What one save brings to the index.
 #[derive(Debug, Default)]
-pub struct IndexChanges<'a> {
+pub struct IndexChanges {
     pub snapshot: Snapshot,
     /// Documents written (or found already current), with their files.
-    pub written: &'a [(String, OnDisk)],
+    pub written: Vec<(String, OnDisk)>,
     /// Documents removed.
-    pub removed: &'a [String],
+    pub removed: Vec<String>,
     /// Replace the index (its key, and every row) rather than update it.
     pub whole: bool,
 }
@@ -180,7 +180,7 @@ impl State {
     }
 
     /// Saves what changed in the scan index, under `key`, in one transaction.
-    pub fn save_scan_index(&self, key: &str, changes: &IndexChanges<'_>) -> Result<(), StateError> {
+    pub fn save_scan_index(&self, key: &str, changes: &IndexChanges) -> Result<(), StateError> {
         let mut connection = self.lock();
         let transaction = connection.transaction().map_err(self.sql())?;
         write_index(&transaction, key, changes).map_err(self.sql())?;
@@ -203,7 +203,7 @@ fn clear(transaction: &Transaction<'_>) -> rusqlite::Result<()> {
     )
 }
 
-fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges<'_>) -> rusqlite::Result<()> {
+fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges) -> rusqlite::Result<()> {
     let snapshot = &changes.snapshot;
     if changes.whole {
         clear(transaction)?;
@@ -261,10 +261,10 @@ fn write_feeds(transaction: &Transaction<'_>, snapshot: &Snapshot) -> rusqlite::
 }
 
 /// Records the documents written and forgets those removed.
-fn write_documents(transaction: &Transaction<'_>, changes: &IndexChanges<'_>) -> rusqlite::Result<()> {
+fn write_documents(transaction: &Transaction<'_>, changes: &IndexChanges) -> rusqlite::Result<()> {
     let mut document =
         transaction.prepare("INSERT OR REPLACE INTO scan_document (rel, modified, files) VALUES (?1, ?2, ?3)")?;
-    for (rel, on_disk) in changes.written {
+    for (rel, on_disk) in &changes.written {
         let files: Vec<u8> = on_disk
             .files
             .iter()
@@ -273,7 +273,7 @@ fn write_documents(transaction: &Transaction<'_>, changes: &IndexChanges<'_>) ->
         document.execute(params![rel, nanos(on_disk.modified), files])?;
     }
     let mut drop_document = transaction.prepare("DELETE FROM scan_document WHERE rel = ?1")?;
-    for rel in changes.removed {
+    for rel in &changes.removed {
         drop_document.execute([rel])?;
     }
     Ok(())

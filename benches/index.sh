@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Scan index benchmark (issue 12), at N posts (default 100000), in one run:
+#
+#   bash benches/index.sh [N]        (from anywhere; it runs from the repo root)
+#
+# REPS times, interleaved:
+#   cold   crier build into an empty feeds folder with no state (everything read and written)
+#   floor  examples/floor.rs: read every post file, then gzip + brotli + write every document
+#          that cold build made (no rendering): what any generator of this output must spend
+# then, on the last cold build's folder:
+#   quick  crier build with nothing changed (5 runs)
+#   one    crier build after one post file was touched (its fingerprint changes; 3 runs)
+#   start  crier serve from the scan index: spawn to the first 200 on /feeds/feed.rss, to the
+#          catch-up step, and resident memory 3 s after it (benches/start_probe.py; 3 runs)
+# with /usr/bin/time -f '%e %M'. Writes benches/results-index.md.
+#
+#   REPS=3  SKIP_CARGO=1  CRIER_BENCH_DIR=/tmp/crier-bench  RESULTS=path
+set -euo pipefail
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$REPO"
+BENCHES="$REPO/benches"
+BENCH_DIR=${CRIER_BENCH_DIR:-/tmp/crier-bench}
+N=${1:-100000}
+REPS=${REPS:-3}
+RESULTS=${RESULTS:-$BENCHES/results-index.md}
+CRIER=$REPO/target/release/crier
+FLOOR=$REPO/target/release/examples/floor
+BENCH_NAME=index-bench
+# shellcheck source=benches/lib.sh
+. "$REPO/benches/lib.sh"
+[ -x /usr/bin/time ] || apt_install time
+if [ "${SKIP_CARGO:-0}" != 1 ]; then
+  log "cargo build --release (crier and examples/floor)"
+  cargo build --release --quiet && cargo build --release --quiet --example floor
+fi
+ensure_corpus "$N"
+POSTS="$CORPUS_DIR/posts"
+WORK=$(mktemp -d "$BENCH_DIR/index.XXXXXX")
+trap '[ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"' EXIT
+
+timed() { # timed OUTFILE CMD... -> prints "wall_s peak_kb" and keeps the command's output
+  local out=$1; shift
+  /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" > "$out" 2>&1 || true
+  tail -n1 "$WORK/time"
+}
+BUILD=("$CRIER" build --posts "$POSTS" --feeds "$WORK/site/feeds" --base-url https://news.example.com/)
+
+declare -a COLD FLOOR_S QUICK ONE START
+for rep in $(seq "$REPS"); do
+  rm -rf "$WORK/site"; mkdir -p "$WORK/site"
+  sync  # the last run's writes are flushed before this one starts, not during it
+  read -r s kb < <(timed "$WORK/cold.log" "${BUILD[@]}")
+  COLD+=("$s s, $((kb / 1024)) MB"); log "cold $rep: $s s $kb KB"
+  sync
+  # Its own total: the documents it is given are loaded first, untimed.
+  timed "$WORK/floor.log" "$FLOOR" "$POSTS" "$WORK/site/feeds" "$WORK/floor-out" 3 3 > /dev/null
+  s=$(grep -o 'total [0-9.]* s' "$WORK/floor.log" | cut -d' ' -f2)
+  FLOOR_S+=("$s s"); log "floor $rep: $(tail -n1 "$WORK/floor.log")"
+  rm -rf "$WORK/floor-out"
+done
+FLOOR_DETAIL=$(tail -n1 "$WORK/floor.log")
+DOCS=$(tail -n1 "$WORK/cold.log")
+sync
+for i in 1 2 3 4 5; do
+  read -r s kb < <(timed "$WORK/quick.log" "${BUILD[@]}")
+  QUICK+=("$s s, $((kb / 1024)) MB"); log "quick $i: $s s"
+done
+QUICK_DETAIL=$(head -n1 "$WORK/quick.log")
+for i in 1 2 3; do
+  touch "$(find "$POSTS" -type f | sed -n "$((i * 977))p")"
+  read -r s kb < <(timed "$WORK/one.log" "${BUILD[@]}")
+  ONE+=("$s s, $((kb / 1024)) MB"); log "one changed $i: $s s"
+done
+ONE_DETAIL=$(grep -h "posts read" "$WORK/one.log" | head -n1)
+for i in 1 2 3; do
+  python3 "$BENCHES/start_probe.py" "$CRIER" serve --posts "$POSTS" --feeds "$WORK/site/feeds" \
+    --base-url https://news.example.com/ --listen 127.0.0.1:0 > "$WORK/start.log"
+  START+=("$(head -n3 "$WORK/start.log" | tr '\n' ';')")
+  log "start $i: ${START[-1]}"
+done
+
+{
+  echo "# Scan index benchmark: $N posts"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); nproc: $(nproc); load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "- crier: $(git rev-parse --short HEAD); command: \`bash benches/index.sh $N\` (REPS=$REPS)"
+  echo "- corpus: $POSTS ($(du -sh "$POSTS" | cut -f1)); config/crier.toml from the repo root"
+  echo "- cold build's summary: $DOCS"
+  echo
+  echo "| run | each run (wall, peak RSS; the floor's own total) |"
+  echo "|---|---|"
+  echo "| cold build (empty feeds folder, no state) | $(IFS=';'; echo "${COLD[*]}") |"
+  echo "| floor: read the posts, compress and write the same documents (examples/floor.rs) | $(IFS=';'; echo "${FLOOR_S[*]}") |"
+  echo "| build, nothing changed | $(IFS=';'; echo "${QUICK[*]}") |"
+  echo "| build, one post file touched | $(IFS=';'; echo "${ONE[*]}") |"
+  echo
+  echo "- floor detail (last run): $FLOOR_DETAIL"
+  echo "- nothing changed: $QUICK_DETAIL"
+  echo "- one touched: $ONE_DETAIL"
+  echo
+  echo "crier serve from the scan index (benches/start_probe.py), each run:"
+  echo
+  for s in "${START[@]}"; do echo "- $s"; done
+} > "$RESULTS"
+cat "$RESULTS"
