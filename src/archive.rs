@@ -29,7 +29,7 @@ pub struct Archive {
 }
 
 /// What a page was written from: whether it was the newest page, and a digest of its posts'
-/// files and versions ([`PostMeta::version`], which a new read of a changed file changes), so
+/// versions ([`PostMeta::version`], which a new read of a changed file changes), so
 /// that it can be kept across restarts (the scan index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -41,13 +41,13 @@ impl Written {
     /// What `page` holds, less the posts `left_off` it (a body that could not be rendered): such
     /// a page is due again while the post is in its range, so it gets its place once it renders.
     fn of(page: &Page, history: &[Arc<PostMeta>], left_off: &dyn Fn(&PostMeta) -> bool) -> Written {
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        for post in history[page.range.clone()].iter().filter(|post| !left_off(post)) {
-            hasher.update(post.path.as_os_str().as_encoded_bytes());
-            hasher.update(&[0]);
-            hasher.update(&post.version.to_le_bytes());
+        // A version stamps its file's path too: the versions alone tell the posts apart.
+        let posts = &history[page.range.clone()];
+        let mut versions = Vec::with_capacity(posts.len() * 8);
+        for post in posts.iter().filter(|post| !left_off(post)) {
+            versions.extend_from_slice(&post.version.to_le_bytes());
         }
-        Written { newest: page.newest, digest: hasher.digest128() }
+        Written { newest: page.newest, digest: xxhash_rust::xxh3::xxh3_128(&versions) }
     }
 }
 
