@@ -211,6 +211,14 @@ impl FeedsDir {
         Ok(())
     }
 
+    /// The document at `rel` and its encodings as its files hold them, when all three are there
+    /// and were written together (the same modification time).
+    pub fn read(&self, rel: &str) -> Option<Encoded> {
+        let path = self.root.join(rel);
+        let identity = fs::read(&path).ok()?;
+        read_current(&path, &identity)
+    }
+
     /// Whether the files of the document at `rel` still have the lengths and modification time
     /// `on_disk` gives (a file rewritten or removed since does not; its bytes are not read).
     pub fn still(&self, rel: &str, on_disk: &OnDisk) -> bool {

@@ -412,14 +412,30 @@ impl Worker {
             Ok(bounds) => self.engine.restore_archives(bounds),
             Err(error) => tracing::warn!("{error}; archive pages are cut afresh"),
         }
-        let intact: Vec<(String, OnDisk)> =
-            documents.into_par_iter().filter(|(rel, on_disk)| self.feeds.still(rel, on_disk)).collect();
+        let wall = SystemTime::now();
+        // Documents written since the index was saved (crier killed before its next save) are
+        // read from their files.
+        let listed: std::collections::HashSet<String> = documents.keys().cloned().collect();
+        let unlisted = self.feeds.list_stale(&listed).unwrap_or_default();
+        let found: Vec<(String, Resource)> = documents
+            .into_iter()
+            .map(|(rel, on_disk)| (rel, Some(on_disk)))
+            .chain(unlisted.into_iter().map(|rel| (rel, None)))
+            .par_bridge()
+            .filter_map(|(rel, on_disk)| {
+                let resource = match on_disk.filter(|on_disk| self.feeds.still(&rel, on_disk)) {
+                    Some(on_disk) => {
+                        Resource::on_disk(&rel, &on_disk, |e| self.feeds.file_of(&rel, e)).dated(on_disk.modified, wall)
+                    }
+                    None => Resource::new(&rel, &self.feeds.read(&rel)?, wall),
+                };
+                Some((rel, resource))
+            })
+            .collect();
         let config = self.config();
         let mut next = ServedSet { policy: Arc::new(Policy::new(&config)), ready: true, ..Default::default() };
-        let wall = SystemTime::now();
-        for (rel, on_disk) in intact {
-            let resource = Resource::on_disk(&rel, &on_disk, |e| self.feeds.file_of(&rel, e));
-            let mut resource = resource.dated(on_disk.modified, wall).linked(&rel, &next.policy);
+        for (rel, resource) in found {
+            let mut resource = resource.linked(&rel, &next.policy);
             resource.sealed = self.engine.is_sealed_page(&rel);
             next.resources.insert(rel, Arc::new(resource));
         }
