@@ -91,43 +91,34 @@ fn open_state(config: &Config) -> Option<State> {
         .ok()
 }
 
-/// Restores `engine` from the scan index saved under its key, unless `full`; the documents it
-/// lists whose files changed or went since are made again. Returns the other documents with
-/// their files, or `None` when there was no index to restore.
-pub fn restore_index(
-    engine: &mut Engine,
-    state: &State,
-    feeds: &FeedsDir,
-    full: bool,
-) -> Option<HashMap<String, OnDisk>> {
+/// Restores `engine` from the scan index saved under `key`, unless `full`; the documents whose
+/// files changed or went since are made again. Says whether there was an index to restore.
+pub fn restore_index(engine: &mut Engine, state: &State, key: &str, feeds: &FeedsDir, full: bool) -> bool {
     let bounds = state.archive_bounds().unwrap_or_else(|error| {
         tracing::warn!("{error}; archive pages are cut afresh");
         Default::default()
     });
     engine.restore_archives(bounds);
     if full {
-        return None;
+        return false;
     }
-    let index = match state.scan_index(&engine.index_key()) {
-        Ok(index) => index?,
+    let index = match state.scan_index(key) {
+        Ok(Some(index)) => index,
+        Ok(None) => return false,
         Err(error) => {
             tracing::warn!("{error}; every post is read again");
-            return None;
+            return false;
         }
     };
     engine.restore(index.snapshot);
     let documents: Vec<String> = engine.documents().into_iter().collect();
-    let (intact, changed): (Vec<_>, Vec<_>) = documents.into_par_iter().partition_map(|rel| {
-        match index.documents.get(&rel).filter(|on_disk| feeds.still(&rel, on_disk)) {
-            Some(on_disk) => rayon::iter::Either::Left((rel, *on_disk)),
-            None => rayon::iter::Either::Right(rel),
-        }
-    });
+    let still = |rel: &&String| index.documents.get(*rel).is_some_and(|on_disk| feeds.still(rel, on_disk));
+    let changed: Vec<&String> = documents.par_iter().filter(|rel| !still(rel)).collect();
     if !changed.is_empty() {
         tracing::info!("{} documents changed or went since the last run; they are made again", changed.len());
     }
     changed.iter().for_each(|rel| engine.redo(rel));
-    Some(intact.into_iter().collect())
+    true
 }
 
 /// The build when nothing changed since the scan index was saved: every post file has the
@@ -181,15 +172,13 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
     let sink = WriteSink { feeds: &feeds, written_at: SystemTime::now(), outcomes: Mutex::new(Vec::new()) };
     let mut engine = Engine::new(Arc::new(config.clone()));
     let state = open_state(config);
-    let quick = state
-        .as_ref()
-        .filter(|_| !full)
-        .and_then(|state| nothing_changed(config, state, &engine.index_key(), &feeds, now));
+    let key = engine.index_key();
+    let quick = state.as_ref().filter(|_| !full).and_then(|state| nothing_changed(config, state, &key, &feeds, now));
     if let Some(mut report) = quick {
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let restored = state.as_ref().and_then(|state| restore_index(&mut engine, state, &feeds, full));
+    let restored = state.as_ref().is_some_and(|state| restore_index(&mut engine, state, &key, &feeds, full));
     let indexed = engine.known_files();
     let change = engine.load_all(now, &sink);
     if let Some(Err(error)) = state.as_ref().map(|state| state.set_archive_bounds(&change.archive_bounds)) {
@@ -213,8 +202,8 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
     report.removed = removed.len();
     removed.extend(change.removed);
     if let Some(state) = &state {
-        let changes = IndexChanges { snapshot: engine.index_changes(), written, removed, whole: restored.is_none() };
-        if let Err(error) = state.save_scan_index(&engine.index_key(), &changes) {
+        let changes = IndexChanges { snapshot: engine.index_changes(), written, removed, whole: !restored };
+        if let Err(error) = state.save_scan_index(&key, &changes) {
             tracing::warn!("{error}; the next build reads every post");
         }
     }

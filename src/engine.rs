@@ -786,8 +786,15 @@ impl Engine {
 
     /// Reports what rendering the post at `path` warned of (and keeps it for the scan index).
     fn rendering_warned(&mut self, path: &Path, warnings: &[PostWarning], change: &mut Change) {
+        if self.restored_warnings.remove(path).is_some() {
+            // Restored from the scan index and not read since: its front matter's warnings, kept
+            // with its metadata, are reported here with the new rendering's.
+            let front_matter = self.site.get(path).into_iter().flat_map(|m| &m.warnings);
+            change.warnings.extend(front_matter.map(|w| (path.to_owned(), w.clone())));
+            self.unsaved.insert(path.to_owned());
+        }
         change.warnings.extend(warnings.iter().map(|w| (path.to_owned(), w.clone())));
-        if self.restored_warnings.remove(path).is_some() || !warnings.is_empty() {
+        if !warnings.is_empty() {
             self.unsaved.insert(path.to_owned());
         }
         match warnings.is_empty() {

@@ -224,15 +224,19 @@ fn archive_bounds_lost_cut_the_feed_afresh_and_keep_its_pages_whole() {
 #[test]
 fn warnings_are_reported_by_every_build() {
     let site = site();
-    site.write(
-        "p13.md",
-        post("Post 13", "2021-03-13 10:00 +0800", "tech", "a", "one {% include note.html %} two").as_bytes(),
-    );
+    // A warning from rendering, and (no title) one from the front matter, on the oldest page.
+    let include = post("Post 13", "2021-03-13 10:00 +0800", "tech", "a", "one {% include note.html %} two");
+    site.write("p13.md", include.as_bytes());
+    site.write("p00.md", b"---\ndate: 2021-02-01 10:00 +0800\ncategories: city\n---\nUntitled.\n");
     let first = ok(&site.build());
-    assert_eq!(count(&first, "warnings"), 1, "{first}");
-    assert_eq!(count(&ok(&site.build()), "warnings"), 1, "nothing changed");
+    assert_eq!(count(&first, "warnings"), 2, "{first}");
+    assert_eq!(count(&ok(&site.build()), "warnings"), 2, "nothing changed");
+    // Another post on p00's pages changes: p00 is rendered again, not read again.
     site.write("p01.md", post("Post 1, edited", "2021-03-01 10:00 +0800", "city", "a", "Edited.").as_bytes());
-    assert_eq!(count(&ok(&site.build()), "warnings"), 1, "another post changed");
+    let edited = ok(&site.build());
+    assert_eq!(count(&edited, "posts read"), 1, "{edited}");
+    assert_eq!(count(&edited, "warnings"), 2, "another post changed: {edited}");
+    assert_eq!(count(&ok(&site.build()), "warnings"), 2, "nothing changed since");
 }
 
 /// [`site`] served by `crier serve` (after a build made its feeds and scan index).

@@ -387,9 +387,10 @@ impl Worker {
         if !self.shared.load().ready {
             self.serve_published();
         }
-        let restored =
-            self.state.as_ref().and_then(|state| build::restore_index(&mut self.engine, state, &self.feeds, false));
-        self.indexed = restored.is_some();
+        self.indexed = self
+            .state
+            .as_ref()
+            .is_some_and(|state| build::restore_index(&mut self.engine, state, &self.index_key, &self.feeds, false));
         self.step(what, true, |engine, now, sink| engine.load_all(now, sink));
         self.hold_feeds_in_memory();
         let config = self.config();
