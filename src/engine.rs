@@ -48,19 +48,18 @@ pub struct Change {
     pub archive_bounds: BTreeMap<FeedKey, Vec<Position>>,
 }
 
-/// A feed's archive being brought up to date: its history (due posts, oldest first) and pages.
+/// A feed's archive being brought up to date: its pages (its history is the site's) and which
+/// must be written.
 struct FeedPages {
     key: FeedKey,
-    history: Vec<Arc<PostMeta>>,
     archive: Archive,
+    pages: Vec<(Page, bool)>,
 }
 
 impl FeedPages {
     /// The posts of the pages that must be written.
-    fn due_posts(&self) -> impl Iterator<Item = &Arc<PostMeta>> {
-        let pages = self.archive.ranges(&self.history);
-        let due: Vec<Page> = pages.into_iter().filter(|p| self.archive.is_due(p, &self.history)).collect();
-        due.into_iter().flat_map(|p| self.history[p.range].iter())
+    fn due_posts<'a>(&'a self, history: &'a [Arc<PostMeta>]) -> impl Iterator<Item = &'a Arc<PostMeta>> {
+        self.pages.iter().filter(|(_, due)| *due).flat_map(|(page, _)| history[page.range.clone()].iter())
     }
 }
 
@@ -631,15 +630,16 @@ impl Engine {
             for key in todo.drain(..) {
                 let history = self.site.history(&key, self.due_until);
                 let mut archive = self.archives.remove(&key).unwrap_or_default();
-                if archive.seal_full(&history, self.config.archive_page_size) {
+                if archive.seal_full(history, self.config.archive_page_size) {
                     change.archive_bounds.insert(key.clone(), archive.bounds().to_vec());
                 }
-                work.push(FeedPages { key, history, archive });
+                let pages = archive.plan(history);
+                work.push(FeedPages { key, archive, pages });
             }
             let mut seen = HashSet::new();
             let needed: Vec<Arc<PostMeta>> = work
                 .iter()
-                .flat_map(|feed| feed.due_posts())
+                .flat_map(|feed| feed.due_posts(self.site.history(&feed.key, self.due_until)))
                 .filter(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&m.path))
                 .filter(|m| seen.insert(m.path.clone()))
                 .cloned()
@@ -664,26 +664,26 @@ impl Engine {
     /// can hand posts to a page that was not due).
     fn walk_pages(&self, feed: &mut FeedPages, failed: &HashSet<PathBuf>, sink: &dyn DocumentSink) -> Walked {
         let mut walked = Walked::default();
-        let mut pages = feed.archive.ranges(&feed.history);
+        let history = self.site.history(&feed.key, self.due_until);
         let mut i = 0;
-        while let Some(page) = pages.get(i).cloned() {
-            if !feed.archive.is_due(&page, &feed.history) {
+        while let Some((page, due)) = feed.pages.get(i).cloned() {
+            if !due {
                 i += 1;
                 continue;
             }
-            let posts = &feed.history[page.range.clone()];
+            let posts = &history[page.range.clone()];
             if posts.iter().any(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&m.path)) {
                 walked.waiting = true;
                 return walked;
             }
-            match self.write_page(&feed.key, &feed.history, &page, sink) {
+            match self.write_page(&feed.key, history, &page, sink) {
                 Some(fits) => {
-                    feed.archive.cut(&page, fits, &feed.history);
+                    feed.archive.cut(&page, fits, history);
                     walked.cut = true;
-                    pages = feed.archive.ranges(&feed.history);
+                    feed.pages = feed.archive.plan(history);
                 }
                 None => {
-                    feed.archive.wrote(&page, &feed.history, &|post| failed.contains(&post.path));
+                    feed.archive.wrote(&page, history, &|post| failed.contains(&post.path));
                     walked.documents.extend(Format::ALL.map(|f| documents::archive_path(&feed.key, page.number, f)));
                     i += 1;
                 }

@@ -6,7 +6,8 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as Atomic};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 
@@ -65,11 +66,18 @@ impl Order {
 
 impl Ord for Order {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        Reverse(self.date)
-            .cmp(&Reverse(other.date))
-            .then_with(|| self.post.link.cmp(&other.post.link))
-            .then_with(|| self.post.path.cmp(&other.post.path))
+        Reverse(self.date).cmp(&Reverse(other.date)).then_with(|| same_date_order(&self.post, &other.post))
     }
+}
+
+/// The order of two posts of the same date in a feed.
+fn same_date_order(a: &PostMeta, b: &PostMeta) -> std::cmp::Ordering {
+    a.link.cmp(&b.link).then_with(|| a.path.cmp(&b.path))
+}
+
+/// Where `a` comes in a feed's history (oldest first) against `b`.
+fn history_order(a: &PostMeta, b: &PostMeta) -> std::cmp::Ordering {
+    a.date.to_utc().cmp(&b.date.to_utc()).then_with(|| same_date_order(b, a))
 }
 
 impl PartialOrd for Order {
@@ -116,11 +124,70 @@ pub struct FeedPlan {
     pub items: Vec<Arc<PostMeta>>,
 }
 
+/// One feed's posts: in feed order, and (made when first asked for, then kept current post by
+/// post) as a history, oldest first, so that an update step does not copy a long history.
+#[derive(Debug, Default)]
+struct FeedSet {
+    set: BTreeSet<Order>,
+    history: OnceLock<Vec<Arc<PostMeta>>>,
+    /// Posts put into or taken out of `history` since it was last asked for: past a share of its
+    /// length (a batch of changes, a first load) it is dropped and made again when asked for.
+    patches: AtomicUsize,
+}
+
+impl FeedSet {
+    fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    fn iter(&self) -> std::collections::btree_set::Iter<'_, Order> {
+        self.set.iter()
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    fn insert(&mut self, order: Order) {
+        self.patch(&order.post, |history, at| history.insert(at, order.post.clone()));
+        self.set.insert(order);
+    }
+
+    fn remove(&mut self, order: &Order) {
+        self.patch(&order.post, |history, at| {
+            if history.get(at).is_some_and(|p| history_order(p, &order.post).is_eq()) {
+                history.remove(at);
+            }
+        });
+        self.set.remove(order);
+    }
+
+    /// Applies `change` at `post`'s place in the history, or drops the history when it has been
+    /// patched often since it was asked for (patching costs a copy of the history's tail).
+    fn patch(&mut self, post: &PostMeta, change: impl FnOnce(&mut Vec<Arc<PostMeta>>, usize)) {
+        let Some(len) = self.history.get().map(Vec::len) else { return };
+        let patches = self.patches.get_mut();
+        *patches += 1;
+        if *patches > len / 256 + 16 {
+            self.history.take();
+        } else if let Some(history) = self.history.get_mut() {
+            let at = history.partition_point(|p| history_order(p, post).is_lt());
+            change(history, at);
+        }
+    }
+
+    /// Every post, due or not, oldest first.
+    fn history(&self) -> &[Arc<PostMeta>] {
+        self.patches.store(0, Atomic::Relaxed);
+        self.history.get_or_init(|| self.set.iter().rev().map(|o| o.post.clone()).collect())
+    }
+}
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Site {
     posts: HashMap<PathBuf, Arc<PostMeta>>,
-    feeds: BTreeMap<FeedKey, BTreeSet<Order>>,
+    feeds: BTreeMap<FeedKey, FeedSet>,
 }
 
 impl Site {
@@ -170,7 +237,7 @@ impl Site {
 
     /// One feed at `now`, or `None` when it has no post due.
     pub fn feed(&self, key: &FeedKey, now: DateTime<Utc>, limit: usize) -> Option<FeedPlan> {
-        let empty = BTreeSet::new();
+        let empty = FeedSet::default();
         // The site feed always exists, even before its first post.
         let set = match self.feeds.get(key) {
             Some(set) => set,
@@ -187,9 +254,10 @@ impl Site {
     }
 
     /// Every post of a feed due at `now`, oldest first: the feed's whole history.
-    pub fn history(&self, key: &FeedKey, now: DateTime<Utc>) -> Vec<Arc<PostMeta>> {
-        let Some(set) = self.feeds.get(key) else { return Vec::new() };
-        set.iter().rev().take_while(|o| o.date <= now).map(|o| o.post.clone()).collect()
+    pub fn history(&self, key: &FeedKey, now: DateTime<Utc>) -> &[Arc<PostMeta>] {
+        let Some(set) = self.feeds.get(key) else { return &[] };
+        let history = set.history();
+        &history[..history.partition_point(|p| p.date.to_utc() <= now)]
     }
 
     /// How many posts of a feed are due at `now` (the length of its [`Site::history`]).
@@ -332,6 +400,42 @@ mod tests {
         let due = site.keys_due_between(t, now());
         assert_eq!(due, BTreeSet::from([FeedKey::Site, FeedKey::Category("soon".into())]));
         assert!(site.keys_due_between(now(), now()).is_empty());
+    }
+
+    #[test]
+    fn a_kept_history_follows_every_change() {
+        // A history asked for between changes is patched; one changed often is made again.
+        let mut site = Site::new();
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for round in 0..400 {
+            let path = format!("p{}", next() % 150);
+            match next() % 4 {
+                0 => {
+                    site.remove(Path::new(&path));
+                }
+                _ => {
+                    // Few distinct dates, so that ties (by link, then path) are common.
+                    let date = format!("2021-01-{:02}T00:00:00Z", 1 + next() % 5);
+                    let tags = if next() % 2 == 0 { vec!["t"] } else { vec![] };
+                    site.insert(post(&path, &date, &[], &tags));
+                }
+            }
+            if (round % 3 == 0 && !(150..250).contains(&round)) || round > 350 {
+                let t = DateTime::parse_from_rfc3339("2021-01-03T12:00:00Z").unwrap().to_utc();
+                for key in [FeedKey::Site, FeedKey::Tag("t".into())] {
+                    let kept: Vec<&str> = site.history(&key, t).iter().map(|p| p.path.to_str().unwrap()).collect();
+                    let mut fresh: Vec<&str> = site.feeds.get(&key).map_or(Vec::new(), |set| {
+                        set.iter().filter(|o| o.date <= t).map(|o| o.post.path.to_str().unwrap()).collect()
+                    });
+                    fresh.reverse();
+                    assert_eq!(kept, fresh, "round {round}, {key:?}");
+                }
+            }
+        }
     }
 
     #[test]

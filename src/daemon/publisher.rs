@@ -144,10 +144,13 @@ struct Made {
     put: Put,
     /// An archive page, written: served from its files, its bytes not kept (`put` holds none).
     filed: Option<Resource>,
-    /// New bytes for files the served set reads for each response: served from memory, and
-    /// written only once the new set is live (written before, they would not match the ETags
-    /// of the set still answering).
+    /// New bytes, served from memory and written once the new set is live: for files the
+    /// served set reads for each response (written before, they would not match the ETags of
+    /// the set still answering), and for feeds held in memory (so that writing files does not
+    /// delay serving them).
     deferred: bool,
+    /// Served from its files once they are written (it was before).
+    refile: bool,
     /// The files as they stand on disk now, for the scan index (none: not written yet).
     on_disk: Option<OnDisk>,
 }
@@ -164,8 +167,10 @@ struct KeepSink<'a> {
 
 impl DocumentSink for KeepSink<'_> {
     fn accept(&self, rel: &str, bytes: Vec<u8>) {
-        let read_from_file = self.current.resources.get(rel).is_some_and(|r| r.identity.is_file());
-        let (mut put, deferred) = match read_from_file {
+        let refile = self.current.resources.get(rel).is_some_and(|r| r.identity.is_file());
+        // An archive page new to the served set is written now, to be served from its files:
+        // a first publish of a long history must not hold all of it in memory.
+        let (mut put, deferred) = match refile || !documents::is_archive(rel) {
             true => {
                 let (encoded, outcome) = self.feeds.prepare(rel, bytes, self.now);
                 (Put { encoded, outcome, error: None }, outcome == Outcome::Written)
@@ -173,14 +178,12 @@ impl DocumentSink for KeepSink<'_> {
             false => (self.feeds.put(rel, bytes, self.now), false),
         };
         let on_disk = (put.error.is_none() && !deferred).then(|| OnDisk::of(&put.encoded));
-        // Archive pages are served from their files from the start: a first publish of a long
-        // history must not hold all of it in memory until the step ends.
         let filed = (documents::is_archive(rel) && put.error.is_none() && !deferred).then(|| {
             let resource = Resource::new(rel, &put.encoded, self.now).from_files(|e| self.feeds.file_of(rel, e));
             put.encoded = Encoded::empty(put.encoded.modified);
             resource
         });
-        let made = Made { rel: rel.to_owned(), put, filed, deferred, on_disk };
+        let made = Made { rel: rel.to_owned(), put, filed, deferred, refile, on_disk };
         self.made.lock().expect("no code panics while holding this lock").push(made);
     }
 }
@@ -200,7 +203,7 @@ struct Worker {
     /// Where archive bounds are kept across restarts (with the gone documents, in `gone`).
     state: Option<Arc<State>>,
     /// Documents to write once the set that serves them from memory is live (`Made::deferred`).
-    to_write: Vec<(String, Encoded)>,
+    to_write: Vec<(String, Encoded, bool)>,
     /// After a full step: the documents to keep when the feeds folder is swept, once the new set
     /// is live.
     sweep_after: Option<std::collections::HashSet<String>>,
@@ -592,7 +595,7 @@ impl Worker {
             }
         }
         let mut written = Vec::new();
-        for (rel, encoded) in std::mem::take(&mut self.to_write) {
+        for (rel, encoded, refile) in std::mem::take(&mut self.to_write) {
             match self.feeds.write(&rel, &encoded) {
                 Err(error) => {
                     self.unwritten.record(&rel, &encoded, Some(error));
@@ -600,7 +603,9 @@ impl Worker {
                 }
                 Ok(()) => {
                     self.index_written.push((rel.clone(), OnDisk::of(&encoded)));
-                    written.push(rel);
+                    if refile {
+                        written.push(rel);
+                    }
                 }
             }
         }
@@ -679,7 +684,7 @@ impl Worker {
         self.gone.update(made.iter().map(|m| m.rel.as_str()), removed, wall, posts_there);
         next.gone = self.gone.served(self.engine.config());
         let mut changed = Vec::new();
-        for Made { rel, put, filed, deferred, .. } in made {
+        for Made { rel, put, filed, deferred, refile, .. } in made {
             let Put { mut encoded, error, outcome } = put;
             let hash =
                 filed.as_ref().map_or_else(|| xxhash_rust::xxh3::xxh3_128(&encoded.identity), |r| r.identity.hash);
@@ -702,7 +707,7 @@ impl Worker {
             }
             self.unwritten.record(&rel, &encoded, error);
             if deferred {
-                self.to_write.push((rel.clone(), encoded.clone()));
+                self.to_write.push((rel.clone(), encoded.clone(), refile));
             }
             let mut resource = match filed {
                 Some(resource) => resource.dated(encoded.modified, wall),
