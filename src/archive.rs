@@ -101,7 +101,10 @@ impl Archive {
         for (i, bound) in self.bounds.iter().enumerate() {
             let rest = &history[start..];
             let ends_at = |len: usize| {
-                len > 0 && len <= rest.len() && bound.holds(&rest[len - 1]) && rest.get(len).is_none_or(|p| !bound.holds(p))
+                len > 0
+                    && len <= rest.len()
+                    && bound.holds(&rest[len - 1])
+                    && rest.get(len).is_none_or(|p| !bound.holds(p))
             };
             let len = if ends_at(guess) { guess } else { rest.partition_point(|post| bound.holds(post)) };
             pages.push(Page { number: i + 1, newest: false, range: start..start + len });

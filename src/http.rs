@@ -306,7 +306,6 @@ mod tests {
     use crate::config::Compression;
     use crate::feeds_dir::Encoded;
     use crate::served::Policy;
-    use std::collections::HashMap;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -314,8 +313,8 @@ mod tests {
         let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let encoded = Encoded::compress(b"<rss>feed</rss>".repeat(50), Compression { gzip: 3, brotli: 3 }, modified);
         let resource = Arc::new(Resource::new("feed.rss", &encoded, SystemTime::now()));
-        let resources: HashMap<String, Arc<Resource>> =
-            [("feed.rss".to_owned(), resource.clone()), ("tags/青岛.rss".to_owned(), resource)].into();
+        let resources =
+            [("feed.rss".to_owned(), resource.clone()), ("tags/青岛.rss".to_owned(), resource)].into_iter().collect();
         // The policy of a site whose feeds are public under https://e.org/feeds/.
         let policy = Policy {
             cache_control: HeaderValue::from_static("public, max-age=300"),
@@ -442,7 +441,7 @@ mod tests {
     #[test]
     fn aliases_never_hide_crier_own_documents() {
         let mut set = served();
-        let index = set.resources["feed.rss"].clone();
+        let index = set.resources.get("feed.rss").unwrap().clone();
         set.resources.insert("index.html".to_owned(), index);
         let policy = Policy {
             prefix: "/feed/".into(),

@@ -277,11 +277,89 @@ fn link_value(url: &str, rel: &str) -> HeaderValue {
     HeaderValue::try_from(format!("<{url}>; rel=\"{rel}\"")).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// The documents served, by path: in shards, so that the next set after a step (a copy with a
+/// few documents changed) copies only the shards those documents fall in, not the whole map
+/// (at 100,000 posts, 18,000 documents).
+#[derive(Debug, Clone)]
+pub struct Resources {
+    shards: Vec<Arc<HashMap<String, Arc<Resource>>>>,
+    len: usize,
+}
+
+const SHARDS: usize = 256;
+
+impl Default for Resources {
+    fn default() -> Resources {
+        Resources { shards: vec![Arc::default(); SHARDS], len: 0 }
+    }
+}
+
+impl Resources {
+    fn shard(rel: &str) -> usize {
+        (xxhash_rust::xxh3::xxh3_64(rel.as_bytes()) % SHARDS as u64) as usize
+    }
+
+    pub fn get(&self, rel: &str) -> Option<&Arc<Resource>> {
+        self.shards[Resources::shard(rel)].get(rel)
+    }
+
+    pub fn contains_key(&self, rel: &str) -> bool {
+        self.get(rel).is_some()
+    }
+
+    pub fn insert(&mut self, rel: String, resource: Arc<Resource>) -> Option<Arc<Resource>> {
+        let shard = Arc::make_mut(&mut self.shards[Resources::shard(&rel)]);
+        let previous = shard.insert(rel, resource);
+        self.len += usize::from(previous.is_none());
+        previous
+    }
+
+    pub fn remove(&mut self, rel: &str) -> Option<Arc<Resource>> {
+        let shard = &mut self.shards[Resources::shard(rel)];
+        if !shard.contains_key(rel) {
+            return None;
+        }
+        let previous = Arc::make_mut(shard).remove(rel);
+        self.len -= usize::from(previous.is_some());
+        previous
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<Resource>)> {
+        self.shards.iter().flat_map(|shard| shard.iter())
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.iter().map(|(rel, _)| rel)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Arc<Resource>> {
+        self.iter().map(|(_, resource)| resource)
+    }
+}
+
+impl FromIterator<(String, Arc<Resource>)> for Resources {
+    fn from_iter<I: IntoIterator<Item = (String, Arc<Resource>)>>(iter: I) -> Resources {
+        let mut resources = Resources::default();
+        iter.into_iter().for_each(|(rel, resource)| {
+            resources.insert(rel, resource);
+        });
+        resources
+    }
+}
+
 /// Everything served at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct ServedSet {
     /// By path under the feeds folder, unencoded (`categories/新闻.rss`).
-    pub resources: HashMap<String, Arc<Resource>>,
+    pub resources: Resources,
     /// The first publish is complete.
     pub ready: bool,
     pub policy: Arc<Policy>,
@@ -367,6 +445,32 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_of_the_resources_changes_apart_from_the_original() {
+        let t = SystemTime::UNIX_EPOCH;
+        let doc = |text: &str| Arc::new(Resource::identity_only("a.rss", Bytes::from(text.to_owned()), t));
+        let mut first: Resources = (0..1000).map(|n| (format!("tags/{n}.rss"), doc("one"))).collect();
+        assert_eq!(first.len(), 1000);
+        let mut second = first.clone();
+        assert_eq!(
+            second.insert("tags/5.rss".into(), doc("two")).map(|r| r.identity.hash),
+            Some(doc("one").identity.hash)
+        );
+        assert!(second.insert("feed.rss".into(), doc("new")).is_none());
+        assert!(second.remove("tags/7.rss").is_some() && second.remove("tags/7.rss").is_none());
+        assert!(first.remove("nothing.rss").is_none());
+        assert_eq!((first.len(), second.len()), (1000, 1000));
+        assert_eq!(first.get("tags/5.rss").unwrap().identity.hash, doc("one").identity.hash);
+        assert_eq!(second.get("tags/5.rss").unwrap().identity.hash, doc("two").identity.hash);
+        assert!(first.contains_key("tags/7.rss") && !second.contains_key("tags/7.rss"));
+        assert!(!first.contains_key("feed.rss") && second.contains_key("feed.rss"));
+        assert_eq!(second.keys().count(), 1000);
+        let mut keys: Vec<&String> = first.keys().collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 1000);
+    }
 
     #[test]
     fn validators_follow_the_bytes_only() {
