@@ -64,7 +64,7 @@ fn publish(name: &str, bytes: &[u8]) {
     for key in site.keys() {
         let plan = site.feed(&key, end_of_time, config.items).expect("a key of the site has a feed");
         let history = site.history(&key, end_of_time);
-        let page = crier::documents::Page { number: 2, newest: false, posts: history };
+        let page = crier::documents::Page { number: 2, newest: false, posts: history.posts };
         for format in Format::ALL {
             let (document, _) = crier::documents::document(config, &plan, format, &rendered, Some(2))
                 .unwrap_or_else(|e| panic!("{format:?} document failed: {e:#}"));

@@ -16,7 +16,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::post::PostMeta;
-use crate::site::Position;
+use crate::site::{History, Position};
 
 /// One feed's archive: the bounds of its sealed pages, and what each page was last written from.
 #[derive(Debug, Default, Clone)]
@@ -42,12 +42,13 @@ impl Written {
     /// a page is due again while the post is in its range, so it gets its place once it renders.
     fn of(page: &Page, history: &[Arc<PostMeta>], left_off: &dyn Fn(&PostMeta) -> bool) -> Written {
         // A version stamps its file's path too: the versions alone tell the posts apart.
-        let posts = &history[page.range.clone()];
-        let mut versions = Vec::with_capacity(posts.len() * 8);
-        for post in posts.iter().filter(|post| !left_off(post)) {
-            versions.extend_from_slice(&post.version.to_le_bytes());
-        }
-        Written { newest: page.newest, digest: xxhash_rust::xxh3::xxh3_128(&versions) }
+        let posts = history[page.range.clone()].iter().filter(|post| !left_off(post));
+        Written::from_versions(page, posts.map(|post| post.version))
+    }
+
+    fn from_versions(page: &Page, versions: impl Iterator<Item = u64>) -> Written {
+        let bytes: Vec<u8> = versions.flat_map(u64::to_le_bytes).collect();
+        Written { newest: page.newest, digest: xxhash_rust::xxh3::xxh3_128(&bytes) }
     }
 }
 
@@ -116,20 +117,23 @@ impl Archive {
     }
 
     /// Every page, oldest first, with whether it must be written.
-    pub fn plan(&self, history: &[Arc<PostMeta>]) -> Vec<(Page, bool)> {
-        self.ranges(history)
+    pub fn plan(&self, history: History<'_>) -> Vec<(Page, bool)> {
+        self.ranges(history.posts)
             .into_iter()
             .map(|page| {
-                let due = self.is_due(&page, history);
+                let due = self.is_due(&page, history.versions);
                 (page, due)
             })
             .collect()
     }
 
-    /// Whether `page` must be written: its place or its posts (any version) changed since it was.
-    pub fn is_due(&self, page: &Page, history: &[Arc<PostMeta>]) -> bool {
+    /// Whether `page` must be written: its place or its posts (any version) changed since it
+    /// was. `versions` are those of the feed's history.
+    pub fn is_due(&self, page: &Page, versions: &[u64]) -> bool {
         match self.written.get(page.number - 1) {
-            Some(Some(written)) => *written != Written::of(page, history, &|_| false),
+            Some(Some(written)) => {
+                *written != Written::from_versions(page, versions[page.range.clone()].iter().copied())
+            }
             _ => true,
         }
     }
@@ -197,7 +201,8 @@ mod tests {
     }
 
     fn due(archive: &Archive, history: &[Arc<PostMeta>]) -> Vec<Page> {
-        archive.ranges(history).into_iter().filter(|page| archive.is_due(page, history)).collect()
+        let versions: Vec<u64> = history.iter().map(|p| p.version).collect();
+        archive.ranges(history).into_iter().filter(|page| archive.is_due(page, &versions)).collect()
     }
 
     fn write_all(archive: &mut Archive, history: &[Arc<PostMeta>]) -> Vec<usize> {

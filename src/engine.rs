@@ -630,7 +630,7 @@ impl Engine {
             for key in todo.drain(..) {
                 let history = self.site.history(&key, self.due_until);
                 let mut archive = self.archives.remove(&key).unwrap_or_default();
-                if archive.seal_full(history, self.config.archive_page_size) {
+                if archive.seal_full(history.posts, self.config.archive_page_size) {
                     change.archive_bounds.insert(key.clone(), archive.bounds().to_vec());
                 }
                 let pages = archive.plan(history);
@@ -639,7 +639,7 @@ impl Engine {
             let mut seen = HashSet::new();
             let needed: Vec<Arc<PostMeta>> = work
                 .iter()
-                .flat_map(|feed| feed.due_posts(self.site.history(&feed.key, self.due_until)))
+                .flat_map(|feed| feed.due_posts(self.site.history(&feed.key, self.due_until).posts))
                 .filter(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&m.path))
                 .filter(|m| seen.insert(m.path.clone()))
                 .cloned()
@@ -671,19 +671,19 @@ impl Engine {
                 i += 1;
                 continue;
             }
-            let posts = &history[page.range.clone()];
+            let posts = &history.posts[page.range.clone()];
             if posts.iter().any(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&m.path)) {
                 walked.waiting = true;
                 return walked;
             }
-            match self.write_page(&feed.key, history, &page, sink) {
+            match self.write_page(&feed.key, history.posts, &page, sink) {
                 Some(fits) => {
-                    feed.archive.cut(&page, fits, history);
+                    feed.archive.cut(&page, fits, history.posts);
                     walked.cut = true;
                     feed.pages = feed.archive.plan(history);
                 }
                 None => {
-                    feed.archive.wrote(&page, history, &|post| failed.contains(&post.path));
+                    feed.archive.wrote(&page, history.posts, &|post| failed.contains(&post.path));
                     walked.documents.extend(Format::ALL.map(|f| documents::archive_path(&feed.key, page.number, f)));
                     i += 1;
                 }

@@ -129,7 +129,8 @@ pub struct FeedPlan {
 #[derive(Debug, Default)]
 struct FeedSet {
     set: BTreeSet<Order>,
-    history: OnceLock<Vec<Arc<PostMeta>>>,
+    /// The posts, oldest first, and their versions alongside (read without visiting each post).
+    history: OnceLock<(Vec<Arc<PostMeta>>, Vec<u64>)>,
     /// Posts put into or taken out of `history` since it was last asked for: past a share of its
     /// length (a batch of changes, a first load) it is dropped and made again when asked for.
     patches: AtomicUsize,
@@ -149,14 +150,18 @@ impl FeedSet {
     }
 
     fn insert(&mut self, order: Order) {
-        self.patch(&order.post, |history, at| history.insert(at, order.post.clone()));
+        self.patch(&order.post, |(posts, versions), at| {
+            posts.insert(at, order.post.clone());
+            versions.insert(at, order.post.version);
+        });
         self.set.insert(order);
     }
 
     fn remove(&mut self, order: &Order) {
-        self.patch(&order.post, |history, at| {
-            if history.get(at).is_some_and(|p| history_order(p, &order.post).is_eq()) {
-                history.remove(at);
+        self.patch(&order.post, |(posts, versions), at| {
+            if posts.get(at).is_some_and(|p| history_order(p, &order.post).is_eq()) {
+                posts.remove(at);
+                versions.remove(at);
             }
         });
         self.set.remove(order);
@@ -164,22 +169,41 @@ impl FeedSet {
 
     /// Applies `change` at `post`'s place in the history, or drops the history when it has been
     /// patched often since it was asked for (patching costs a copy of the history's tail).
-    fn patch(&mut self, post: &PostMeta, change: impl FnOnce(&mut Vec<Arc<PostMeta>>, usize)) {
-        let Some(len) = self.history.get().map(Vec::len) else { return };
+    fn patch(&mut self, post: &PostMeta, change: impl FnOnce(&mut (Vec<Arc<PostMeta>>, Vec<u64>), usize)) {
+        let Some(len) = self.history.get().map(|(posts, _)| posts.len()) else { return };
         let patches = self.patches.get_mut();
         *patches += 1;
         if *patches > len / 256 + 16 {
             self.history.take();
         } else if let Some(history) = self.history.get_mut() {
-            let at = history.partition_point(|p| history_order(p, post).is_lt());
+            let at = history.0.partition_point(|p| history_order(p, post).is_lt());
             change(history, at);
         }
     }
 
-    /// Every post, due or not, oldest first.
-    fn history(&self) -> &[Arc<PostMeta>] {
+    /// Every post, due or not, oldest first, and their versions.
+    fn history(&self) -> History<'_> {
         self.patches.store(0, Atomic::Relaxed);
-        self.history.get_or_init(|| self.set.iter().rev().map(|o| o.post.clone()).collect())
+        let (posts, versions) = self.history.get_or_init(|| {
+            let posts: Vec<Arc<PostMeta>> = self.set.iter().rev().map(|o| o.post.clone()).collect();
+            let versions = posts.iter().map(|p| p.version).collect();
+            (posts, versions)
+        });
+        History { posts, versions }
+    }
+}
+
+/// A feed's posts, oldest first, and their versions ([`PostMeta::version`]) alongside.
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    pub posts: &'a [Arc<PostMeta>],
+    pub versions: &'a [u64],
+}
+
+impl History<'_> {
+    /// The first `len` posts.
+    fn take(self, len: usize) -> Self {
+        History { posts: &self.posts[..len], versions: &self.versions[..len] }
     }
 }
 
@@ -254,10 +278,10 @@ impl Site {
     }
 
     /// Every post of a feed due at `now`, oldest first: the feed's whole history.
-    pub fn history(&self, key: &FeedKey, now: DateTime<Utc>) -> &[Arc<PostMeta>] {
-        let Some(set) = self.feeds.get(key) else { return &[] };
+    pub fn history(&self, key: &FeedKey, now: DateTime<Utc>) -> History<'_> {
+        let Some(set) = self.feeds.get(key) else { return History { posts: &[], versions: &[] } };
         let history = set.history();
-        &history[..history.partition_point(|p| p.date.to_utc() <= now)]
+        history.take(history.posts.partition_point(|p| p.date.to_utc() <= now))
     }
 
     /// How many posts of a feed are due at `now` (the length of its [`Site::history`]).
@@ -427,7 +451,10 @@ mod tests {
             if (round % 3 == 0 && !(150..250).contains(&round)) || round > 350 {
                 let t = DateTime::parse_from_rfc3339("2021-01-03T12:00:00Z").unwrap().to_utc();
                 for key in [FeedKey::Site, FeedKey::Tag("t".into())] {
-                    let kept: Vec<&str> = site.history(&key, t).iter().map(|p| p.path.to_str().unwrap()).collect();
+                    let history = site.history(&key, t);
+                    let versions: Vec<u64> = history.posts.iter().map(|p| p.version).collect();
+                    assert_eq!(history.versions, versions);
+                    let kept: Vec<&str> = history.posts.iter().map(|p| p.path.to_str().unwrap()).collect();
                     let mut fresh: Vec<&str> = site.feeds.get(&key).map_or(Vec::new(), |set| {
                         set.iter().filter(|o| o.date <= t).map(|o| o.post.path.to_str().unwrap()).collect()
                     });

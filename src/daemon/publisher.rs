@@ -168,9 +168,11 @@ struct KeepSink<'a> {
 impl DocumentSink for KeepSink<'_> {
     fn accept(&self, rel: &str, bytes: Vec<u8>) {
         let refile = self.current.resources.get(rel).is_some_and(|r| r.identity.is_file());
-        // An archive page new to the served set is written now, to be served from its files:
-        // a first publish of a long history must not hold all of it in memory.
-        let (mut put, deferred) = match refile || !documents::is_archive(rel) {
+        // Written now: an archive page new to the served set, to be served from its files (a
+        // first publish of a long history must not hold all of it in memory); and every document
+        // of a first publish, so that the feeds folder is complete once anything is served.
+        let write_now = !self.current.ready || documents::is_archive(rel);
+        let (mut put, deferred) = match refile || !write_now {
             true => {
                 let (encoded, outcome) = self.feeds.prepare(rel, bytes, self.now);
                 (Put { encoded, outcome, error: None }, outcome == Outcome::Written)
