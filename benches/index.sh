@@ -15,6 +15,8 @@
 # with /usr/bin/time -f '%e %M'. Writes benches/results-index.md.
 #
 #   REPS=3  SKIP_CARGO=1  CRIER_BENCH_DIR=/tmp/crier-bench  RESULTS=path
+#   POSTS_DIR=path  a corpus already generated (gen_corpus.py N DIR, without the Hugo twin)
+#   NO_FLOOR=1      skip the floor (it writes a second copy of the output: 19 GB at 1,000,000)
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -33,8 +35,12 @@ if [ "${SKIP_CARGO:-0}" != 1 ]; then
   log "cargo build --release (crier and examples/floor)"
   cargo build --release --quiet && cargo build --release --quiet --example floor
 fi
-ensure_corpus "$N"
-POSTS="$CORPUS_DIR/posts"
+if [ -n "${POSTS_DIR:-}" ]; then
+  POSTS=$POSTS_DIR
+else
+  ensure_corpus "$N"
+  POSTS="$CORPUS_DIR/posts"
+fi
 WORK=$(mktemp -d "$BENCH_DIR/index.XXXXXX")
 trap '[ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"' EXIT
 
@@ -52,13 +58,14 @@ for rep in $(seq "$REPS"); do
   read -r s kb < <(timed "$WORK/cold.log" "${BUILD[@]}")
   COLD+=("$s s, $((kb / 1024)) MB"); log "cold $rep: $s s $kb KB"
   sync
+  [ "${NO_FLOOR:-0}" = 1 ] && continue
   # Its own total: the documents it is given are loaded first, untimed.
   timed "$WORK/floor.log" "$FLOOR" "$POSTS" "$WORK/site/feeds" "$WORK/floor-out" 3 3 > /dev/null
   s=$(grep -o 'total [0-9.]* s' "$WORK/floor.log" | cut -d' ' -f2)
   FLOOR_S+=("$s s"); log "floor $rep: $(tail -n1 "$WORK/floor.log")"
   rm -rf "$WORK/floor-out"
 done
-FLOOR_DETAIL=$(tail -n1 "$WORK/floor.log")
+FLOOR_DETAIL=$(tail -n1 "$WORK/floor.log" 2>/dev/null || echo "not run (NO_FLOOR=1)")
 DOCS=$(tail -n1 "$WORK/cold.log")
 sync
 for i in 1 2 3 4 5; do
@@ -83,7 +90,7 @@ done
   echo "# Scan index benchmark: $N posts"
   echo
   echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); nproc: $(nproc); load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "- crier: $(git rev-parse --short HEAD); command: \`bash benches/index.sh $N\` (REPS=$REPS)"
+  echo "- crier: $(git rev-parse --short HEAD); command: \`bash benches/index.sh $N\` (REPS=$REPS${POSTS_DIR:+, POSTS_DIR=$POSTS_DIR}${NO_FLOOR:+, NO_FLOOR=$NO_FLOOR})"
   echo "- corpus: $POSTS ($(du -sh "$POSTS" | cut -f1)); config/crier.toml from the repo root"
   echo "- cold build's summary: $DOCS"
   echo
