@@ -269,4 +269,39 @@ mod tests {
         archive.cut(pages.last().unwrap(), 1, &posts);
         assert_eq!(sizes(&archive, &posts), [2, 6, 1, 1]);
     }
+
+    #[test]
+    fn ranges_are_those_a_binary_search_of_each_bound_finds() {
+        // Histories with tied dates and links, bounds sorted or not, repeated or not.
+        let mut state = 1u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        for _ in 0..2000 {
+            let n = (next() % 30) as usize;
+            let mut posts: Vec<Arc<PostMeta>> = (0..n)
+                .map(|i| {
+                    let date = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap()
+                        + chrono::Duration::days((next() % 6) as i64);
+                    let link = format!("l{}", next() % 3);
+                    Arc::new(PostMeta { link, version: next(), ..PostMeta::example(&format!("{i}.md"), date) })
+                })
+                .collect();
+            posts.sort_by_key(|p| Position::of(p));
+            let count = if n == 0 { 0 } else { next() % 6 };
+            let mut bounds: Vec<Position> = (0..count).map(|_| Position::of(&posts[next() as usize % n])).collect();
+            if next() % 2 == 0 {
+                bounds.sort();
+            }
+            let pages = Archive::with_bounds(bounds.clone()).ranges(&posts);
+            let mut start = 0;
+            for (page, bound) in pages.iter().zip(&bounds) {
+                let end = start + posts[start..].partition_point(|p| bound.holds(p));
+                assert_eq!(page.range, start..end);
+                start = end;
+            }
+            assert_eq!(pages.last().unwrap().range, start..posts.len());
+        }
+    }
 }
