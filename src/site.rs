@@ -66,18 +66,21 @@ impl Order {
 
 impl Ord for Order {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        Reverse(self.date).cmp(&Reverse(other.date)).then_with(|| same_date_order(&self.post, &other.post))
+        // A feed's order is its history's, reversed.
+        history_order(&other.post, &self.post)
     }
 }
 
-/// The order of two posts of the same date in a feed.
-fn same_date_order(a: &PostMeta, b: &PostMeta) -> std::cmp::Ordering {
-    a.link.cmp(&b.link).then_with(|| a.path.cmp(&b.path))
+/// A post's place in a feed's history (oldest first; a [`Position`] without copying the link
+/// and path): by date, then by link and file, each reversed, so the order never depends on
+/// insertion.
+fn place(post: &PostMeta) -> (DateTime<Utc>, Reverse<&str>, Reverse<&Path>) {
+    (post.date.to_utc(), Reverse(post.link.as_str()), Reverse(post.path.as_path()))
 }
 
-/// Where `a` comes in a feed's history (oldest first) against `b`.
+/// Where `a` comes in a feed's history against `b`.
 fn history_order(a: &PostMeta, b: &PostMeta) -> std::cmp::Ordering {
-    a.date.to_utc().cmp(&b.date.to_utc()).then_with(|| same_date_order(b, a))
+    place(a).cmp(&place(b))
 }
 
 impl PartialOrd for Order {
@@ -110,8 +113,7 @@ impl Position {
 
     /// Whether `post` comes at or before this position (without copying its link and path).
     pub fn holds(&self, post: &PostMeta) -> bool {
-        let at = (post.date.to_utc(), Reverse(post.link.as_str()), Reverse(post.path.as_path()));
-        at <= (self.date, Reverse(self.link.0.as_str()), Reverse(self.path.0.as_path()))
+        place(post) <= (self.date, Reverse(self.link.0.as_str()), Reverse(self.path.0.as_path()))
     }
 }
 
