@@ -194,8 +194,13 @@ impl FeedsDir {
     pub fn prepare(&self, rel: &str, identity: Vec<u8>, now: SystemTime) -> (Encoded, Outcome) {
         match read_current(&self.root.join(rel), &identity) {
             Some(encoded) => (encoded, Outcome::Unchanged),
-            None => (Encoded::compress(identity, self.levels, now), Outcome::Written),
+            None => (self.compress(identity, now), Outcome::Written),
         }
+    }
+
+    /// `identity` with its encodings at this folder's levels, stamped `now`.
+    pub fn compress(&self, identity: Vec<u8>, now: SystemTime) -> Encoded {
+        Encoded::compress(identity, self.levels, now)
     }
 
     /// Writes a document and its encodings (encodings first: whoever reads the document finds

@@ -256,5 +256,5 @@ fn a_reload_writes_missing_page_files_again() {
     daemon.signal("HUP");
     daemon.wait_for("the reload", || daemon.log_lines("reloaded the configuration") == 1);
     daemon.wait_for("the page again", || daemon.get("/feeds/feed.archive-1.rss", &[]).status == 200);
-    assert!(feeds.join("feed.archive-1.rss.br").exists());
+    daemon.wait_for("its files again", || feeds.join("feed.archive-1.rss.br").exists());
 }

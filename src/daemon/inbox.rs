@@ -25,6 +25,8 @@ pub enum Message {
     Tick,
     /// A new, already validated configuration (SIGHUP).
     Reload(Arc<Config>),
+    /// The feeds folder's writer finished a batch (see [`crate::daemon::writer`]).
+    Written,
     Shutdown,
 }
 
@@ -64,7 +66,7 @@ impl Inbox {
                 self.since.get_or_insert(heard.min(now));
                 self.rescan = true;
             }
-            Message::Tick => {}
+            Message::Tick | Message::Written => {}
             Message::Reload(config) => self.reload = Some(config),
             Message::Shutdown => self.shutdown = true,
         }

@@ -7,6 +7,7 @@
 //! - [`gone`]: documents that no longer exist, answered 410 for a while, kept across restarts.
 //! - [`inbox`]: what the watcher and the signals said since the last step (bursts, settling).
 //! - [`posts_root`]: the posts folder itself, watched, and followed when removed or replaced.
+//! - [`writer`]: the thread that writes the feeds folder after the set that serves a step is live.
 //! - [`unwritten`]: documents whose write failed, served from memory and tried again.
 //! - [`status`]: the line `systemctl status` shows.
 //! - [`signals`]: SIGTERM/SIGINT as one shutdown future, SIGHUP as new configurations.
@@ -19,6 +20,7 @@ pub mod publisher;
 pub mod signals;
 pub mod status;
 pub mod unwritten;
+pub mod writer;
 
 use std::future::Future;
 use std::net::SocketAddr;

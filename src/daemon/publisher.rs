@@ -17,6 +17,7 @@ use crate::daemon::inbox::{Inbox, Message};
 use crate::daemon::posts_root::PostsRoot;
 use crate::daemon::status::Status;
 use crate::daemon::unwritten::Unwritten;
+use crate::daemon::writer::{Done, Job, Writer};
 use crate::documents;
 use crate::engine::{Change, DocumentSink, Engine};
 use crate::feeds_dir::{Encoded, FeedsDir, OnDisk, Outcome, Put};
@@ -163,10 +164,16 @@ struct KeepSink<'a> {
     made: Mutex<Vec<Made>>,
     /// The set being served while the step runs.
     current: Arc<ServedSet>,
+    /// The files may lag behind the served set (the writer is behind it): a document is compared
+    /// with what is served, never with its files, and its files are written after the swap.
+    trust_served: bool,
 }
 
 impl DocumentSink for KeepSink<'_> {
     fn accept(&self, rel: &str, bytes: Vec<u8>) {
+        if self.trust_served {
+            return self.serve_first(rel, bytes);
+        }
         let refile = self.current.resources.get(rel).is_some_and(|r| r.identity.is_file());
         // Written now: an archive page new to the served set, to be served from its files (a
         // first publish of a long history must not hold all of it in memory); and every document
@@ -190,6 +197,29 @@ impl DocumentSink for KeepSink<'_> {
     }
 }
 
+impl KeepSink<'_> {
+    /// The sink of a step run while `current` is served.
+    fn new(feeds: &FeedsDir, current: Arc<ServedSet>, full: bool) -> KeepSink<'_> {
+        let trust_served = current.ready && !full;
+        KeepSink { feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()), current, trust_served }
+    }
+
+    /// A document of a step after the first publish: nothing when its bytes are served already,
+    /// else compressed, served from memory, and written by the writer once the new set is live
+    /// (an archive page is then served from its files again).
+    fn serve_first(&self, rel: &str, bytes: Vec<u8>) {
+        let hash = xxhash_rust::xxh3::xxh3_128(&bytes);
+        if self.current.resources.get(rel).is_some_and(|served| served.identity.hash == hash) {
+            return;
+        }
+        let encoded = self.feeds.compress(bytes, self.now);
+        let put = Put { encoded, outcome: Outcome::Written, error: None };
+        let refile = documents::is_archive(rel);
+        let made = Made { rel: rel.to_owned(), put, filed: None, deferred: true, refile, on_disk: None };
+        self.made.lock().expect("no code panics while holding this lock").push(made);
+    }
+}
+
 /// The publisher thread's state.
 struct Worker {
     engine: Engine,
@@ -206,6 +236,8 @@ struct Worker {
     state: Option<Arc<State>>,
     /// Documents to write once the set that serves them from memory is live (`Made::deferred`).
     to_write: Vec<(String, Encoded, bool)>,
+    /// Writes the feeds folder after each swap (started with the loop).
+    writer: Option<Writer>,
     /// After a full step: the documents to keep when the feeds folder is swept, once the new set
     /// is live.
     sweep_after: Option<std::collections::HashSet<String>>,
@@ -298,6 +330,7 @@ impl Worker {
             gone: Gone::default(),
             state: None,
             to_write: Vec::new(),
+            writer: None,
             sweep_after: None,
             metrics: None,
             index_key: String::new(),
@@ -322,11 +355,14 @@ impl Worker {
             let posts = self.config().posts.display().to_string();
             tracing::warn!("posts folder {posts} does not exist yet; serving empty feeds until it does");
         }
+        self.writer = Some(Writer::start(self.feeds.clone(), Some(events.clone())));
         self.start_over("published", events);
         let mut inbox = Inbox::new(self.config().settle);
         loop {
             self.heartbeat.beat();
             inbox.receive(receiver, self.next_wake(&inbox, Instant::now()));
+            let done = self.writer.as_ref().map(Writer::take_done).unwrap_or_default();
+            self.files_written(done);
             if inbox.shutdown {
                 break;
             }
@@ -342,7 +378,56 @@ impl Worker {
             self.work(&mut inbox);
         }
         self.root.stop();
+        let done = self.writer.take().map(Writer::finish).unwrap_or_default();
+        self.files_written(done);
         self.save_index(true);
+    }
+
+    /// Waits for the writer to catch up with the served set: before a step that compares
+    /// documents with their files.
+    fn flush_writes(&mut self) {
+        let done = self.writer.as_ref().map(Writer::flush).unwrap_or_default();
+        self.files_written(done);
+    }
+
+    /// Takes in what the writer did: files written go into the scan index, and an archive page
+    /// written is served from its files again (same bytes, same ETags), unless newer bytes are
+    /// served by now. A write that failed is tried again on a timer, unless newer bytes were
+    /// handed to the writer since.
+    fn files_written(&mut self, done: Vec<Done>) {
+        if done.is_empty() {
+            return;
+        }
+        let current = self.shared.load();
+        let serves = |rel: &str, hash: u128| current.resources.get(rel).is_some_and(|r| r.identity.hash == hash);
+        let mut refiled = Vec::new();
+        for done in done {
+            match done {
+                Done::Written { rel, on_disk, hash, refile } => {
+                    if refile && serves(&rel, hash) {
+                        refiled.push(rel.clone());
+                    }
+                    self.index_written.push((rel, on_disk));
+                }
+                Done::Failed { rel, encoded, error } => {
+                    if serves(&rel, xxhash_rust::xxh3::xxh3_128(&encoded.identity)) {
+                        self.unwritten.record(&rel, &encoded, Some(error));
+                        self.index_removed.push(rel);
+                    }
+                }
+            }
+        }
+        if refiled.is_empty() {
+            return;
+        }
+        let mut next = (*current).clone();
+        for rel in refiled {
+            if let Some(resource) = next.resources.get(&rel) {
+                let filed = (**resource).clone().from_files(|e| self.feeds.file_of(&rel, e));
+                next.resources.insert(rel, Arc::new(filed));
+            }
+        }
+        self.shared.store(next);
     }
 
     /// When to wake without a message: a settling file, a scheduled post, a retry, a look for a
@@ -513,7 +598,9 @@ impl Worker {
             tracing::warn!("reload: `{key}` changed; it takes effect at the next restart");
         }
         self.root.stop();
+        self.flush_writes();
         self.feeds = FeedsDir::new(&config);
+        self.writer = Some(Writer::start(self.feeds.clone(), Some(events.clone())));
         self.engine = engine(config, &self.heartbeat);
         self.unwritten.clear();
         self.start_over("reloaded", events);
@@ -531,8 +618,10 @@ impl Worker {
         run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
     ) -> bool {
         let started = Instant::now();
-        let current = self.shared.load();
-        let sink = KeepSink { feeds: &self.feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()), current };
+        if full {
+            self.flush_writes();
+        }
+        let sink = KeepSink::new(&self.feeds, self.shared.load(), full);
         let change = run(&mut self.engine, self.clock.now(), &sink);
         if let Some(state) = &self.state {
             if let Err(error) = state.set_archive_bounds(&change.archive_bounds) {
@@ -583,46 +672,19 @@ impl Worker {
         true
     }
 
-    /// Once the new set is live: removes the files of the documents that went, and writes those
-    /// whose files the old set was reading (`Made::deferred`).
+    /// Once the new set is live: hands the writer the sweep of a full step, the removal of the
+    /// documents that went, and the writing of those served from memory (`Made::deferred`).
     fn change_files_after(&mut self, removed: &[String]) {
-        if let Some(keep) = self.sweep_after.take() {
-            if let Err(error) = self.feeds.remove_stale(&keep) {
-                tracing::error!("{error:#}");
-            }
-        }
-        for rel in removed {
-            if let Err(error) = self.feeds.remove(rel) {
-                tracing::error!("{error:#}");
-            }
-        }
-        let mut written = Vec::new();
-        for (rel, encoded, refile) in std::mem::take(&mut self.to_write) {
-            match self.feeds.write(&rel, &encoded) {
-                Err(error) => {
-                    self.unwritten.record(&rel, &encoded, Some(error));
-                    self.index_removed.push(rel);
-                }
-                Ok(()) => {
-                    self.index_written.push((rel.clone(), OnDisk::of(&encoded)));
-                    if refile {
-                        written.push(rel);
-                    }
-                }
-            }
-        }
-        // The pages just written (each was read from its files by the old set) are served from
-        // their files again: same bytes, same ETags.
-        if !written.is_empty() {
-            let mut next = (*self.shared.load()).clone();
-            for rel in written {
-                if let Some(resource) = next.resources.get(&rel) {
-                    let filed = (**resource).clone().from_files(|e| self.feeds.file_of(&rel, e));
-                    next.resources.insert(rel, Arc::new(filed));
-                }
-            }
-            self.shared.store(next);
-        }
+        let sweep = self.sweep_after.take().map(Job::Sweep);
+        let removals = removed.iter().cloned().map(Job::Remove);
+        let writes = std::mem::take(&mut self.to_write).into_iter().map(|(rel, encoded, refile)| Job::Write {
+            rel,
+            encoded,
+            refile,
+        });
+        let jobs = sweep.into_iter().chain(removals).chain(writes).collect();
+        let feeds = &self.feeds;
+        self.writer.get_or_insert_with(|| Writer::start(feeds.clone(), None)).send(jobs);
     }
 
     /// Logs a step's problems, each naming its file and line, and counts the posts.
