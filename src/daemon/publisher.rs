@@ -462,8 +462,17 @@ impl Worker {
         if self.engine.next_due().is_some_and(|due| due <= self.clock.now()) {
             self.step("scheduled posts due", false, |engine, now, sink| engine.tick(now, sink));
         }
+        self.finish();
         if self.unwritten.retry(&self.feeds, Instant::now()) {
             systemd::status(&self.status_line());
+        }
+    }
+
+    /// Serves, in a second swap, what the last steps left for later: the archive pages that
+    /// only gained a post or an edit, and the lists (see [`Engine::defer_pages`]).
+    fn finish(&mut self) {
+        if self.engine.unfinished() {
+            self.step("then its archive pages and lists", false, |engine, _, sink| engine.finish(sink));
         }
     }
 
@@ -483,10 +492,12 @@ impl Worker {
             .is_some_and(|state| build::restore_index(&mut self.engine, state, &self.index_key, &self.feeds, false));
         self.step(what, true, |engine, now, sink| engine.load_all(now, sink));
         self.hold_feeds_in_memory();
+        self.engine.defer_pages(true);
         let config = self.config();
         if PathKind::of(&config.posts) == PathKind::Folder {
             self.root.watch(&config, events);
             self.step("caught up", false, |engine, now, sink| engine.load_all(now, sink));
+            self.finish();
         }
     }
 
