@@ -140,6 +140,28 @@ fn an_unusable_state_database_costs_only_the_index() {
     assert_eq!(fs::read(site.path("crier-state/state.sqlite3")).unwrap(), vec![b'x'; 8192], "never replaced");
 }
 
+#[test]
+fn a_damaged_state_database_is_reported_while_the_feeds_are_served() {
+    let (site, config) = served_site("");
+    // A table crier never reads, its pages last in the file: one of them is overwritten.
+    sql(&site, "CREATE TABLE filler(x)");
+    sql(
+        &site,
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO filler SELECT printf('%0200d', i) FROM n",
+    );
+    let path = site.path("crier-state/state.sqlite3");
+    let mut bytes = fs::read(&path).unwrap();
+    let pages = bytes.len() / 4096;
+    assert!(pages > 100, "{pages} pages");
+    bytes[(pages - 2) * 4096..(pages - 1) * 4096].fill(0xA5);
+    fs::write(&path, &bytes).unwrap();
+    let daemon = common::Daemon::start_with(site.dir.path(), &config);
+    daemon.log.wait_for_line("quick_check");
+    assert!(daemon.log.text().contains("published before the start"), "served from the index: {}", daemon.log.text());
+    assert_eq!(daemon.get("/feeds/feed.rss", &[]).status, 200);
+    assert!(daemon.log.text().contains("move it away"), "{}", daemon.log.text());
+}
+
 /// Runs one SQL statement on the site's state database (with Python's sqlite3: no other tool).
 fn sql(site: &Site, statement: &str) -> String {
     let script = "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\nfor row in c.execute(sys.argv[2]): print(*row)\nc.commit()";

@@ -167,9 +167,10 @@ async fn serve_admin(
     .await;
 }
 
-/// The state store, or none when it cannot be opened and WebSub (which needs it) is off.
+/// The state store, or none when it cannot be opened and WebSub (which needs it) is off. The
+/// whole file is checked later, while crier serves (by the scan index's saver).
 fn open_state(config: &Config) -> anyhow::Result<Option<Arc<State>>> {
-    match State::open(&config.state_dir) {
+    match State::open_quick(&config.state_dir) {
         Ok(state) => {
             tracing::info!("state in {}", state.path().display());
             Ok(Some(Arc::new(state)))

@@ -256,7 +256,8 @@ struct Worker {
 const INDEX_EVERY: Duration = Duration::from_secs(2);
 
 /// Saves the scan index on its own thread, one save after another, so a save never delays a
-/// publish. A save that fails is logged, the index is cleared, and the next save is whole.
+/// publish. A save that fails is logged, the index is cleared, and the next save is whole. Before
+/// the first save, it checks the whole database file, which the daemon opened without.
 struct IndexSaver {
     sender: Option<Sender<(String, IndexChanges)>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -271,6 +272,13 @@ impl IndexSaver {
         let thread = std::thread::Builder::new()
             .name("crier-index".into())
             .spawn(move || {
+                // The daemon opens the database without the whole-file check, to serve sooner
+                // (a million posts' index takes a second to check): it is checked here first.
+                if let Err(error) = state.check_whole() {
+                    tracing::error!("{error}; its scan index is cleared, and saved whole again");
+                    let _ = state.clear_scan_index();
+                    flag.store(true, Ordering::Relaxed);
+                }
                 for (key, changes) in receiver {
                     if let Err(error) = state.save_scan_index(&key, &changes) {
                         tracing::warn!("{error}; the next start reads every post");

@@ -129,6 +129,23 @@ pub struct State {
     connection: Mutex<Connection>,
 }
 
+/// Runs `quick_check` (`whole`), or reads the schema version: an error unless the answer is ok.
+fn checked(connection: &Connection, path: &Path, whole: bool) -> Result<(), StateError> {
+    let unusable = |e: rusqlite::Error| StateError::Unusable { path: path.to_owned(), message: e.to_string() };
+    let pragma = if whole { "PRAGMA quick_check" } else { "PRAGMA schema_version" };
+    let check: String = connection
+        .query_row(pragma, [], |row| row.get::<_, rusqlite::types::Value>(0))
+        .map(|v| match v {
+            rusqlite::types::Value::Text(text) => text,
+            _ => "ok".to_owned(),
+        })
+        .map_err(unusable)?;
+    match check.as_str() {
+        "ok" => Ok(()),
+        _ => Err(StateError::Unusable { path: path.to_owned(), message: format!("quick_check: {check}") }),
+    }
+}
+
 impl State {
     /// Opens (creating when missing) the database in `dir`, checks it whole (`quick_check`) and
     /// brings its schema up to date.
@@ -137,8 +154,9 @@ impl State {
     }
 
     /// [`State::open`] without the whole-file check, whose cost grows with the database (the scan
-    /// index of 100,000 posts: 70 ms), for a short run that reads only the scan index: a damaged
-    /// page then fails the query that reads it, and the build reads the posts instead.
+    /// index of 100,000 posts: 70 ms): for a build, which reads only the scan index (a damaged
+    /// page fails the query that reads it, and the build reads the posts instead), and for the
+    /// daemon, which checks the file while it serves ([`State::check_whole`]).
     pub fn open_quick(dir: &Path) -> Result<State, StateError> {
         State::open_checked(dir, false)
     }
@@ -149,17 +167,7 @@ impl State {
         let unusable = |e: rusqlite::Error| StateError::Unusable { path: path.clone(), message: e.to_string() };
         let connection = Connection::open(&path).map_err(unusable)?;
         connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(unusable)?;
-        let pragma = if check_whole { "PRAGMA quick_check" } else { "PRAGMA schema_version" };
-        let check: String = connection
-            .query_row(pragma, [], |row| row.get::<_, rusqlite::types::Value>(0))
-            .map(|v| match v {
-                rusqlite::types::Value::Text(text) => text,
-                _ => "ok".to_owned(),
-            })
-            .map_err(unusable)?;
-        if check != "ok" {
-            return Err(StateError::Unusable { path, message: format!("quick_check: {check}") });
-        }
+        checked(&connection, &path, check_whole)?;
         connection.pragma_update(None, "journal_mode", "WAL").map_err(unusable)?;
         connection.pragma_update(None, "synchronous", "NORMAL").map_err(unusable)?;
         // What is deleted (a day's key for hashing readers) is overwritten, not left in free pages.
@@ -167,6 +175,17 @@ impl State {
         let state = State { path, connection: Mutex::new(connection) };
         state.migrate()?;
         Ok(state)
+    }
+
+    /// Checks the whole file (`quick_check`) on a connection of its own, so that the one in use
+    /// is not held meanwhile: `crier serve` opens with [`State::open_quick`] and checks while it
+    /// serves, as the check of a million posts' scan index takes about a second.
+    pub fn check_whole(&self) -> Result<(), StateError> {
+        let unusable = |e: rusqlite::Error| StateError::Unusable { path: self.path.clone(), message: e.to_string() };
+        let connection =
+            Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(unusable)?;
+        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(unusable)?;
+        checked(&connection, &self.path, true)
     }
 
     /// The database file.
@@ -718,5 +737,26 @@ mod tests {
         drop(connection);
         let error = State::open(dir.path()).unwrap_err().to_string();
         assert!(error.contains("newer crier") && error.contains("schema 99"), "{error}");
+    }
+
+    #[test]
+    fn a_damaged_page_opens_quickly_and_fails_the_whole_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let filler = "CREATE TABLE filler(x); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n \
+                      WHERE i < 2000) INSERT INTO filler SELECT printf('%0200d', i) FROM n;";
+        state.connection.lock().unwrap().execute_batch(filler).unwrap();
+        state.check_whole().unwrap();
+        drop(state);
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 40 * 4096, "{}", bytes.len());
+        // Page 30 (of 4096 bytes) overwritten, the first (the schema) intact.
+        bytes[29 * 4096..30 * 4096].fill(0xA5);
+        std::fs::write(&path, &bytes).unwrap();
+        let state = State::open_quick(dir.path()).unwrap();
+        let error = state.check_whole().unwrap_err().to_string();
+        assert!(error.contains("quick_check") && error.contains("move it away"), "{error}");
+        assert!(State::open(dir.path()).is_err());
     }
 }
