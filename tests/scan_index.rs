@@ -318,3 +318,23 @@ fn a_restart_answers_at_once_with_the_same_validators() {
     let revalidated = daemon.get("/feed.rss", &[("Accept-Encoding", "gzip"), ("If-None-Match", before.header("etag"))]);
     assert_eq!(revalidated.status, 304);
 }
+
+#[test]
+fn an_archive_page_altered_while_crier_was_down_is_served_as_made() {
+    let (site, config) = served_site("");
+    let path = site.path("feeds/feed.archive-1.rss");
+    let made = fs::read(&path).unwrap();
+    let altered = String::from_utf8(made.clone()).unwrap().replace("<title>", "<title>Altered: ");
+    fs::write(&path, &altered).unwrap();
+    let daemon = common::Daemon::start_with(site.dir.path(), &config);
+    assert!(daemon.log.text().contains("serving the"), "served from the index: {}", daemon.log.text());
+    // Served at once unchecked, it answers 503 rather than the altered bytes, until it is made again.
+    let mut answers = Vec::new();
+    daemon.wait_for("the page as made", || {
+        let page = daemon.get("/feed.archive-1.rss", &[]);
+        answers.push(page.status);
+        page.status == 200 && page.body == made
+    });
+    assert!(!answers.iter().any(|&s| s != 200 && s != 503), "{answers:?}");
+    assert_eq!(fs::read(&path).unwrap(), made, "its file made again");
+}

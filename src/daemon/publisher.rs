@@ -511,6 +511,12 @@ impl Worker {
 
     /// At a start with a scan index: serves the documents the last run published, from their
     /// files, with the validators it gave them, before a post is read (the catching up follows).
+    /// Archive pages, nearly every document of a long history, are served before their files are
+    /// looked at: a page is read from its files for each answer, and one whose files no longer
+    /// hold the bytes its ETag names answers 503, never other bytes. Their files, and documents
+    /// written after the index was saved, are looked at next, and the set served again: a page
+    /// whose files were changed whole is served as they are now, one that cannot be read keeps
+    /// answering 503 until the first step makes it again.
     fn serve_published(&mut self) {
         let Some(state) = &self.state else { return };
         let documents = match state.indexed_documents(&self.index_key) {
@@ -523,40 +529,63 @@ impl Worker {
             Err(error) => tracing::warn!("{error}; archive pages are cut afresh"),
         }
         let wall = SystemTime::now();
-        // Documents written since the index was saved (crier killed before its next save) are
-        // read from their files.
         let listed: std::collections::HashSet<String> = documents.keys().cloned().collect();
-        let unlisted = self.feeds.list_stale(&listed).unwrap_or_default();
-        let found: Vec<(String, Resource)> = documents
-            .into_iter()
-            .map(|(rel, on_disk)| (rel, Some(on_disk)))
-            .chain(unlisted.into_iter().map(|rel| (rel, None)))
-            .par_bridge()
-            .filter_map(|(rel, on_disk)| {
-                let resource = match on_disk.filter(|on_disk| self.feeds.still(&rel, on_disk)) {
-                    Some(on_disk) => {
-                        Resource::on_disk(&rel, &on_disk, |e| self.feeds.file_of(&rel, e)).dated(on_disk.modified, wall)
-                    }
-                    None => Resource::new(&rel, &self.feeds.read(&rel)?, wall),
-                };
-                Some((rel, resource))
-            })
-            .collect();
+        let (pages, others): (Vec<_>, Vec<_>) = documents.into_iter().partition(|(rel, _)| documents::is_archive(rel));
+        let feeds = &self.feeds;
+        let mut found = Worker::from_files(feeds, others.into_iter().map(|(rel, on_disk)| (rel, Some(on_disk))), wall);
+        found.extend(pages.iter().map(|(rel, on_disk)| {
+            (rel.clone(), Resource::on_disk(rel, on_disk, |e| self.feeds.file_of(rel, e)).dated(on_disk.modified, wall))
+        }));
         let config = self.config();
         let mut next = ServedSet { policy: Arc::new(Policy::new(&config)), ready: true, ..Default::default() };
-        for (rel, resource) in found {
-            let mut resource = resource.linked(&rel, &next.policy);
-            resource.sealed = self.engine.is_sealed_page(&rel);
-            next.resources.insert(rel, Arc::new(resource));
-        }
+        self.serve_with(&mut next, found);
         next.gone = self.gone.served(&config);
-        next.folded = Arc::new(next.fold_feeds());
         let served = next.resources.len();
         systemd::ready(&format!(
             "serving the {served} documents published before the start; catching up with the posts"
         ));
         self.shared.store(next);
         tracing::info!("serving the {served} documents published before the start; catching up with the posts folder");
+        let unlisted = self.feeds.list_stale(&listed).unwrap_or_default();
+        let changed: Vec<String> =
+            pages.into_par_iter().filter(|(rel, on_disk)| !feeds.still(rel, on_disk)).map(|(rel, _)| rel).collect();
+        if !changed.is_empty() || !unlisted.is_empty() {
+            let again = Worker::from_files(feeds, changed.iter().chain(&unlisted).map(|rel| (rel.clone(), None)), wall);
+            let mut next = (*self.shared.load()).clone();
+            self.serve_with(&mut next, again);
+            self.shared.store(next);
+        }
+    }
+
+    /// The documents `listed` as their files hold them: with the validators of the scan index
+    /// when the files still are as it says (`Some`), else read, if they were written whole.
+    fn from_files(
+        feeds: &FeedsDir,
+        listed: impl Iterator<Item = (String, Option<OnDisk>)> + Send,
+        wall: SystemTime,
+    ) -> Vec<(String, Resource)> {
+        listed
+            .par_bridge()
+            .filter_map(|(rel, on_disk)| {
+                let resource = match on_disk.filter(|on_disk| feeds.still(&rel, on_disk)) {
+                    Some(on_disk) => {
+                        Resource::on_disk(&rel, &on_disk, |e| feeds.file_of(&rel, e)).dated(on_disk.modified, wall)
+                    }
+                    None => Resource::new(&rel, &feeds.read(&rel)?, wall),
+                };
+                Some((rel, resource))
+            })
+            .collect()
+    }
+
+    /// Serves `found` in `next`.
+    fn serve_with(&self, next: &mut ServedSet, found: Vec<(String, Resource)>) {
+        for (rel, resource) in found {
+            let mut resource = resource.linked(&rel, &next.policy);
+            resource.sealed = self.engine.is_sealed_page(&rel);
+            next.resources.insert(rel, Arc::new(resource));
+        }
+        next.folded = Arc::new(next.fold_feeds());
     }
 
     /// Reads into memory the feeds served from files since the start (archive pages stay in
