@@ -27,6 +27,8 @@
 #   LAT_POSTS=150       posts for the latency part
 #   EDITS=1000          edits per memory round (two rounds)
 #   WRK_SECS=10         duration of each wrk run
+#   SERVE_POSTS=100000  corpus size; POSTS_DIR=path a corpus already generated (gen_corpus.py N
+#                       DIR, e.g. the 1,000,000-post one of benches/index.sh)
 #   REPS=2              wrk runs per server, URL and kind
 #   SKIP_CARGO=1        do not run `cargo build --release` first
 #   CRIER_BIN=path      crier binary (default target/release/crier)
@@ -44,7 +46,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 BENCHES="$REPO/benches"
 BENCH_DIR=${CRIER_BENCH_DIR:-/tmp/crier-bench}
-N=100000
+N=${SERVE_POSTS:-100000}
 LAT_POSTS=${LAT_POSTS:-150}
 EDITS=${EDITS:-1000}
 WRK_SECS=${WRK_SECS:-10}
@@ -84,8 +86,12 @@ PY_VERSION=$(python3 --version 2>&1)
 CURL_VERSION=$(curl --version | head -n1 | cut -d' ' -f1-2)
 
 # ---------------------------------------------------------------- corpus (as benches/build.sh)
-ensure_corpus "$N"
-POSTS="$CORPUS_DIR/posts"
+if [ -n "${POSTS_DIR:-}" ]; then
+  POSTS=$POSTS_DIR
+else
+  ensure_corpus "$N"
+  POSTS="$CORPUS_DIR/posts"
+fi
 ZZ="$POSTS/zz-bench"
 
 # ---------------------------------------------------------------- run dir, cleanup
