@@ -163,7 +163,13 @@ fn archives_hold_every_post_once_and_stay_put() {
     assert_eq!(moved, ["/feeds/feed.archive-1.atom", "/feeds/feed.archive-1.json", "/feeds/feed.archive-1.rss"]);
 
     // After a restart the pages are cut where they were (by position alone, page 1 would lose
-    // a post to page 2, and so on): every validator is the same.
+    // a post to page 2, and so on): every validator is the same. The kill comes once the folder
+    // holds page 1 (its files are written just after it is served; a kill before would leave
+    // the restart serving the older files until it has made the page again).
+    let page = |format: &str| fs::read_to_string(dir.path().join(format!("feeds/feed.archive-1.{format}")));
+    daemon.wait_for("page 1's files", || {
+        ["rss", "atom", "json"].iter().all(|f| page(f).is_ok_and(|t| t.contains("Post 1<") || t.contains("Post 1\"")))
+    });
     daemon.child.0.kill().unwrap();
     daemon.child.0.wait().unwrap();
     daemon = Daemon::start_with(dir.path(), &common::serve_config(dir.path(), config));

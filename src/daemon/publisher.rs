@@ -145,12 +145,12 @@ struct Made {
     put: Put,
     /// An archive page, written: served from its files, its bytes not kept (`put` holds none).
     filed: Option<Resource>,
-    /// New bytes, served from memory and written once the new set is live: for files the
-    /// served set reads for each response (written before, they would not match the ETags of
-    /// the set still answering), and for feeds held in memory (so that writing files does not
-    /// delay serving them).
+    /// New bytes, served from memory and handed to the writer once the new set is live: every
+    /// document after the first publish (writing files never delays serving them), and in a full
+    /// step, files the served set reads for each response (written before, they would not match
+    /// the ETags of the set still answering).
     deferred: bool,
-    /// Served from its files once they are written (it was before).
+    /// Served from its files once they are written: an archive page.
     refile: bool,
     /// The files as they stand on disk now, for the scan index (none: not written yet).
     on_disk: Option<OnDisk>,
@@ -235,7 +235,7 @@ struct Worker {
     /// Where archive bounds are kept across restarts (with the gone documents, in `gone`).
     state: Option<Arc<State>>,
     /// Documents to write once the set that serves them from memory is live (`Made::deferred`).
-    to_write: Vec<(String, Encoded, bool)>,
+    to_write: Vec<Job>,
     /// Writes the feeds folder after each swap (started with the loop).
     writer: Option<Writer>,
     /// After a full step: the documents to keep when the feeds folder is swept, once the new set
@@ -513,10 +513,9 @@ impl Worker {
     /// files, with the validators it gave them, before a post is read (the catching up follows).
     /// Archive pages, nearly every document of a long history, are served before their files are
     /// looked at: a page is read from its files for each answer, and one whose files no longer
-    /// hold the bytes its ETag names answers 503, never other bytes. Their files, and documents
-    /// written after the index was saved, are looked at next, and the set served again: a page
-    /// whose files were changed whole is served as they are now, one that cannot be read keeps
-    /// answering 503 until the first step makes it again.
+    /// hold the bytes its ETag names answers 503, never other bytes. Their files are looked at
+    /// next, and the set served again: a page whose files were changed whole is served as they
+    /// are now, one that cannot be read keeps answering 503 until the first step makes it again.
     fn serve_published(&mut self) {
         let Some(state) = &self.state else { return };
         let documents = match state.indexed_documents(&self.index_key) {
@@ -532,9 +531,12 @@ impl Worker {
         let listed: std::collections::HashSet<String> = documents.keys().cloned().collect();
         let (pages, others): (Vec<_>, Vec<_>) = documents.into_iter().partition(|(rel, _)| documents::is_archive(rel));
         let feeds = &self.feeds;
-        let mut found = Worker::from_files(feeds, others.into_iter().map(|(rel, on_disk)| (rel, Some(on_disk))), wall);
+        // Documents written after the index was saved (a crash before its next save) are read.
+        let unlisted = self.feeds.list_stale(&listed).unwrap_or_default();
+        let others = others.into_iter().map(|(rel, on_disk)| (rel, Some(on_disk)));
+        let mut found = Worker::from_files(feeds, others.chain(unlisted.into_iter().map(|rel| (rel, None))), wall);
         found.extend(pages.iter().map(|(rel, on_disk)| {
-            (rel.clone(), Resource::on_disk(rel, on_disk, |e| self.feeds.file_of(rel, e)).dated(on_disk.modified, wall))
+            (rel.clone(), Resource::on_disk(rel, on_disk, |e| feeds.file_of(rel, e)).dated(on_disk.modified, wall))
         }));
         let config = self.config();
         let mut next = ServedSet { policy: Arc::new(Policy::new(&config)), ready: true, ..Default::default() };
@@ -546,11 +548,10 @@ impl Worker {
         ));
         self.shared.store(next);
         tracing::info!("serving the {served} documents published before the start; catching up with the posts folder");
-        let unlisted = self.feeds.list_stale(&listed).unwrap_or_default();
         let changed: Vec<String> =
             pages.into_par_iter().filter(|(rel, on_disk)| !feeds.still(rel, on_disk)).map(|(rel, _)| rel).collect();
-        if !changed.is_empty() || !unlisted.is_empty() {
-            let again = Worker::from_files(feeds, changed.iter().chain(&unlisted).map(|rel| (rel.clone(), None)), wall);
+        if !changed.is_empty() {
+            let again = Worker::from_files(feeds, changed.into_iter().map(|rel| (rel, None)), wall);
             let mut next = (*self.shared.load()).clone();
             self.serve_with(&mut next, again);
             self.shared.store(next);
@@ -624,7 +625,15 @@ impl Worker {
             removed: std::mem::take(&mut self.index_removed),
             whole: !self.indexed,
         };
-        saver.save(self.index_key.clone(), changes);
+        // Saved once the files handed to the writer so far are written: the index must never say
+        // a page was made from posts its files do not hold yet (a crash would leave it stale).
+        let key = self.index_key.clone();
+        match (&self.writer, saver.sender.clone()) {
+            (Some(writer), Some(sender)) => writer.then(move || {
+                let _ = sender.send((key, changes));
+            }),
+            _ => saver.save(key, changes),
+        }
         self.indexed = true;
         self.saved_at = Some(Instant::now());
     }
@@ -725,12 +734,7 @@ impl Worker {
     fn change_files_after(&mut self, removed: &[String]) {
         let sweep = self.sweep_after.take().map(Job::Sweep);
         let removals = removed.iter().cloned().map(Job::Remove);
-        let writes = std::mem::take(&mut self.to_write).into_iter().map(|(rel, encoded, refile)| Job::Write {
-            rel,
-            encoded,
-            refile,
-        });
-        let jobs = sweep.into_iter().chain(removals).chain(writes).collect();
+        let jobs = sweep.into_iter().chain(removals).chain(std::mem::take(&mut self.to_write)).collect();
         let feeds = &self.feeds;
         self.writer.get_or_insert_with(|| Writer::start(feeds.clone(), None)).send(jobs);
     }
@@ -819,7 +823,7 @@ impl Worker {
             }
             self.unwritten.record(&rel, &encoded, error);
             if deferred {
-                self.to_write.push((rel.clone(), encoded.clone(), refile));
+                self.to_write.push(Job::Write { rel: rel.clone(), encoded: encoded.clone(), refile });
             }
             let mut resource = match filed {
                 Some(resource) => resource.dated(encoded.modified, wall),

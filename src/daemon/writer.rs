@@ -14,7 +14,6 @@ use crate::daemon::inbox::Message;
 use crate::feeds_dir::{Encoded, FeedsDir, OnDisk};
 
 /// One thing to do to the feeds folder.
-#[derive(Debug)]
 pub enum Job {
     /// Write a document and its encodings; `refile`: serve it from its files once written.
     Write { rel: String, encoded: Encoded, refile: bool },
@@ -22,8 +21,8 @@ pub enum Job {
     Remove(String),
     /// Remove every document crier owns that is not in the set.
     Sweep(HashSet<String>),
-    /// Answer once everything handed over before is done.
-    Flush(Sender<()>),
+    /// Run once everything handed over before is done.
+    Then(Box<dyn FnOnce() + Send>),
 }
 
 /// What came of a write.
@@ -74,10 +73,18 @@ impl Writer {
         self.done.try_iter().collect()
     }
 
+    /// Runs `then` on the writer's thread once every job handed over so far is done: what must
+    /// not get ahead of the files (a save of the scan index, which says what they hold).
+    pub fn then(&self, then: impl FnOnce() + Send + 'static) {
+        self.send(vec![Job::Then(Box::new(then))]);
+    }
+
     /// Waits until every job handed over so far is done; returns what was done since the last call.
     pub fn flush(&self) -> Vec<Done> {
         let (sender, receiver) = mpsc::channel();
-        self.send(vec![Job::Flush(sender)]);
+        self.then(move || {
+            let _ = sender.send(());
+        });
         let _ = receiver.recv();
         self.take_done()
     }
@@ -125,9 +132,7 @@ fn run(feeds: &FeedsDir, job: Job, report: &Sender<Done>) {
                 tracing::error!("{error:#}");
             }
         }
-        Job::Flush(answer) => {
-            let _ = answer.send(());
-        }
+        Job::Then(then) => then(),
     }
 }
 
