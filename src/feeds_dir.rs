@@ -89,6 +89,16 @@ impl Encoded {
         Encoded { identity: exact(identity), gzip: exact(gzip), brotli: exact(brotli), modified }
     }
 
+    /// The document alone, its encodings not made yet (served as it is until they are).
+    pub fn identity_only(identity: Vec<u8>, modified: SystemTime) -> Encoded {
+        Encoded { identity: exact(identity), gzip: Bytes::new(), brotli: Bytes::new(), modified }
+    }
+
+    /// Whether the encodings are made (an encoding of any document is never empty).
+    pub fn is_encoded(&self) -> bool {
+        !self.gzip.is_empty() && !self.brotli.is_empty()
+    }
+
     /// No bytes, dated `modified`: what is left of a document whose bytes live in its files.
     pub fn empty(modified: SystemTime) -> Encoded {
         Encoded { identity: Bytes::new(), gzip: Bytes::new(), brotli: Bytes::new(), modified }

@@ -91,10 +91,13 @@ pub struct Resource {
 
 impl Resource {
     /// The document at `rel` with its encodings; `modified` is clamped so it never lies in the future.
+    /// Without its encodings when they are not made yet ([`Encoded::is_encoded`]).
     pub fn new(rel: &str, encoded: &Encoded, now: SystemTime) -> Resource {
         let mut resource = Resource::identity_only(rel, encoded.identity.clone(), encoded.modified.min(now));
-        resource.gzip = Some(Variant::new(encoded.gzip.clone()));
-        resource.brotli = Some(Variant::new(encoded.brotli.clone()));
+        if encoded.is_encoded() {
+            resource.gzip = Some(Variant::new(encoded.gzip.clone()));
+            resource.brotli = Some(Variant::new(encoded.brotli.clone()));
+        }
         resource
     }
 

@@ -404,6 +404,44 @@ fn scheduled_posts_follow_the_clock() {
     publisher.stop();
 }
 
+/// A change serves the feeds it touches before compressing them; their encodings follow in the
+/// step that finishes the change, with the validators the change gave them, and only then are
+/// the files written.
+#[test]
+fn a_change_is_served_before_its_encodings_which_keep_its_validators() {
+    let dir = site();
+    fs::write(dir.path().join("posts/sooner.md"), post("半分钟后", "2030-12-31 23:59:30 +0000", "sooner")).unwrap();
+    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), "")).unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
+    let publisher = ClockedPublisher::start(&dir.path().join("crier.toml"), start);
+    let before = publisher.swaps().len();
+    publisher.set_clock(start + chrono::Duration::seconds(59));
+    let done = |s: &common::library::Served| s.gzip.is_some() && common::text(&s.identity).contains("半分钟后");
+    common::wait_for("the feed with its encodings", || publisher.served("feed.rss").is_some_and(|s| done(&s)));
+    let after = publisher.served("feed.rss").unwrap();
+
+    let swaps = publisher.swaps()[before..].to_vec();
+    let changes: Vec<_> = swaps.iter().flatten().filter(|s| s.rel == "feed.rss").collect();
+    assert_eq!(changes.len(), 1, "the encodings are not a change of their own: {swaps:?}");
+    let first = changes[0];
+    assert!(first.gzip.is_none() && first.brotli.is_none(), "served first as it is");
+    assert_eq!(
+        (&first.identity, &first.etag, &first.last_modified),
+        (&after.identity, &after.etag, &after.last_modified)
+    );
+    let mut gunzipped = Vec::new();
+    flate2::read::GzDecoder::new(&after.gzip.clone().unwrap()[..]).read_to_end(&mut gunzipped).unwrap();
+    let mut unbrotli = Vec::new();
+    brotli::BrotliDecompress(&mut &after.brotli.clone().unwrap()[..], &mut unbrotli).unwrap();
+    assert_eq!((&gunzipped, &unbrotli), (&after.identity, &after.identity));
+
+    let feeds = dir.path().join("feeds");
+    let files = || ["", ".gz", ".br"].map(|ext| fs::read(feeds.join(format!("feed.rss{ext}"))).unwrap_or_default());
+    common::wait_for("the files", || files()[0] == after.identity);
+    assert_eq!(files(), [after.identity.clone(), after.gzip.unwrap(), after.brotli.unwrap()]);
+    publisher.stop();
+}
+
 #[test]
 fn relative_paths_in_the_config_are_watched() {
     let dir = site();

@@ -156,6 +156,18 @@ struct Made {
     on_disk: Option<OnDisk>,
 }
 
+/// What a step is, as it serves what it makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepKind {
+    /// A first publish or a reload: replaces the whole served set.
+    Full,
+    /// A change after the first publish: the feeds it touches are served as they are, their
+    /// encodings made by the step that finishes it.
+    Change,
+    /// Finishes the changes before it (see [`Worker::finish`]).
+    Finish,
+}
+
 /// The daemon's sink: each document is made current on disk (or taken from it, unchanged) and
 /// kept with its encodings to serve.
 struct KeepSink<'a> {
@@ -167,6 +179,8 @@ struct KeepSink<'a> {
     /// The files may lag behind the served set (the writer is behind it): a document is compared
     /// with what is served, never with its files, and its files are written after the swap.
     trust_served: bool,
+    /// Documents other than archive pages are served before their encodings are made.
+    encode_later: bool,
 }
 
 impl DocumentSink for KeepSink<'_> {
@@ -199,23 +213,29 @@ impl DocumentSink for KeepSink<'_> {
 
 impl KeepSink<'_> {
     /// The sink of a step run while `current` is served.
-    fn new(feeds: &FeedsDir, current: Arc<ServedSet>, full: bool) -> KeepSink<'_> {
-        let trust_served = current.ready && !full;
-        KeepSink { feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()), current, trust_served }
+    fn new(feeds: &FeedsDir, current: Arc<ServedSet>, kind: StepKind) -> KeepSink<'_> {
+        let trust_served = current.ready && kind != StepKind::Full;
+        let encode_later = trust_served && kind == StepKind::Change;
+        KeepSink { feeds, now: SystemTime::now(), made: Mutex::new(Vec::new()), current, trust_served, encode_later }
     }
 
     /// A document of a step after the first publish: nothing when its bytes are served already,
-    /// else compressed, served from memory, and written by the writer once the new set is live
-    /// (an archive page is then served from its files again).
+    /// else served from memory, and written by the writer once the new set is live (an archive
+    /// page is then served from its files again). A change serves a feed before compressing it:
+    /// its encodings, and its files, follow in the step that finishes the change.
     fn serve_first(&self, rel: &str, bytes: Vec<u8>) {
         let hash = xxhash_rust::xxh3::xxh3_128(&bytes);
         if self.current.resources.get(rel).is_some_and(|served| served.identity.hash == hash) {
             return;
         }
-        let encoded = self.feeds.compress(bytes, self.now);
-        let put = Put { encoded, outcome: Outcome::Written, error: None };
         let refile = documents::is_archive(rel);
-        let made = Made { rel: rel.to_owned(), put, filed: None, deferred: true, refile, on_disk: None };
+        let later = self.encode_later && !refile;
+        let encoded = match later {
+            true => Encoded::identity_only(bytes, self.now),
+            false => self.feeds.compress(bytes, self.now),
+        };
+        let put = Put { encoded, outcome: Outcome::Written, error: None };
+        let made = Made { rel: rel.to_owned(), put, filed: None, deferred: !later, refile, on_disk: None };
         self.made.lock().expect("no code panics while holding this lock").push(made);
     }
 }
@@ -236,6 +256,8 @@ struct Worker {
     state: Option<Arc<State>>,
     /// Documents to write once the set that serves them from memory is live (`Made::deferred`).
     to_write: Vec<Job>,
+    /// Documents served without their encodings, which the next [`StepKind::Finish`] makes.
+    unencoded: Vec<String>,
     /// Writes the feeds folder after each swap (started with the loop).
     writer: Option<Writer>,
     /// After a full step: the documents to keep when the feeds folder is swept, once the new set
@@ -338,6 +360,7 @@ impl Worker {
             gone: Gone::default(),
             state: None,
             to_write: Vec::new(),
+            unencoded: Vec::new(),
             writer: None,
             sweep_after: None,
             metrics: None,
@@ -460,15 +483,16 @@ impl Worker {
         };
         let published = if std::mem::take(&mut inbox.rescan) {
             self.metrics.iter().for_each(|m| m.rescans.inc());
-            self.step("reread the posts folder", false, |engine, now, sink| engine.load_all(now, sink))
+            self.step("reread the posts folder", StepKind::Change, |engine, now, sink| engine.load_all(now, sink))
         } else {
-            !ready.is_empty() && self.step("updated", false, |engine, now, sink| engine.apply(&ready, now, sink))
+            !ready.is_empty()
+                && self.step("updated", StepKind::Change, |engine, now, sink| engine.apply(&ready, now, sink))
         };
         if let (Some(metrics), Some(since), true) = (&self.metrics, since, published) {
             metrics.publish.observe(since.elapsed().as_secs_f64());
         }
         if self.engine.next_due().is_some_and(|due| due <= self.clock.now()) {
-            self.step("scheduled posts due", false, |engine, now, sink| engine.tick(now, sink));
+            self.step("scheduled posts due", StepKind::Change, |engine, now, sink| engine.tick(now, sink));
         }
         self.finish();
         if self.unwritten.retry(&self.feeds, Instant::now()) {
@@ -476,12 +500,31 @@ impl Worker {
         }
     }
 
-    /// Serves, in a second swap, what the last steps left for later: the archive pages that
-    /// only gained a post or an edit, and the lists (see [`Engine::defer_pages`]).
+    /// Serves, in a second swap, what the last steps left for later: the encodings of the
+    /// feeds they served, the archive pages that only gained a post or an edit, and the lists
+    /// (see [`Engine::defer_pages`]).
     fn finish(&mut self) {
-        if self.engine.unfinished() {
-            self.step("then its archive pages and lists", false, |engine, _, sink| engine.finish(sink));
+        if self.engine.unfinished() || !self.unencoded.is_empty() {
+            let what = "then its encodings, archive pages and lists";
+            self.step(what, StepKind::Finish, |engine, _, sink| engine.finish(sink));
         }
+    }
+
+    /// The documents served without their encodings, with them, to serve and write: those
+    /// still served as they were then, and not made again since (in `made`).
+    fn encodings(&mut self, current: &ServedSet, made: &[Made]) -> Vec<Made> {
+        let remade: std::collections::HashSet<&str> = made.iter().map(|m| m.rel.as_str()).collect();
+        let mut unencoded = std::mem::take(&mut self.unencoded);
+        unencoded.retain(|rel| !remade.contains(rel.as_str()));
+        let feeds = &self.feeds;
+        let encode = |rel: String| {
+            let served = current.resources.get(&rel).filter(|r| r.gzip.is_none())?;
+            let identity = served.identity.bytes().ok()?;
+            let encoded = feeds.compress(identity.to_vec(), served.modified);
+            let put = Put { encoded, outcome: Outcome::Written, error: None };
+            Some(Made { rel, put, filed: None, deferred: true, refile: false, on_disk: None })
+        };
+        unencoded.into_par_iter().filter_map(encode).collect()
     }
 
     /// Publishes everything, then watches the posts folder and catches up with what changed
@@ -498,13 +541,13 @@ impl Worker {
             .state
             .as_ref()
             .is_some_and(|state| build::restore_index(&mut self.engine, state, &self.index_key, &self.feeds, false));
-        self.step(what, true, |engine, now, sink| engine.load_all(now, sink));
+        self.step(what, StepKind::Full, |engine, now, sink| engine.load_all(now, sink));
         self.hold_feeds_in_memory();
         self.engine.defer_pages(true);
         let config = self.config();
         if PathKind::of(&config.posts) == PathKind::Folder {
             self.root.watch(&config, events);
-            self.step("caught up", false, |engine, now, sink| engine.load_all(now, sink));
+            self.step("caught up", StepKind::Change, |engine, now, sink| engine.load_all(now, sink));
             self.finish();
         }
     }
@@ -614,6 +657,11 @@ impl Worker {
         if !now && self.saved_at.is_some_and(|at| at.elapsed() < INDEX_EVERY) {
             return;
         }
+        // Not before the step that finishes a change: the files of the feeds it served without
+        // their encodings are not handed to the writer yet.
+        if !self.unencoded.is_empty() {
+            return;
+        }
         let saver = self.saver.get_or_insert_with(|| IndexSaver::start(state.clone()));
         if saver.failed.swap(false, Ordering::Relaxed) {
             self.indexed = false;
@@ -671,25 +719,18 @@ impl Worker {
     fn step(
         &mut self,
         what: &str,
-        full: bool,
+        kind: StepKind,
         run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
     ) -> bool {
         let started = Instant::now();
+        let full = kind == StepKind::Full;
         if full {
             self.flush_writes();
         }
-        let sink = KeepSink::new(&self.feeds, self.shared.load(), full);
+        let sink = KeepSink::new(&self.feeds, self.shared.load(), kind);
         let change = run(&mut self.engine, self.clock.now(), &sink);
-        if let Some(state) = &self.state {
-            if let Err(error) = state.set_archive_bounds(&change.archive_bounds) {
-                tracing::error!("{error}; archive pages may be cut differently after a restart");
-            }
-        }
         let made = sink.made.into_inner().expect("no code panics while holding this lock");
-        self.report(&change);
-        self.index_written.extend(made.iter().filter_map(|m| Some((m.rel.clone(), m.on_disk?))));
-        // A document whose files could not be written is made again after a restart.
-        self.index_removed.extend(made.iter().filter(|m| m.put.error.is_some()).map(|m| m.rel.clone()));
+        let made = self.take_made(kind, made, &change);
         if made.is_empty() && change.removed.is_empty() && !full {
             self.save_index(false);
             return false;
@@ -701,7 +742,9 @@ impl Worker {
         }
         let (next, regenerated, changed) = self.next_set(&current, made, &removed);
         drop(current);
-        self.status.changed(what, change.posts_read, regenerated + removed.len());
+        if kind != StepKind::Finish {
+            self.status.changed(what, change.posts_read, regenerated + removed.len());
+        }
         let first = !self.shared.load().ready;
         if first {
             // Before the set goes live, so that systemd hears READY=1 before any watchdog ping.
@@ -727,6 +770,25 @@ impl Worker {
             started.elapsed().as_secs_f64() * 1000.0
         );
         true
+    }
+
+    /// What a step made (with, for a [`StepKind::Finish`], the encodings left to it), its files
+    /// noted for the scan index, its problems logged.
+    fn take_made(&mut self, kind: StepKind, mut made: Vec<Made>, change: &Change) -> Vec<Made> {
+        if let Some(state) = &self.state {
+            if let Err(error) = state.set_archive_bounds(&change.archive_bounds) {
+                tracing::error!("{error}; archive pages may be cut differently after a restart");
+            }
+        }
+        if kind == StepKind::Finish {
+            let encodings = self.encodings(&self.shared.load(), &made);
+            made.extend(encodings);
+        }
+        self.report(change);
+        self.index_written.extend(made.iter().filter_map(|m| Some((m.rel.clone(), m.on_disk?))));
+        // A document whose files could not be written is made again after a restart.
+        self.index_removed.extend(made.iter().filter(|m| m.put.error.is_some()).map(|m| m.rel.clone()));
+        made
     }
 
     /// Once the new set is live: hands the writer the sweep of a full step, the removal of the
@@ -822,9 +884,7 @@ impl Worker {
                 changed.push(rel.clone());
             }
             self.unwritten.record(&rel, &encoded, error);
-            if deferred {
-                self.to_write.push(Job::Write { rel: rel.clone(), encoded: encoded.clone(), refile });
-            }
+            self.leave_for_later(&rel, &encoded, deferred.then_some(refile), filed.is_none());
             let mut resource = match filed {
                 Some(resource) => resource.dated(encoded.modified, wall),
                 None => Resource::new(&rel, &encoded, wall),
@@ -842,5 +902,16 @@ impl Worker {
             next.folded = Arc::new(next.fold_feeds());
         }
         (next, regenerated, changed)
+    }
+
+    /// What is left to do for a document a step made: its files, written once the set that
+    /// serves it is live (`write`: `Some(refile)`), and its encodings, when it is served from
+    /// memory without them.
+    fn leave_for_later(&mut self, rel: &str, encoded: &Encoded, write: Option<bool>, in_memory: bool) {
+        if let Some(refile) = write {
+            self.to_write.push(Job::Write { rel: rel.to_owned(), encoded: encoded.clone(), refile });
+        } else if in_memory && !encoded.is_encoded() {
+            self.unencoded.push(rel.to_owned());
+        }
     }
 }

@@ -24,6 +24,33 @@ pub struct ClockedPublisher {
     clock: Arc<ManualClock>,
     shared: Arc<crier::served::Shared>,
     publisher: Option<crier::daemon::Publisher>,
+    swaps: Arc<Mutex<Vec<Vec<Served>>>>,
+}
+
+/// A document as one swap left it served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub rel: String,
+    pub identity: Vec<u8>,
+    /// The gzip and brotli encodings, when served.
+    pub gzip: Option<Vec<u8>>,
+    pub brotli: Option<Vec<u8>>,
+    pub etag: String,
+    pub last_modified: String,
+}
+
+fn served(shared: &crier::served::Shared, rel: &str) -> Option<Served> {
+    let set = shared.load();
+    let resource = set.resources.get(rel)?;
+    let bytes = |variant: &crier::served::Variant| variant.bytes().unwrap().to_vec();
+    Some(Served {
+        rel: rel.to_owned(),
+        identity: bytes(&resource.identity),
+        gzip: resource.gzip.as_ref().map(bytes),
+        brotli: resource.brotli.as_ref().map(bytes),
+        etag: resource.identity.etag.to_str().unwrap().to_owned(),
+        last_modified: resource.last_modified.to_str().unwrap().to_owned(),
+    })
 }
 
 impl ClockedPublisher {
@@ -32,8 +59,15 @@ impl ClockedPublisher {
         let config = crier::config::Config::load(Some(config), &Default::default()).unwrap();
         let clock = Arc::new(ManualClock(Mutex::new(start)));
         let shared = Arc::new(crier::served::Shared::new());
-        let publisher = crier::daemon::Publisher::start(Arc::new(config), shared.clone(), clock.clone());
-        let this = ClockedPublisher { clock, shared, publisher: Some(publisher) };
+        let swaps = Arc::new(Mutex::new(Vec::new()));
+        let (seen, set) = (swaps.clone(), shared.clone());
+        let on_published: crier::daemon::OnPublished = Arc::new(move |changed: Vec<String>| {
+            let now: Vec<Served> = changed.iter().filter_map(|rel| served(&set, rel)).collect();
+            seen.lock().unwrap().push(now);
+        });
+        let wiring = crier::daemon::Wiring { on_published: Some(on_published), ..Default::default() };
+        let publisher = crier::daemon::Publisher::start_with(Arc::new(config), shared.clone(), clock.clone(), wiring);
+        let this = ClockedPublisher { clock, shared, publisher: Some(publisher), swaps };
         let deadline = Instant::now() + DEADLINE;
         while !this.shared.load().ready {
             assert!(Instant::now() < deadline, "timed out waiting for the first publish");
@@ -58,6 +92,16 @@ impl ClockedPublisher {
     /// A published document's bytes, if it is published.
     pub fn body(&self, rel: &str) -> Option<Vec<u8>> {
         self.shared.load().resources.get(rel).map(|r| r.identity.bytes().unwrap().to_vec())
+    }
+
+    /// A published document as it is served at this moment.
+    pub fn served(&self, rel: &str) -> Option<Served> {
+        served(&self.shared, rel)
+    }
+
+    /// For each swap so far, the documents whose bytes it changed, as it served them.
+    pub fn swaps(&self) -> Vec<Vec<Served>> {
+        self.swaps.lock().unwrap().clone()
     }
 
     /// Stops the publisher thread and waits for it.
