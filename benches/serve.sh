@@ -315,9 +315,10 @@ RSS_END=$(rss_mb "$CRIER_PID")
 
 # ---------------------------------------------------------------- report
 fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.1f", v }'; }
-LAT_TABLE="| posts | p50 ms | p90 ms | p99 ms | max ms | min ms | mean ms |
-|---:|---:|---:|---:|---:|---:|---:|
-| $LAT_N | $(fmt "$LAT_P50") | $(fmt "$LAT_P90") | $(fmt "$LAT_P99") | $(fmt "$LAT_MAX") | $(fmt "$LAT_MIN") | $(fmt "$LAT_MEAN") |"
+LAT_TABLE="| served | posts | p50 ms | p90 ms | p99 ms | max ms | min ms | mean ms |
+|---|---:|---:|---:|---:|---:|---:|---:|
+| as it is | $LAT_N | $(fmt "$LAT_P50") | $(fmt "$LAT_P90") | $(fmt "$LAT_P99") | $(fmt "$LAT_MAX") | $(fmt "$LAT_MIN") | $(fmt "$LAT_MEAN") |
+| gzip | $LAT_N | $(fmt "${GZ_P50:-}") | $(fmt "${GZ_P90:-}") | $(fmt "${GZ_P99:-}") | $(fmt "${GZ_MAX:-}") | $(fmt "${GZ_MIN:-}") | $(fmt "${GZ_MEAN:-}") |"
 
 MEM_TABLE="| when | VmRSS MB | VmHWM (peak) MB |
 |---|---:|---:|

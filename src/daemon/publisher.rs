@@ -500,13 +500,15 @@ impl Worker {
         }
     }
 
-    /// Serves, in a second swap, what the last steps left for later: the encodings of the
-    /// feeds they served, the archive pages that only gained a post or an edit, and the lists
-    /// (see [`Engine::defer_pages`]).
+    /// Serves what the last steps left for later: first the encodings of the feeds they served
+    /// (what most clients ask for), then, in a swap of their own, the archive pages that only
+    /// gained a post or an edit, and the lists (see [`Engine::defer_pages`]).
     fn finish(&mut self) {
-        if self.engine.unfinished() || !self.unencoded.is_empty() {
-            let what = "then its encodings, archive pages and lists";
-            self.step(what, StepKind::Finish, |engine, _, sink| engine.finish(sink));
+        if !self.unencoded.is_empty() {
+            self.step("then its encodings", StepKind::Finish, |_, _, _| Change::default());
+        }
+        if self.engine.unfinished() {
+            self.step("then its archive pages and lists", StepKind::Finish, |engine, _, sink| engine.finish(sink));
         }
     }
 
