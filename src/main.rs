@@ -7,10 +7,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-/// mimalloc gives freed memory back to the system: a first publish renders every post once (for
-/// the archive pages), and glibc's allocator kept the whole churn as resident memory.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crier::build::{self, BuildError};
 use crier::config::{Config, ConfigError, Overrides};
 use crier::daemon::{self, ServeError};
