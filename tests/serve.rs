@@ -405,8 +405,8 @@ fn scheduled_posts_follow_the_clock() {
 }
 
 /// A change serves the feeds it touches before compressing them; their encodings follow in the
-/// step that finishes the change, with the validators the change gave them, and only then are
-/// the files written.
+/// step that finishes the change, with the validators the change gave them, and the files are
+/// written with that Last-Modified.
 #[test]
 fn a_change_is_served_before_its_encodings_which_keep_its_validators() {
     let dir = site();
@@ -421,7 +421,8 @@ fn a_change_is_served_before_its_encodings_which_keep_its_validators() {
     let after = publisher.served("feed.rss").unwrap();
 
     let swaps = publisher.swaps()[before..].to_vec();
-    let changes: Vec<_> = swaps.iter().flatten().filter(|s| s.rel == "feed.rss").collect();
+    let ours = |s: &&common::library::Served| s.rel == "feed.rss" && common::text(&s.identity).contains("半分钟后");
+    let changes: Vec<_> = swaps.iter().flatten().filter(ours).collect();
     assert_eq!(changes.len(), 1, "the encodings are not a change of their own: {swaps:?}");
     let first = changes[0];
     assert!(first.gzip.is_none() && first.brotli.is_none(), "served first as it is");
@@ -439,6 +440,11 @@ fn a_change_is_served_before_its_encodings_which_keep_its_validators() {
     let files = || ["", ".gz", ".br"].map(|ext| fs::read(feeds.join(format!("feed.rss{ext}"))).unwrap_or_default());
     common::wait_for("the files", || files()[0] == after.identity);
     assert_eq!(files(), [after.identity.clone(), after.gzip.unwrap(), after.brotli.unwrap()]);
+    // Stamped with the change's own time, in whole seconds (a time taken when the encodings were
+    // made would almost never fall on a whole second).
+    let stamped = fs::metadata(feeds.join("feed.rss")).unwrap().modified().unwrap();
+    assert_eq!(httpdate::fmt_http_date(stamped), after.last_modified);
+    assert_eq!(stamped.duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos(), 0);
     publisher.stop();
 }
 

@@ -517,6 +517,9 @@ impl Worker {
     fn encodings(&mut self, current: &ServedSet, made: &[Made]) -> Vec<Made> {
         let remade: std::collections::HashSet<&str> = made.iter().map(|m| m.rel.as_str()).collect();
         let mut unencoded = std::mem::take(&mut self.unencoded);
+        // Two steps before this one may have served the same feed.
+        unencoded.sort_unstable();
+        unencoded.dedup();
         unencoded.retain(|rel| !remade.contains(rel.as_str()));
         let feeds = &self.feeds;
         let encode = |rel: String| {

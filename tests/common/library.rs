@@ -42,12 +42,13 @@ pub struct Served {
 fn served(shared: &crier::served::Shared, rel: &str) -> Option<Served> {
     let set = shared.load();
     let resource = set.resources.get(rel)?;
-    let bytes = |variant: &crier::served::Variant| variant.bytes().unwrap().to_vec();
+    // Run on the publisher's thread: a file being rewritten is skipped, never a panic there.
+    let bytes = |variant: &crier::served::Variant| variant.bytes().ok().map(|b| b.to_vec());
     Some(Served {
         rel: rel.to_owned(),
-        identity: bytes(&resource.identity),
-        gzip: resource.gzip.as_ref().map(bytes),
-        brotli: resource.brotli.as_ref().map(bytes),
+        identity: bytes(&resource.identity)?,
+        gzip: resource.gzip.as_ref().and_then(bytes),
+        brotli: resource.brotli.as_ref().and_then(bytes),
         etag: resource.identity.etag.to_str().unwrap().to_owned(),
         last_modified: resource.last_modified.to_str().unwrap().to_owned(),
     })
