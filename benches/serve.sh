@@ -8,7 +8,8 @@
 #    Save-to-served latency (benches/serve_latency.py): LAT_POSTS new posts, one at a time,
 #    each written to a temp file on the same file system and os.rename()d into
 #    POSTS/zz-bench/, then /categories/cat7.rss polled (If-None-Match, keep-alive) until a
-#    200 with a new ETag carries the new title. p50/p90/p99/max.
+#    200 with a new ETag carries the new title, then with Accept-Encoding: gzip until the
+#    gzip response carries it too (a second row, from the same rename). p50/p90/p99/max.
 # 2. Memory: crier's VmRSS after start, after the latency posts and after each of two rounds
 #    of EDITS edits (write-temp-and-rename of its own posts with a new title, 5 ms apart).
 # 3. Throughput, wrk -t2 -c32 -d${WRK_SECS}s, crier against nginx 1.x serving the feeds folder
@@ -379,7 +380,9 @@ for note in "${NOTES[@]}"; do echo "- $note"; done
   echo "A new post (about 5 KB of Chinese HTML, category $CATEGORY, dated after every corpus post) is"
   echo "written to a temp file on the same file system, then \`os.rename()\`d into the posts folder;"
   echo "latency is from the rename to the first GET of /categories/$CATEGORY.rss (polled back to back"
-  echo "on a keep-alive connection with If-None-Match) that returns a new ETag and the new title."
+  echo "on a keep-alive connection with If-None-Match) that returns a new ETag and the new title;"
+  echo "the gzip row is from the same rename to the first GET with Accept-Encoding: gzip whose gzip"
+  echo "body has the new title (crier serves a change before its encodings are made)."
   echo "One post at a time, 50 ms apart, starting once a probe post renamed in right after"
   echo "/healthz said 200 has been served (see the notes). Percentiles are nearest-rank."
   echo

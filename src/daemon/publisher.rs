@@ -257,7 +257,7 @@ struct Worker {
     /// Documents to write once the set that serves them from memory is live (`Made::deferred`).
     to_write: Vec<Job>,
     /// Documents served without their encodings, which the next [`StepKind::Finish`] makes.
-    unencoded: Vec<String>,
+    unencoded: std::collections::BTreeSet<String>,
     /// Writes the feeds folder after each swap (started with the loop).
     writer: Option<Writer>,
     /// After a full step: the documents to keep when the feeds folder is swept, once the new set
@@ -360,7 +360,7 @@ impl Worker {
             gone: Gone::default(),
             state: None,
             to_write: Vec::new(),
-            unencoded: Vec::new(),
+            unencoded: Default::default(),
             writer: None,
             sweep_after: None,
             metrics: None,
@@ -512,15 +512,10 @@ impl Worker {
         }
     }
 
-    /// The documents served without their encodings, with them, to serve and write: those
-    /// still served as they were then, and not made again since (in `made`).
-    fn encodings(&mut self, current: &ServedSet, made: &[Made]) -> Vec<Made> {
-        let remade: std::collections::HashSet<&str> = made.iter().map(|m| m.rel.as_str()).collect();
-        let mut unencoded = std::mem::take(&mut self.unencoded);
-        // Two steps before this one may have served the same feed.
-        unencoded.sort_unstable();
-        unencoded.dedup();
-        unencoded.retain(|rel| !remade.contains(rel.as_str()));
+    /// The documents served without their encodings, with them, to serve and write (those still
+    /// served so: a later change step may have served newer bytes, equally without them).
+    fn encodings(&mut self, current: &ServedSet) -> Vec<Made> {
+        let unencoded = std::mem::take(&mut self.unencoded);
         let feeds = &self.feeds;
         let encode = |rel: String| {
             let served = current.resources.get(&rel).filter(|r| r.gzip.is_none())?;
@@ -786,7 +781,7 @@ impl Worker {
             }
         }
         if kind == StepKind::Finish {
-            let encodings = self.encodings(&self.shared.load(), &made);
+            let encodings = self.encodings(&self.shared.load());
             made.extend(encodings);
         }
         self.report(change);
@@ -916,7 +911,7 @@ impl Worker {
         if let Some(refile) = write {
             self.to_write.push(Job::Write { rel: rel.to_owned(), encoded: encoded.clone(), refile });
         } else if in_memory && !encoded.is_encoded() {
-            self.unencoded.push(rel.to_owned());
+            self.unencoded.insert(rel.to_owned());
         }
     }
 }
