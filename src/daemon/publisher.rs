@@ -589,8 +589,8 @@ impl Worker {
         systemd::ready(&format!(
             "serving the {served} documents published before the start; catching up with the posts"
         ));
-        self.shared.store(next);
         tracing::info!("serving the {served} documents published before the start; catching up with the posts folder");
+        self.shared.store(next);
         let changed: Vec<String> =
             pages.into_par_iter().filter(|(rel, on_disk)| !feeds.still(rel, on_disk)).map(|(rel, _)| rel).collect();
         if !changed.is_empty() {
