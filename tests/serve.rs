@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::library::ClockedPublisher;
@@ -445,6 +446,48 @@ fn a_change_is_served_before_its_encodings_which_keep_its_validators() {
     let stamped = fs::metadata(feeds.join("feed.rss")).unwrap().modified().unwrap();
     assert_eq!(httpdate::fmt_http_date(stamped), after.last_modified);
     assert_eq!(stamped.duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos(), 0);
+    publisher.stop();
+}
+
+#[test]
+fn a_change_saved_before_the_last_ones_encodings_is_served_first() {
+    use common::library::{Served, served};
+    let dir = site();
+    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), "")).unwrap();
+    let posts = dir.path().join("posts");
+    let second = posts.join("second.md");
+    let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
+    let has = |s: &Served, title: &str| common::text(&s.identity).contains(title);
+    // feed.rss as each swap left it.
+    let seen = Arc::new(Mutex::new(Vec::<Served>::new()));
+    let record = seen.clone();
+    let publisher = ClockedPublisher::start_hooked(&dir.path().join("crier.toml"), start, move |set, _| {
+        let Some(feed) = served(set, "feed.rss") else { return };
+        let mut record = record.lock().unwrap();
+        // The second post is saved once the first is served, before the publisher goes on to
+        // its encodings; the pause lets the watcher's event reach the publisher.
+        if has(&feed, "第一篇") && !record.iter().any(|s| has(s, "第一篇")) {
+            fs::write(&second, post("第二篇", "2021-12-25 08:00:00 +0800", "second")).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        record.push(feed);
+    });
+    // Once a probe is served with its encodings, the publisher has caught up and watches.
+    fs::write(posts.join("probe.md"), post("探针", "2021-12-23 20:00:00 +0800", "probe")).unwrap();
+    let probed = |s: &Served| s.gzip.is_some() && has(s, "探针");
+    common::wait_for("the probe", || seen.lock().unwrap().iter().any(probed));
+    fs::write(posts.join("first.md"), post("第一篇", "2021-12-24 08:00:00 +0800", "first")).unwrap();
+    let done = |s: &Served| s.gzip.is_some() && has(s, "第二篇");
+    common::wait_for("both changes with their encodings", || seen.lock().unwrap().iter().any(done));
+    let seen = seen.lock().unwrap().clone();
+    let first_alone: Vec<&Served> = seen.iter().filter(|s| has(s, "第一篇") && !has(s, "第二篇")).collect();
+    assert!(!first_alone.is_empty(), "the first change served on its own: {seen:?}");
+    assert!(
+        first_alone.iter().all(|s| s.gzip.is_none()),
+        "the second change is served before the first one's encodings are made: {seen:?}"
+    );
+    let both = seen.iter().find(|s| has(s, "第二篇")).unwrap();
+    assert!(both.gzip.is_none(), "served as it is first, encoded after: {seen:?}");
     publisher.stop();
 }
 

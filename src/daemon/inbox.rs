@@ -110,13 +110,27 @@ impl Inbox {
         std::mem::take(&mut self.ready).into_iter().collect()
     }
 
-    /// Waits for a message until `wake`, then gathers the rest of a burst: while paths are ready,
-    /// more messages are taken until [`BURST_QUIET`] passes without one (at most [`BURST_MAX`]).
+    /// Takes the messages sent so far, without waiting.
+    pub fn take_sent(&mut self, receiver: &Receiver<Message>) {
+        let now = Instant::now();
+        receiver.try_iter().for_each(|message| self.handle(message, now));
+    }
+
+    /// Whether a change waits to be published: files ready to be read, or the whole folder.
+    pub fn has_change(&self) -> bool {
+        !self.ready.is_empty() || self.rescan
+    }
+
+    /// Waits for a message until `wake` (unless one taken already asks for work), then gathers
+    /// the rest of a burst: while paths are ready, more messages are taken until
+    /// [`BURST_QUIET`] passes without one (at most [`BURST_MAX`]).
     pub fn receive(&mut self, receiver: &Receiver<Message>, wake: Instant) {
-        match receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
-            Ok(message) => self.handle(message, Instant::now()),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => self.shutdown = true,
+        if !(self.has_change() || self.reload.is_some() || self.shutdown) {
+            match receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
+                Ok(message) => self.handle(message, Instant::now()),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => self.shutdown = true,
+            }
         }
         let burst = Burst::starting(Instant::now());
         while !self.shutdown && !self.ready.is_empty() {

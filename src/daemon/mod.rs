@@ -169,6 +169,17 @@ async fn serve_admin(
 
 /// The state store, or none when it cannot be opened and WebSub (which needs it) is off. The
 /// whole file is checked later, while crier serves (by the scan index's saver).
+/// Lowers the calling thread's scheduling priority (its nice value, to 10): for a thread whose
+/// work can wait (writing files, saving the scan index), so that on a busy machine it takes the
+/// cores the publisher's next change and the server's answers leave. Linux keeps a nice value
+/// per thread; raising one's own is always allowed. A failure leaves the thread as it was.
+pub fn background_thread() {
+    let thread = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), 10) {
+        tracing::debug!("could not lower this thread's priority: {error}");
+    }
+}
+
 fn open_state(config: &Config) -> anyhow::Result<Option<Arc<State>>> {
     match State::open_quick(&config.state_dir) {
         Ok(state) => {

@@ -31,6 +31,9 @@ use crate::systemd::{self, Heartbeat};
 const ROOT_POLL: Duration = Duration::from_millis(500);
 /// The publisher proves it is alive at least this often (the watchdog depends on it).
 const HEARTBEAT: Duration = Duration::from_secs(1);
+/// The longest a change's encodings and archive pages are put off while newer changes are
+/// served first (a steady stream of saves still gets them).
+const FINISH_WAIT: Duration = Duration::from_millis(100);
 
 /// Where the time of scheduled posts comes from, so tests can move it.
 pub trait Clock: Send + Sync + 'static {
@@ -258,6 +261,8 @@ struct Worker {
     to_write: Vec<Job>,
     /// Documents served without their encodings, which the next [`StepKind::Finish`] makes.
     unencoded: std::collections::BTreeSet<String>,
+    /// Since when what a change left for later has been put off for a newer change.
+    put_off: Option<Instant>,
     /// Writes the feeds folder after each swap (started with the loop).
     writer: Option<Writer>,
     /// After a full step: the documents to keep when the feeds folder is swept, once the new set
@@ -294,6 +299,7 @@ impl IndexSaver {
         let thread = std::thread::Builder::new()
             .name("crier-index".into())
             .spawn(move || {
+                super::background_thread();
                 // The daemon opens the database without the whole-file check, to serve sooner
                 // (a million posts' index takes a second to check): it is checked here first.
                 if let Err(error) = state.check_whole() {
@@ -361,6 +367,7 @@ impl Worker {
             state: None,
             to_write: Vec::new(),
             unencoded: Default::default(),
+            put_off: None,
             writer: None,
             sweep_after: None,
             metrics: None,
@@ -394,6 +401,9 @@ impl Worker {
             inbox.receive(receiver, self.next_wake(&inbox, Instant::now()));
             let done = self.writer.as_ref().map(Writer::take_done).unwrap_or_default();
             self.files_written(done);
+            if inbox.shutdown || inbox.reload.is_some() {
+                self.finish(|_| false);
+            }
             if inbox.shutdown {
                 break;
             }
@@ -407,6 +417,8 @@ impl Worker {
                 inbox.rescan = true;
             }
             self.work(&mut inbox);
+            // A change saved meanwhile is served before what this one left for later.
+            self.finish(|worker| worker.newer_first(&mut inbox, receiver));
         }
         self.root.stop();
         let done = self.writer.take().map(Writer::finish).unwrap_or_default();
@@ -494,7 +506,6 @@ impl Worker {
         if self.engine.next_due().is_some_and(|due| due <= self.clock.now()) {
             self.step("scheduled posts due", StepKind::Change, |engine, now, sink| engine.tick(now, sink));
         }
-        self.finish();
         if self.unwritten.retry(&self.feeds, Instant::now()) {
             systemd::status(&self.status_line());
         }
@@ -502,14 +513,26 @@ impl Worker {
 
     /// Serves what the last steps left for later: first the encodings of the feeds they served
     /// (what most clients ask for), then, in a swap of their own, the archive pages that only
-    /// gained a post or an edit, and the lists (see [`Engine::defer_pages`]).
-    fn finish(&mut self) {
-        if !self.unencoded.is_empty() {
+    /// gained a post or an edit, and the lists (see [`Engine::defer_pages`]). Each of the two is
+    /// put off while `put_off` says so; what is put off joins what the next steps leave.
+    fn finish(&mut self, mut put_off: impl FnMut(&mut Worker) -> bool) {
+        if !self.unencoded.is_empty() && !put_off(self) {
             self.step("then its encodings", StepKind::Finish, |_, _, _| Change::default());
         }
-        if self.engine.unfinished() {
+        if self.engine.unfinished() && !put_off(self) {
             self.step("then its archive pages and lists", StepKind::Finish, |engine, _, sink| engine.finish(sink));
         }
+        if self.unencoded.is_empty() && !self.engine.unfinished() {
+            self.put_off = None;
+        }
+    }
+
+    /// Whether a change saved since the last step waits to be published (the messages sent
+    /// meanwhile are taken in): it goes first, unless what is left has waited [`FINISH_WAIT`].
+    fn newer_first(&mut self, inbox: &mut Inbox, receiver: &Receiver<Message>) -> bool {
+        inbox.take_sent(receiver);
+        let since = *self.put_off.get_or_insert_with(Instant::now);
+        inbox.has_change() && since.elapsed() < FINISH_WAIT
     }
 
     /// The documents served without their encodings, with them, to serve and write (those still
@@ -548,7 +571,7 @@ impl Worker {
         if PathKind::of(&config.posts) == PathKind::Folder {
             self.root.watch(&config, events);
             self.step("caught up", StepKind::Change, |engine, now, sink| engine.load_all(now, sink));
-            self.finish();
+            self.finish(|_| false);
         }
     }
 

@@ -47,6 +47,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("crier-writer".into())
             .spawn(move || {
+                super::background_thread();
                 for batch in receiver {
                     batch.into_iter().for_each(|job| run(&feeds, job, &report));
                     if let Some(wake) = &wake {

@@ -39,7 +39,8 @@ pub struct Served {
     pub last_modified: String,
 }
 
-fn served(shared: &crier::served::Shared, rel: &str) -> Option<Served> {
+/// `rel` as `shared` serves it now.
+pub fn served(shared: &crier::served::Shared, rel: &str) -> Option<Served> {
     let set = shared.load();
     let resource = set.resources.get(rel)?;
     // Run on the publisher's thread: a file being rewritten is skipped, never a panic there.
@@ -57,6 +58,16 @@ fn served(shared: &crier::served::Shared, rel: &str) -> Option<Served> {
 impl ClockedPublisher {
     /// Starts it and waits for the first publish.
     pub fn start(config: &Path, start: DateTime<Utc>) -> ClockedPublisher {
+        ClockedPublisher::start_hooked(config, start, |_, _| {})
+    }
+
+    /// Like [`ClockedPublisher::start`], with `hook` called on the publisher's thread after each
+    /// swap with the set it made live and the documents whose bytes it changed.
+    pub fn start_hooked(
+        config: &Path,
+        start: DateTime<Utc>,
+        hook: impl Fn(&crier::served::Shared, &[Served]) + Send + Sync + 'static,
+    ) -> ClockedPublisher {
         let config = crier::config::Config::load(Some(config), &Default::default()).unwrap();
         let clock = Arc::new(ManualClock(Mutex::new(start)));
         let shared = Arc::new(crier::served::Shared::new());
@@ -64,6 +75,7 @@ impl ClockedPublisher {
         let (seen, set) = (swaps.clone(), shared.clone());
         let on_published: crier::daemon::OnPublished = Arc::new(move |changed: Vec<String>| {
             let now: Vec<Served> = changed.iter().filter_map(|rel| served(&set, rel)).collect();
+            hook(&set, &now);
             seen.lock().unwrap().push(now);
         });
         let wiring = crier::daemon::Wiring { on_published: Some(on_published), ..Default::default() };
