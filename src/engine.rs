@@ -736,9 +736,6 @@ impl Engine {
                 .cloned()
                 .collect();
             self.render_for_pages(needed, &mut failed, change);
-            // The longest walks first: a feed's pages are walked in turn, on one thread, so
-            // one begun last (the site feed's, a third of a first publish) would end alone.
-            work.sort_by_key(|feed| std::cmp::Reverse(feed.pages.iter().filter(|(_, due)| *due).count()));
             let walked: Vec<Walked> = work.par_iter_mut().map(|feed| self.walk_pages(feed, &failed, sink)).collect();
             for (feed, walked) in work.into_iter().zip(walked) {
                 change.documents.extend(walked.documents);
