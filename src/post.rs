@@ -72,16 +72,18 @@ pub struct PostMeta {
     pub tags: Vec<String>,
     /// Absolute, ASCII-only URL of the post.
     pub link: String,
-    /// The front matter's `id`/`guid`, when it has one.
-    pub id: Option<String>,
-    pub author: Option<Author>,
+    /// The front matter's `id`/`guid`, when it has one. (The optional texts are boxed strings,
+    /// two words each instead of three: the record is kept for every post.)
+    pub id: Option<Box<str>>,
+    /// Boxed: most posts have none, and the record is kept for every post.
+    pub author: Option<Box<Author>>,
     /// The front matter's `description`/`excerpt`/`summary`, plain text; empty when the post asks
     /// for no summary at all (`excerpt: ""`).
-    pub summary: Option<String>,
+    pub summary: Option<Box<str>>,
     /// The post's image (`image`, a URL, a site path or `{path: ...}`), absolute and ASCII.
-    pub image: Option<String>,
+    pub image: Option<Box<str>>,
     /// The post's language (`lang`), when it differs from the site's.
-    pub lang: Option<String>,
+    pub lang: Option<Box<str>>,
     /// Feeds carry the summary of this post, never its whole body (`feed: {excerpt_only: true}`).
     pub excerpt_only: bool,
     /// Liquid in the body is rendered (unless `render_with_liquid: false`).
@@ -102,6 +104,15 @@ impl PostMeta {
     /// The identifier feeds use: the front matter's, else the permalink.
     pub fn guid(&self) -> &str {
         self.id.as_deref().unwrap_or(&self.link)
+    }
+
+    /// Without the spare room of its lists (a list read item by item grows by doubling, to four
+    /// items for one category): the record is kept for every post.
+    pub fn shrunk(mut self) -> PostMeta {
+        self.categories.shrink_to_fit();
+        self.tags.shrink_to_fit();
+        self.warnings.shrink_to_fit();
+        self
     }
 }
 
@@ -250,7 +261,7 @@ impl FrontMatter {
         let link = self.link(&date, slug, &categories, cx);
         let jekyll_id =
             (cx.jekyll && self.id.is_none() && self.guid.is_none()).then(|| jekyll_id(cx.base_url, &link, slug));
-        Ok(PostMeta {
+        let meta = PostMeta {
             path: path.to_owned(),
             title,
             date,
@@ -264,11 +275,12 @@ impl FrontMatter {
                 .or(self.guid.take())
                 .map(|i| i.0.trim().to_owned())
                 .filter(|i| !i.is_empty())
-                .or(jekyll_id),
-            author: self.author(cx),
-            summary: self.summary(),
-            image: self.image.as_ref().and_then(|image| image_link(image, cx.base_url)),
-            lang: self.lang(&mut warnings),
+                .or(jekyll_id)
+                .map(Into::into),
+            author: self.author(cx).map(Box::new),
+            summary: self.summary().map(Into::into),
+            image: self.image.as_ref().and_then(|image| image_link(image, cx.base_url)).map(Into::into),
+            lang: self.lang(&mut warnings).map(Into::into),
             excerpt_only: self.feed.as_ref().and_then(|f| f.get("excerpt_only")).and_then(flag_value) == Some(true),
             liquid: self.render_with_liquid.as_ref().and_then(flag_value) != Some(false),
             format: file.format,
@@ -276,7 +288,8 @@ impl FrontMatter {
             draft: undated || self.published.is_some_and(|f| !f.0) || self.draft.is_some_and(|f| f.0),
             warnings,
             version: 0,
-        })
+        };
+        Ok(meta.shrunk())
     }
 
     /// `title` as plain text; else one made from the file name, with a warning.

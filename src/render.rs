@@ -294,7 +294,7 @@ mod tests {
         PostMeta {
             title: "t".into(),
             link: "https://news.example.com/cat/2021/12/23/post.html".into(),
-            summary: summary.map(str::to_owned),
+            summary: summary.map(Into::into),
             format,
             ..PostMeta::example("p.md", date)
         }

@@ -3,8 +3,10 @@
 //! Posts are added and removed one at a time, so the daemon can keep the index current without
 //! rebuilding it; [`Site::feed`] picks, for a feed, the newest posts already due.
 
+use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, OnceLock};
@@ -51,16 +53,20 @@ impl FeedKey {
 }
 
 /// A post's place in a feed: newest first; ties broken by link, then by file, so the order never
-/// depends on insertion.
+/// depends on insertion. Only the pointer is kept (one per post and feed: millions at 1,000,000
+/// posts), the date read from the post.
 #[derive(Debug, Clone)]
 struct Order {
-    date: DateTime<Utc>,
     post: Arc<PostMeta>,
 }
 
 impl Order {
     fn of(post: &Arc<PostMeta>) -> Order {
-        Order { date: post.date.to_utc(), post: post.clone() }
+        Order { post: post.clone() }
+    }
+
+    fn date(&self) -> DateTime<Utc> {
+        self.post.date.to_utc()
     }
 }
 
@@ -209,10 +215,35 @@ impl History<'_> {
     }
 }
 
+/// A post found by its path: the site's map holds no second copy of every path.
+#[derive(Debug)]
+struct ByPath(Arc<PostMeta>);
+
+impl PartialEq for ByPath {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.path == other.0.path
+    }
+}
+
+impl Eq for ByPath {}
+
+impl Hash for ByPath {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As the path's own hash: `Borrow<Path>` finds it by path.
+        self.0.path.as_path().hash(state);
+    }
+}
+
+impl Borrow<Path> for ByPath {
+    fn borrow(&self) -> &Path {
+        &self.0.path
+    }
+}
+
 /// The index.
 #[derive(Debug, Default)]
 pub struct Site {
-    posts: HashMap<PathBuf, Arc<PostMeta>>,
+    posts: HashSet<ByPath>,
     feeds: BTreeMap<FeedKey, FeedSet>,
 }
 
@@ -230,7 +261,7 @@ impl Site {
     }
 
     pub fn get(&self, path: &Path) -> Option<&Arc<PostMeta>> {
-        self.posts.get(path)
+        self.posts.get(path).map(|post| &post.0)
     }
 
     /// Adds or replaces the post at its path; returns the feeds it was in or is now in.
@@ -241,13 +272,13 @@ impl Site {
             self.feeds.entry(key.clone()).or_default().insert(order.clone());
             touched.insert(key);
         }
-        self.posts.insert(post.path.clone(), post);
+        self.posts.insert(ByPath(post));
         touched
     }
 
     /// Removes the post at `path`; returns the feeds it was in.
     pub fn remove(&mut self, path: &Path) -> BTreeSet<FeedKey> {
-        let Some(old) = self.posts.remove(path) else { return BTreeSet::new() };
+        let Some(ByPath(old)) = self.posts.take(path) else { return BTreeSet::new() };
         let order = Order::of(&old);
         let keys = keys_of(&old);
         for key in &keys {
@@ -272,7 +303,7 @@ impl Site {
         };
         let limit = if limit == 0 { usize::MAX } else { limit };
         let items: Vec<Arc<PostMeta>> =
-            set.iter().filter(|o| o.date <= now).take(limit).map(|o| o.post.clone()).collect();
+            set.iter().filter(|o| o.date() <= now).take(limit).map(|o| o.post.clone()).collect();
         if items.is_empty() && *key != FeedKey::Site {
             return None;
         }
@@ -289,7 +320,7 @@ impl Site {
     /// How many posts of a feed are due at `now` (the length of its [`Site::history`]).
     pub fn due_count(&self, key: &FeedKey, now: DateTime<Utc>) -> usize {
         // Newest first: the posts not yet due lead the set.
-        self.feeds.get(key).map_or(0, |set| set.len() - set.iter().take_while(|o| o.date > now).count())
+        self.feeds.get(key).map_or(0, |set| set.len() - set.iter().take_while(|o| o.date() > now).count())
     }
 
     /// The plan of a feed holding `items` (newest first), named as its newest post writes it.
@@ -307,19 +338,23 @@ impl Site {
     /// clock moves from one to the other.
     pub fn keys_due_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<FeedKey> {
         let Some(site) = self.feeds.get(&FeedKey::Site) else { return BTreeSet::new() };
-        site.iter().skip_while(|o| o.date > to).take_while(|o| o.date > from).flat_map(|o| keys_of(&o.post)).collect()
+        site.iter()
+            .skip_while(|o| o.date() > to)
+            .take_while(|o| o.date() > from)
+            .flat_map(|o| keys_of(&o.post))
+            .collect()
     }
 
     /// How many posts are dated after `now`.
     pub fn scheduled(&self, now: DateTime<Utc>) -> usize {
-        self.feeds.get(&FeedKey::Site).map_or(0, |set| set.iter().take_while(|o| o.date > now).count())
+        self.feeds.get(&FeedKey::Site).map_or(0, |set| set.iter().take_while(|o| o.date() > now).count())
     }
 
     /// The earliest post date after `now`: when the published set changes by itself next.
     pub fn next_due(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Newest first: the posts after `now` lead the set, so this costs only the scheduled ones.
         let site = self.feeds.get(&FeedKey::Site)?;
-        site.iter().map(|o| o.date).take_while(|d| *d > now).last()
+        site.iter().map(|o| o.date()).take_while(|d| *d > now).last()
     }
 }
 
@@ -458,7 +493,7 @@ mod tests {
                     assert_eq!(history.versions, versions);
                     let kept: Vec<&str> = history.posts.iter().map(|p| p.path.to_str().unwrap()).collect();
                     let mut fresh: Vec<&str> = site.feeds.get(&key).map_or(Vec::new(), |set| {
-                        set.iter().filter(|o| o.date <= t).map(|o| o.post.path.to_str().unwrap()).collect()
+                        set.iter().filter(|o| o.date() <= t).map(|o| o.post.path.to_str().unwrap()).collect()
                     });
                     fresh.reverse();
                     assert_eq!(kept, fresh, "round {round}, {key:?}");

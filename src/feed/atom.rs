@@ -41,7 +41,7 @@ fn namespaces(doc: &FeedDoc<'_>) -> std::collections::BTreeMap<String, String> {
 fn entry(doc: &FeedDoc<'_>, item: &Item<'_>) -> Entry {
     let meta = item.meta;
     // atom_syndication writes no `xml:lang` on an entry: the post's language goes on its texts.
-    let text = |value: String| Text { lang: meta.lang.clone(), ..Text::plain(value) };
+    let text = |value: String| Text { lang: meta.lang.as_deref().map(str::to_owned), ..Text::plain(value) };
     Entry {
         id: atom_id(meta.guid(), doc.home_url),
         title: text(meta.title.clone()),
@@ -62,7 +62,7 @@ fn entry(doc: &FeedDoc<'_>, item: &Item<'_>) -> Entry {
         }),
         content: item.full(doc).then(|| Content {
             base: Some(meta.link.clone()),
-            lang: meta.lang.clone(),
+            lang: meta.lang.as_deref().map(str::to_owned),
             value: Some(item.rendered.content_html.clone()),
             content_type: Some("html".to_owned()),
             ..Default::default()

@@ -63,7 +63,7 @@ impl Item<'_> {
     }
 
     pub fn author<'a>(&'a self, site: &'a Author) -> &'a Author {
-        self.meta.author.as_ref().unwrap_or(site)
+        self.meta.author.as_deref().unwrap_or(site)
     }
 
     /// Whether the item carries the whole post: the feed's setting, unless the post asks for its

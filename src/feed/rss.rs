@@ -62,7 +62,7 @@ fn rss_item(doc: &FeedDoc<'_>, item: &Item<'_>) -> rss::Item {
         content: item.full(doc).then(|| item.rendered.content_html.clone()),
         dublin_core_ext: Some(DublinCoreExtension {
             creators: vec![item.author(doc.author).name.clone()],
-            languages: meta.lang.iter().cloned().collect(),
+            languages: meta.lang.iter().map(|l| l.to_string()).collect(),
             ..Default::default()
         }),
         extensions: media(meta.image.as_deref(), |name, attrs| rss::extension::Extension {

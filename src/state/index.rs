@@ -305,7 +305,7 @@ fn post_row(row: &rusqlite::Row<'_>) -> Option<Indexed> {
     let mut indexed = quick_post_row(row)?;
     indexed.meta = match row.get::<_, Option<String>>(5).ok()? {
         None => None,
-        Some(json) => Some(Arc::new(serde_json::from_str::<PostMeta>(&json).ok()?)),
+        Some(json) => Some(Arc::new(serde_json::from_str::<PostMeta>(&json).ok()?.shrunk())),
     };
     Some(indexed)
 }
