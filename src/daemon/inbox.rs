@@ -43,6 +43,9 @@ pub struct Inbox {
     pub rescan: bool,
     pub reload: Option<Arc<Config>>,
     pub shutdown: bool,
+    /// Messages were taken without waiting ([`Inbox::take_sent`]): the next
+    /// [`Inbox::receive`] returns at once, so whoever they woke (the writer's reports) is seen.
+    woken: bool,
     /// When the first change not yet published was heard of (what publish times count from).
     pub since: Option<Instant>,
 }
@@ -113,7 +116,10 @@ impl Inbox {
     /// Takes the messages sent so far, without waiting.
     pub fn take_sent(&mut self, receiver: &Receiver<Message>) {
         let now = Instant::now();
-        receiver.try_iter().for_each(|message| self.handle(message, now));
+        for message in receiver.try_iter() {
+            self.handle(message, now);
+            self.woken = true;
+        }
     }
 
     /// Whether a change waits to be published: files ready to be read, or the whole folder.
@@ -125,7 +131,8 @@ impl Inbox {
     /// the rest of a burst: while paths are ready, more messages are taken until
     /// [`BURST_QUIET`] passes without one (at most [`BURST_MAX`]).
     pub fn receive(&mut self, receiver: &Receiver<Message>, wake: Instant) {
-        if !(self.has_change() || self.reload.is_some() || self.shutdown) {
+        let woken = std::mem::take(&mut self.woken);
+        if !(woken || self.has_change() || self.reload.is_some() || self.shutdown) {
             match receiver.recv_timeout(wake.saturating_duration_since(Instant::now())) {
                 Ok(message) => self.handle(message, Instant::now()),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -227,6 +234,18 @@ mod tests {
         assert_eq!(burst.quiet_wait(t0), BURST_QUIET);
         assert_eq!(burst.quiet_wait(t0 + BURST_MAX - Duration::from_millis(4)), Duration::from_millis(4));
         assert_eq!(burst.quiet_wait(t0 + BURST_MAX + Duration::from_millis(1)), Duration::ZERO);
+    }
+
+    #[test]
+    fn messages_taken_without_waiting_make_the_next_receive_return_at_once() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        sender.send(Message::Written).unwrap();
+        let mut inbox = Inbox::new(Duration::ZERO);
+        inbox.take_sent(&receiver);
+        let started = Instant::now();
+        inbox.receive(&receiver, started + Duration::from_secs(30));
+        assert!(started.elapsed() < Duration::from_secs(20), "the writer's wake-up is not lost");
+        assert!(!inbox.woken, "once");
     }
 
     #[test]

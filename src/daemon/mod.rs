@@ -167,19 +167,22 @@ async fn serve_admin(
     .await;
 }
 
-/// The state store, or none when it cannot be opened and WebSub (which needs it) is off. The
-/// whole file is checked later, while crier serves (by the scan index's saver).
-/// Lowers the calling thread's scheduling priority (its nice value, to 10): for a thread whose
-/// work can wait (writing files, saving the scan index), so that on a busy machine it takes the
-/// cores the publisher's next change and the server's answers leave. Linux keeps a nice value
-/// per thread; raising one's own is always allowed. A failure leaves the thread as it was.
+/// Lowers the calling thread's scheduling priority (its nice value, by 10, to 19 at most): for
+/// a thread whose work can wait (writing files, saving the scan index), so that on a busy
+/// machine it takes the cores the publisher's next change and the server's answers leave. Linux
+/// keeps a nice value per thread; lowering one's own priority is always allowed. A failure
+/// leaves the thread as it was.
 pub fn background_thread() {
-    let thread = rustix::thread::gettid();
-    if let Err(error) = rustix::process::setpriority_process(Some(thread), 10) {
+    let thread = Some(rustix::thread::gettid());
+    let lowered = rustix::process::getpriority_process(thread)
+        .and_then(|nice| rustix::process::setpriority_process(thread, (nice + 10).min(19)));
+    if let Err(error) = lowered {
         tracing::debug!("could not lower this thread's priority: {error}");
     }
 }
 
+/// The state store, or none when it cannot be opened and WebSub (which needs it) is off. The
+/// whole file is checked later, while crier serves (by the scan index's saver).
 fn open_state(config: &Config) -> anyhow::Result<Option<Arc<State>>> {
     match State::open_quick(&config.state_dir) {
         Ok(state) => {

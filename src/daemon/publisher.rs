@@ -31,8 +31,9 @@ use crate::systemd::{self, Heartbeat};
 const ROOT_POLL: Duration = Duration::from_millis(500);
 /// The publisher proves it is alive at least this often (the watchdog depends on it).
 const HEARTBEAT: Duration = Duration::from_secs(1);
-/// The longest a change's encodings and archive pages are put off while newer changes are
-/// served first (a steady stream of saves still gets them).
+/// How long after what a change left was first put off a newer change may still go first (a
+/// steady stream of saves still gets its encodings and archive pages: the leftovers then wait
+/// at most for one more burst and step).
 const FINISH_WAIT: Duration = Duration::from_millis(100);
 
 /// Where the time of scheduled posts comes from, so tests can move it.
@@ -528,11 +529,14 @@ impl Worker {
     }
 
     /// Whether a change saved since the last step waits to be published (the messages sent
-    /// meanwhile are taken in): it goes first, unless what is left has waited [`FINISH_WAIT`].
+    /// meanwhile are taken in): it goes first, unless what is left was first put off
+    /// [`FINISH_WAIT`] ago.
     fn newer_first(&mut self, inbox: &mut Inbox, receiver: &Receiver<Message>) -> bool {
         inbox.take_sent(receiver);
-        let since = *self.put_off.get_or_insert_with(Instant::now);
-        inbox.has_change() && since.elapsed() < FINISH_WAIT
+        if !inbox.has_change() {
+            return false;
+        }
+        self.put_off.get_or_insert_with(Instant::now).elapsed() < FINISH_WAIT
     }
 
     /// The documents served without their encodings, with them, to serve and write (those still
@@ -680,9 +684,10 @@ impl Worker {
         if !now && self.saved_at.is_some_and(|at| at.elapsed() < INDEX_EVERY) {
             return;
         }
-        // Not before the step that finishes a change: the files of the feeds it served without
-        // their encodings are not handed to the writer yet.
-        if !self.unencoded.is_empty() {
+        // Not before the steps that finish a change: the files of the feeds it served without
+        // their encodings are not handed to the writer yet, and its archive pages and lists are
+        // not made (the index would say the lists are current).
+        if !self.unencoded.is_empty() || self.engine.unfinished() {
             return;
         }
         let saver = self.saver.get_or_insert_with(|| IndexSaver::start(state.clone()));
