@@ -462,7 +462,7 @@ fn a_change_saved_before_the_last_ones_encodings_is_served_first() {
     // feed.rss as each swap left it.
     let seen = Arc::new(Mutex::new(Vec::<Served>::new()));
     let record = seen.clone();
-    let publisher = ClockedPublisher::start_hooked(&dir.path().join("crier.toml"), start, move |set, _| {
+    let publisher = ClockedPublisher::start_hooked(&dir.path().join("crier.toml"), start, move |set| {
         let Some(feed) = served(set, "feed.rss") else { return };
         let mut record = record.lock().unwrap();
         // The second post is saved once the first is served, before the publisher goes on to

@@ -58,15 +58,15 @@ pub fn served(shared: &crier::served::Shared, rel: &str) -> Option<Served> {
 impl ClockedPublisher {
     /// Starts it and waits for the first publish.
     pub fn start(config: &Path, start: DateTime<Utc>) -> ClockedPublisher {
-        ClockedPublisher::start_hooked(config, start, |_, _| {})
+        ClockedPublisher::start_hooked(config, start, |_| {})
     }
 
     /// Like [`ClockedPublisher::start`], with `hook` called on the publisher's thread after each
-    /// swap with the set it made live and the documents whose bytes it changed.
+    /// swap with the set it made live.
     pub fn start_hooked(
         config: &Path,
         start: DateTime<Utc>,
-        hook: impl Fn(&crier::served::Shared, &[Served]) + Send + Sync + 'static,
+        hook: impl Fn(&crier::served::Shared) + Send + Sync + 'static,
     ) -> ClockedPublisher {
         let config = crier::config::Config::load(Some(config), &Default::default()).unwrap();
         let clock = Arc::new(ManualClock(Mutex::new(start)));
@@ -75,7 +75,7 @@ impl ClockedPublisher {
         let (seen, set) = (swaps.clone(), shared.clone());
         let on_published: crier::daemon::OnPublished = Arc::new(move |changed: Vec<String>| {
             let now: Vec<Served> = changed.iter().filter_map(|rel| served(&set, rel)).collect();
-            hook(&set, &now);
+            hook(&set);
             seen.lock().unwrap().push(now);
         });
         let wiring = crier::daemon::Wiring { on_published: Some(on_published), ..Default::default() };
