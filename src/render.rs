@@ -6,6 +6,7 @@
 //! re-serializes the tree, so a stray `</p>` in a post never reaches a feed.
 
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 use ammonia::{Builder, UrlRelative};
 use pulldown_cmark::{Options, Parser};
@@ -39,18 +40,16 @@ pub struct SummaryRule<'a> {
 /// Renders a post's body.
 pub fn render(meta: &PostMeta, body: &str, rule: SummaryRule<'_>) -> Rendered {
     let base = Url::parse(&meta.link).ok();
-    let sanitizer = sanitizer(base.as_ref());
     let (body, mut liquid_warnings) = template::expand(meta, body, &rule.site);
     let body = body.as_ref();
     let (html, mut warnings) = shaped_html(meta, body);
     warnings.append(&mut liquid_warnings);
-    let document = sanitizer.clean(&html);
-    let content_html = xml_safe(&document.to_string()).into_owned();
+    let content_html = sanitize(&html, base.as_ref());
 
     let summary = match &meta.summary {
         Some(summary) => squash_whitespace(summary),
         None => match body.split_once(rule.separator) {
-            Some((before, _)) => all_text(&sanitizer.clean(&shaped_html(meta, before).0).to_string()),
+            Some((before, _)) => all_text(&sanitize(&shaped_html(meta, before).0, base.as_ref())),
             None => first_paragraph(&content_html),
         },
     };
@@ -149,11 +148,30 @@ fn to_html(format: BodyFormat, body: &str, depth: usize) -> (Cow<'_, str>, Optio
     }
 }
 
-/// The sanitizer for one post: ammonia's safe defaults, plus media and `class`, with every URL
-/// attribute resolved against the post's own URL.
-fn sanitizer(base: Option<&Url>) -> Builder<'static> {
+/// `html` sanitized, with every URL attribute resolved against `base`, and without the
+/// characters XML forbids.
+fn sanitize(html: &str, base: Option<&Url>) -> String {
+    BASE.with_borrow_mut(|current| current.clone_from(&base.cloned()));
+    let document = SANITIZER.clean(html);
+    BASE.with_borrow_mut(|current| *current = None);
+    let html = document.to_string();
+    match xml_safe(&html) {
+        Cow::Borrowed(_) => html,
+        Cow::Owned(safe) => safe,
+    }
+}
+
+thread_local! {
+    /// The URL the sanitizer on this thread resolves against: the post it is cleaning.
+    static BASE: std::cell::RefCell<Option<Url>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The sanitizer, built once (building one costs as much as cleaning a short post): ammonia's
+/// safe defaults, plus media and `class`, with every URL attribute resolved against the post
+/// being cleaned on the calling thread (ammonia calls the filter on it, before its own URL checks,
+/// so relative URLs never reach those unresolved when the post has a URL).
+static SANITIZER: std::sync::LazyLock<Builder<'static>> = std::sync::LazyLock::new(|| {
     let mut builder = Builder::default();
-    let owned_base = base.cloned();
     builder
         .add_tags(["video", "audio", "source", "picture", "figure", "figcaption"])
         .add_generic_attributes(["class"])
@@ -161,22 +179,16 @@ fn sanitizer(base: Option<&Url>) -> Builder<'static> {
         .add_tag_attributes("video", ["src", "poster", "controls", "width", "height", "loop", "muted"])
         .add_tag_attributes("audio", ["src", "controls", "loop", "muted"])
         .add_tag_attributes("source", ["src", "srcset", "type", "media", "sizes"])
-        .attribute_filter(move |_element, attribute, value| match attribute {
-            "href" | "src" | "poster" | "cite" => match &owned_base {
-                Some(base) => absolute_url(base, value).map(Cow::Owned),
-                None => Some(Cow::Borrowed(value)),
-            },
-            "srcset" => match &owned_base {
-                Some(base) => absolute_srcset(base, value).map(Cow::Owned),
-                None => Some(Cow::Borrowed(value)),
-            },
-            _ => Some(Cow::Borrowed(value)),
+        .url_relative(UrlRelative::PassThrough)
+        .attribute_filter(|_element, attribute, value| {
+            BASE.with_borrow(|base| match (attribute, base) {
+                ("href" | "src" | "poster" | "cite", Some(base)) => absolute_url(base, value).map(Cow::Owned),
+                ("srcset", Some(base)) => absolute_srcset(base, value).map(Cow::Owned),
+                _ => Some(Cow::Borrowed(value)),
+            })
         });
-    if let Some(base) = base {
-        builder.url_relative(UrlRelative::RewriteWithBase(base.clone()));
-    }
     builder
-}
+});
 
 /// `value` resolved against `base`: relative and protocol-relative references become absolute,
 /// non-ASCII characters are percent-encoded (hosts punycoded). `None` when it cannot be a URL.
@@ -200,40 +212,60 @@ fn absolute_srcset(base: &Url, value: &str) -> Option<String> {
 }
 
 /// A piece of sanitized HTML as the text extraction sees it.
-#[derive(Debug)]
-enum Piece {
-    Open(String),
-    Close(String),
-    Text(String),
+#[derive(Debug, Clone, Copy)]
+enum Piece<'a> {
+    Open(&'a str),
+    Close(&'a str),
+    Text(&'a str),
 }
 
-/// Tokenizes HTML (entities decoded by html5ever) into tags and text.
-fn pieces(html: &str) -> Vec<Piece> {
+/// Shows `visit` the tags and text of `html` (entities decoded by html5ever) in order, until it
+/// breaks. The HTML is fed in slices, so a visit that stops early leaves the rest untokenized.
+fn walk(html: &str, visit: impl FnMut(Piece<'_>) -> ControlFlow<()>) {
     use html5ever::tendril::StrTendril;
     use html5ever::tokenizer::{BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
 
-    struct Sink(RefCell<Vec<Piece>>);
-    impl TokenSink for Sink {
+    /// Bytes fed at a time: a short post's first paragraph usually ends within them.
+    const SLICE: usize = 2048;
+
+    struct Sink<F> {
+        visit: RefCell<F>,
+        stopped: Cell<bool>,
+    }
+    impl<F: FnMut(Piece<'_>) -> ControlFlow<()>> TokenSink for Sink<F> {
         type Handle = ();
         fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
-            let piece = match token {
-                Token::TagToken(tag) if tag.kind == TagKind::StartTag => Piece::Open(tag.name.to_string()),
-                Token::TagToken(tag) => Piece::Close(tag.name.to_string()),
-                Token::CharacterTokens(text) => Piece::Text(text.to_string()),
-                _ => return TokenSinkResult::Continue,
+            if self.stopped.get() {
+                return TokenSinkResult::Continue;
+            }
+            let mut visit = self.visit.borrow_mut();
+            let flow = match &token {
+                Token::TagToken(tag) if tag.kind == TagKind::StartTag => visit(Piece::Open(&tag.name)),
+                Token::TagToken(tag) => visit(Piece::Close(&tag.name)),
+                Token::CharacterTokens(text) => visit(Piece::Text(text)),
+                _ => ControlFlow::Continue(()),
             };
-            self.0.borrow_mut().push(piece);
+            self.stopped.set(flow.is_break());
             TokenSinkResult::Continue
         }
     }
 
-    let tokenizer = Tokenizer::new(Sink(RefCell::new(Vec::new())), Default::default());
+    let tokenizer = Tokenizer::new(Sink { visit: RefCell::new(visit), stopped: Cell::new(false) }, Default::default());
     let queue = BufferQueue::default();
-    queue.push_back(StrTendril::from(html));
-    let _ = tokenizer.feed(&queue);
-    tokenizer.end();
-    tokenizer.sink.0.take()
+    let mut rest = html;
+    while !rest.is_empty() && !tokenizer.sink.stopped.get() {
+        let mut end = rest.len().min(SLICE);
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        queue.push_back(StrTendril::from(&rest[..end]));
+        let _ = tokenizer.feed(&queue);
+        rest = &rest[end..];
+    }
+    if !tokenizer.sink.stopped.get() {
+        tokenizer.end();
+    }
 }
 
 /// Elements after which text from the next one must not run into this one's.
@@ -247,41 +279,41 @@ fn is_block(name: &str) -> bool {
 /// All the text of `html`, blocks separated by a space, whitespace collapsed.
 fn all_text(html: &str) -> String {
     let mut text = String::new();
-    for piece in pieces(html) {
+    walk(html, |piece| {
         match piece {
-            Piece::Text(t) => text.push_str(&t),
-            Piece::Open(name) | Piece::Close(name) if is_block(&name) => text.push(' '),
+            Piece::Text(t) => text.push_str(t),
+            Piece::Open(name) | Piece::Close(name) if is_block(name) => text.push(' '),
             _ => {}
         }
-    }
+        ControlFlow::Continue(())
+    });
     squash_whitespace(&text)
 }
 
 /// The text of the first `<p>` that has any; all the text when no paragraph has.
 fn first_paragraph(html: &str) -> String {
     let mut depth = 0usize;
-    let mut text = String::new();
-    for piece in pieces(html) {
+    let (mut text, mut paragraph) = (String::new(), String::new());
+    walk(html, |piece| {
         match piece {
-            Piece::Open(name) if name == "p" => {
-                depth += 1;
-            }
-            Piece::Close(name) if name == "p" && depth > 0 => {
+            Piece::Open("p") => depth += 1,
+            Piece::Close("p") if depth > 0 => {
                 depth -= 1;
                 if depth == 0 {
-                    let paragraph = squash_whitespace(&text);
+                    paragraph = squash_whitespace(&text);
                     if !paragraph.is_empty() {
-                        return paragraph;
+                        return ControlFlow::Break(());
                     }
                     text.clear();
                 }
             }
-            Piece::Open(name) | Piece::Close(name) if depth > 0 && is_block(&name) => text.push(' '),
-            Piece::Text(t) if depth > 0 => text.push_str(&t),
+            Piece::Open(name) | Piece::Close(name) if depth > 0 && is_block(name) => text.push(' '),
+            Piece::Text(t) if depth > 0 => text.push_str(t),
             _ => {}
         }
-    }
-    all_text(html)
+        ControlFlow::Continue(())
+    });
+    if paragraph.is_empty() { all_text(html) } else { paragraph }
 }
 
 #[cfg(test)]
@@ -404,6 +436,18 @@ mod tests {
         for expected in ["<h2>Title</h2>", "<table>", "<td>1</td>", "<del>gone</del>", "<pre><code"] {
             assert!(out.contains(expected), "missing {expected} in {out}");
         }
+    }
+
+    #[test]
+    fn text_is_extracted_alike_wherever_the_html_is_sliced() {
+        // An entity, a tag and a two-byte character straddle the slices fed to the tokenizer.
+        for pad in 2030..2050 {
+            let html = format!("<div>x</div><p>{}&amp;é<b>b</b></p><p>second</p>", "a".repeat(pad));
+            let expected = format!("{}&éb", "a".repeat(pad));
+            assert_eq!(first_paragraph(&html), expected, "pad {pad}");
+            assert_eq!(all_text(&html), format!("x {expected} second"), "pad {pad}");
+        }
+        assert_eq!(first_paragraph("<p> </p><ul><li>one</li></ul>"), "one", "no paragraph has text: all of it");
     }
 
     #[test]

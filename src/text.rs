@@ -9,7 +9,12 @@ pub fn is_xml_char(c: char) -> bool {
 
 /// `text` without the characters XML 1.0 forbids; borrowed when there are none.
 pub fn xml_safe(text: &str) -> Cow<'_, str> {
-    if text.chars().all(is_xml_char) {
+    // In UTF-8 the forbidden characters are the control bytes and U+FFFE, U+FFFF (surrogates
+    // cannot occur in a `str`); bytes are much quicker to check than decoded characters.
+    let bytes = text.as_bytes();
+    let no_controls = bytes.iter().all(|&b| b >= 0x20 || matches!(b, b'\t' | b'\n' | b'\r'));
+    let no_ffff = || ["\u{FFFE}", "\u{FFFF}"].iter().all(|c| memchr::memmem::find(bytes, c.as_bytes()).is_none());
+    if no_controls && no_ffff() {
         Cow::Borrowed(text)
     } else {
         Cow::Owned(text.chars().filter(|&c| is_xml_char(c)).collect())
@@ -218,6 +223,12 @@ mod tests {
         assert_eq!(xml_safe("a\u{0}b\u{8}c\u{b}\u{c}d\u{1f}e\u{fffe}\u{ffff}f\t\n\r"), "abcdef\t\n\r");
         assert!(matches!(xml_safe("平安 ok"), Cow::Borrowed(_)));
         assert!(is_xml_char('\u{10FFFF}') && is_xml_char('\u{FFFD}') && !is_xml_char('\u{7}'));
+        // The byte check agrees with the character class, on each side of every boundary.
+        let edges = (0..0x80).chain([0xD7FF, 0xE000, 0xFF0C, 0xFFBE, 0xFFFD, 0xFFFE, 0xFFFF, 0x10000, 0x10FFFF]);
+        for c in edges.filter_map(char::from_u32) {
+            let text = format!("平{c}安");
+            assert_eq!(matches!(xml_safe(&text), Cow::Borrowed(_)), is_xml_char(c), "U+{:04X}", c as u32);
+        }
     }
 
     #[test]
