@@ -43,6 +43,82 @@ pub struct PostWarning {
     pub message: String,
 }
 
+/// Every [`Term`] made, and how many there were after they were last swept.
+static TERMS: std::sync::LazyLock<std::sync::Mutex<(std::collections::HashSet<std::sync::Arc<str>>, usize)>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A category or tag name. A site has few and its posts many, so each name is kept once and
+/// shared by every post that has it (a post's record holds a pointer, not a copy).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Term(std::sync::Arc<str>);
+
+impl Term {
+    /// The shared copy of `name`. Names no post holds any more are let go as the set grows.
+    pub fn new(name: &str) -> Term {
+        use std::sync::{Arc, PoisonError};
+        let mut guard = TERMS.lock().unwrap_or_else(PoisonError::into_inner);
+        let (names, swept) = &mut *guard;
+        if let Some(known) = names.get(name) {
+            return Term(known.clone());
+        }
+        if names.len() >= 2 * *swept + 1024 {
+            names.retain(|n| Arc::strong_count(n) > 1);
+            *swept = names.len();
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        names.insert(fresh.clone());
+        Term(fresh)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Term {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Term {
+    fn from(name: &str) -> Term {
+        Term::new(name)
+    }
+}
+
+impl PartialEq<&str> for Term {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl Serialize for Term {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Term {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Term, D::Error> {
+        let name: Cow<'de, str> = Cow::deserialize(deserializer)?;
+        Ok(Term::new(&name))
+    }
+}
+
 /// Who wrote a post: the front matter's `author`, else the site's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,8 +144,8 @@ pub struct PostMeta {
     pub title: String,
     pub date: DateTime<FixedOffset>,
     pub updated: DateTime<FixedOffset>,
-    pub categories: Vec<String>,
-    pub tags: Vec<String>,
+    pub categories: Vec<Term>,
+    pub tags: Vec<Term>,
     /// Absolute, ASCII-only URL of the post.
     pub link: String,
     /// The front matter's `id`/`guid`, when it has one. (The optional texts are boxed strings,
@@ -355,7 +431,7 @@ impl FrontMatter {
 
     /// The post's absolute link: its own `permalink` (with Jekyll's rules, a pattern too), else
     /// the site's pattern.
-    fn link(&self, date: &DateTime<FixedOffset>, slug: &str, categories: &[String], cx: &PostContext<'_>) -> String {
+    fn link(&self, date: &DateTime<FixedOffset>, slug: &str, categories: &[Term], cx: &PostContext<'_>) -> String {
         let path = match self.permalink.as_ref().map(|p| p.0.trim()) {
             Some(own) if cx.jekyll && !own.contains("://") => {
                 let own = format!("/{}", own.trim_start_matches('/'));
@@ -526,7 +602,7 @@ fn terms(
     plural: (&str, Option<Spanned<StringList>>),
     singular: (&str, Option<Spanned<StringList>>),
     cx: &PostContext<'_>,
-) -> Result<Vec<String>, PostError> {
+) -> Result<Vec<Term>, PostError> {
     let max = cx.max_terms;
     let (key, mut list) = match (plural, singular) {
         ((key, Some(list)), _) | (_, (key, Some(list))) => (key, list),
@@ -765,12 +841,12 @@ fn title_from_stem(stem: &str, jekyll: bool) -> String {
     }
 }
 
-fn dedup(items: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(items.len());
-    for item in items {
-        let item = item.trim().to_owned();
-        if !item.is_empty() && !out.contains(&item) {
-            out.push(item);
+fn dedup(items: Vec<String>) -> Vec<Term> {
+    let mut out: Vec<Term> = Vec::with_capacity(items.len());
+    for item in &items {
+        let item = item.trim();
+        if !item.is_empty() && !out.iter().any(|known| known.as_str() == item) {
+            out.push(Term::new(item));
         }
     }
     out
@@ -937,6 +1013,19 @@ impl<'de> Deserialize<'de> for Flag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_term_is_kept_once_and_let_go_when_no_post_holds_it() {
+        let (a, b) = (Term::new("共享 term test"), Term::new(&String::from("共享 term test")));
+        assert!(std::sync::Arc::ptr_eq(&a.0, &b.0), "one copy");
+        assert_eq!(a, "共享 term test");
+        for i in 0..20_000 {
+            drop(Term::new(&format!("passing term {i}")));
+        }
+        let names = TERMS.lock().unwrap();
+        assert!(names.0.len() < 10_000, "names no post holds are swept: {} kept", names.0.len());
+        assert!(names.0.contains("共享 term test"), "a name still held stays");
+    }
 
     static NO_AUTHORS: BTreeMap<String, Author> = BTreeMap::new();
 

@@ -372,7 +372,7 @@ fn name_in(post: &PostMeta, key: &FeedKey) -> Option<String> {
         FeedKey::Category(slug) => (&post.categories, slug),
         FeedKey::Tag(slug) => (&post.tags, slug),
     };
-    names.iter().find(|n| slugify(n) == *slug).cloned()
+    names.iter().find(|n| slugify(n) == *slug).map(|n| n.to_string())
 }
 
 #[cfg(test)]
@@ -396,8 +396,8 @@ mod tests {
 
     fn post(path: &str, date: &str, categories: &[&str], tags: &[&str]) -> Arc<PostMeta> {
         Arc::new(PostMeta {
-            categories: categories.iter().map(|s| s.to_string()).collect(),
-            tags: tags.iter().map(|s| s.to_string()).collect(),
+            categories: categories.iter().map(|s| crate::post::Term::new(s)).collect(),
+            tags: tags.iter().map(|s| crate::post::Term::new(s)).collect(),
             ..PostMeta::example(path, DateTime::parse_from_rfc3339(date).unwrap())
         })
     }

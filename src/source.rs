@@ -69,6 +69,12 @@ impl Fingerprint {
 /// that cannot be read and link loops.
 pub fn post_files(root: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
     let mut files = Vec::new();
+    let problems = walk_post_files(root, dir, |path| files.push(path));
+    (files, problems)
+}
+
+/// [`post_files`] handed to `each` one at a time, in order, rather than gathered.
+fn walk_post_files(root: &Path, dir: &Path, mut each: impl FnMut(PathBuf)) -> Vec<PostError> {
     let outside = std::cell::RefCell::new(Vec::new());
     let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
     let walker = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter();
@@ -86,7 +92,7 @@ pub fn post_files(root: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
         match entry {
             Ok(entry) if entry.file_type().is_file() => {
                 if entry.file_name().to_str().is_some_and(post::is_post_file_name) {
-                    files.push(entry.into_path());
+                    each(entry.into_path());
                 }
             }
             Ok(_) => {}
@@ -94,21 +100,32 @@ pub fn post_files(root: &Path, dir: &Path) -> (Vec<PathBuf>, Vec<PostError>) {
         }
     }
     problems.extend(outside.into_inner());
-    (files, problems)
+    problems
 }
 
 /// Every post file of every folder posts are read from (the posts folder, and a Jekyll site's
-/// drafts), those of a folder that is not there left out.
+/// `_drafts`), and what kept any from being listed.
 pub fn all_post_files(config: &Config) -> (Vec<PathBuf>, Vec<PostError>) {
-    let (mut files, mut problems) = (Vec::new(), Vec::new());
+    let mut files = Vec::new();
+    let problems = each_post_file(config, |path| files.push(path));
+    (files, problems)
+}
+
+/// [`all_post_files`] handed to `each` one at a time, in walk order: a whole site's paths are
+/// never held at once.
+pub fn each_post_file(config: &Config, mut each: impl FnMut(PathBuf)) -> Vec<PostError> {
+    let mut problems = Vec::new();
     let folders = post_folders(config);
     for folder in &folders {
-        let (more, trouble) = post_files(folder, folder);
         let inner = |path: &Path| in_inner_folder(&folders, folder, path);
-        files.extend(more.into_iter().filter(|path| !inner(path)));
+        let trouble = walk_post_files(folder, folder, |path| {
+            if !inner(&path) {
+                each(path);
+            }
+        });
         problems.extend(trouble.into_iter().filter(|problem| !inner(&problem.path)));
     }
-    (files, problems)
+    problems
 }
 
 fn post_folders(config: &Config) -> Vec<&Path> {
