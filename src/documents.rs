@@ -104,7 +104,7 @@ fn feed_doc<'a>(
 
 /// The posts of `posts` that are rendered, as items.
 fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a Renderings) -> Vec<Item<'a>> {
-    posts.filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r })).collect()
+    posts.filter_map(|meta| rendered.get(&*meta.path).map(|r| Item { meta, rendered: r })).collect()
 }
 
 /// Rendered bodies, by post file.
@@ -165,7 +165,7 @@ pub fn archive_page(
     };
     let oldest_first = items(page.posts.iter(), rendered);
     // Where each item is among the page's posts.
-    let at: Vec<usize> = (0..page.posts.len()).filter(|i| rendered.contains_key(&page.posts[*i].path)).collect();
+    let at: Vec<usize> = (0..page.posts.len()).filter(|i| rendered.contains_key(&*page.posts[*i].path)).collect();
     let newest_first = crate::site::Site::plan_of(key, page.posts.iter().rev().cloned().collect());
     let mut doc = feed_doc(config, &newest_first, link(page.number), history, oldest_first.clone(), &[]);
     doc.full_content = config.archive_content == ContentMode::Full;

@@ -108,9 +108,9 @@ pub struct Snapshot {
 }
 
 /// A post's metadata as the scan index kept it, for the file at `path` with `fingerprint`.
-fn restored(meta: Arc<PostMeta>, path: &Path, fingerprint: &Fingerprint) -> Arc<PostMeta> {
+fn restored(meta: Arc<PostMeta>, path: &Arc<Path>, fingerprint: &Fingerprint) -> Arc<PostMeta> {
     let mut meta = Arc::unwrap_or_clone(meta);
-    meta.path = path.to_owned();
+    meta.path = path.clone();
     meta.version = fingerprint.version(path);
     Arc::new(meta)
 }
@@ -135,7 +135,7 @@ pub struct Engine {
     /// Posts in `rendered` with their summary only (rendered for archive pages of summaries).
     summary_only: HashSet<PathBuf>,
     /// Every post file seen (published, draft or bad), sorted so a folder's files are a range.
-    seen: BTreeMap<PathBuf, Fingerprint>,
+    seen: BTreeMap<Arc<Path>, Fingerprint>,
     /// Files whose current version is bad.
     bad: BTreeMap<PathBuf, PostError>,
     drafts: BTreeSet<PathBuf>,
@@ -207,25 +207,26 @@ impl Engine {
         // grown key by key has nodes two-thirds full.
         let mut seen = Vec::with_capacity(snapshot.files.len());
         for Indexed { path, fingerprint, meta, error, warnings } in snapshot.files {
+            let path: Arc<Path> = path.into();
             if error.is_some() {
                 // Read again (it is not `seen`), and dropped from the index if it went. A post
                 // whose body failed to render stays where its pages had it until then.
                 if let Some(meta) = meta {
                     self.site.insert(restored(meta, &path, &fingerprint));
                 }
-                self.unsaved.insert(path);
+                self.unsaved.insert(path.to_path_buf());
                 continue;
             }
             match meta {
                 None => {
-                    self.drafts.insert(path.clone());
+                    self.drafts.insert(path.to_path_buf());
                 }
                 Some(meta) => {
                     self.site.insert(restored(meta, &path, &fingerprint));
                 }
             }
             if !warnings.is_empty() {
-                self.restored_warnings.insert(path.clone(), warnings);
+                self.restored_warnings.insert(path.to_path_buf(), warnings);
             }
             seen.push((path, fingerprint));
         }
@@ -269,7 +270,7 @@ impl Engine {
     pub fn index_changes(&mut self) -> Snapshot {
         let mut snapshot = Snapshot::default();
         for path in std::mem::take(&mut self.unsaved) {
-            let entry = self.seen.get(&path).and_then(|fingerprint| {
+            let entry = self.seen.get(path.as_path()).and_then(|fingerprint| {
                 let (meta, error) = match (self.bad.get(&path), self.drafts.contains(&path)) {
                     (Some(error), _) => (self.site.get(&path).cloned(), Some(error.clone())),
                     (None, true) => (None, None),
@@ -296,7 +297,7 @@ impl Engine {
 
     /// Has the next [`Engine::index_changes`] hold every file known (the index is saved whole).
     pub fn forget_index(&mut self) {
-        self.unsaved.extend(self.seen.keys().cloned());
+        self.unsaved.extend(self.seen.keys().map(|p| p.to_path_buf()));
     }
 
     /// Has the document at `rel` made again at the next step (its file is missing or not what
@@ -418,10 +419,10 @@ impl Engine {
         let mut present: HashSet<&Path> = HashSet::with_capacity(seen.len());
         let (mut changed, mut slice) = (Vec::new(), Vec::with_capacity(SLICE));
         let stat = |slice: &mut Vec<PathBuf>, changed: &mut Vec<PathBuf>| {
-            changed.par_extend(slice.par_drain(..).filter(|p| seen.get(p).copied() != Fingerprint::of(p)));
+            changed.par_extend(slice.par_drain(..).filter(|p| seen.get(p.as_path()).copied() != Fingerprint::of(p)));
         };
         let problems = source::each_post_file(&self.config, |path| {
-            if let Some((known, _)) = seen.get_key_value(&path) {
+            if let Some((known, _)) = seen.get_key_value(path.as_path()) {
                 present.insert(known);
             }
             if first {
@@ -435,7 +436,7 @@ impl Engine {
         });
         stat(&mut slice, &mut changed);
         change.errors.extend(problems);
-        let gone = seen.keys().filter(|p| !present.contains(p.as_path())).cloned().collect();
+        let gone = seen.keys().filter(|p| !present.contains(&***p)).map(|p| p.to_path_buf()).collect();
         (changed, gone)
     }
 
@@ -488,7 +489,7 @@ impl Engine {
             }
         }
         let changed: Vec<PathBuf> =
-            candidates.into_iter().filter(|p| self.seen.get(p).copied() != Fingerprint::of(p)).collect();
+            candidates.into_iter().filter(|p| self.seen.get(p.as_path()).copied() != Fingerprint::of(p)).collect();
         touched.extend(self.read_changed(changed, &mut change));
         touched.extend(self.advance(now));
         if !touched.is_empty() {
@@ -519,7 +520,14 @@ impl Engine {
 
     /// The known post files at `path` or under it.
     fn known_under(&self, path: &Path) -> Vec<PathBuf> {
-        self.seen.range(path.to_owned()..).map(|(p, _)| p).take_while(|p| p.starts_with(path)).cloned().collect()
+        use std::ops::Bound;
+        let from: (Bound<&Path>, Bound<&Path>) = (Bound::Included(path), Bound::Unbounded);
+        self.seen
+            .range::<Path, _>(from)
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(path))
+            .map(|p| p.to_path_buf())
+            .collect()
     }
 
     /// Drops a file that is gone; returns the feeds it was in.
@@ -566,8 +574,12 @@ impl Engine {
                 Err(error) => (Fingerprint::of(&path), Err(error)),
             };
             match fingerprint {
-                Some(fingerprint) => self.seen.insert(path.clone(), fingerprint),
-                None => self.seen.remove(&path),
+                // The post's record and this map share the path.
+                Some(fingerprint) => {
+                    let key = result.as_ref().map_or_else(|_| Arc::from(path.as_path()), |(meta, _)| meta.path.clone());
+                    self.seen.insert(key, fingerprint)
+                }
+                None => self.seen.remove(path.as_path()),
             };
             match result {
                 Ok((meta, rendered)) => touched.extend(self.take_read(&path, meta, rendered, change)),
@@ -757,7 +769,7 @@ impl Engine {
             let needed: Vec<Arc<PostMeta>> = work
                 .iter()
                 .flat_map(|feed| feed.due_posts(self.site.history(&feed.key, self.due_until).posts))
-                .filter(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&m.path))
+                .filter(|m| !self.rendered.contains_key(&*m.path) && !failed.contains(&*m.path))
                 .filter(|m| seen.insert(m.path.clone()))
                 .cloned()
                 .collect();
@@ -789,7 +801,7 @@ impl Engine {
                 continue;
             }
             let posts = &history.posts[page.range.clone()];
-            if posts.iter().any(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&m.path)) {
+            if posts.iter().any(|m| !self.rendered.contains_key(&*m.path) && !failed.contains(&*m.path)) {
                 walked.waiting = true;
                 return walked;
             }
@@ -800,7 +812,7 @@ impl Engine {
                     feed.pages = feed.archive.plan(history);
                 }
                 None => {
-                    feed.archive.wrote(&page, history.posts, &|post| failed.contains(&post.path));
+                    feed.archive.wrote(&page, history.posts, &|post| failed.contains(&*post.path));
                     walked.documents.extend(Format::ALL.map(|f| documents::archive_path(&feed.key, page.number, f)));
                     i += 1;
                 }
@@ -872,7 +884,7 @@ impl Engine {
             let needed: Vec<Arc<PostMeta>> = plans
                 .iter()
                 .flat_map(|p| p.items.iter())
-                .filter(|m| !self.rendered.contains_key(&m.path) || self.summary_only.contains(&m.path))
+                .filter(|m| !self.rendered.contains_key(&*m.path) || self.summary_only.contains(&*m.path))
                 .filter(|m| seen.insert(m.path.clone()))
                 .cloned()
                 .collect();
@@ -987,7 +999,7 @@ impl Engine {
         let items: Vec<feed::Item<'_>> = plan
             .items
             .iter()
-            .filter_map(|m| self.rendered.get(&m.path).map(|r| feed::Item { meta: m, rendered: r }))
+            .filter_map(|m| self.rendered.get(&*m.path).map(|r| feed::Item { meta: m, rendered: r }))
             .collect();
         FeedSummary {
             key: plan.key.clone(),
@@ -1019,7 +1031,7 @@ impl Engine {
         if self.rendered.len() <= 2 * shown + 64 {
             return;
         }
-        let keep: HashSet<PathBuf> = self
+        let keep: HashSet<Arc<Path>> = self
             .feeds
             .keys()
             .filter_map(|k| self.site.feed(k, now, self.config.items))
@@ -1027,7 +1039,7 @@ impl Engine {
             .collect();
         // A post whose file is bad keeps its rendering: it is its last good version.
         let bad = &self.bad;
-        self.rendered.retain(|path, _| keep.contains(path) || bad.contains_key(path));
+        self.rendered.retain(|path, _| keep.contains(path.as_path()) || bad.contains_key(path));
         let rendered = &self.rendered;
         self.summary_only.retain(|path| rendered.contains_key(path));
     }

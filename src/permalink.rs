@@ -159,13 +159,19 @@ impl Permalink {
     /// The site-relative path of a post; dates are the post's own wall-clock time. With `jekyll`,
     /// Jekyll's rules: `:title` and `:slug` are Jekyll's slugs of `title` (cased, lower case),
     /// `:categories` the names in lower case, as they are (the URL percent-encodes them).
-    pub fn expand(&self, date: &DateTime<FixedOffset>, title: &str, categories: &[crate::post::Term], jekyll: bool) -> String {
+    pub fn expand(
+        &self,
+        date: &DateTime<FixedOffset>,
+        title: &str,
+        categories: &[crate::text::Term],
+        jekyll: bool,
+    ) -> String {
         let mut out = String::new();
         for token in &self.tokens {
             match token {
                 Token::Literal(text) => out.push_str(text),
                 Token::Placeholder(placeholder @ (Placeholder::Categories | Placeholder::SlugifiedCategories)) => {
-                    let name = |c: &crate::post::Term| match (jekyll, placeholder) {
+                    let name = |c: &crate::text::Term| match (jekyll, placeholder) {
                         (false, _) => slugify(c),
                         (true, Placeholder::Categories) => c.to_lowercase(),
                         (true, _) => jekyll_slug(c, false),
@@ -249,7 +255,7 @@ mod tests {
         let date = DateTime::parse_from_rfc3339("2021-03-04T05:06:07+08:00").unwrap();
         let pattern = Permalink::parse("/:short_year/:i_month/:i_day/:hour:minute:second/:slug/").unwrap();
         assert_eq!(pattern.expand(&date, "Hello World", &[], false), "/21/3/4/050607/hello-world/");
-        let categories = ["新闻", "A B", "!!"].map(crate::post::Term::new);
+        let categories = ["新闻", "A B", "!!"].map(crate::text::Term::new);
         let pattern = Permalink::default();
         assert_eq!(pattern.expand(&date, "x", &categories, false), "/新闻/a-b/2021/03/04/x.html");
         assert_eq!(pattern.to_string(), Permalink::DEFAULT);
@@ -260,7 +266,7 @@ mod tests {
         // Expected paths are what Jekyll 4.3.1 wrote for `_posts/2021-12-23-Hello-World.md` with
         // `categories: [Business News, 财经]` (before percent-encoding).
         let date = DateTime::parse_from_rfc3339("2021-12-23T16:34:36+08:00").unwrap();
-        let categories = ["Business News", "财经"].map(crate::post::Term::new);
+        let categories = ["Business News", "财经"].map(crate::text::Term::new);
         for (style, expected) in [
             ("date", "/business news/财经/2021/12/23/Hello-World.html"),
             ("pretty", "/business news/财经/2021/12/23/Hello-World/"),

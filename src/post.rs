@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike};
@@ -17,7 +18,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use crate::permalink::Permalink;
-use crate::text::{is_language_tag, is_xml_char, strip_tags, xml_safe};
+use crate::text::{Term, is_language_tag, is_xml_char, strip_tags, xml_safe};
 
 /// A post that cannot be published, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,82 +44,6 @@ pub struct PostWarning {
     pub message: String,
 }
 
-/// Every [`Term`] made, and how many there were after they were last swept.
-static TERMS: std::sync::LazyLock<std::sync::Mutex<(std::collections::HashSet<std::sync::Arc<str>>, usize)>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// A category or tag name. A site has few and its posts many, so each name is kept once and
-/// shared by every post that has it (a post's record holds a pointer, not a copy).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Term(std::sync::Arc<str>);
-
-impl Term {
-    /// The shared copy of `name`. Names no post holds any more are let go as the set grows.
-    pub fn new(name: &str) -> Term {
-        use std::sync::{Arc, PoisonError};
-        let mut guard = TERMS.lock().unwrap_or_else(PoisonError::into_inner);
-        let (names, swept) = &mut *guard;
-        if let Some(known) = names.get(name) {
-            return Term(known.clone());
-        }
-        if names.len() >= 2 * *swept + 1024 {
-            names.retain(|n| Arc::strong_count(n) > 1);
-            *swept = names.len();
-        }
-        let fresh: Arc<str> = Arc::from(name);
-        names.insert(fresh.clone());
-        Term(fresh)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::ops::Deref for Term {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Term {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
-
-impl fmt::Display for Term {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<&str> for Term {
-    fn from(name: &str) -> Term {
-        Term::new(name)
-    }
-}
-
-impl PartialEq<&str> for Term {
-    fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
-    }
-}
-
-impl Serialize for Term {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for Term {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Term, D::Error> {
-        let name: Cow<'de, str> = Cow::deserialize(deserializer)?;
-        Ok(Term::new(&name))
-    }
-}
-
 /// Who wrote a post: the front matter's `author`, else the site's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,8 +64,9 @@ pub enum BodyFormat {
 /// It is kept across restarts (the scan index in `state`) without its path, the index's key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PostMeta {
-    #[serde(skip)]
-    pub path: PathBuf,
+    /// Shared with the engine's map of the files it has seen.
+    #[serde(skip, default = "no_path")]
+    pub path: Arc<Path>,
     pub title: String,
     pub date: DateTime<FixedOffset>,
     pub updated: DateTime<FixedOffset>,
@@ -176,6 +102,11 @@ pub struct PostMeta {
     pub version: u64,
 }
 
+/// The path of a record read back from the scan index, whose key holds it.
+fn no_path() -> Arc<Path> {
+    Arc::from(Path::new(""))
+}
+
 impl PostMeta {
     /// The identifier feeds use: the front matter's, else the permalink.
     pub fn guid(&self) -> &str {
@@ -198,7 +129,7 @@ impl PostMeta {
     /// category or tag: the other modules' tests change what they need.
     pub fn example(path: &str, date: DateTime<FixedOffset>) -> PostMeta {
         PostMeta {
-            path: path.into(),
+            path: Path::new(path).into(),
             title: path.into(),
             date,
             updated: date,
@@ -338,7 +269,7 @@ impl FrontMatter {
         let jekyll_id =
             (cx.jekyll && self.id.is_none() && self.guid.is_none()).then(|| jekyll_id(cx.base_url, &link, slug));
         let meta = PostMeta {
-            path: path.to_owned(),
+            path: path.into(),
             title,
             date,
             updated,
@@ -1013,19 +944,6 @@ impl<'de> Deserialize<'de> for Flag {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_term_is_kept_once_and_let_go_when_no_post_holds_it() {
-        let (a, b) = (Term::new("共享 term test"), Term::new(&String::from("共享 term test")));
-        assert!(std::sync::Arc::ptr_eq(&a.0, &b.0), "one copy");
-        assert_eq!(a, "共享 term test");
-        for i in 0..20_000 {
-            drop(Term::new(&format!("passing term {i}")));
-        }
-        let names = TERMS.lock().unwrap();
-        assert!(names.0.len() < 10_000, "names no post holds are swept: {} kept", names.0.len());
-        assert!(names.0.contains("共享 term test"), "a name still held stays");
-    }
 
     static NO_AUTHORS: BTreeMap<String, Author> = BTreeMap::new();
 

@@ -81,7 +81,7 @@ impl Ord for Order {
 /// and path): by date, then by link and file, each reversed, so the order never depends on
 /// insertion.
 fn place(post: &PostMeta) -> (DateTime<Utc>, Reverse<&str>, Reverse<&Path>) {
-    (post.date.to_utc(), Reverse(post.link.as_str()), Reverse(post.path.as_path()))
+    (post.date.to_utc(), Reverse(post.link.as_str()), Reverse(&*post.path))
 }
 
 /// Where `a` comes in a feed's history against `b`.
@@ -114,7 +114,7 @@ pub struct Position {
 
 impl Position {
     pub fn of(post: &PostMeta) -> Position {
-        Position { date: post.date.to_utc(), link: Reverse(post.link.clone()), path: Reverse(post.path.clone()) }
+        Position { date: post.date.to_utc(), link: Reverse(post.link.clone()), path: Reverse(post.path.to_path_buf()) }
     }
 
     /// Whether `post` comes at or before this position (without copying its link and path).
@@ -230,7 +230,7 @@ impl Eq for ByPath {}
 impl Hash for ByPath {
     fn hash<H: Hasher>(&self, state: &mut H) {
         // As the path's own hash: `Borrow<Path>` finds it by path.
-        self.0.path.as_path().hash(state);
+        self.0.path.hash(state);
     }
 }
 
@@ -396,8 +396,8 @@ mod tests {
 
     fn post(path: &str, date: &str, categories: &[&str], tags: &[&str]) -> Arc<PostMeta> {
         Arc::new(PostMeta {
-            categories: categories.iter().map(|s| crate::post::Term::new(s)).collect(),
-            tags: tags.iter().map(|s| crate::post::Term::new(s)).collect(),
+            categories: categories.iter().map(|s| crate::text::Term::new(s)).collect(),
+            tags: tags.iter().map(|s| crate::text::Term::new(s)).collect(),
             ..PostMeta::example(path, DateTime::parse_from_rfc3339(date).unwrap())
         })
     }

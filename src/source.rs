@@ -242,7 +242,7 @@ pub struct Scan {
 impl Scan {
     /// Every warning, with the file it is about.
     pub fn warnings(&self) -> impl Iterator<Item = (&Path, &PostWarning)> {
-        self.posts.iter().flat_map(|p| p.warnings.iter().map(move |w| (p.path.as_path(), w)))
+        self.posts.iter().flat_map(|p| p.warnings.iter().map(move |w| (&*p.path, w)))
     }
 }
 

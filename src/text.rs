@@ -21,6 +21,82 @@ pub fn xml_safe(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Every [`Term`] made, and how many there were after they were last swept.
+static TERMS: std::sync::LazyLock<std::sync::Mutex<(std::collections::HashSet<std::sync::Arc<str>>, usize)>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// A category or tag name. A site has few and its posts many, so each name is kept once and
+/// shared by every post that has it (a post's record holds a pointer, not a copy).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Term(std::sync::Arc<str>);
+
+impl Term {
+    /// The shared copy of `name`. Names no post holds any more are let go as the set grows.
+    pub fn new(name: &str) -> Term {
+        use std::sync::{Arc, PoisonError};
+        let mut guard = TERMS.lock().unwrap_or_else(PoisonError::into_inner);
+        let (names, swept) = &mut *guard;
+        if let Some(known) = names.get(name) {
+            return Term(known.clone());
+        }
+        if names.len() >= 2 * *swept + 1024 {
+            names.retain(|n| Arc::strong_count(n) > 1);
+            *swept = names.len();
+        }
+        let fresh: Arc<str> = Arc::from(name);
+        names.insert(fresh.clone());
+        Term(fresh)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Term {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Term {
+    fn from(name: &str) -> Term {
+        Term::new(name)
+    }
+}
+
+impl PartialEq<&str> for Term {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl serde::Serialize for Term {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Term {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Term, D::Error> {
+        let name: Cow<'de, str> = serde::Deserialize::deserialize(deserializer)?;
+        Ok(Term::new(&name))
+    }
+}
+
 /// A name as it appears in a URL: lower-cased; whitespace, controls and ASCII punctuation other
 /// than `-` and `_` become `-` (runs collapse, ends trimmed); letters of every script stay.
 pub fn slugify(name: &str) -> String {
@@ -217,6 +293,19 @@ pub fn cut(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_term_is_kept_once_and_let_go_when_no_post_holds_it() {
+        let (a, b) = (Term::new("共享 term test"), Term::new(&String::from("共享 term test")));
+        assert!(std::sync::Arc::ptr_eq(&a.0, &b.0), "one copy");
+        assert_eq!(a, "共享 term test");
+        for i in 0..20_000 {
+            drop(Term::new(&format!("passing term {i}")));
+        }
+        let names = TERMS.lock().unwrap();
+        assert!(names.0.len() < 10_000, "names no post holds are swept: {} kept", names.0.len());
+        assert!(names.0.contains("共享 term test"), "a name still held stays");
+    }
 
     #[test]
     fn xml_chars() {

@@ -44,7 +44,7 @@ fn page_object(meta: &PostMeta, site: &SiteVars<'_>) -> Object {
         path.map_or_else(|| link.to_owned(), str::to_owned)
     };
     let (url, id) = (site_path(&meta.link), site_path(meta.guid()));
-    let list = |names: &[crate::post::Term]| Value::Array(names.iter().map(|n| text(n)).collect::<Array>());
+    let list = |names: &[crate::text::Term]| Value::Array(names.iter().map(|n| text(n)).collect::<Array>());
     let mut object = Object::new();
     for (key, value) in [
         ("title", meta.title.as_str()),
