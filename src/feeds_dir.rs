@@ -35,7 +35,7 @@ impl Encoding {
     }
 
     /// The file that holds this encoding of the document at `path`.
-    fn beside(self, path: &Path) -> PathBuf {
+    pub fn beside(self, path: &Path) -> PathBuf {
         let mut os = path.as_os_str().to_owned();
         os.push(self.suffix());
         PathBuf::from(os)

@@ -80,7 +80,8 @@ pub fn answer(served: &ServedSet, method: &Method, path: &str, headers: &HeaderM
     }
 
     let (coding, variant) = choose(resource, headers);
-    let not_modified = not_modified(headers, &variant.etag, resource.modified);
+    let etag = variant.etag();
+    let not_modified = not_modified(headers, &etag, resource.modified);
     let status = if not_modified { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
     let body = match not_modified {
         true => Bytes::new(),
@@ -92,7 +93,7 @@ pub fn answer(served: &ServedSet, method: &Method, path: &str, headers: &HeaderM
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     let h = response.headers_mut();
-    h.insert(header::ETAG, variant.etag.clone());
+    h.insert(header::ETAG, etag);
     h.insert(header::LAST_MODIFIED, resource.last_modified.clone());
     let policy = &served.policy;
     h.insert(

@@ -22,36 +22,50 @@ pub struct Variant {
     pub body: Stored,
     /// The bytes' XXH3-128, which the ETag spells.
     pub hash: u128,
-    pub etag: HeaderValue,
 }
 
 /// Where a variant's bytes are kept.
 #[derive(Debug, Clone)]
 pub enum Stored {
-    Memory(Bytes),
+    /// With the validator spelled out once, for the documents asked for most.
+    Memory { bytes: Bytes, etag: HeaderValue },
     /// In a file of the feeds folder, read for each response: sealed archive pages, a site's
-    /// whole history, are rarely asked for and never change with newer posts.
-    File(std::path::PathBuf),
+    /// whole history, are rarely asked for and never change with newer posts. Their validator
+    /// is spelled out for each response rather than kept for thousands of pages.
+    File {
+        /// The document's own file; an encoding's lies beside it.
+        document: Arc<std::path::Path>,
+        encoding: Option<Encoding>,
+    },
 }
 
 impl Variant {
     fn new(body: Bytes) -> Variant {
         let hash = xxhash_rust::xxh3::xxh3_128(&body);
-        Variant { body: Stored::Memory(body), hash, etag: etag_of(hash) }
+        Variant { body: Stored::Memory { bytes: body, etag: etag_of(hash) }, hash }
+    }
+
+    /// The strong validator, which spells the hash.
+    pub fn etag(&self) -> HeaderValue {
+        match &self.body {
+            Stored::Memory { etag, .. } => etag.clone(),
+            Stored::File { .. } => etag_of(self.hash),
+        }
     }
 
     /// Whether the bytes are read from a file for each response.
     pub fn is_file(&self) -> bool {
-        matches!(self.body, Stored::File(_))
+        matches!(self.body, Stored::File { .. })
     }
 
     /// The bytes. A file whose bytes are no longer those the ETag names (rewritten since this
     /// set was made) is an error: the answer would pair new bytes with an old validator.
     pub fn bytes(&self) -> std::io::Result<Bytes> {
         match &self.body {
-            Stored::Memory(bytes) => Ok(bytes.clone()),
-            Stored::File(path) => {
-                let bytes = std::fs::read(path)?;
+            Stored::Memory { bytes, .. } => Ok(bytes.clone()),
+            Stored::File { document, encoding } => {
+                let path = encoding.map_or_else(|| document.to_path_buf(), |e| e.beside(document));
+                let bytes = std::fs::read(&path)?;
                 if xxhash_rust::xxh3::xxh3_128(&bytes) != self.hash {
                     let message = format!("{} changed since it was served", path.display());
                     return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
@@ -136,10 +150,11 @@ impl Resource {
 
     /// The document at `rel` served from the files a previous run wrote, as `on_disk` describes
     /// them (their validators kept, not computed: each response checks the bytes it reads).
-    pub fn on_disk(rel: &str, on_disk: &OnDisk, file: impl Fn(Option<Encoding>) -> std::path::PathBuf) -> Resource {
+    pub fn on_disk(rel: &str, on_disk: &OnDisk, document: &std::path::Path) -> Resource {
+        let document: Arc<std::path::Path> = Arc::from(document);
         let variant = |i: usize, encoding: Option<Encoding>| {
             let hash = on_disk.files[i].1;
-            Variant { body: Stored::File(file(encoding)), hash, etag: etag_of(hash) }
+            Variant { body: Stored::File { document: document.clone(), encoding }, hash }
         };
         let mut resource = Resource::identity_only(rel, Bytes::new(), on_disk.modified);
         resource.identity = variant(0, None);
@@ -167,11 +182,13 @@ impl Resource {
 
     /// The same document served from the files that hold it (`file(None)` the document,
     /// `file(Some(encoding))` each encoding) instead of memory.
-    pub fn from_files(mut self, file: impl Fn(Option<Encoding>) -> std::path::PathBuf) -> Resource {
-        self.identity.body = Stored::File(file(None));
+    pub fn from_files(mut self, document: &std::path::Path) -> Resource {
+        let document: Arc<std::path::Path> = Arc::from(document);
+        let file = |encoding| Stored::File { document: document.clone(), encoding };
+        self.identity.body = file(None);
         for (variant, encoding) in [(&mut self.gzip, Encoding::Gzip), (&mut self.brotli, Encoding::Brotli)] {
             if let Some(variant) = variant {
-                variant.body = Stored::File(file(Some(encoding)));
+                variant.body = file(Some(encoding));
             }
         }
         self
@@ -482,9 +499,9 @@ mod tests {
         let a = Resource::new("feed.rss", &encoded, SystemTime::now());
         let b = Resource::new("feed.rss", &encoded, SystemTime::now());
         assert_eq!(a.content_type, "application/rss+xml; charset=utf-8");
-        assert_eq!(a.identity.etag, b.identity.etag);
-        assert_ne!(a.identity.etag, a.gzip.as_ref().unwrap().etag);
-        assert_ne!(a.gzip.as_ref().unwrap().etag, a.brotli.as_ref().unwrap().etag);
+        assert_eq!(a.identity.etag(), b.identity.etag());
+        assert_ne!(a.identity.etag(), a.gzip.as_ref().unwrap().etag());
+        assert_ne!(a.gzip.as_ref().unwrap().etag(), a.brotli.as_ref().unwrap().etag());
         assert_eq!(a.last_modified, "Tue, 14 Nov 2023 22:13:20 GMT");
         let future = Resource::new(
             "x",
@@ -502,8 +519,8 @@ mod tests {
         let feeds = crate::feeds_dir::FeedsDir::at(dir.path(), crate::config::Compression { gzip: 3, brotli: 3 });
         feeds.write("feed.archive-1.rss", &encoded).unwrap();
         let resource = Resource::new("feed.archive-1.rss", &encoded, SystemTime::now())
-            .from_files(|encoding| feeds.file_of("feed.archive-1.rss", encoding));
-        assert!(matches!(resource.brotli.as_ref().unwrap().body, Stored::File(_)));
+            .from_files(&feeds.file_of("feed.archive-1.rss", None));
+        assert!(matches!(resource.brotli.as_ref().unwrap().body, Stored::File { .. }));
         assert_eq!(resource.identity.bytes().unwrap(), encoded.identity);
         assert_eq!(resource.gzip.as_ref().unwrap().bytes().unwrap(), encoded.gzip);
         // Bytes that are not the ones the ETag names are never sent with it.

@@ -206,7 +206,7 @@ impl DocumentSink for KeepSink<'_> {
         };
         let on_disk = (put.error.is_none() && !deferred).then(|| OnDisk::of(&put.encoded));
         let filed = (documents::is_archive(rel) && put.error.is_none() && !deferred).then(|| {
-            let resource = Resource::new(rel, &put.encoded, self.now).from_files(|e| self.feeds.file_of(rel, e));
+            let resource = Resource::new(rel, &put.encoded, self.now).from_files(&self.feeds.file_of(rel, None));
             put.encoded = Encoded::empty(put.encoded.modified);
             resource
         });
@@ -467,7 +467,7 @@ impl Worker {
         let mut next = (*current).clone();
         for rel in refiled {
             if let Some(resource) = next.resources.get(&rel) {
-                let filed = (**resource).clone().from_files(|e| self.feeds.file_of(&rel, e));
+                let filed = (**resource).clone().from_files(&self.feeds.file_of(&rel, None));
                 next.resources.insert(rel, Arc::new(filed));
             }
         }
@@ -606,7 +606,7 @@ impl Worker {
         let others = others.into_iter().map(|(rel, on_disk)| (rel, Some(on_disk)));
         let mut found = Worker::from_files(feeds, others.chain(unlisted.into_iter().map(|rel| (rel, None))), wall);
         found.extend(pages.iter().map(|(rel, on_disk)| {
-            (rel.clone(), Resource::on_disk(rel, on_disk, |e| feeds.file_of(rel, e)).dated(on_disk.modified, wall))
+            (rel.clone(), Resource::on_disk(rel, on_disk, &feeds.file_of(rel, None)).dated(on_disk.modified, wall))
         }));
         let config = self.config();
         let mut next = ServedSet { policy: Arc::new(Policy::new(&config)), ready: true, ..Default::default() };
@@ -640,7 +640,7 @@ impl Worker {
             .filter_map(|(rel, on_disk)| {
                 let resource = match on_disk.filter(|on_disk| feeds.still(&rel, on_disk)) {
                     Some(on_disk) => {
-                        Resource::on_disk(&rel, &on_disk, |e| feeds.file_of(&rel, e)).dated(on_disk.modified, wall)
+                        Resource::on_disk(&rel, &on_disk, &feeds.file_of(&rel, None)).dated(on_disk.modified, wall)
                     }
                     None => Resource::new(&rel, &feeds.read(&rel)?, wall),
                 };

@@ -298,7 +298,7 @@ impl Hub {
 
 /// The validator of a document's bytes as served unencoded.
 fn etag(resource: &Resource) -> String {
-    resource.identity.etag.to_str().unwrap_or_default().to_owned()
+    resource.identity.etag().to_str().unwrap_or_default().to_owned()
 }
 
 /// A fresh `hub.challenge`: 128 random bits in hex.

@@ -50,7 +50,7 @@ pub fn served(shared: &crier::served::Shared, rel: &str) -> Option<Served> {
         identity: bytes(&resource.identity)?,
         gzip: resource.gzip.as_ref().and_then(bytes),
         brotli: resource.brotli.as_ref().and_then(bytes),
-        etag: resource.identity.etag.to_str().unwrap().to_owned(),
+        etag: resource.identity.etag().to_str().unwrap().to_owned(),
         last_modified: resource.last_modified.to_str().unwrap().to_owned(),
     })
 }
