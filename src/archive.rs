@@ -184,7 +184,7 @@ mod tests {
         static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let date = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap() + chrono::Duration::days(n.into());
         let version = VERSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Arc::new(PostMeta { title: n.to_string(), version, ..PostMeta::example(&format!("{n}.md"), date) })
+        Arc::new(PostMeta { title: n.to_string().into(), version, ..PostMeta::example(&format!("{n}.md"), date) })
     }
 
     thread_local! {
@@ -288,7 +288,11 @@ mod tests {
                     let date = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap()
                         + chrono::Duration::days((next() % 6) as i64);
                     let link = format!("l{}", next() % 3);
-                    Arc::new(PostMeta { link, version: next(), ..PostMeta::example(&format!("{i}.md"), date) })
+                    Arc::new(PostMeta {
+                        link: link.into(),
+                        version: next(),
+                        ..PostMeta::example(&format!("{i}.md"), date)
+                    })
                 })
                 .collect();
             posts.sort_by_key(|p| Position::of(p));

@@ -90,8 +90,8 @@ pub fn feed_page(config: &Config, plan: &FeedPlan, rendered: &HashMap<PathBuf, A
         let summary = rendered.get(&*meta.path).map(|r| r.summary.as_str()).unwrap_or_default();
         items.push_str(&format!(
             "<article>\n<h2><a href=\"{link}\">{title}</a></h2>\n<time datetime=\"{iso}\">{date}</time>\n<p>{summary}</p>\n</article>\n",
-            link = escape(meta.link.as_str()),
-            title = escape(meta.title.as_str()),
+            link = escape(&*meta.link),
+            title = escape(&*meta.title),
             iso = meta.date.to_rfc3339(),
             date = meta.date.format("%Y-%m-%d %H:%M"),
             summary = escape(summary),

@@ -67,13 +67,13 @@ pub struct PostMeta {
     /// Shared with the engine's map of the files it has seen.
     #[serde(skip, default = "no_path")]
     pub path: Arc<Path>,
-    pub title: String,
+    pub title: Box<str>,
     pub date: DateTime<FixedOffset>,
     pub updated: DateTime<FixedOffset>,
     pub categories: Vec<Term>,
     pub tags: Vec<Term>,
     /// Absolute, ASCII-only URL of the post.
-    pub link: String,
+    pub link: Box<str>,
     /// The front matter's `id`/`guid`, when it has one. (The optional texts are boxed strings,
     /// two words each instead of three: the record is kept for every post.)
     pub id: Option<Box<str>>,
@@ -135,7 +135,7 @@ impl PostMeta {
             updated: date,
             categories: vec![],
             tags: vec![],
-            link: format!("https://e.org/{path}"),
+            link: format!("https://e.org/{path}").into(),
             id: None,
             author: None,
             summary: None,
@@ -270,12 +270,12 @@ impl FrontMatter {
             (cx.jekyll && self.id.is_none() && self.guid.is_none()).then(|| jekyll_id(cx.base_url, &link, slug));
         let meta = PostMeta {
             path: path.into(),
-            title,
+            title: title.into(),
             date,
             updated,
             categories,
             tags: terms(path, ("tags", self.tags.take()), ("tag", self.tag.take()), cx)?,
-            link,
+            link: link.into(),
             id: self
                 .id
                 .take()
@@ -977,11 +977,11 @@ mod tests {
             "---\nlayout: post\ntitle: \"平安银行 创新\"\ndate: 2021-12-23 16:34:36 +0800\ncategories: qingdaocaijingwang\ntags: 青岛财经网新闻\n---\n<p>正文</p>\n",
         )
         .unwrap();
-        assert_eq!(m.title, "平安银行 创新");
+        assert_eq!(&*m.title, "平安银行 创新");
         assert_eq!(m.date.to_rfc3339(), "2021-12-23T16:34:36+08:00");
         assert_eq!(m.categories, ["qingdaocaijingwang"]);
         assert_eq!(m.tags, ["青岛财经网新闻"]);
-        assert_eq!(m.link, "https://news.example.com/qingdaocaijingwang/2021/12/23/example-post.html");
+        assert_eq!(&*m.link, "https://news.example.com/qingdaocaijingwang/2021/12/23/example-post.html");
         assert_eq!(body, "<p>正文</p>\n");
         assert!(m.warnings.is_empty());
     }
@@ -1049,7 +1049,7 @@ mod tests {
         assert_eq!(m.categories, ["新闻"]);
         assert_eq!(m.tags, ["2021", "true"]);
         let m = meta("---\ntitle: 1984\ndate: 2021-01-01\ncategories: 2021\n---\n");
-        assert_eq!(m.title, "1984");
+        assert_eq!(&*m.title, "1984");
         assert_eq!(m.categories, ["2021"]);
     }
 
@@ -1070,12 +1070,12 @@ mod tests {
     #[test]
     fn permalinks_and_ids() {
         let m = meta("---\ntitle: t\ndate: 2021-01-01\npermalink: /about/changes.html\n---\n");
-        assert_eq!(m.link, "https://news.example.com/about/changes.html");
+        assert_eq!(&*m.link, "https://news.example.com/about/changes.html");
         let m = meta("---\ntitle: t\ndate: 2021-01-01\npermalink: https://other.example.org/x\n---\n");
-        assert_eq!(m.link, "https://other.example.org/x");
+        assert_eq!(&*m.link, "https://other.example.org/x");
         let m = meta("---\ntitle: t\ndate: 2021-01-01 10:00\ncategories: 青岛 News\n---\n");
-        assert_eq!(m.link, "https://news.example.com/%E9%9D%92%E5%B2%9B/news/2021/01/01/a-post.html");
-        assert_eq!(m.guid(), m.link);
+        assert_eq!(&*m.link, "https://news.example.com/%E9%9D%92%E5%B2%9B/news/2021/01/01/a-post.html");
+        assert_eq!(m.guid(), &*m.link);
         let m = meta("---\ntitle: t\ndate: 2021-01-01\nguid: abc-123\n---\n");
         assert_eq!(m.guid(), "abc-123");
     }
@@ -1105,9 +1105,9 @@ mod tests {
     #[test]
     fn fallbacks_warn() {
         let (m, _) = parse_at("posts/2021-05-06-hello-world.md", "---\n---\nbody").unwrap();
-        assert_eq!(m.title, "Hello world");
+        assert_eq!(&*m.title, "Hello world");
         assert_eq!(m.date.to_rfc3339(), "2021-05-06T00:00:00+08:00");
-        assert_eq!(m.link, "https://news.example.com/2021/05/06/hello-world.html");
+        assert_eq!(&*m.link, "https://news.example.com/2021/05/06/hello-world.html");
         assert_eq!(m.warnings.len(), 1);
         let (m, _) = parse_at("posts/undated.md", "---\ntitle: x\n---\nbody").unwrap();
         assert_eq!(m.date.timestamp(), 0);
@@ -1118,7 +1118,7 @@ mod tests {
     fn yaml_escapes_cannot_smuggle_forbidden_characters() {
         let m =
             meta("---\ntitle: \"a\\fb\\x01c\\uFFFEd\"\ndate: 2021-01-01\ntags: \"x\\by\"\nauthor: \"\\0Ann\"\n---\n");
-        assert_eq!(m.title, "abcd");
+        assert_eq!(&*m.title, "abcd");
         assert_eq!(m.tags, ["xy"]);
         assert_eq!(m.author.unwrap().name, "Ann");
     }
@@ -1127,7 +1127,7 @@ mod tests {
     fn bom_crlf_and_forbidden_characters() {
         let (m, body) =
             parse_at("p.md", "\u{feff}---\r\ntitle: \"a\u{8}b\"\r\ndate: 2021-01-01\r\n---\r\nline\u{c}1\r\n").unwrap();
-        assert_eq!(m.title, "ab");
+        assert_eq!(&*m.title, "ab");
         assert_eq!(body, "line1\n");
     }
 
@@ -1220,10 +1220,10 @@ mod tests {
             assert_eq!(meta.date.to_rfc3339(), published, "{date}");
         }
         let named = parse_jekyll("_posts/2021-12-20-Space Name.md", "---\ntitle: A\ncategory: Foo Bar\n---\n");
-        assert_eq!(named.link, "https://e.org/foo%20bar/2021/12/20/Space-Name.html");
+        assert_eq!(&*named.link, "https://e.org/foo%20bar/2021/12/20/Space-Name.html");
         assert_eq!(named.id.as_deref(), Some("https://e.org/foo%20bar/2021/12/20/Space%20Name"));
         let home = parse_jekyll("_posts/2021-12-20-home.md", "---\ntitle: A\npermalink: /\n---\n");
-        assert_eq!((home.link.as_str(), home.id.as_deref()), ("https://e.org/", Some("https://e.org/home")));
+        assert_eq!((&*home.link, home.id.as_deref()), ("https://e.org/", Some("https://e.org/home")));
         let plain = meta("---\ntitle: A\ndate: 2021-12-23 16:34:36\ncategory: Foo Bar\n---\n");
         assert_eq!(
             (plain.date.to_rfc3339().as_str(), plain.id),
@@ -1238,7 +1238,7 @@ mod tests {
         let m = meta(
             "---\ntitle: \"Hello <em>World</em>\\n again\"\nimage: {path: /img/a b.png}\nlang: zh_CN\nfeed: {excerpt_only: true}\nexcerpt: \"\"\ndescription: \"\"\n---\n",
         );
-        assert_eq!(m.title, "Hello World again");
+        assert_eq!(&*m.title, "Hello World again");
         assert_eq!(m.image.as_deref(), Some("https://news.example.com/img/a%20b.png"));
         assert_eq!(m.lang.as_deref(), Some("zh-CN"));
         assert!(m.excerpt_only);

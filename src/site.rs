@@ -81,7 +81,7 @@ impl Ord for Order {
 /// and path): by date, then by link and file, each reversed, so the order never depends on
 /// insertion.
 fn place(post: &PostMeta) -> (DateTime<Utc>, Reverse<&str>, Reverse<&Path>) {
-    (post.date.to_utc(), Reverse(post.link.as_str()), Reverse(&*post.path))
+    (post.date.to_utc(), Reverse(&*post.link), Reverse(&*post.path))
 }
 
 /// Where `a` comes in a feed's history against `b`.
@@ -114,7 +114,11 @@ pub struct Position {
 
 impl Position {
     pub fn of(post: &PostMeta) -> Position {
-        Position { date: post.date.to_utc(), link: Reverse(post.link.clone()), path: Reverse(post.path.to_path_buf()) }
+        Position {
+            date: post.date.to_utc(),
+            link: Reverse(post.link.to_string()),
+            path: Reverse(post.path.to_path_buf()),
+        }
     }
 
     /// Whether `post` comes at or before this position (without copying its link and path).

@@ -44,7 +44,7 @@ fn entry(doc: &FeedDoc<'_>, item: &Item<'_>) -> Entry {
     let text = |value: String| Text { lang: meta.lang.as_deref().map(str::to_owned), ..Text::plain(value) };
     Entry {
         id: atom_id(meta.guid(), doc.home_url),
-        title: text(meta.title.clone()),
+        title: text(meta.title.to_string()),
         links: vec![link(&meta.link, "alternate", "text/html")],
         published: Some(meta.date),
         updated: meta.updated.max(meta.date),
@@ -61,7 +61,7 @@ fn entry(doc: &FeedDoc<'_>, item: &Item<'_>) -> Entry {
             ..Default::default()
         }),
         content: item.full(doc).then(|| Content {
-            base: Some(meta.link.clone()),
+            base: Some(meta.link.to_string()),
             lang: meta.lang.as_deref().map(str::to_owned),
             value: Some(item.rendered.content_html.clone()),
             content_type: Some("html".to_owned()),

@@ -53,8 +53,8 @@ fn rss_item(doc: &FeedDoc<'_>, item: &Item<'_>) -> rss::Item {
     let meta = item.meta;
     let summary_html = item.summary().map(|summary| quick_xml::escape::escape(summary).into_owned());
     rss::Item {
-        title: Some(meta.title.clone()),
-        link: Some(meta.link.clone()),
+        title: Some(meta.title.to_string()),
+        link: Some(meta.link.to_string()),
         description: summary_html,
         guid: Some(Guid { value: meta.guid().to_owned(), permalink: meta.id.is_none() }),
         pub_date: Some(meta.date.to_rfc2822()),

@@ -47,7 +47,7 @@ fn page_object(meta: &PostMeta, site: &SiteVars<'_>) -> Object {
     let list = |names: &[crate::text::Term]| Value::Array(names.iter().map(|n| text(n)).collect::<Array>());
     let mut object = Object::new();
     for (key, value) in [
-        ("title", meta.title.as_str()),
+        ("title", &*meta.title),
         ("url", url.as_str()),
         ("id", id.as_str()),
         ("description", meta.summary.as_deref().unwrap_or_default()),
