@@ -577,6 +577,8 @@ impl Engine {
                 // The post's record and this map share the path.
                 Some(fingerprint) => {
                     let key = result.as_ref().map_or_else(|_| Arc::from(path.as_path()), |(meta, _)| meta.path.clone());
+                    // Removed first: inserting over a key keeps the old key, a second copy.
+                    self.seen.remove(path.as_path());
                     self.seen.insert(key, fingerprint)
                 }
                 None => self.seen.remove(path.as_path()),

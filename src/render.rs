@@ -45,6 +45,10 @@ pub fn render(meta: &PostMeta, body: &str, rule: SummaryRule<'_>) -> Rendered {
     let (html, mut warnings) = shaped_html(meta, body);
     warnings.append(&mut liquid_warnings);
     let content_html = sanitize(&html, base.as_ref());
+    let content_html = match xml_safe(&content_html) {
+        Cow::Borrowed(_) => content_html,
+        Cow::Owned(safe) => safe,
+    };
 
     let summary = match &meta.summary {
         Some(summary) => squash_whitespace(summary),
@@ -148,17 +152,12 @@ fn to_html(format: BodyFormat, body: &str, depth: usize) -> (Cow<'_, str>, Optio
     }
 }
 
-/// `html` sanitized, with every URL attribute resolved against `base`, and without the
-/// characters XML forbids.
+/// `html` sanitized, with every URL attribute resolved against `base`.
 fn sanitize(html: &str, base: Option<&Url>) -> String {
-    BASE.with_borrow_mut(|current| current.clone_from(&base.cloned()));
+    BASE.with_borrow_mut(|current| *current = base.cloned());
     let document = SANITIZER.clean(html);
     BASE.with_borrow_mut(|current| *current = None);
-    let html = document.to_string();
-    match xml_safe(&html) {
-        Cow::Borrowed(_) => html,
-        Cow::Owned(safe) => safe,
-    }
+    document.to_string()
 }
 
 thread_local! {
@@ -168,8 +167,9 @@ thread_local! {
 
 /// The sanitizer, built once (building one costs as much as cleaning a short post): ammonia's
 /// safe defaults, plus media and `class`, with every URL attribute resolved against the post
-/// being cleaned on the calling thread (ammonia calls the filter on it, before its own URL checks,
-/// so relative URLs never reach those unresolved when the post has a URL).
+/// being cleaned on the calling thread. ammonia checks a URL's scheme before it calls the
+/// filter, and resolves relative URLs after it (here: leaves them, as the filter resolved them),
+/// so the filter checks the scheme of what it makes itself ([`absolute_url`]).
 static SANITIZER: std::sync::LazyLock<Builder<'static>> = std::sync::LazyLock::new(|| {
     let mut builder = Builder::default();
     builder
@@ -192,8 +192,14 @@ static SANITIZER: std::sync::LazyLock<Builder<'static>> = std::sync::LazyLock::n
 
 /// `value` resolved against `base`: relative and protocol-relative references become absolute,
 /// non-ASCII characters are percent-encoded (hosts punycoded). `None` when it cannot be a URL.
+/// Only the schemes ammonia lets through by default are kept: `javascript:` behind a leading
+/// no-break space is no scheme to ammonia's check but would be one once trimmed.
 pub fn absolute_url(base: &Url, value: &str) -> Option<String> {
-    base.join(value.trim()).ok().map(String::from)
+    static SCHEMES: std::sync::LazyLock<std::collections::HashSet<&'static str>> =
+        std::sync::LazyLock::new(|| Builder::default().clone_url_schemes());
+    // What the URL standard strips from either end: C0 controls and space, no other whitespace.
+    let url = base.join(value.trim_matches(|c: char| c <= ' ')).ok()?;
+    SCHEMES.contains(url.scheme()).then(|| url.into())
 }
 
 fn absolute_srcset(base: &Url, value: &str) -> Option<String> {
@@ -223,7 +229,7 @@ enum Piece<'a> {
 /// breaks. The HTML is fed in slices, so a visit that stops early leaves the rest untokenized.
 fn walk(html: &str, visit: impl FnMut(Piece<'_>) -> ControlFlow<()>) {
     use html5ever::tendril::StrTendril;
-    use html5ever::tokenizer::{BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer};
+    use html5ever::tokenizer::{BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts};
     use std::cell::{Cell, RefCell};
 
     /// Bytes fed at a time: a short post's first paragraph usually ends within them.
@@ -251,9 +257,12 @@ fn walk(html: &str, visit: impl FnMut(Piece<'_>) -> ControlFlow<()>) {
         }
     }
 
-    let tokenizer = Tokenizer::new(Sink { visit: RefCell::new(visit), stopped: Cell::new(false) }, Default::default());
+    // The tokenizer drops a byte-order mark at the start of every slice it is fed: only the
+    // document's own is dropped, here.
+    let options = TokenizerOpts { discard_bom: false, ..TokenizerOpts::default() };
+    let tokenizer = Tokenizer::new(Sink { visit: RefCell::new(visit), stopped: Cell::new(false) }, options);
     let queue = BufferQueue::default();
-    let mut rest = html;
+    let mut rest = html.strip_prefix('\u{FEFF}').unwrap_or(html);
     while !rest.is_empty() && !tokenizer.sink.stopped.get() {
         let mut end = rest.len().min(SLICE);
         while !rest.is_char_boundary(end) {
@@ -440,14 +449,40 @@ mod tests {
 
     #[test]
     fn text_is_extracted_alike_wherever_the_html_is_sliced() {
-        // An entity, a tag and a two-byte character straddle the slices fed to the tokenizer.
-        for pad in 2030..2050 {
-            let html = format!("<div>x</div><p>{}&amp;é<b>b</b></p><p>second</p>", "a".repeat(pad));
-            let expected = format!("{}&éb", "a".repeat(pad));
+        // Each slice boundary falls, as the padding grows, inside an entity, a tag, a two- and a
+        // three-byte character, before a byte-order mark, and inside the closing tag.
+        let body = "&amp;é<b>b</b>平\u{FEFF}x";
+        let text = "&éb平\u{FEFF}x";
+        for pad in 2005..2040 {
+            let html = format!("<div>y</div><p>{}{body}</p><p>second</p>", "a".repeat(pad));
+            let expected = format!("{}{text}", "a".repeat(pad));
             assert_eq!(first_paragraph(&html), expected, "pad {pad}");
-            assert_eq!(all_text(&html), format!("x {expected} second"), "pad {pad}");
+            assert_eq!(all_text(&html), format!("y {expected} second"), "pad {pad}");
         }
+        // A paragraph that ends in the first slice stops the walk: what follows is never read.
+        let mut seen = String::new();
+        let html = format!("<p>early</p>{}", "<i>late</i>".repeat(1000));
+        walk(&html, |piece| {
+            if let Piece::Text(t) = piece {
+                seen.push_str(t);
+            }
+            if seen.len() >= 5 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        });
+        assert_eq!(seen, "early");
+        assert_eq!(first_paragraph("\u{FEFF}<p>x</p>"), "x", "the document's own mark goes");
         assert_eq!(first_paragraph("<p> </p><ul><li>one</li></ul>"), "one", "no paragraph has text: all of it");
+        assert_eq!(all_text("<p>a</p>b"), "a b", "text after the last tag is kept");
+    }
+
+    #[test]
+    fn a_script_url_behind_a_no_break_space_does_not_become_a_link() {
+        let out = html("<a href=\"&nbsp;javascript:alert(1)\">x</a> <img src=\"\u{a0}javascript:alert(2)\">");
+        assert!(!out.contains("=\"javascript:"), "{out}");
+        assert_eq!(out.matches("=\"https://news.example.com/cat/2021/12/23/%C2%A0javascript:").count(), 2, "{out}");
+        let base = Url::parse("https://news.example.com/a/b.html").unwrap();
+        assert_eq!(absolute_url(&base, " javascript:alert(1)\n"), None, "a scheme ammonia does not allow");
+        assert_eq!(absolute_url(&base, "\tc.png ").as_deref(), Some("https://news.example.com/a/c.png"));
+        assert_eq!(absolute_url(&base, "mailto:x@example.com").as_deref(), Some("mailto:x@example.com"));
     }
 
     #[test]

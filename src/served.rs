@@ -180,8 +180,8 @@ impl Resource {
         Some(resource)
     }
 
-    /// The same document served from the files that hold it (`file(None)` the document,
-    /// `file(Some(encoding))` each encoding) instead of memory.
+    /// The same document served from the files that hold it (`document`, and each encoding's
+    /// file beside it) instead of memory.
     pub fn from_files(mut self, document: &std::path::Path) -> Resource {
         let document: Arc<std::path::Path> = Arc::from(document);
         let file = |encoding| Stored::File { document: document.clone(), encoding };
