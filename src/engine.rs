@@ -436,7 +436,7 @@ impl Engine {
         });
         stat(&mut slice, &mut changed);
         change.errors.extend(problems);
-        let gone = seen.keys().filter(|p| !present.contains(&***p)).map(|p| p.to_path_buf()).collect();
+        let gone = seen.keys().filter(|p| !present.contains(p.as_ref())).map(|p| p.to_path_buf()).collect();
         (changed, gone)
     }
 

@@ -102,9 +102,11 @@ pub struct PostMeta {
     pub version: u64,
 }
 
-/// The path of a record read back from the scan index, whose key holds it.
+/// The path of a record read back from the scan index, whose key holds it (one empty path
+/// shared by them all until each is given its own).
 fn no_path() -> Arc<Path> {
-    Arc::from(Path::new(""))
+    static EMPTY: std::sync::LazyLock<Arc<Path>> = std::sync::LazyLock::new(|| Arc::from(Path::new("")));
+    EMPTY.clone()
 }
 
 impl PostMeta {

@@ -151,16 +151,11 @@ impl Resource {
     /// The document at `rel` served from the files a previous run wrote, as `on_disk` describes
     /// them (their validators kept, not computed: each response checks the bytes it reads).
     pub fn on_disk(rel: &str, on_disk: &OnDisk, document: &std::path::Path) -> Resource {
-        let document: Arc<std::path::Path> = Arc::from(document);
-        let variant = |i: usize, encoding: Option<Encoding>| {
-            let hash = on_disk.files[i].1;
-            Variant { body: Stored::File { document: document.clone(), encoding }, hash }
-        };
         let mut resource = Resource::identity_only(rel, Bytes::new(), on_disk.modified);
-        resource.identity = variant(0, None);
-        resource.gzip = Some(variant(1, Some(Encoding::Gzip)));
-        resource.brotli = Some(variant(2, Some(Encoding::Brotli)));
-        resource
+        // The kept hashes; `from_files` points the three variants at their files.
+        let [identity, gzip, brotli] = on_disk.files.map(|(_, hash)| Variant { hash, ..resource.identity.clone() });
+        (resource.identity, resource.gzip, resource.brotli) = (identity, Some(gzip), Some(brotli));
+        resource.from_files(document)
     }
 
     /// The same document with every variant read from its file into memory, when each file still

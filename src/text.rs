@@ -72,12 +72,6 @@ impl std::fmt::Display for Term {
     }
 }
 
-impl From<&str> for Term {
-    fn from(name: &str) -> Term {
-        Term::new(name)
-    }
-}
-
 impl PartialEq<&str> for Term {
     fn eq(&self, other: &&str) -> bool {
         &*self.0 == *other
