@@ -118,6 +118,17 @@ fn restored(meta: Arc<PostMeta>, path: &Arc<Path>, fingerprint: &Fingerprint) ->
 /// How many posts are rendered at once for archive pages.
 const RENDER_BATCH: usize = 2048;
 
+/// How much of a changed file [`Engine::read`] reads, and renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Up to the end of its front matter: its body is read when a feed or a page needs it.
+    Head,
+    /// All of it, rendered for its summary only (for archive pages of summaries).
+    Summary,
+    /// All of it, rendered.
+    Whole,
+}
+
 /// What a step left to [`Engine::finish`]: the feeds whose archive pages are to be made, and
 /// whether the lists are.
 #[derive(Debug, Default)]
@@ -548,18 +559,26 @@ impl Engine {
     /// read when a feed needs it — so a folder of 100,000 new posts costs no more than a first load.
     fn read_changed(&mut self, changed: Vec<PathBuf>, change: &mut Change) -> BTreeSet<FeedKey> {
         let (known, new): (Vec<PathBuf>, Vec<PathBuf>) = changed.into_iter().partition(|p| self.site.get(p).is_some());
-        let mut touched = self.read(&known, false, change);
-        touched.extend(self.read(&new, true, change));
+        // A first load needs every post's summary for the archive pages: reading each file once,
+        // whole, spares reading it again (and parsing its front matter twice) to render it.
+        let summaries = self.config.archive_content == ContentMode::Summary && self.config.items != 0;
+        let new_depth = if self.seen.is_empty() && summaries { Depth::Summary } else { Depth::Head };
+        let mut touched = self.read(&known, Depth::Whole, change);
+        touched.extend(self.read(&new, new_depth, change));
         touched
     }
 
     /// Reads changed files in parallel and indexes them; returns the feeds touched.
-    fn read(&mut self, paths: &[PathBuf], metadata_only: bool, change: &mut Change) -> BTreeSet<FeedKey> {
+    fn read(&mut self, paths: &[PathBuf], depth: Depth, change: &mut Change) -> BTreeSet<FeedKey> {
         let results = source::read_each(paths.to_vec(), &self.config, &*self.progress, PathBuf::as_path, {
             move |path, cx, config| {
-                let (mut meta, body, file) = source::read_post(path, cx, metadata_only)?;
-                let rendered =
-                    (!metadata_only && !meta.draft).then(|| render::render(&meta, &body, config.summary_rule()));
+                let (mut meta, body, file) = source::read_post(path, cx, depth == Depth::Head)?;
+                let rendered = match depth {
+                    _ if meta.draft => None,
+                    Depth::Head => None,
+                    Depth::Summary => Some(render::summarize(&meta, &body, config.summary_rule())),
+                    Depth::Whole => Some(render::render(&meta, &body, config.summary_rule())),
+                };
                 let fingerprint = Fingerprint::from_metadata(&file);
                 meta.version = fingerprint.version(path);
                 Ok((meta, rendered, fingerprint))
@@ -567,24 +586,26 @@ impl Engine {
         });
         change.posts_read += results.len();
         let mut touched = BTreeSet::new();
+        // A first load fills the files-seen map (and the set of files to index) in one go, from
+        // sorted keys: inserting 100,000 paths one by one costs seconds of path comparisons on
+        // one core.
+        let mut fresh = self.seen.is_empty().then(|| Vec::with_capacity(results.len()));
+        match fresh.is_some() && self.unsaved.is_empty() {
+            true => self.unsaved = results.iter().map(|(path, _)| path.clone()).collect(),
+            false => self.unsaved.extend(results.iter().map(|(path, _)| path.clone())),
+        }
         for (path, result) in results {
-            self.unsaved.insert(path.clone());
             let (fingerprint, result) = match result {
                 Ok((meta, rendered, fingerprint)) => (Some(fingerprint), Ok((meta, rendered))),
                 Err(error) => (Fingerprint::of(&path), Err(error)),
             };
-            match fingerprint {
-                // The post's record and this map share the path.
-                Some(fingerprint) => {
-                    let key = result.as_ref().map_or_else(|_| Arc::from(path.as_path()), |(meta, _)| meta.path.clone());
-                    // Removed first: inserting over a key keeps the old key, a second copy.
-                    self.seen.remove(path.as_path());
-                    self.seen.insert(key, fingerprint)
-                }
-                None => self.seen.remove(path.as_path()),
-            };
+            // The post's record and this map share the path.
+            let key = result.as_ref().map_or_else(|_| Arc::from(path.as_path()), |(meta, _)| meta.path.clone());
+            self.note_seen(&path, key, fingerprint, fresh.as_mut());
             match result {
-                Ok((meta, rendered)) => touched.extend(self.take_read(&path, meta, rendered, change)),
+                Ok((meta, rendered)) => {
+                    touched.extend(self.take_read(&path, meta, rendered, depth == Depth::Summary, change));
+                }
                 Err(_) if fingerprint.is_none() => {
                     // Gone between the look and the read: a delete, not a bad file.
                     touched.extend(self.forget(&path));
@@ -601,16 +622,42 @@ impl Engine {
                 }
             }
         }
+        if let Some(fresh) = fresh {
+            self.seen.append(&mut fresh.into_iter().collect());
+        }
         touched
     }
 
-    /// Takes in a file read well: a draft, or a post (with its rendering when it was read whole).
-    /// Returns the feeds touched.
+    /// Notes the fingerprint of the file at `path` under `key` (`None`: it is gone), or, on a
+    /// first load, adds it to `fresh`, which goes into the files-seen map at the end.
+    fn note_seen(
+        &mut self,
+        path: &Path,
+        key: Arc<Path>,
+        fingerprint: Option<Fingerprint>,
+        fresh: Option<&mut Vec<(Arc<Path>, Fingerprint)>>,
+    ) {
+        match (fingerprint, fresh) {
+            (Some(fingerprint), Some(fresh)) => fresh.push((key, fingerprint)),
+            (Some(fingerprint), None) => {
+                // Removed first: inserting over a key keeps the old key, a second copy.
+                self.seen.remove(path);
+                self.seen.insert(key, fingerprint);
+            }
+            (None, _) => {
+                self.seen.remove(path);
+            }
+        }
+    }
+
+    /// Takes in a file read well: a draft, or a post (with its rendering when it was read whole;
+    /// `summary_only`: a rendering without its content). Returns the feeds touched.
     fn take_read(
         &mut self,
         path: &Path,
         meta: PostMeta,
         rendered: Option<Rendered>,
+        summary_only: bool,
         change: &mut Change,
     ) -> BTreeSet<FeedKey> {
         self.bad.remove(path);
@@ -626,11 +673,14 @@ impl Engine {
             return self.site.remove(path);
         }
         self.drafts.remove(path);
+        match rendered.is_some() && summary_only {
+            true => self.summary_only.insert(path.to_owned()),
+            false => self.summary_only.remove(path),
+        };
         match rendered {
             Some(rendered) => self.rendered.insert(path.to_owned(), Arc::new(rendered)),
             None => self.rendered.remove(path),
         };
-        self.summary_only.remove(path);
         self.site.insert(Arc::new(meta))
     }
 
@@ -854,16 +904,12 @@ impl Engine {
         // In batches, so that bodies not needed whole are dropped as they come: a first publish
         // renders every post of a long history.
         for batch in needed.chunks(RENDER_BATCH) {
-            let (new, errors) = source::render_posts(batch.to_vec(), &self.config, &*self.progress);
+            let (new, errors) = source::render_posts(batch.to_vec(), &self.config, &*self.progress, summaries);
             for (path, rendered) in new {
                 self.rendering_warned(&path, &rendered.warnings, change);
-                let rendered = match summaries {
-                    true => {
-                        self.summary_only.insert(path.clone());
-                        Arc::new(Rendered { content_html: String::new(), ..Arc::unwrap_or_clone(rendered) })
-                    }
-                    false => rendered,
-                };
+                if summaries {
+                    self.summary_only.insert(path.clone());
+                }
                 self.rendered.insert(path, rendered);
             }
             for error in errors {
@@ -893,7 +939,7 @@ impl Engine {
             if needed.is_empty() {
                 return plans;
             }
-            let (new, errors) = source::render_posts(needed, &self.config, &*self.progress);
+            let (new, errors) = source::render_posts(needed, &self.config, &*self.progress, false);
             for (path, rendered) in &new {
                 if !self.summary_only.remove(path) {
                     self.rendering_warned(path, &rendered.warnings, change);

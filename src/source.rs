@@ -316,19 +316,24 @@ pub fn scan(config: &Arc<Config>) -> Scan {
 
 /// Renders the bodies of `posts`, reading each file again; a file that fails to read or parse now
 /// (a body that is not UTF-8, or a file changed since it was scanned) is returned as an error.
+/// With `summaries_only`, the renderings have their summaries and warnings but no content.
 pub fn render_posts(
     posts: Vec<Arc<PostMeta>>,
     config: &Arc<Config>,
     progress: &dyn Fn(),
+    summaries_only: bool,
 ) -> (HashMap<PathBuf, Arc<Rendered>>, Vec<PostError>) {
     let results = read_each(
         posts,
         config,
         progress,
         |meta| &meta.path,
-        |meta, cx, config| {
+        move |meta, cx, config| {
             let (_, body, _) = read_post(&meta.path, cx, false)?;
-            Ok(render::render(meta, &body, config.summary_rule()))
+            match summaries_only {
+                true => Ok(render::summarize(meta, &body, config.summary_rule())),
+                false => Ok(render::render(meta, &body, config.summary_rule())),
+            }
         },
     );
     let mut errors = Vec::new();
