@@ -118,6 +118,9 @@ fn restored(meta: Arc<PostMeta>, path: &Arc<Path>, fingerprint: &Fingerprint) ->
 /// How many posts are rendered at once for archive pages.
 const RENDER_BATCH: usize = 2048;
 
+/// A file read: its post, rendered as deep as it was read, and its fingerprint.
+type FileRead = (PostMeta, Option<Rendered>, Fingerprint);
+
 /// How much of a changed file [`Engine::read`] reads, and renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Depth {
@@ -280,8 +283,18 @@ impl Engine {
     /// files read or gone since, and the feeds and pages as they are.
     pub fn index_changes(&mut self) -> Snapshot {
         let mut snapshot = Snapshot::default();
-        for path in std::mem::take(&mut self.unsaved) {
-            let entry = self.seen.get(path.as_path()).and_then(|fingerprint| {
+        let unsaved = std::mem::take(&mut self.unsaved);
+        // Many files (a first load's): looked up walking the files seen alongside, both sorted.
+        let mut walk = (unsaved.len() > self.seen.len() / 16).then(|| self.seen.iter().peekable());
+        for path in unsaved {
+            let seen = match &mut walk {
+                Some(walk) => {
+                    while walk.next_if(|(seen, _)| seen.as_ref() < path.as_path()).is_some() {}
+                    walk.peek().filter(|(seen, _)| seen.as_ref() == path.as_path()).map(|(_, fingerprint)| *fingerprint)
+                }
+                None => self.seen.get(path.as_path()),
+            };
+            let entry = seen.and_then(|fingerprint| {
                 let (meta, error) = match (self.bad.get(&path), self.drafts.contains(&path)) {
                     (Some(error), _) => (self.site.get(&path).cloned(), Some(error.clone())),
                     (None, true) => (None, None),
@@ -568,9 +581,9 @@ impl Engine {
         touched
     }
 
-    /// Reads changed files in parallel and indexes them; returns the feeds touched.
-    fn read(&mut self, paths: &[PathBuf], depth: Depth, change: &mut Change) -> BTreeSet<FeedKey> {
-        let results = source::read_each(paths.to_vec(), &self.config, &*self.progress, PathBuf::as_path, {
+    /// Reads files in parallel, each as deep as `depth` says.
+    fn read_files(&self, paths: &[PathBuf], depth: Depth) -> Vec<(PathBuf, Result<FileRead, PostError>)> {
+        source::read_each(paths.to_vec(), &self.config, &*self.progress, PathBuf::as_path, {
             move |path, cx, config| {
                 let (mut meta, body, file) = source::read_post(path, cx, depth == Depth::Head)?;
                 let rendered = match depth {
@@ -583,13 +596,19 @@ impl Engine {
                 meta.version = fingerprint.version(path);
                 Ok((meta, rendered, fingerprint))
             }
-        });
+        })
+    }
+
+    /// Reads changed files in parallel and indexes them; returns the feeds touched.
+    fn read(&mut self, paths: &[PathBuf], depth: Depth, change: &mut Change) -> BTreeSet<FeedKey> {
+        let results = self.read_files(paths, depth);
         change.posts_read += results.len();
         let mut touched = BTreeSet::new();
         // A first load fills the files-seen map (and the set of files to index) in one go, from
         // sorted keys: inserting 100,000 paths one by one costs seconds of path comparisons on
         // one core.
         let mut fresh = self.seen.is_empty().then(|| Vec::with_capacity(results.len()));
+        let mut new_posts = Vec::new();
         match fresh.is_some() && self.unsaved.is_empty() {
             true => self.unsaved = results.iter().map(|(path, _)| path.clone()).collect(),
             false => self.unsaved.extend(results.iter().map(|(path, _)| path.clone())),
@@ -604,7 +623,8 @@ impl Engine {
             self.note_seen(&path, key, fingerprint, fresh.as_mut());
             match result {
                 Ok((meta, rendered)) => {
-                    touched.extend(self.take_read(&path, meta, rendered, depth == Depth::Summary, change));
+                    let bulk = fresh.is_some().then_some(&mut new_posts);
+                    touched.extend(self.take_read(&path, meta, rendered, depth == Depth::Summary, bulk, change));
                 }
                 Err(_) if fingerprint.is_none() => {
                     // Gone between the look and the read: a delete, not a bad file.
@@ -624,6 +644,7 @@ impl Engine {
         }
         if let Some(fresh) = fresh {
             self.seen.append(&mut fresh.into_iter().collect());
+            touched.extend(self.site.insert_all(new_posts));
         }
         touched
     }
@@ -651,13 +672,15 @@ impl Engine {
     }
 
     /// Takes in a file read well: a draft, or a post (with its rendering when it was read whole;
-    /// `summary_only`: a rendering without its content). Returns the feeds touched.
+    /// `summary_only`: a rendering without its content), put in the site's index now or, with
+    /// `bulk`, added to it for the caller to put in with the others. Returns the feeds touched.
     fn take_read(
         &mut self,
         path: &Path,
         meta: PostMeta,
         rendered: Option<Rendered>,
         summary_only: bool,
+        bulk: Option<&mut Vec<Arc<PostMeta>>>,
         change: &mut Change,
     ) -> BTreeSet<FeedKey> {
         self.bad.remove(path);
@@ -681,7 +704,13 @@ impl Engine {
             Some(rendered) => self.rendered.insert(path.to_owned(), Arc::new(rendered)),
             None => self.rendered.remove(path),
         };
-        self.site.insert(Arc::new(meta))
+        match bulk {
+            Some(bulk) => {
+                bulk.push(Arc::new(meta));
+                BTreeSet::new()
+            }
+            None => self.site.insert(Arc::new(meta)),
+        }
     }
 
     /// Regenerates the documents of `keys` (and always the site feed), rendering what they need.

@@ -5,7 +5,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering as Atomic};
@@ -277,6 +277,34 @@ impl Site {
             touched.insert(key);
         }
         self.posts.insert(ByPath(post));
+        touched
+    }
+
+    /// Adds posts at once (a first load's): each feed's order is sorted once, and a feed with no
+    /// posts yet is built from it in one go. Returns the feeds they were in or are now in.
+    pub fn insert_all(&mut self, posts: Vec<Arc<PostMeta>>) -> BTreeSet<FeedKey> {
+        let mut touched = BTreeSet::new();
+        let mut orders: HashMap<FeedKey, Vec<(DateTime<Utc>, Order)>> = HashMap::new();
+        for post in posts {
+            touched.extend(self.remove(&post.path));
+            let order = Order::of(&post);
+            for key in keys_of(&post) {
+                orders.entry(key).or_default().push((order.date(), order.clone()));
+            }
+            self.posts.insert(ByPath(post));
+        }
+        for (key, mut orders) in orders {
+            let set = self.feeds.entry(key.clone()).or_default();
+            if set.is_empty() {
+                // Newest first, as the feed's order; the dates side by side spare reading each
+                // post's for every comparison.
+                orders.sort_unstable_by(|(a_date, a), (b_date, b)| b_date.cmp(a_date).then_with(|| a.cmp(b)));
+                *set = FeedSet { set: orders.into_iter().map(|(_, order)| order).collect(), ..FeedSet::default() };
+            } else {
+                orders.into_iter().for_each(|(_, order)| set.insert(order));
+            }
+            touched.insert(key);
+        }
         touched
     }
 
