@@ -126,8 +126,9 @@ type FileRead = (PostMeta, Option<Rendered>, Fingerprint);
 enum Depth {
     /// Up to the end of its front matter: its body is read when a feed or a page needs it.
     Head,
-    /// All of it, rendered for its summary only (for archive pages of summaries).
-    Summary,
+    /// All of it, rendered for its summary only (for archive pages of summaries) if it is a post
+    /// due by then; one whose body cannot be read is taken as [`Depth::Head`] takes it.
+    Summary(DateTime<Utc>),
     /// All of it, rendered.
     Whole,
 }
@@ -418,7 +419,7 @@ impl Engine {
         for path in gone {
             touched.extend(self.forget(&path));
         }
-        touched.extend(self.read_changed(changed, &mut change));
+        touched.extend(self.read_changed(changed, now, &mut change));
         touched.extend(self.advance(now));
         touched.append(&mut self.pending);
         let keys: BTreeSet<FeedKey> = if first { self.site.keys() } else { touched };
@@ -514,7 +515,7 @@ impl Engine {
         }
         let changed: Vec<PathBuf> =
             candidates.into_iter().filter(|p| self.seen.get(p.as_path()).copied() != Fingerprint::of(p)).collect();
-        touched.extend(self.read_changed(changed, &mut change));
+        touched.extend(self.read_changed(changed, now, &mut change));
         touched.extend(self.advance(now));
         if !touched.is_empty() {
             self.regenerate(touched, sink, &mut change);
@@ -570,12 +571,13 @@ impl Engine {
     /// Reads changed files. A file with a published version is read whole (a bad body then keeps
     /// the last good version); a new one only up to the end of its front matter, its body being
     /// read when a feed needs it — so a folder of 100,000 new posts costs no more than a first load.
-    fn read_changed(&mut self, changed: Vec<PathBuf>, change: &mut Change) -> BTreeSet<FeedKey> {
+    fn read_changed(&mut self, changed: Vec<PathBuf>, now: DateTime<Utc>, change: &mut Change) -> BTreeSet<FeedKey> {
         let (known, new): (Vec<PathBuf>, Vec<PathBuf>) = changed.into_iter().partition(|p| self.site.get(p).is_some());
-        // A first load needs every post's summary for the archive pages: reading each file once,
-        // whole, spares reading it again (and parsing its front matter twice) to render it.
+        // A first load needs the summary of every post due for the archive pages: reading each
+        // file once, whole, spares reading it again (and parsing its front matter twice) to
+        // render it.
         let summaries = self.config.archive_content == ContentMode::Summary && self.config.items != 0;
-        let new_depth = if self.seen.is_empty() && summaries { Depth::Summary } else { Depth::Head };
+        let new_depth = if self.seen.is_empty() && summaries { Depth::Summary(now) } else { Depth::Head };
         let mut touched = self.read(&known, Depth::Whole, change);
         touched.extend(self.read(&new, new_depth, change));
         touched
@@ -585,12 +587,17 @@ impl Engine {
     fn read_files(&self, paths: &[PathBuf], depth: Depth) -> Vec<(PathBuf, Result<FileRead, PostError>)> {
         source::read_each(paths.to_vec(), &self.config, &*self.progress, PathBuf::as_path, {
             move |path, cx, config| {
-                let (mut meta, body, file) = source::read_post(path, cx, depth == Depth::Head)?;
-                let rendered = match depth {
+                let (mut meta, body, file) = match depth {
+                    Depth::Summary(_) => source::read_post_or_head(path, cx)?,
+                    _ => source::read_post(path, cx, depth == Depth::Head).map(|(m, body, f)| (m, Some(body), f))?,
+                };
+                let rendered = match (depth, body) {
+                    (_, None) | (Depth::Head, _) => None,
                     _ if meta.draft => None,
-                    Depth::Head => None,
-                    Depth::Summary => Some(render::summarize(&meta, &body, config.summary_rule())),
-                    Depth::Whole => Some(render::render(&meta, &body, config.summary_rule())),
+                    (Depth::Summary(due), Some(body)) => {
+                        (meta.date.to_utc() <= due).then(|| render::summarize(&meta, &body, config.summary_rule()))
+                    }
+                    (Depth::Whole, Some(body)) => Some(render::render(&meta, &body, config.summary_rule())),
                 };
                 let fingerprint = Fingerprint::from_metadata(&file);
                 meta.version = fingerprint.version(path);
@@ -624,7 +631,8 @@ impl Engine {
             match result {
                 Ok((meta, rendered)) => {
                     let bulk = fresh.is_some().then_some(&mut new_posts);
-                    touched.extend(self.take_read(&path, meta, rendered, depth == Depth::Summary, bulk, change));
+                    let summary_only = matches!(depth, Depth::Summary(_));
+                    touched.extend(self.take_read(&path, meta, rendered, summary_only, bulk, change));
                 }
                 Err(_) if fingerprint.is_none() => {
                     // Gone between the look and the read: a delete, not a bad file.
@@ -1389,13 +1397,40 @@ mod tests {
         std::thread::spawn(move || {
             let kept = Kept::default();
             let change = engine.load_all(now(), &kept);
-            let _ = done.send((change.errors.len(), kept.text("feed.archive-1.rss")));
+            let _ = done.send((change.errors.len(), kept.text("feed.archive-1.rss"), engine.live_posts()));
         });
         // The page's posts were once taken for a size-budget cut, over and over: a hang.
-        let (errors, page) = finished.recv_timeout(std::time::Duration::from_secs(20)).expect("the publish hung");
+        let (errors, page, live) = finished.recv_timeout(std::time::Duration::from_secs(20)).expect("the publish hung");
         assert_eq!(errors, 1);
+        // It keeps its place: the page it is left off holds the two after it, not three.
+        assert_eq!(live, 5);
         assert!(page.contains("<title>P2</title>") && page.contains("<title>P3</title>"), "{page}");
-        assert!(!page.contains("<title>One</title>"));
+        assert!(!page.contains("<title>One</title>") && !page.contains("<title>P4</title>"), "{page}");
+    }
+
+    #[test]
+    fn a_first_load_takes_a_body_it_cannot_read_as_reading_the_front_matter_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let gbk = b"\xc7\xe0\xb5\xba\n";
+        let file = |name: &str, front: &str| {
+            let path = dir.path().join("posts").join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, [format!("---\n{front}\n---\n").as_bytes(), gbk].concat()).unwrap();
+        };
+        file("draft.md", "title: Draft\ndate: 2021-01-01\npublished: false");
+        file("later.md", "title: Later\ndate: 2999-01-01");
+        write(dir.path(), "fine.md", &post("Fine", "2021-01-02", "x"));
+        // A post to come whose body, when rendered, is cut with a warning.
+        let deep = format!("---\ntitle: Deep\ndate: 2999-01-02\n---\n{}x", "<div>".repeat(300));
+        write(dir.path(), "deep.md", &deep);
+        let mut engine = engine(dir.path());
+        let change = engine.load_all(now(), &Kept::default());
+        // Drafts and posts to come, whose bodies are not read yet: no error and no warning, as on
+        // any other load; the bodies of posts to come are rendered, and fail or warn, when they
+        // fall due.
+        assert!(change.errors.is_empty(), "{:?}", change.errors);
+        assert!(change.warnings.is_empty(), "{:?}", change.warnings);
+        assert_eq!((engine.drafts(), engine.scheduled(), engine.live_posts()), (1, 2, 1));
     }
 
     /// Posts P1 to P5 (`p<n>.md`, in category x) published with `items = 2` and archive pages of

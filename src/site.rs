@@ -280,9 +280,11 @@ impl Site {
         touched
     }
 
-    /// Adds posts at once (a first load's): each feed's order is sorted once, and a feed with no
+    /// Adds posts at once (a first load's), each at a path of its own (a path given twice would
+    /// leave its first post in the feeds): each feed's order is sorted once, and a feed with no
     /// posts yet is built from it in one go. Returns the feeds they were in or are now in.
     pub fn insert_all(&mut self, posts: Vec<Arc<PostMeta>>) -> BTreeSet<FeedKey> {
+        debug_assert_eq!(posts.iter().map(|p| &p.path).collect::<HashSet<_>>().len(), posts.len(), "paths repeat");
         let mut touched = BTreeSet::new();
         let mut orders: HashMap<FeedKey, Vec<(DateTime<Utc>, Order)>> = HashMap::new();
         for post in posts {
