@@ -570,7 +570,8 @@ impl Engine {
 
     /// Reads changed files. A file with a published version is read whole (a bad body then keeps
     /// the last good version); a new one only up to the end of its front matter, its body being
-    /// read when a feed needs it — so a folder of 100,000 new posts costs no more than a first load.
+    /// read when a feed or a page needs it — so a folder of 100,000 new posts costs no more than a
+    /// first load. A first load, which needs every post's summary, reads each new file whole.
     fn read_changed(&mut self, changed: Vec<PathBuf>, now: DateTime<Utc>, change: &mut Change) -> BTreeSet<FeedKey> {
         let (known, new): (Vec<PathBuf>, Vec<PathBuf>) = changed.into_iter().partition(|p| self.site.get(p).is_some());
         // A first load needs the summary of every post due for the archive pages: reading each
