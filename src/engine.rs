@@ -617,7 +617,7 @@ impl Engine {
         // one core.
         let mut fresh = self.seen.is_empty().then(|| Vec::with_capacity(results.len()));
         let mut new_posts = Vec::new();
-        match fresh.is_some() && self.unsaved.is_empty() {
+        match self.unsaved.is_empty() {
             true => self.unsaved = results.iter().map(|(path, _)| path.clone()).collect(),
             false => self.unsaved.extend(results.iter().map(|(path, _)| path.clone())),
         }

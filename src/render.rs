@@ -55,13 +55,7 @@ fn render_as(meta: &PostMeta, body: &str, rule: SummaryRule<'_>, whole: bool) ->
     let body = body.as_ref();
     let (html, mut warnings) = shaped_html(meta, body);
     warnings.append(&mut liquid_warnings);
-    let content = || {
-        let content_html = sanitize(&html, base.as_ref());
-        match xml_safe(&content_html) {
-            Cow::Borrowed(_) => content_html,
-            Cow::Owned(safe) => safe,
-        }
-    };
+    let content = || sanitize(&html, base.as_ref());
     let content_html = if whole { content() } else { String::new() };
 
     let summary = match &meta.summary {
@@ -167,12 +161,18 @@ fn to_html(format: BodyFormat, body: &str, depth: usize) -> (Cow<'_, str>, Optio
     }
 }
 
-/// `html` sanitized, with every URL attribute resolved against `base`.
+/// `html` sanitized, with every URL attribute resolved against `base`, and without the
+/// characters XML forbids (before any text is taken from it: removing one can leave two spaces
+/// side by side, which the text's whitespace squashing then joins).
 fn sanitize(html: &str, base: Option<&Url>) -> String {
     BASE.with_borrow_mut(|current| *current = base.cloned());
     let document = SANITIZER.clean(html);
     BASE.with_borrow_mut(|current| *current = None);
-    document.to_string()
+    let html = document.to_string();
+    match xml_safe(&html) {
+        Cow::Borrowed(_) => html,
+        Cow::Owned(safe) => safe,
+    }
 }
 
 thread_local! {
@@ -601,6 +601,10 @@ mod tests {
         assert_eq!(r.summary, "平安银行平安银行平…");
         let r = render(&m, "<div>only a div</div>", RULE);
         assert_eq!(r.summary, "only a div");
+        // A character XML forbids, from an entity, goes before the whitespace around it is
+        // squashed, with an excerpt separator or without.
+        assert_eq!(render(&m, "Intro &#1; two.\n\n<!--more-->\nRest.", RULE).summary, "Intro two.");
+        assert_eq!(render(&m, "Intro &#1; two.\n\nRest.", RULE).summary, "Intro two.");
     }
 
     #[test]

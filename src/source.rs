@@ -208,17 +208,26 @@ pub fn read_post(
     metadata_only: bool,
 ) -> Result<(PostMeta, String, std::fs::Metadata), PostError> {
     use std::io::Read;
-    let (mut file, metadata) = open_post(path, cx)?;
+    let io_error = |e: std::io::Error| PostError {
+        path: path.to_owned(),
+        line: 1,
+        message: format!("cannot read: {e}; check that the file exists and crier may read it"),
+    };
+    let mut file = std::fs::File::open(path).map_err(io_error)?;
+    let metadata = file.metadata().map_err(io_error)?;
+    if metadata.len() > cx.max_bytes {
+        return Err(post::too_large(path, metadata.len(), cx.max_bytes));
+    }
     let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let mut bytes = Vec::with_capacity(if metadata_only { HEAD_BYTES } else { metadata.len() as usize + 1 });
     if metadata_only {
-        (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut bytes).map_err(|e| cannot_read(path, &e))?;
+        (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut bytes).map_err(io_error)?;
         if let Some(end) = post::front_matter_len(&bytes) {
             bytes.truncate(end);
             return post::parse(path, &bytes, modified, cx).map(|(meta, _)| (meta, String::new(), metadata));
         }
     }
-    file.read_to_end(&mut bytes).map_err(|e| cannot_read(path, &e))?;
+    file.read_to_end(&mut bytes).map_err(io_error)?;
     post::parse(path, &bytes, modified, cx).map(|(meta, body)| (meta, body.into_owned(), metadata))
 }
 
@@ -226,40 +235,14 @@ pub fn read_post(
 /// whole does not parse but its front matter alone does (a body that is not UTF-8), gives what
 /// reading only up to the front matter's end gives, without a body: the post is then what its
 /// front matter makes it (a draft, a post to come, a post whose body fails when it is rendered),
-/// as when it is read that far only.
+/// as when it is read that far only. Such a file is read twice.
 pub fn read_post_or_head(
     path: &Path,
     cx: &PostContext<'_>,
 ) -> Result<(PostMeta, Option<String>, std::fs::Metadata), PostError> {
-    use std::io::Read;
-    let (mut file, metadata) = open_post(path, cx)?;
-    let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-    let mut bytes = Vec::with_capacity(metadata.len() as usize + 1);
-    file.read_to_end(&mut bytes).map_err(|e| cannot_read(path, &e))?;
-    match post::parse(path, &bytes, modified, cx) {
-        Ok((meta, body)) => Ok((meta, Some(body.into_owned()), metadata)),
-        Err(error) => match post::front_matter_len(&bytes[..bytes.len().min(HEAD_BYTES)]) {
-            Some(end) => post::parse(path, &bytes[..end], modified, cx).map(|(meta, _)| (meta, None, metadata)),
-            None => Err(error),
-        },
-    }
-}
-
-/// A post file opened, with its metadata, unless it is larger than crier reads.
-fn open_post(path: &Path, cx: &PostContext<'_>) -> Result<(std::fs::File, std::fs::Metadata), PostError> {
-    let file = std::fs::File::open(path).map_err(|e| cannot_read(path, &e))?;
-    let metadata = file.metadata().map_err(|e| cannot_read(path, &e))?;
-    if metadata.len() > cx.max_bytes {
-        return Err(post::too_large(path, metadata.len(), cx.max_bytes));
-    }
-    Ok((file, metadata))
-}
-
-fn cannot_read(path: &Path, error: &std::io::Error) -> PostError {
-    PostError {
-        path: path.to_owned(),
-        line: 1,
-        message: format!("cannot read: {error}; check that the file exists and crier may read it"),
+    match read_post(path, cx, false) {
+        Ok((meta, body, metadata)) => Ok((meta, Some(body), metadata)),
+        Err(_) => read_post(path, cx, true).map(|(meta, _, metadata)| (meta, None, metadata)),
     }
 }
 
