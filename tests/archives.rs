@@ -142,9 +142,13 @@ fn archives_hold_every_post_once_and_stay_put() {
     assert!(!opml.contains("archive-"), "archive pages are not in the OPML");
 
     // A post newer than all others: full pages keep their bytes; the newest page fills and is
-    // sealed, and an empty newest page follows.
+    // sealed, and an empty newest page follows. The feed is served first, linking page 3 as it
+    // was; the pages, and the feed linking page 4, come in the next swap.
     write_post(&daemon.posts(), 30, "tech", "Body.");
-    daemon.wait_for("the new post", || daemon.get("/feeds/feed.json", &[]).text().contains("Post 30"));
+    daemon.wait_for("the new post on its page, and the feed linking the page after", || {
+        daemon.get("/feeds/feed.archive-3.json", &[]).text().contains("Post 30")
+            && daemon.get("/feeds/feed.json", &[]).text().contains("archive-4")
+    });
     let newer = check_complete(&daemon, "feed", &titles((10..=20).chain([30])));
     let moved = changed(&site_etags, &newer);
     assert_eq!(

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::watch::{Hint, WatchMessage};
 
-/// A burst of events (an editor's save, `git pull`) is gathered until it has been quiet this long…
+/// A burst of events (an editor's save, `git pull`) is gathered until it has been quiet this long
+/// (since the last event was heard: time spent in a step counts)…
 const BURST_QUIET: Duration = Duration::from_millis(10);
 /// …or for at most this long, so that a long burst still publishes as it goes.
 const BURST_MAX: Duration = Duration::from_millis(100);
@@ -48,6 +49,8 @@ pub struct Inbox {
     woken: bool,
     /// When the first change not yet published was heard of (what publish times count from).
     pub since: Option<Instant>,
+    /// When the latest event was heard of.
+    last_heard: Option<Instant>,
 }
 
 impl Inbox {
@@ -61,6 +64,7 @@ impl Inbox {
             Message::Watch(WatchMessage::Hints(hints), heard) => {
                 if !hints.is_empty() {
                     self.since.get_or_insert(heard.min(now));
+                    self.last_heard = self.last_heard.max(Some(heard.min(now)));
                 }
                 hints.into_iter().for_each(|hint| self.hint(hint, now));
             }
@@ -141,7 +145,8 @@ impl Inbox {
         }
         let burst = Burst::starting(Instant::now());
         while !self.shutdown && !self.ready.is_empty() {
-            match receiver.recv_timeout(burst.quiet_wait(Instant::now())) {
+            // Once the burst is over, what was sent meanwhile is still taken, without waiting.
+            match receiver.recv_timeout(burst.quiet_wait(self.last_heard, Instant::now())) {
                 Ok(message) => self.handle(message, Instant::now()),
                 Err(_) => break,
             }
@@ -161,8 +166,11 @@ impl Burst {
     }
 
     /// How long to wait for the next event of the burst at `now`.
-    fn quiet_wait(self, now: Instant) -> Duration {
-        BURST_QUIET.min(self.end.saturating_duration_since(now))
+    /// How much longer to wait for more events at `now`, the last heard at `last_heard`: nothing
+    /// once it has been quiet long enough, or the burst has gone on long enough.
+    fn quiet_wait(self, last_heard: Option<Instant>, now: Instant) -> Duration {
+        let quiet_at = last_heard.map_or(now, |heard| heard + BURST_QUIET).min(self.end);
+        quiet_at.saturating_duration_since(now)
     }
 }
 
@@ -228,12 +236,38 @@ mod tests {
     }
 
     #[test]
-    fn a_burst_waits_for_quiet_but_not_past_its_end() {
+    fn a_burst_waits_for_quiet_since_the_last_event_but_not_past_its_end() {
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let burst = Burst::starting(t0);
-        assert_eq!(burst.quiet_wait(t0), BURST_QUIET);
-        assert_eq!(burst.quiet_wait(t0 + BURST_MAX - Duration::from_millis(4)), Duration::from_millis(4));
-        assert_eq!(burst.quiet_wait(t0 + BURST_MAX + Duration::from_millis(1)), Duration::ZERO);
+        assert_eq!(burst.quiet_wait(Some(t0), t0), BURST_QUIET);
+        assert_eq!(burst.quiet_wait(Some(t0), t0 + ms(3)), BURST_QUIET - ms(3));
+        let late = t0 + BURST_MAX - ms(6);
+        assert_eq!(burst.quiet_wait(Some(late), late + ms(2)), ms(4), "not past the end");
+        assert_eq!(burst.quiet_wait(Some(late), t0 + BURST_MAX + ms(1)), Duration::ZERO);
+        // An event heard while a step ran: the step's time counted as quiet.
+        assert_eq!(burst.quiet_wait(Some(t0), t0 + BURST_QUIET), Duration::ZERO);
+        assert_eq!(burst.quiet_wait(None, t0), Duration::ZERO, "nothing heard: nothing to wait for");
+    }
+
+    #[test]
+    fn an_event_heard_during_a_step_is_published_without_a_second_wait() {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let heard = Instant::now() - Duration::from_secs(60);
+        let ready = WatchMessage::Hints(vec![Hint::Ready("/p/a.md".into())]);
+        sender.send(Message::Watch(ready, heard)).unwrap();
+        let mut inbox = Inbox::new(Duration::ZERO);
+        inbox.take_sent(&receiver);
+        assert_eq!(inbox.last_heard, Some(heard));
+        // Quiet since a minute ago: receive returns without waiting, with what is ready.
+        let started = Instant::now();
+        inbox.receive(&receiver, started + Duration::from_secs(30));
+        assert_eq!(inbox.take_ready(), [PathBuf::from("/p/a.md")]);
+        // An event sent meanwhile is part of the burst: taken, and quiet waited for after it.
+        sender.send(Message::Watch(WatchMessage::Hints(vec![Hint::Ready("/p/b.md".into())]), heard)).unwrap();
+        sender.send(hints(vec![Hint::Ready("/p/c.md".into())])).unwrap();
+        inbox.receive(&receiver, Instant::now() + Duration::from_secs(30));
+        assert_eq!(inbox.take_ready(), [PathBuf::from("/p/b.md"), PathBuf::from("/p/c.md")]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! everything once, then watches the posts folder and, step by step, turns what changed into
 //! new documents, until it is told to stop.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -244,6 +245,34 @@ impl KeepSink<'_> {
     }
 }
 
+/// The encodings of documents served without them (those still served so: a later change step
+/// may have served newer bytes, equally without them), to serve and write: a core's worth at a
+/// time, until all are made or `put_off` says a newer change goes first; the rest stay unencoded.
+fn encode_some(
+    feeds: &FeedsDir,
+    current: &ServedSet,
+    unencoded: &mut BTreeSet<String>,
+    put_off: &mut dyn FnMut() -> bool,
+) -> Vec<Made> {
+    let encode = |rel: String| {
+        let served = current.resources.get(&rel).filter(|r| r.gzip.is_none())?;
+        let identity = served.identity.bytes().ok()?;
+        let encoded = feeds.compress(identity.to_vec(), served.modified);
+        let put = Put { encoded, outcome: Outcome::Written, error: None };
+        Some(Made { rel, put, filed: None, deferred: true, refile: false, on_disk: None })
+    };
+    let group = rayon::current_num_threads().max(1);
+    let mut made = Vec::new();
+    while !unencoded.is_empty() {
+        let some: Vec<String> = std::iter::from_fn(|| unencoded.pop_first()).take(group).collect();
+        made.par_extend(some.into_par_iter().filter_map(encode));
+        if !unencoded.is_empty() && put_off() {
+            break;
+        }
+    }
+    made
+}
+
 /// The publisher thread's state.
 struct Worker {
     engine: Engine,
@@ -261,7 +290,9 @@ struct Worker {
     /// Documents to write once the set that serves them from memory is live (`Made::deferred`).
     to_write: Vec<Job>,
     /// Documents served without their encodings, which the next [`StepKind::Finish`] makes.
-    unencoded: std::collections::BTreeSet<String>,
+    unencoded: BTreeSet<String>,
+    /// The encodings [`encode_some`] made, for the step that serves them.
+    encoded: Vec<Made>,
     /// Since when what a change left for later has been put off for a newer change.
     put_off: Option<Instant>,
     /// Writes the feeds folder after each swap (started with the loop).
@@ -367,7 +398,8 @@ impl Worker {
             gone: Gone::default(),
             state: None,
             to_write: Vec::new(),
-            unencoded: Default::default(),
+            unencoded: BTreeSet::new(),
+            encoded: Vec::new(),
             put_off: None,
             writer: None,
             sweep_after: None,
@@ -403,7 +435,7 @@ impl Worker {
             let done = self.writer.as_ref().map(Writer::take_done).unwrap_or_default();
             self.files_written(done);
             if inbox.shutdown || inbox.reload.is_some() {
-                self.finish(|_| false);
+                self.finish(|| false);
             }
             if inbox.shutdown {
                 break;
@@ -419,7 +451,10 @@ impl Worker {
             }
             self.work(&mut inbox);
             // A change saved meanwhile is served before what this one left for later.
-            self.finish(|worker| worker.newer_first(&mut inbox, receiver));
+            self.finish(|| {
+                inbox.take_sent(receiver);
+                inbox.has_change()
+            });
         }
         self.root.stop();
         let done = self.writer.take().map(Writer::finish).unwrap_or_default();
@@ -514,44 +549,26 @@ impl Worker {
 
     /// Serves what the last steps left for later: first the encodings of the feeds they served
     /// (what most clients ask for), then, in a swap of their own, the archive pages that only
-    /// gained a post or an edit, and the lists (see [`Engine::defer_pages`]). Each of the two is
-    /// put off while `put_off` says so; what is put off joins what the next steps leave.
-    fn finish(&mut self, mut put_off: impl FnMut(&mut Worker) -> bool) {
-        if !self.unencoded.is_empty() && !put_off(self) {
-            self.step("then its encodings", StepKind::Finish, |_, _, _| Change::default());
+    /// gained a post or an edit, and the lists (see [`Engine::defer_pages`]). Both go a core's
+    /// worth of documents or feeds at a time, and stop where `newer` says a change saved since
+    /// waits, unless what is left was first put off [`FINISH_WAIT`] ago: what they did not reach
+    /// joins what the next steps leave.
+    fn finish(&mut self, mut newer: impl FnMut() -> bool) {
+        let mut since = self.put_off.take();
+        let mut put_off = || newer() && since.get_or_insert_with(Instant::now).elapsed() < FINISH_WAIT;
+        if !self.unencoded.is_empty() && !put_off() {
+            let started = Instant::now();
+            self.encoded = encode_some(&self.feeds, &self.shared.load(), &mut self.unencoded, &mut put_off);
+            self.step_from(started, "then its encodings", StepKind::Finish, |_, _, _| Change::default());
         }
-        if self.engine.unfinished() && !put_off(self) {
-            self.step("then its archive pages and lists", StepKind::Finish, |engine, _, sink| engine.finish(sink));
+        if self.unencoded.is_empty() && self.engine.unfinished() && !put_off() {
+            self.step("then its archive pages and lists", StepKind::Finish, |engine, _, sink| {
+                engine.finish(sink, &mut put_off)
+            });
         }
-        if self.unencoded.is_empty() && !self.engine.unfinished() {
-            self.put_off = None;
+        if !self.unencoded.is_empty() || self.engine.unfinished() {
+            self.put_off = since;
         }
-    }
-
-    /// Whether a change saved since the last step waits to be published (the messages sent
-    /// meanwhile are taken in): it goes first, unless what is left was first put off
-    /// [`FINISH_WAIT`] ago.
-    fn newer_first(&mut self, inbox: &mut Inbox, receiver: &Receiver<Message>) -> bool {
-        inbox.take_sent(receiver);
-        if !inbox.has_change() {
-            return false;
-        }
-        self.put_off.get_or_insert_with(Instant::now).elapsed() < FINISH_WAIT
-    }
-
-    /// The documents served without their encodings, with them, to serve and write (those still
-    /// served so: a later change step may have served newer bytes, equally without them).
-    fn encodings(&mut self, current: &ServedSet) -> Vec<Made> {
-        let unencoded = std::mem::take(&mut self.unencoded);
-        let feeds = &self.feeds;
-        let encode = |rel: String| {
-            let served = current.resources.get(&rel).filter(|r| r.gzip.is_none())?;
-            let identity = served.identity.bytes().ok()?;
-            let encoded = feeds.compress(identity.to_vec(), served.modified);
-            let put = Put { encoded, outcome: Outcome::Written, error: None };
-            Some(Made { rel, put, filed: None, deferred: true, refile: false, on_disk: None })
-        };
-        unencoded.into_par_iter().filter_map(encode).collect()
     }
 
     /// Publishes everything, then watches the posts folder and catches up with what changed
@@ -575,7 +592,7 @@ impl Worker {
         if PathKind::of(&config.posts) == PathKind::Folder {
             self.root.watch(&config, events);
             self.step("caught up", StepKind::Change, |engine, now, sink| engine.load_all(now, sink));
-            self.finish(|_| false);
+            self.finish(|| false);
         }
     }
 
@@ -750,7 +767,17 @@ impl Worker {
         kind: StepKind,
         run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
     ) -> bool {
-        let started = Instant::now();
+        self.step_from(Instant::now(), what, kind, run)
+    }
+
+    /// [`Worker::step`], its time logged from `started` (work done for it before it ran).
+    fn step_from(
+        &mut self,
+        started: Instant,
+        what: &str,
+        kind: StepKind,
+        run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
+    ) -> bool {
         let full = kind == StepKind::Full;
         if full {
             self.flush_writes();
@@ -758,7 +785,7 @@ impl Worker {
         let sink = KeepSink::new(&self.feeds, self.shared.load(), kind);
         let change = run(&mut self.engine, self.clock.now(), &sink);
         let made = sink.made.into_inner().expect("no code panics while holding this lock");
-        let made = self.take_made(kind, made, &change);
+        let made = self.take_made(made, &change);
         if made.is_empty() && change.removed.is_empty() && !full {
             self.save_index(false);
             return false;
@@ -800,18 +827,15 @@ impl Worker {
         true
     }
 
-    /// What a step made (with, for a [`StepKind::Finish`], the encodings left to it), its files
+    /// What a step made (with the encodings [`encode_some`] made for it), its files
     /// noted for the scan index, its problems logged.
-    fn take_made(&mut self, kind: StepKind, mut made: Vec<Made>, change: &Change) -> Vec<Made> {
+    fn take_made(&mut self, mut made: Vec<Made>, change: &Change) -> Vec<Made> {
         if let Some(state) = &self.state {
             if let Err(error) = state.set_archive_bounds(&change.archive_bounds) {
                 tracing::error!("{error}; archive pages may be cut differently after a restart");
             }
         }
-        if kind == StepKind::Finish {
-            let encodings = self.encodings(&self.shared.load());
-            made.extend(encodings);
-        }
+        made.append(&mut self.encoded);
         self.report(change);
         self.index_written.extend(made.iter().filter_map(|m| Some((m.rel.clone(), m.on_disk?))));
         // A document whose files could not be written is made again after a restart.
@@ -941,5 +965,40 @@ impl Worker {
         } else if in_memory && !encoded.is_encoded() {
             self.unencoded.insert(rel.to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Compression;
+
+    #[test]
+    fn encodings_stop_after_a_group_when_a_newer_change_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let feeds = FeedsDir::at(dir.path(), Compression { gzip: 1, brotli: 1 });
+        let now = SystemTime::now();
+        let mut current = ServedSet::default();
+        let rels: Vec<String> = (0..5).map(|n| format!("f{n}.rss")).collect();
+        for rel in &rels {
+            let encoded = Encoded::identity_only(format!("<rss>{rel}</rss>").into_bytes(), now);
+            current.resources.insert(rel.clone(), Arc::new(Resource::new(rel, &encoded, now)));
+        }
+        let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let mut unencoded: BTreeSet<String> = rels.iter().cloned().collect();
+        let made = one_core.install(|| encode_some(&feeds, &current, &mut unencoded, &mut || true));
+        assert_eq!(made.iter().map(|m| m.rel.as_str()).collect::<Vec<_>>(), ["f0.rss"]);
+        assert!(made[0].put.encoded.is_encoded() && made[0].deferred);
+        assert_eq!(unencoded.len(), 4, "the rest wait for the next finish");
+        let mut asked = 0;
+        let made = one_core.install(|| {
+            encode_some(&feeds, &current, &mut unencoded, &mut || {
+                asked += 1;
+                false
+            })
+        });
+        assert_eq!(made.len(), 4);
+        assert!(unencoded.is_empty());
+        assert_eq!(asked, 3, "asked between groups, not after the last");
     }
 }
