@@ -779,18 +779,22 @@ impl Engine {
 
     /// Makes what the last steps left: the archive pages of their feeds (a feed whose page count
     /// changes with them, cut by the size budget, is made again, linking its new newest page),
-    /// then the lists. The feeds go a core's worth at a time; after each group `put_off` may say
-    /// a newer change should go first, and the rest stays left (the lists too) for a later call.
+    /// then the lists. The feeds go in groups, a core's worth first, each group twice the last;
+    /// after each group `put_off` may say a newer change should go first, and the rest stays left
+    /// (the lists too) for a later call.
     pub fn finish(&mut self, sink: &dyn DocumentSink, put_off: &mut dyn FnMut() -> bool) -> Change {
         let mut change = Change::default();
         self.later.pages.retain(|k| self.archives.contains_key(k));
-        let group = rayon::current_num_threads().max(1);
+        let mut group = rayon::current_num_threads().max(1);
         while !self.later.pages.is_empty() {
             let keys: BTreeSet<FeedKey> = std::iter::from_fn(|| self.later.pages.pop_first()).take(group).collect();
             self.finish_pages(keys, sink, &mut change);
             if !self.later.pages.is_empty() && put_off() {
                 return change;
             }
+            // Each group twice the last: a long finish soon goes in groups large enough to keep
+            // every core busy (feeds differ in size, and each one's pages are made in order).
+            group *= 2;
         }
         if std::mem::take(&mut self.later.lists) {
             self.make_lists(sink, &mut change);

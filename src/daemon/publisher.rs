@@ -246,8 +246,9 @@ impl KeepSink<'_> {
 }
 
 /// The encodings of documents served without them (those still served so: a later change step
-/// may have served newer bytes, equally without them), to serve and write: a core's worth at a
-/// time, until all are made or `put_off` says a newer change goes first; the rest stay unencoded.
+/// may have served newer bytes, equally without them), to serve and write: in groups, a core's
+/// worth first, each twice the last, until all are made or `put_off` says a newer change goes
+/// first; the rest stay unencoded.
 fn encode_some(
     feeds: &FeedsDir,
     current: &ServedSet,
@@ -261,7 +262,7 @@ fn encode_some(
         let put = Put { encoded, outcome: Outcome::Written, error: None };
         Some(Made { rel, put, filed: None, deferred: true, refile: false, on_disk: None })
     };
-    let group = rayon::current_num_threads().max(1);
+    let mut group = rayon::current_num_threads().max(1);
     let mut made = Vec::new();
     while !unencoded.is_empty() {
         let some: Vec<String> = std::iter::from_fn(|| unencoded.pop_first()).take(group).collect();
@@ -269,6 +270,7 @@ fn encode_some(
         if !unencoded.is_empty() && put_off() {
             break;
         }
+        group *= 2;
     }
     made
 }
@@ -999,6 +1001,6 @@ mod tests {
         });
         assert_eq!(made.len(), 4);
         assert!(unencoded.is_empty());
-        assert_eq!(asked, 3, "asked between groups, not after the last");
+        assert_eq!(asked, 2, "asked between groups of 1, 2 and the last 1, not after the last");
     }
 }
