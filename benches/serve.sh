@@ -25,7 +25,7 @@
 # a temp dir under $CRIER_BENCH_DIR (same file system as the corpus, for atomic renames).
 #
 # Environment knobs:
-#   LAT_POSTS=150       posts for the latency part
+#   LAT_POSTS=400       posts for the latency part (at 400 the p99 is the 4th slowest, not 1 outlier)
 #   EDITS=1000          edits per memory round (two rounds)
 #   WRK_SECS=10         duration of each wrk run
 #   SERVE_POSTS=100000  corpus size; POSTS_DIR=path a corpus already generated (gen_corpus.py N
@@ -48,7 +48,7 @@ cd "$REPO"
 BENCHES="$REPO/benches"
 BENCH_DIR=${CRIER_BENCH_DIR:-/tmp/crier-bench}
 N=${SERVE_POSTS:-100000}
-LAT_POSTS=${LAT_POSTS:-150}
+LAT_POSTS=${LAT_POSTS:-400}
 EDITS=${EDITS:-1000}
 WRK_SECS=${WRK_SECS:-10}
 REPS=${REPS:-2}
