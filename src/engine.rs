@@ -1592,4 +1592,111 @@ mod tests {
             );
         }
     }
+
+    /// What a daemon serves after each step: the documents made, less those removed.
+    #[derive(Default)]
+    struct Served(BTreeMap<String, Vec<u8>>);
+
+    impl Served {
+        fn take(&mut self, kept: Kept, change: &Change) {
+            self.0.extend(kept.0.into_inner().unwrap());
+            change.removed.iter().for_each(|rel| drop(self.0.remove(rel)));
+        }
+
+        /// Every archive page any served document links (feeds in every format, HTML pages,
+        /// archive pages' neighbours) is served.
+        fn assert_links_served(&self, context: &str) {
+            let stems: BTreeSet<&str> =
+                self.0.keys().filter_map(|rel| rel.rsplit_once('.')?.0.split(".archive-").next()).collect();
+            for (rel, bytes) in &self.0 {
+                let text = String::from_utf8_lossy(bytes);
+                for stem in &stems {
+                    let pattern = format!("/{stem}.archive-");
+                    for (at, _) in text.match_indices(&pattern) {
+                        let rest = &text[at + pattern.len()..];
+                        let number: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                        let Some(format) = ["rss", "atom", "json"]
+                            .into_iter()
+                            .find(|f| rest[number.len()..].starts_with(&format!(".{f}")))
+                        else {
+                            continue;
+                        };
+                        let page = format!("{stem}.archive-{number}.{format}");
+                        assert!(self.0.contains_key(&page), "{context}: {rel} links {page}, not served");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finishes none, part (giving way after one or two groups of one feed) or all of what the
+    /// engine left, at random, into `served`.
+    fn random_finish(engine: &mut Engine, served: &mut Served, choice: u64) {
+        if choice == 0 {
+            return;
+        }
+        let mut groups = 0;
+        let mut put_off = || {
+            groups += 1;
+            choice != 3 && groups == choice
+        };
+        let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let kept = Kept::default();
+        let change = one_core.install(|| engine.finish(&kept, &mut put_off));
+        served.take(kept, &change);
+    }
+
+    #[test]
+    fn a_served_document_never_links_an_archive_page_not_served() {
+        // Random edits of one to three posts at once, now and then a bad file, pages of two or
+        // three, and finishes skipped, cut short or whole: after every step, every archive page
+        // any served document links is served; once all is finished and no file is bad, the
+        // served set is every document, each as a fresh engine with the same bounds makes it.
+        for seed in 0..12u64 {
+            let mut state = seed + 5000;
+            let mut next = move || {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state >> 33
+            };
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir_all(dir.path().join("posts")).unwrap();
+            let config = format!("archive_page_size = {}", 2 + next() % 2);
+            let mut engine = engine_with(dir.path(), &config);
+            let (mut served, kept) = (Served::default(), Kept::default());
+            let change = engine.load_all(now(), &kept);
+            served.take(kept, &change);
+            engine.defer_pages(true);
+            for round in 0..40 {
+                let mut paths: Vec<PathBuf> =
+                    (0..1 + next() % 3).map(|_| random_edit(dir.path(), &mut next, round)).collect();
+                if next() % 6 == 0 {
+                    let bad = dir.path().join(format!("posts/p{}.md", next() % 14));
+                    fs::write(&bad, "---\ntitle: [oops\n---\nBody.\n").unwrap();
+                    paths.push(bad);
+                }
+                let kept = Kept::default();
+                let change = engine.apply(&paths, now(), &kept);
+                served.take(kept, &change);
+                served.assert_links_served(&format!("seed {seed}, round {round}, after the change"));
+                random_finish(&mut engine, &mut served, next() % 4);
+                served.assert_links_served(&format!("seed {seed}, round {round}, after the finish"));
+                if engine.unfinished() || engine.bad().next().is_some() {
+                    continue;
+                }
+                let rels: HashSet<String> = served.0.keys().cloned().collect();
+                assert_eq!(rels, engine.documents(), "seed {seed}, round {round}: served is every document");
+                let bounds = engine.archives.iter().map(|(k, a)| (k.clone(), a.bounds().to_vec())).collect();
+                let mut fresh = engine_with(dir.path(), &config);
+                fresh.restore_archives(bounds);
+                let made = Kept::default();
+                fresh.load_all(now(), &made);
+                for (rel, bytes) in made.0.into_inner().unwrap() {
+                    assert!(
+                        served.0[&rel] == bytes,
+                        "seed {seed}, round {round}: {rel} is not what a fresh publish makes"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -245,6 +245,20 @@ impl KeepSink<'_> {
     }
 }
 
+/// Since when what the last steps left has been put off for newer changes (see [`FINISH_WAIT`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct PutOff {
+    since: Option<Instant>,
+}
+
+impl PutOff {
+    /// Whether a newer change (`newer`: one waits) goes first at `now`: yes, unless what is left
+    /// was first put off [`FINISH_WAIT`] ago.
+    fn goes_first(&mut self, newer: bool, now: Instant) -> bool {
+        newer && now.saturating_duration_since(*self.since.get_or_insert(now)) < FINISH_WAIT
+    }
+}
+
 /// The encodings of documents served without them (those still served so: a later change step
 /// may have served newer bytes, equally without them), to serve and write: in groups, a core's
 /// worth first, each twice the last, until all are made or `put_off` says a newer change goes
@@ -296,7 +310,7 @@ struct Worker {
     /// The encodings [`encode_some`] made, for the step that serves them.
     encoded: Vec<Made>,
     /// Since when what a change left for later has been put off for a newer change.
-    put_off: Option<Instant>,
+    put_off: PutOff,
     /// Writes the feeds folder after each swap (started with the loop).
     writer: Option<Writer>,
     /// After a full step: the documents to keep when the feeds folder is swept, once the new set
@@ -402,7 +416,7 @@ impl Worker {
             to_write: Vec::new(),
             unencoded: BTreeSet::new(),
             encoded: Vec::new(),
-            put_off: None,
+            put_off: PutOff::default(),
             writer: None,
             sweep_after: None,
             metrics: None,
@@ -556,8 +570,8 @@ impl Worker {
     /// waits, unless what is left was first put off [`FINISH_WAIT`] ago: what they did not reach
     /// joins what the next steps leave.
     fn finish(&mut self, mut newer: impl FnMut() -> bool) {
-        let mut since = self.put_off.take();
-        let mut put_off = || newer() && since.get_or_insert_with(Instant::now).elapsed() < FINISH_WAIT;
+        let mut since = std::mem::take(&mut self.put_off);
+        let mut put_off = || since.goes_first(newer(), Instant::now());
         if !self.unencoded.is_empty() && !put_off() {
             let started = Instant::now();
             self.encoded = encode_some(&self.feeds, &self.shared.load(), &mut self.unencoded, &mut put_off);
@@ -974,6 +988,19 @@ impl Worker {
 mod tests {
     use super::*;
     use crate::config::Compression;
+
+    #[test]
+    fn newer_changes_go_first_only_within_the_finish_wait() {
+        let t0 = Instant::now();
+        let mut put_off = PutOff::default();
+        assert!(!put_off.goes_first(false, t0), "nothing newer: nothing put off");
+        assert_eq!(put_off.since, None);
+        assert!(put_off.goes_first(true, t0 + Duration::from_millis(5)));
+        // Kept across finishes: counted from the first put-off, not from each.
+        assert!(put_off.goes_first(true, t0 + FINISH_WAIT));
+        assert!(!put_off.goes_first(true, t0 + FINISH_WAIT + Duration::from_millis(5)), "the leftovers' turn");
+        assert!(!put_off.goes_first(false, t0 + Duration::from_millis(6)));
+    }
 
     #[test]
     fn encodings_stop_after_a_group_when_a_newer_change_waits() {
