@@ -141,6 +141,22 @@ struct Later {
     lists: bool,
 }
 
+/// Takes what is `left` in groups, a core's worth first, each twice the last, and gives each to
+/// `work`, until none is left or, between two groups, `put_off` says a newer change should go
+/// first: then what was not reached stays in `left`. A newer change waits at most for one small
+/// group, and a long run soon goes in groups large enough to keep every core busy though its
+/// items differ in size.
+pub fn in_groups<T: Ord>(left: &mut BTreeSet<T>, put_off: &mut dyn FnMut() -> bool, mut work: impl FnMut(BTreeSet<T>)) {
+    let mut group = rayon::current_num_threads().max(1);
+    while !left.is_empty() {
+        work(std::iter::from_fn(|| left.pop_first()).take(group).collect());
+        if !left.is_empty() && put_off() {
+            return;
+        }
+        group *= 2;
+    }
+}
+
 /// The engine's state.
 pub struct Engine {
     config: Arc<Config>,
@@ -779,22 +795,16 @@ impl Engine {
 
     /// Makes what the last steps left: the archive pages of their feeds (a feed whose page count
     /// changes with them, cut by the size budget, is made again, linking its new newest page),
-    /// then the lists. The feeds go in groups, a core's worth first, each group twice the last;
-    /// after each group `put_off` may say a newer change should go first, and the rest stays left
-    /// (the lists too) for a later call.
+    /// then the lists. The feeds go [`in_groups`]: where `put_off` says a newer change should go
+    /// first, the rest stays left (the lists too) for a later call.
     pub fn finish(&mut self, sink: &dyn DocumentSink, put_off: &mut dyn FnMut() -> bool) -> Change {
         let mut change = Change::default();
-        self.later.pages.retain(|k| self.archives.contains_key(k));
-        let mut group = rayon::current_num_threads().max(1);
-        while !self.later.pages.is_empty() {
-            let keys: BTreeSet<FeedKey> = std::iter::from_fn(|| self.later.pages.pop_first()).take(group).collect();
-            self.finish_pages(keys, sink, &mut change);
-            if !self.later.pages.is_empty() && put_off() {
-                return change;
-            }
-            // Each group twice the last: a long finish soon goes in groups large enough to keep
-            // every core busy (feeds differ in size, and each one's pages are made in order).
-            group *= 2;
+        let mut pages = std::mem::take(&mut self.later.pages);
+        pages.retain(|k| self.archives.contains_key(k));
+        in_groups(&mut pages, put_off, |keys| self.finish_pages(keys, sink, &mut change));
+        if !pages.is_empty() {
+            self.later.pages.append(&mut pages);
+            return change;
         }
         if std::mem::take(&mut self.later.lists) {
             self.make_lists(sink, &mut change);
@@ -1513,31 +1523,40 @@ mod tests {
         path
     }
 
-    /// (document, as `kept` has it, as a fresh engine with `engine`'s page bounds makes it) for
-    /// every document: feeds (linking the newest page), archive pages and the lists.
-    fn fresh_publish(dir: &Path, engine: &Engine, kept: &Kept) -> Vec<(String, String, String)> {
+    /// Every document as a fresh engine (`config`, with `engine`'s page bounds) makes it: feeds
+    /// (linking the newest page), archive pages and the lists.
+    fn fresh_publish(dir: &Path, engine: &Engine, config: &str) -> Vec<(String, Vec<u8>)> {
         let bounds = engine.archives.iter().map(|(k, a)| (k.clone(), a.bounds().to_vec())).collect();
-        let mut fresh = engine_with(dir, "archive_page_size = 3");
+        let mut fresh = engine_with(dir, config);
         fresh.restore_archives(bounds);
         let made = Kept::default();
         fresh.load_all(now(), &made);
-        let rels: Vec<String> = made.0.lock().unwrap().iter().map(|(rel, _)| rel.clone()).collect();
-        rels.into_iter().map(|rel| (rel.clone(), kept.text(&rel), made.text(&rel))).collect()
+        made.0.into_inner().unwrap()
     }
 
-    /// Finishes what the engine left, one feed at a time; with `give_way`, a newer change goes
-    /// first after the first feed (what is left waits for a later call). Says whether it did.
-    fn finish_on_one_core(engine: &mut Engine, kept: &Kept, give_way: bool) -> bool {
-        let mut asked = 0;
+    /// The same random numbers for the same seed.
+    fn random(seed: u64) -> impl FnMut() -> u64 {
+        let mut state = seed;
+        move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state >> 33
+        }
+    }
+
+    /// Finishes what the engine left, on one core (groups of one feed, then two, ...), a newer
+    /// change going first after `give_way_after` groups when given; the documents made, and
+    /// whether it gave way (then what is left waits for a later call).
+    fn finish_on_one_core(engine: &mut Engine, give_way_after: Option<usize>) -> (Kept, Change, bool) {
+        let mut groups = 0;
         let mut put_off = || {
-            asked += 1;
-            give_way
+            groups += 1;
+            Some(groups) == give_way_after
         };
-        let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        one_core.install(|| engine.finish(kept, &mut put_off));
-        let gave_way = give_way && asked > 0;
-        assert_eq!(engine.unfinished(), gave_way);
-        gave_way
+        let (one_core, kept) = (rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap(), Kept::default());
+        let change = one_core.install(|| engine.finish(&kept, &mut put_off));
+        let gave_way = give_way_after.is_some_and(|n| groups >= n);
+        assert_eq!(engine.unfinished(), gave_way, "stops exactly where it is told to");
+        (kept, change, gave_way)
     }
 
     #[test]
@@ -1549,15 +1568,12 @@ mod tests {
         // pages made already; on seeds 3 and 7 that call comes only every third step (the
         // daemon serves a newer change first), and pages are compared after it; on seeds 5 and 7
         // it stops after one feed's pages every other time (a newer change went first).
+        const CONFIG: &str = "archive_page_size = 3";
         for seed in 0..8u64 {
-            let mut state = seed;
-            let mut next = move || {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                state >> 33
-            };
+            let mut next = random(seed);
             let dir = tempfile::tempdir().unwrap();
             fs::create_dir_all(dir.path().join("posts")).unwrap();
-            let mut engine = engine_with(dir.path(), "archive_page_size = 3");
+            let mut engine = engine_with(dir.path(), CONFIG);
             let kept = Kept::default();
             engine.load_all(now(), &kept);
             engine.defer_pages(seed % 2 == 1);
@@ -1572,7 +1588,10 @@ mod tests {
                 }
                 deferred += usize::from(engine.unfinished());
                 if seed % 2 == 1 && (seed % 4 == 1 || round % 3 == 2) {
-                    given_way += usize::from(finish_on_one_core(&mut engine, &kept, seed >= 5 && round % 2 == 0));
+                    let give_way = (seed >= 5 && round % 2 == 0).then_some(1);
+                    let (made, _, gave_way) = finish_on_one_core(&mut engine, give_way);
+                    kept.0.lock().unwrap().extend(made.0.into_inner().unwrap());
+                    given_way += usize::from(gave_way);
                     for (rel, page) in kept.linked_pages() {
                         assert!(kept.has(&page), "seed {seed}, round {round}: {rel} links {page}, not made yet");
                     }
@@ -1580,8 +1599,8 @@ mod tests {
                 if engine.unfinished() {
                     continue;
                 }
-                for (rel, kept, fresh) in fresh_publish(dir.path(), &engine, &kept) {
-                    assert_eq!(kept, fresh, "seed {seed}, round {round}: {rel}");
+                for (rel, fresh) in fresh_publish(dir.path(), &engine, CONFIG) {
+                    assert_eq!(kept.text(&rel), String::from_utf8_lossy(&fresh), "seed {seed}, round {round}: {rel}");
                 }
                 assert_eq!(engine.document_count(), engine.documents().len(), "seed {seed}, round {round}");
             }
@@ -1629,21 +1648,13 @@ mod tests {
         }
     }
 
-    /// Finishes none, part (giving way after one or two groups of one feed) or all of what the
-    /// engine left, at random, into `served`.
+    /// Finishes none, part (giving way after one or two groups) or all of what the engine left,
+    /// at random, into `served`.
     fn random_finish(engine: &mut Engine, served: &mut Served, choice: u64) {
-        if choice == 0 {
-            return;
+        if choice != 0 {
+            let (kept, change, _) = finish_on_one_core(engine, [None, Some(1), Some(2)][choice as usize % 3]);
+            served.take(kept, &change);
         }
-        let mut groups = 0;
-        let mut put_off = || {
-            groups += 1;
-            choice != 3 && groups == choice
-        };
-        let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let kept = Kept::default();
-        let change = one_core.install(|| engine.finish(&kept, &mut put_off));
-        served.take(kept, &change);
     }
 
     #[test]
@@ -1653,11 +1664,7 @@ mod tests {
         // any served document links is served; once all is finished and no file is bad, the
         // served set is every document, each as a fresh engine with the same bounds makes it.
         for seed in 0..12u64 {
-            let mut state = seed + 5000;
-            let mut next = move || {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                state >> 33
-            };
+            let mut next = random(seed + 5000);
             let dir = tempfile::tempdir().unwrap();
             fs::create_dir_all(dir.path().join("posts")).unwrap();
             let config = format!("archive_page_size = {}", 2 + next() % 2);
@@ -1685,12 +1692,7 @@ mod tests {
                 }
                 let rels: HashSet<String> = served.0.keys().cloned().collect();
                 assert_eq!(rels, engine.documents(), "seed {seed}, round {round}: served is every document");
-                let bounds = engine.archives.iter().map(|(k, a)| (k.clone(), a.bounds().to_vec())).collect();
-                let mut fresh = engine_with(dir.path(), &config);
-                fresh.restore_archives(bounds);
-                let made = Kept::default();
-                fresh.load_all(now(), &made);
-                for (rel, bytes) in made.0.into_inner().unwrap() {
+                for (rel, bytes) in fresh_publish(dir.path(), &engine, &config) {
                     assert!(
                         served.0[&rel] == bytes,
                         "seed {seed}, round {round}: {rel} is not what a fresh publish makes"

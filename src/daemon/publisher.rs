@@ -20,7 +20,7 @@ use crate::daemon::status::Status;
 use crate::daemon::unwritten::Unwritten;
 use crate::daemon::writer::{Done, Job, Writer};
 use crate::documents;
-use crate::engine::{Change, DocumentSink, Engine};
+use crate::engine::{Change, DocumentSink, Engine, in_groups};
 use crate::feeds_dir::{Encoded, FeedsDir, OnDisk, Outcome, Put};
 use crate::metrics::Metrics;
 use crate::served::{Policy, Resource, ServedSet, Shared};
@@ -260,9 +260,8 @@ impl PutOff {
 }
 
 /// The encodings of documents served without them (those still served so: a later change step
-/// may have served newer bytes, equally without them), to serve and write: in groups, a core's
-/// worth first, each twice the last, until all are made or `put_off` says a newer change goes
-/// first; the rest stay unencoded.
+/// may have served newer bytes, equally without them), to serve and write, [`in_groups`]: those
+/// not reached when `put_off` says a newer change goes first stay unencoded.
 fn encode_some(
     feeds: &FeedsDir,
     current: &ServedSet,
@@ -276,16 +275,8 @@ fn encode_some(
         let put = Put { encoded, outcome: Outcome::Written, error: None };
         Some(Made { rel, put, filed: None, deferred: true, refile: false, on_disk: None })
     };
-    let mut group = rayon::current_num_threads().max(1);
     let mut made = Vec::new();
-    while !unencoded.is_empty() {
-        let some: Vec<String> = std::iter::from_fn(|| unencoded.pop_first()).take(group).collect();
-        made.par_extend(some.into_par_iter().filter_map(encode));
-        if !unencoded.is_empty() && put_off() {
-            break;
-        }
-        group *= 2;
-    }
+    in_groups(unencoded, put_off, |some| made.par_extend(some.into_par_iter().filter_map(encode)));
     made
 }
 
@@ -307,8 +298,6 @@ struct Worker {
     to_write: Vec<Job>,
     /// Documents served without their encodings, which the next [`StepKind::Finish`] makes.
     unencoded: BTreeSet<String>,
-    /// The encodings [`encode_some`] made, for the step that serves them.
-    encoded: Vec<Made>,
     /// Since when what a change left for later has been put off for a newer change.
     put_off: PutOff,
     /// Writes the feeds folder after each swap (started with the loop).
@@ -415,7 +404,6 @@ impl Worker {
             state: None,
             to_write: Vec::new(),
             unencoded: BTreeSet::new(),
-            encoded: Vec::new(),
             put_off: PutOff::default(),
             writer: None,
             sweep_after: None,
@@ -565,17 +553,17 @@ impl Worker {
 
     /// Serves what the last steps left for later: first the encodings of the feeds they served
     /// (what most clients ask for), then, in a swap of their own, the archive pages that only
-    /// gained a post or an edit, and the lists (see [`Engine::defer_pages`]). Both go a core's
-    /// worth of documents or feeds at a time, and stop where `newer` says a change saved since
-    /// waits, unless what is left was first put off [`FINISH_WAIT`] ago: what they did not reach
-    /// joins what the next steps leave.
+    /// gained a post or an edit, and the lists (see [`Engine::defer_pages`]). Both go
+    /// [`in_groups`], and stop where `newer` says a change saved since waits, unless what is left
+    /// was first put off [`FINISH_WAIT`] ago: what they did not reach joins what the next steps
+    /// leave.
     fn finish(&mut self, mut newer: impl FnMut() -> bool) {
-        let mut since = std::mem::take(&mut self.put_off);
-        let mut put_off = || since.goes_first(newer(), Instant::now());
+        let mut putting_off = std::mem::take(&mut self.put_off);
+        let mut put_off = || putting_off.goes_first(newer(), Instant::now());
         if !self.unencoded.is_empty() && !put_off() {
             let started = Instant::now();
-            self.encoded = encode_some(&self.feeds, &self.shared.load(), &mut self.unencoded, &mut put_off);
-            self.step_from(started, "then its encodings", StepKind::Finish, |_, _, _| Change::default());
+            let encoded = encode_some(&self.feeds, &self.shared.load(), &mut self.unencoded, &mut put_off);
+            self.step_from(started, encoded, "then its encodings", StepKind::Finish, |_, _, _| Change::default());
         }
         if self.unencoded.is_empty() && self.engine.unfinished() && !put_off() {
             self.step("then its archive pages and lists", StepKind::Finish, |engine, _, sink| {
@@ -583,7 +571,7 @@ impl Worker {
             });
         }
         if !self.unencoded.is_empty() || self.engine.unfinished() {
-            self.put_off = since;
+            self.put_off = putting_off;
         }
     }
 
@@ -783,13 +771,15 @@ impl Worker {
         kind: StepKind,
         run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
     ) -> bool {
-        self.step_from(Instant::now(), what, kind, run)
+        self.step_from(Instant::now(), Vec::new(), what, kind, run)
     }
 
-    /// [`Worker::step`], its time logged from `started` (work done for it before it ran).
+    /// [`Worker::step`], serving `encoded` too (encodings made for it before it ran, from
+    /// `started`, which its time is logged from).
     fn step_from(
         &mut self,
         started: Instant,
+        mut encoded: Vec<Made>,
         what: &str,
         kind: StepKind,
         run: impl FnOnce(&mut Engine, DateTime<Utc>, &dyn DocumentSink) -> Change,
@@ -800,7 +790,8 @@ impl Worker {
         }
         let sink = KeepSink::new(&self.feeds, self.shared.load(), kind);
         let change = run(&mut self.engine, self.clock.now(), &sink);
-        let made = sink.made.into_inner().expect("no code panics while holding this lock");
+        let mut made = sink.made.into_inner().expect("no code panics while holding this lock");
+        made.append(&mut encoded);
         let made = self.take_made(made, &change);
         if made.is_empty() && change.removed.is_empty() && !full {
             self.save_index(false);
@@ -843,15 +834,13 @@ impl Worker {
         true
     }
 
-    /// What a step made (with the encodings [`encode_some`] made for it), its files
-    /// noted for the scan index, its problems logged.
-    fn take_made(&mut self, mut made: Vec<Made>, change: &Change) -> Vec<Made> {
+    /// What a step made, its files noted for the scan index, its problems logged.
+    fn take_made(&mut self, made: Vec<Made>, change: &Change) -> Vec<Made> {
         if let Some(state) = &self.state {
             if let Err(error) = state.set_archive_bounds(&change.archive_bounds) {
                 tracing::error!("{error}; archive pages may be cut differently after a restart");
             }
         }
-        made.append(&mut self.encoded);
         self.report(change);
         self.index_written.extend(made.iter().filter_map(|m| Some((m.rel.clone(), m.on_disk?))));
         // A document whose files could not be written is made again after a restart.
