@@ -5,7 +5,6 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -59,7 +58,7 @@ fn publish(name: &str, bytes: &[u8]) {
     }
     let mut site = Site::new();
     site.insert(Arc::new(meta));
-    let rendered = HashMap::from([(path, Arc::new(rendered))]);
+    let rendered: crier::documents::Renderings = [(path, Arc::new(rendered))].into_iter().collect();
     let end_of_time = DateTime::<Utc>::MAX_UTC;
     for key in site.keys() {
         let plan = site.feed(&key, end_of_time, config.items).expect("a key of the site has a feed");

@@ -107,8 +107,9 @@ fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a
     posts.filter_map(|meta| rendered.get(&*meta.path).map(|r| Item { meta, rendered: r })).collect()
 }
 
-/// Rendered bodies, by post file.
-pub type Renderings = HashMap<PathBuf, Arc<Rendered>>;
+/// Rendered bodies, by post file. Looked up once per post per page of each feed the post is in:
+/// hashed with foldhash, not std's SipHash, which a first publish's profile showed.
+pub type Renderings = HashMap<PathBuf, Arc<Rendered>, foldhash::fast::RandomState>;
 
 /// One feed's subscription document in one format, and how many of its items it holds (fewer
 /// than planned when the size budget cut it). `newest_archive` is the number of the feed's newest

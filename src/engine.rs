@@ -162,7 +162,7 @@ pub struct Engine {
     config: Arc<Config>,
     site: Site,
     /// Rendered bodies of the posts in feeds (and some that were, until the next trim).
-    rendered: HashMap<PathBuf, Arc<Rendered>>,
+    rendered: documents::Renderings,
     /// Posts in `rendered` with their summary only (rendered for archive pages of summaries).
     summary_only: HashSet<PathBuf>,
     /// Every post file seen (published, draft or bad), sorted so a folder's files are a range.
@@ -198,7 +198,7 @@ impl Engine {
         Engine {
             config,
             site: Site::new(),
-            rendered: HashMap::new(),
+            rendered: documents::Renderings::default(),
             summary_only: HashSet::new(),
             seen: BTreeMap::new(),
             bad: BTreeMap::new(),
@@ -436,7 +436,11 @@ impl Engine {
             touched.extend(self.forget(&path));
         }
         touched.extend(self.read_changed(changed, now, &mut change));
-        touched.extend(self.advance(now));
+        match first {
+            // Every feed is made: which posts fell due does not matter (and costs a walk of them).
+            true => self.due_until = self.due_until.max(now),
+            false => touched.extend(self.advance(now)),
+        }
         touched.append(&mut self.pending);
         let keys: BTreeSet<FeedKey> = if first { self.site.keys() } else { touched };
         if first || !keys.is_empty() || self.lists_due {
@@ -879,7 +883,7 @@ impl Engine {
                 .cloned()
                 .collect();
             self.render_for_pages(needed, &mut failed, change);
-            let walked: Vec<Walked> = work.par_iter_mut().map(|feed| self.walk_pages(feed, &failed, sink)).collect();
+            let walked = self.walk_all(&mut work, &failed, sink);
             for (feed, walked) in work.into_iter().zip(walked) {
                 change.documents.extend(walked.documents);
                 if walked.cut {
@@ -891,6 +895,22 @@ impl Engine {
                 self.archives.insert(feed.key, feed.archive);
             }
         }
+    }
+
+    /// Walks every feed's pages (one feed's in order, feeds in parallel), the feeds with the most
+    /// pages due first and each a task of its own: the site feed of a long history holds a third
+    /// of a first publish's pages, and started last it would leave one core working alone.
+    /// The walks come back in the order of `work`.
+    fn walk_all(&self, work: &mut [FeedPages], failed: &HashSet<PathBuf>, sink: &dyn DocumentSink) -> Vec<Walked> {
+        let mut biggest_first: Vec<(usize, &mut FeedPages)> = work.iter_mut().enumerate().collect();
+        biggest_first.sort_by_key(|(_, feed)| std::cmp::Reverse(feed.pages.iter().filter(|(_, due)| *due).count()));
+        let mut walked: Vec<(usize, Walked)> = biggest_first
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|(i, feed)| (i, self.walk_pages(feed, failed, sink)))
+            .collect();
+        walked.sort_by_key(|(i, _)| *i);
+        walked.into_iter().map(|(_, walked)| walked).collect()
     }
 
     /// Writes a feed's due pages, oldest first. A page over the size budget is cut and written

@@ -1,16 +1,11 @@
 //! The HTML pages for people: the index of every feed, and beside each feed a page that shows
 //! its items and explains how to subscribe. Plain HTML and CSS, no script. Pure.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use quick_xml::escape::escape;
 
 use crate::config::Config;
 use crate::documents::{FeedSummary, OPML_PATH, document_path, feed_title, page_path, self_url};
 use crate::feed::Format;
-use crate::render::Rendered;
 use crate::site::{FeedKey, FeedPlan};
 
 pub const STYLE: &str = "body{font-family:system-ui,-apple-system,\"Segoe UI\",\"PingFang SC\",\"Noto Sans CJK SC\",\"Microsoft YaHei\",sans-serif;\
@@ -77,7 +72,7 @@ pub fn index_page<'a>(config: &Config, feeds: impl Iterator<Item = &'a FeedSumma
 
 /// A feed's page, `<stem>.html` beside it: its title and description, what a feed reader is and
 /// the three addresses to give one, and its items (title linked to the post, date, summary).
-pub fn feed_page(config: &Config, plan: &FeedPlan, rendered: &HashMap<PathBuf, Arc<Rendered>>) -> Vec<u8> {
+pub fn feed_page(config: &Config, plan: &FeedPlan, rendered: &crate::documents::Renderings) -> Vec<u8> {
     let title = feed_title(config, plan);
     let urls: Vec<(Format, String)> = Format::ALL.iter().map(|&f| (f, self_url(config, &plan.key, f))).collect();
     let alternates: String = urls.iter().map(|(f, url)| alternate(*f, &title, url)).collect();

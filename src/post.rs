@@ -605,9 +605,11 @@ fn decode(bytes: &[u8]) -> Result<Cow<'_, str>, (usize, String)> {
 /// Whether UTF-8 `bytes` hold a character XML 1.0 forbids: a C0 control other than tab, LF and
 /// CR, or U+FFFE/U+FFFF. A byte scan, much faster than decoding characters.
 fn has_forbidden_characters(bytes: &[u8]) -> bool {
-    bytes.iter().any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
-        || memchr::memmem::find(bytes, "\u{FFFE}".as_bytes()).is_some()
-        || memchr::memmem::find(bytes, "\u{FFFF}".as_bytes()).is_some()
+    // A block at a time with no early exit inside, which the compiler turns into vector code.
+    let control = |b: u8| u8::from(b < 0x20) & u8::from(!matches!(b, b'\t' | b'\n' | b'\r'));
+    let controls = bytes.chunks(64).any(|block| block.iter().fold(0, |any, &b| any | control(b)) != 0);
+    // U+FFFE and U+FFFF are EF BF BE and EF BF BF.
+    controls || memchr::memmem::find_iter(bytes, b"\xEF\xBF").any(|at| matches!(bytes.get(at + 2), Some(0xBE | 0xBF)))
 }
 
 /// How many leading bytes of a post file hold its front matter (the closing `---` or `...` line
@@ -1131,6 +1133,31 @@ mod tests {
             parse_at("p.md", "\u{feff}---\r\ntitle: \"a\u{8}b\"\r\ndate: 2021-01-01\r\n---\r\nline\u{c}1\r\n").unwrap();
         assert_eq!(&*m.title, "ab");
         assert_eq!(body, "line1\n");
+    }
+
+    #[test]
+    fn forbidden_characters_are_found_anywhere_in_a_block() {
+        let oracle = |text: &str| {
+            text.chars().any(|c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}'))
+        };
+        // Each character XML forbids, and neighbours it allows, at every place around the
+        // 64-byte blocks the scan works in, amid Chinese text (whose bytes are all high).
+        let probes =
+            ["\u{1}", "\u{1f}", "\u{0}", "\u{FFFE}", "\u{FFFF}", "\t", "\n", "\r", "\u{FFFD}", "\u{FFE5}", "\u{7f}"];
+        for probe in probes {
+            for at in [0, 1, 21, 62, 63, 64, 65, 127, 128, 190] {
+                let text: String =
+                    "新闻".repeat(40).chars().take(at / 3).collect::<String>() + "x".repeat(at % 3).as_str();
+                let text = format!("{text}{probe}{}", "报道".repeat(30));
+                assert_eq!(
+                    has_forbidden_characters(text.as_bytes()),
+                    oracle(&text),
+                    "{probe:?} at byte {}",
+                    text.find(probe).unwrap()
+                );
+            }
+        }
+        assert!(!has_forbidden_characters("\u{FFFD}\u{FFFE}".as_bytes()[..5].as_ref()), "a cut-off U+FFFE is not one");
     }
 
     #[test]
