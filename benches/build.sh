@@ -16,6 +16,9 @@
 # Environment knobs:
 #   REPS=3               measurements per tool and N (median reported)
 #   HUGO_SLOW_SECS=600   a Hugo run slower than this stops further Hugo reps for that N
+#   HUGO_MEM_GB=         cap Hugo's address space (prlimit --as) at this many GiB: a run that
+#                        needs more stops with Go's out-of-memory error instead of pushing the
+#                        machine into swap or the OOM killer (at 1,000,000 posts)
 #   SKIP_CARGO=1         do not run `cargo build --release` first (use the binary as is)
 #   CRIER_BIN=path       crier binary (default target/release/crier)
 #   CRIER_BENCH_DIR=dir  cache/work dir (default /tmp/crier-bench)
@@ -175,7 +178,9 @@ for n in "${SIZES[@]}"; do
     if [ "$hugo_stop" = 0 ]; then
       dest="$RUN/hugo-out-$n-$r"; rm -rf "$dest"
       log "N=$n rep $r/$REPS: hugo"
-      if measure h "$RUN/hugo.log" "0" hugo --quiet --source "$site" --destination "$dest" \
+      HUGO_CMD=(hugo)
+      [ -n "${HUGO_MEM_GB:-}" ] && HUGO_CMD=(prlimit --as=$((HUGO_MEM_GB * 1024 * 1024 * 1024)) hugo)
+      if measure h "$RUN/hugo.log" "0" "${HUGO_CMD[@]}" --quiet --source "$site" --destination "$dest" \
           --cacheDir "$RUN/hugo-cache"; then
         hw+=("$h_wall"); hr+=("$h_rss")
         log "  ${h_wall}s $(mb "$h_rss") MB ($(find "$dest" -name index.xml | wc -l) feeds)"
@@ -188,6 +193,9 @@ for n in "${SIZES[@]}"; do
           hugo_stop=1
           [ "$r" -lt "$REPS" ] && NOTES+=("N=$n: a Hugo run took ${h_wall}s (> ${HUGO_SLOW_SECS}s), so Hugo was measured $r time(s) only")
         fi
+      else
+        hugo_stop=1
+        NOTES+=("N=$n: Hugo run $r failed after ${h_wall}s at $(mb "$h_rss") MB peak RSS (exit $h_rc${HUGO_MEM_GB:+, address space capped at ${HUGO_MEM_GB} GiB}): $(grep -m1 -E 'fatal error|out of memory|Error' "$RUN/hugo.log" | cut -c1-200 || true)")
       fi
       [ "${KEEP:-0}" = 1 ] || rm -rf "$dest"
     fi
