@@ -205,7 +205,7 @@ for n in "${SIZES[@]}"; do
     hwm=$(median "${hw[@]}"); hrm=$(median "${hr[@]}")
   else
     hwm=""; hrm=""
-    NOTES+=("N=$n: Hugo failed; see $RUN/hugo.log (run with KEEP=1 to keep it)")
+    [ "$hugo_stop" = 1 ] || NOTES+=("N=$n: Hugo failed; see $RUN/hugo.log (run with KEEP=1 to keep it)")
   fi
   row() { # label wall rss
     if [ -z "$2" ]; then echo "| $n | $1 | n/a | n/a | n/a |"; return; fi
