@@ -37,7 +37,13 @@ const RETIRED: u64 = u64::MAX - 3;
 /// The most threads started in place of stuck ones at a time.
 const MAX_STUCK: usize = 64;
 
-/// The threads that run items: as many as there are cores, plus a replacement for each thread
+/// Threads per core. Reading a post waits on the disk when the page cache does not hold it (a
+/// first load of a long history, or a cold machine): with one thread per core a core sits idle
+/// during each wait; with two, the other thread's post is parsed meanwhile and the disk gets
+/// more reads at once.
+const READERS_PER_CORE: usize = 2;
+
+/// The threads that run items: `READERS_PER_CORE` per core, plus a replacement for each thread
 /// still busy with an item given up on.
 struct Pool {
     queue: Mutex<VecDeque<Job>>,
@@ -56,7 +62,7 @@ fn pool() -> &'static Pool {
             replaced: AtomicUsize::new(0),
             epoch: Instant::now(),
         }));
-        for _ in 0..std::thread::available_parallelism().map_or(2, usize::from) {
+        for _ in 0..READERS_PER_CORE * std::thread::available_parallelism().map_or(2, usize::from) {
             let _ = pool.spawn_worker();
         }
         pool
