@@ -157,14 +157,15 @@ pub fn in_groups<T: Ord>(left: &mut BTreeSet<T>, put_off: &mut dyn FnMut() -> bo
     }
 }
 
-/// The engine's state.
+/// The engine's state. Its hash maps keyed by path use foldhash, not std's SipHash: a first load
+/// touches each of them once per post, on one core.
 pub struct Engine {
     config: Arc<Config>,
     site: Site,
     /// Rendered bodies of the posts in feeds (and some that were, until the next trim).
     rendered: documents::Renderings,
     /// Posts in `rendered` with their summary only (rendered for archive pages of summaries).
-    summary_only: HashSet<PathBuf>,
+    summary_only: HashSet<PathBuf, foldhash::fast::RandomState>,
     /// Every post file seen (published, draft or bad), sorted so a folder's files are a range.
     seen: BTreeMap<Arc<Path>, Fingerprint>,
     /// Files whose current version is bad.
@@ -178,9 +179,9 @@ pub struct Engine {
     /// Files whose entry in the scan index is out of date.
     unsaved: BTreeSet<PathBuf>,
     /// What rendering each post warned of, for the scan index.
-    render_warnings: HashMap<PathBuf, Vec<PostWarning>>,
+    render_warnings: HashMap<PathBuf, Vec<PostWarning>, foldhash::fast::RandomState>,
     /// The warnings the scan index kept about the posts restored from it, until they are read.
-    restored_warnings: HashMap<PathBuf, Vec<PostWarning>>,
+    restored_warnings: HashMap<PathBuf, Vec<PostWarning>, foldhash::fast::RandomState>,
     /// Feeds to regenerate at the next step whatever changed (their files went missing).
     pending: BTreeSet<FeedKey>,
     /// The OPML list and the index page are made at the next step.
@@ -199,7 +200,7 @@ impl Engine {
             config,
             site: Site::new(),
             rendered: documents::Renderings::default(),
-            summary_only: HashSet::new(),
+            summary_only: HashSet::default(),
             seen: BTreeMap::new(),
             bad: BTreeMap::new(),
             drafts: BTreeSet::new(),
@@ -207,8 +208,8 @@ impl Engine {
             archives: BTreeMap::new(),
             due_until: DateTime::<Utc>::MIN_UTC,
             unsaved: BTreeSet::new(),
-            render_warnings: HashMap::new(),
-            restored_warnings: HashMap::new(),
+            render_warnings: HashMap::default(),
+            restored_warnings: HashMap::default(),
             pending: BTreeSet::new(),
             lists_due: false,
             defer: false,

@@ -247,7 +247,8 @@ impl Borrow<Path> for ByPath {
 /// The index.
 #[derive(Debug, Default)]
 pub struct Site {
-    posts: HashSet<ByPath>,
+    /// Hashed with foldhash: a first load of 1,000,000 posts hashes each path here, on one core.
+    posts: HashSet<ByPath, foldhash::fast::RandomState>,
     feeds: BTreeMap<FeedKey, FeedSet>,
 }
 
