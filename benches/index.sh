@@ -14,6 +14,12 @@
 #          catch-up step, and resident memory 3 s after it (benches/start_probe.py; 3 runs)
 # with /usr/bin/time -f '%e %M'. Writes benches/results-index.md.
 #
+# Every cold build and floor run writes into a folder of its own, and nothing is deleted until the
+# end: on an ext4 without a journal (this VM's), creating a file within a minute of deleting many
+# costs the kernel a look at each recently freed inode (recently_deleted() in fs/ext4/ialloc.c),
+# which put 12 % of a cold build's CPU time there when it ran right after the last run's rm -rf.
+# That cost falls on whichever run follows a deletion, so it is kept off all of them.
+#
 #   REPS=3  SKIP_CARGO=1  CRIER_BENCH_DIR=/tmp/crier-bench  RESULTS=path
 #   POSTS_DIR=path  a corpus already generated (gen_corpus.py N DIR, without the Hugo twin)
 #   NO_FLOOR=1      skip the floor (it writes a second copy of the output: 19 GB at 1,000,000)
@@ -49,21 +55,20 @@ timed() { # timed OUTFILE CMD... -> prints "wall_s peak_kb" and keeps the comman
   /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" > "$out" 2>&1 || true
   tail -n1 "$WORK/time"
 }
-BUILD=("$CRIER" build --posts "$POSTS" --feeds "$WORK/site/feeds" --base-url https://news.example.com/)
-
 declare -a COLD FLOOR_S QUICK ONE START
 for rep in $(seq "$REPS"); do
-  rm -rf "$WORK/site"; mkdir -p "$WORK/site"
+  SITE=$WORK/site-$rep  # the last one is the folder the later runs use
+  BUILD=("$CRIER" build --posts "$POSTS" --feeds "$SITE/feeds" --base-url https://news.example.com/)
+  mkdir -p "$SITE"
   sync  # the last run's writes are flushed before this one starts, not during it
   read -r s kb < <(timed "$WORK/cold.log" "${BUILD[@]}")
   COLD+=("$s s, $((kb / 1024)) MB"); log "cold $rep: $s s $kb KB"
   sync
   [ "${NO_FLOOR:-0}" = 1 ] && continue
   # Its own total: the documents it is given are loaded first, untimed.
-  timed "$WORK/floor.log" "$FLOOR" "$POSTS" "$WORK/site/feeds" "$WORK/floor-out" 3 3 > /dev/null
+  timed "$WORK/floor.log" "$FLOOR" "$POSTS" "$SITE/feeds" "$WORK/floor-$rep" 3 3 > /dev/null
   s=$(grep -o 'total [0-9.]* s' "$WORK/floor.log" | cut -d' ' -f2)
   FLOOR_S+=("$s s"); log "floor $rep: $(tail -n1 "$WORK/floor.log")"
-  rm -rf "$WORK/floor-out"
 done
 FLOOR_DETAIL=$(tail -n1 "$WORK/floor.log" 2>/dev/null || echo "not run (NO_FLOOR=1)")
 DOCS=$(tail -n1 "$WORK/cold.log")
@@ -80,7 +85,7 @@ for i in 1 2 3; do
 done
 ONE_DETAIL=$(grep -h "posts read" "$WORK/one.log" | head -n1)
 for i in 1 2 3; do
-  python3 "$BENCHES/start_probe.py" "$CRIER" serve --posts "$POSTS" --feeds "$WORK/site/feeds" \
+  python3 "$BENCHES/start_probe.py" "$CRIER" serve --posts "$POSTS" --feeds "$SITE/feeds" \
     --base-url https://news.example.com/ --listen 127.0.0.1:0 > "$WORK/start.log"
   START+=("$(head -n3 "$WORK/start.log" | tr '\n' ';')")
   log "start $i: ${START[-1]}"

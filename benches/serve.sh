@@ -10,6 +10,7 @@
 #    POSTS/zz-bench/, then /categories/cat7.rss polled (If-None-Match, keep-alive) until a
 #    200 with a new ETag carries the new title, then with Accept-Encoding: gzip until the
 #    gzip response carries it too (a second row, from the same rename). p50/p90/p99/max.
+#    Posts alternate: polled back to back, and polled once every PACED_MS ms (two more rows).
 # 2. Memory: crier's VmRSS after start, after the latency posts and after each of two rounds
 #    of EDITS edits (write-temp-and-rename of its own posts with a new title, 5 ms apart).
 # 3. Throughput, wrk -t2 -c32 -d${WRK_SECS}s, crier against nginx 1.x serving the feeds folder
@@ -25,7 +26,10 @@
 # a temp dir under $CRIER_BENCH_DIR (same file system as the corpus, for atomic renames).
 #
 # Environment knobs:
-#   LAT_POSTS=400       posts for the latency part (at 400 the p99 is the 4th slowest, not 1 outlier)
+#   LAT_POSTS=800       posts for the latency part, half polled each way (at 400 a p99 is the 4th
+#                       slowest, not 1 outlier)
+#   PACED_MS=1          every other post is polled once per PACED_MS ms instead of back to back,
+#                       which keeps the poller off the cores under test (0: all back to back)
 #   EDITS=1000          edits per memory round (two rounds)
 #   WRK_SECS=10         duration of each wrk run
 #   SERVE_POSTS=100000  corpus size; POSTS_DIR=path a corpus already generated (gen_corpus.py N
@@ -48,7 +52,8 @@ cd "$REPO"
 BENCHES="$REPO/benches"
 BENCH_DIR=${CRIER_BENCH_DIR:-/tmp/crier-bench}
 N=${SERVE_POSTS:-100000}
-LAT_POSTS=${LAT_POSTS:-400}
+LAT_POSTS=${LAT_POSTS:-800}
+PACED_MS=${PACED_MS:-1}
 EDITS=${EDITS:-1000}
 WRK_SECS=${WRK_SECS:-10}
 REPS=${REPS:-2}
@@ -169,7 +174,7 @@ log "  $PUBLISH_LINE"
 set +e
 python3 "$BENCHES/serve_latency.py" --port "$CPORT" --pid "$CRIER_PID" --bench-dir "$ZZ" \
   --staging "$RUN/staging" --log "$CLOG" --feed "/categories/$CATEGORY.rss" --category "$CATEGORY" \
-  --posts "$LAT_POSTS" --edits "$EDITS" --edit-rounds 2 \
+  --posts "$LAT_POSTS" --paced-ms "$PACED_MS" --edits "$EDITS" --edit-rounds 2 \
   --json "$RUN/latency.json" --env "$RUN/latency.env"
 lat_rc=$?
 set -e
@@ -316,16 +321,24 @@ RSS_END=$(rss_mb "$CRIER_PID")
 
 # ---------------------------------------------------------------- report
 fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.1f", v }'; }
+lat_row() { # lat_row LABEL PREFIX: one row of the latency table from serve_latency.py's figures
+  local v=() k
+  for k in N P50 P90 P99 MAX MIN MEAN; do v+=("$(eval "echo \${${2}${k}:-}")"); done
+  echo "| $1 | ${v[0]:-0} | $(fmt "${v[1]}") | $(fmt "${v[2]}") | $(fmt "${v[3]}") | $(fmt "${v[4]}") | $(fmt "${v[5]}") | $(fmt "${v[6]}") |"
+}
 LAT_TABLE="| served | posts | p50 ms | p90 ms | p99 ms | max ms | min ms | mean ms |
 |---|---:|---:|---:|---:|---:|---:|---:|
-| as it is | $LAT_N | $(fmt "$LAT_P50") | $(fmt "$LAT_P90") | $(fmt "$LAT_P99") | $(fmt "$LAT_MAX") | $(fmt "$LAT_MIN") | $(fmt "$LAT_MEAN") |
-| gzip | $LAT_N | $(fmt "${GZ_P50:-}") | $(fmt "${GZ_P90:-}") | $(fmt "${GZ_P99:-}") | $(fmt "${GZ_MAX:-}") | $(fmt "${GZ_MIN:-}") | $(fmt "${GZ_MEAN:-}") |"
+$(lat_row "as it is, polled back to back" LAT_)
+$(lat_row "gzip, polled back to back" GZ_)"
+[ -n "${PACED_LAT_N:-}" ] && LAT_TABLE+="
+$(lat_row "as it is, polled every $PACED_MS ms" PACED_LAT_)
+$(lat_row "gzip, polled every $PACED_MS ms" PACED_GZ_)"
 
 MEM_TABLE="| when | VmRSS MB | VmHWM (peak) MB |
 |---|---:|---:|
 | after start (/healthz 200 after $(awk -v m="$STARTUP_MS" 'BEGIN { printf "%.2f", m / 1000 }') s) | $(kib_mb "$RSS_START_KIB") | $(kib_mb "$HWM_START_KIB") |
 | after the probe post was served ($PROBE_S s after /healthz) | $(kib_mb "$RSS_AFTER_PROBE_KIB") | $(kib_mb "$HWM_AFTER_PROBE_KIB") |
-| after the $LAT_N latency posts | $(kib_mb "$RSS_AFTER_POSTS_KIB") | $(kib_mb "$HWM_AFTER_POSTS_KIB") |
+| after the $LAT_POSTS latency posts | $(kib_mb "$RSS_AFTER_POSTS_KIB") | $(kib_mb "$HWM_AFTER_POSTS_KIB") |
 | after $EDITS edits | $(kib_mb "$RSS_AFTER_EDITS_1_KIB") | $(kib_mb "$HWM_AFTER_EDITS_1_KIB") |
 | after $((2 * EDITS)) edits | $(kib_mb "$RSS_AFTER_EDITS_2_KIB") | $(kib_mb "$HWM_AFTER_EDITS_2_KIB") |
 | after all wrk runs | $RSS_END | — |"
@@ -348,7 +361,7 @@ done
 NOTES=()
 NOTES+=("Startup: ${STARTUP_MS} ms from process start to the first /healthz 200; crier's own first publish step took ${PUBLISH_MS:-?} ms (\`$PUBLISH_LINE\`).")
 NOTES+=("First change: a probe post renamed in right after /healthz said 200 was served ${PROBE_S} s later; crier used ${PROBE_CPU_S} CPU seconds meanwhile, then ${IDLE_CPU_PCT}% CPU over the next 2 s. The latency posts start only after that.")
-NOTES+=("Latency: crier's update step (from its \`updated: ... N ms\` log lines, $LAT_STEPS steps) had median $(fmt "$LAT_STEP_P50") ms, max $(fmt "$LAT_STEP_MAX") ms; the rest of the latency is the inotify event, crier's 10 ms burst-quiet wait and the poll. Median polls per post: $LAT_POLLS_P50.")
+NOTES+=("Latency: crier's update step (from its \`updated: ... N ms\` log lines, $LAT_STEPS steps) had median $(fmt "$LAT_STEP_P50") ms, max $(fmt "$LAT_STEP_MAX") ms; the rest of the latency is the inotify event, crier's 10 ms burst-quiet wait and the poll. Median polls per post: $LAT_POLLS_P50 back to back${PACED_LAT_POLLS_P50:+, ${PACED_LAT_POLLS_P50} paced}.")
 NOTES+=("Edits: round 1 wrote $EDITS edits in ${EDIT1_WRITE_S} s, the last one was served ${EDIT1_DRAIN_MS} ms after it was written, crier ran ${EDIT1_STEPS} update steps (slowest ${EDIT1_STEP_MAX} ms); round 2: ${EDIT2_WRITE_S} s, ${EDIT2_DRAIN_MS} ms, ${EDIT2_STEPS} steps (slowest ${EDIT2_STEP_MAX} ms).")
 NOTES+=("crier logged $UPDATE_STEPS \`updated\` steps in all and $ERROR_LINES WARN/ERROR lines.")
 if [ "$SAME_BYTES" = 1 ]; then
@@ -372,19 +385,24 @@ for note in "${NOTES[@]}"; do echo "- $note"; done
   echo "- nproc: $(nproc); memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r); load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- crier: $CRIER_REV ($CRIER_VERSION)"
   echo "- tools: $WRK_VERSION; nginx $NGINX_VERSION; $PY_VERSION; $CURL_VERSION"
-  echo "- command: \`bash benches/serve.sh\` (LAT_POSTS=$LAT_POSTS, EDITS=$EDITS, WRK_SECS=$WRK_SECS, REPS=$REPS)"
+  echo "- command: \`bash benches/serve.sh\` (LAT_POSTS=$LAT_POSTS, PACED_MS=$PACED_MS, EDITS=$EDITS, WRK_SECS=$WRK_SECS, REPS=$REPS)"
   echo "- crier: \`crier serve --posts CORPUS --feeds TMP --base-url $BASE_URL --listen 127.0.0.1:PORT\` from the repo root (config/crier.toml: items = 20, gzip level 3, brotli quality 3, ...)"
   echo
   echo "## 1. Save-to-served latency"
   echo
   echo "A new post (about 5 KB of Chinese HTML, category $CATEGORY, dated after every corpus post) is"
   echo "written to a temp file on the same file system, then \`os.rename()\`d into the posts folder;"
-  echo "latency is from the rename to the first GET of /categories/$CATEGORY.rss (polled back to back"
-  echo "on a keep-alive connection with If-None-Match) that returns a new ETag and the new title;"
+  echo "latency is from the rename to the first GET of /categories/$CATEGORY.rss (polled on a"
+  echo "keep-alive connection with If-None-Match) that returns a new ETag and the new title;"
   echo "the gzip row is from the same rename to the first GET with Accept-Encoding: gzip whose gzip"
   echo "body has the new title (crier serves a change before its encodings are made)."
   echo "One post at a time, 50 ms apart, starting once a probe post renamed in right after"
   echo "/healthz said 200 has been served (see the notes). Percentiles are nearest-rank."
+  if [ "$PACED_MS" != 0 ]; then
+    echo "Posts alternate between two pollers: back to back (thousands of requests a second, which"
+    echo "with the server's answers take much of a core of the two that the update step runs on)"
+    echo "and one poll every $PACED_MS ms (a latency is then up to that much late)."
+  fi
   echo
   echo "$LAT_TABLE"
   echo

@@ -43,7 +43,8 @@ fn entry(doc: &FeedDoc<'_>, item: &Item<'_>) -> Entry {
     // atom_syndication writes no `xml:lang` on an entry: the post's language goes on its texts.
     let text = |value: String| Text { lang: meta.lang.as_deref().map(str::to_owned), ..Text::plain(value) };
     Entry {
-        id: atom_id(meta.guid(), doc.home_url),
+        // A post without an id goes by its link, an absolute URL already: no need to parse it.
+        id: meta.id.as_deref().map_or_else(|| meta.link.to_string(), |id| atom_id(id, doc.home_url)),
         title: text(meta.title.to_string()),
         links: vec![link(&meta.link, "alternate", "text/html")],
         published: Some(meta.date),
