@@ -801,7 +801,8 @@ impl Engine {
     /// Makes what the last steps left: the archive pages of their feeds (a feed whose page count
     /// changes with them, cut by the size budget, is made again, linking its new newest page),
     /// then the lists. The feeds go [`in_groups`]: where `put_off` says a newer change should go
-    /// first, the rest stays left (the lists too) for a later call.
+    /// first, the rest stays left (the lists too) for a later call; it is asked once more between
+    /// the pages and the lists.
     pub fn finish(&mut self, sink: &dyn DocumentSink, put_off: &mut dyn FnMut() -> bool) -> Change {
         let mut change = Change::default();
         let mut pages = std::mem::take(&mut self.later.pages);
@@ -809,6 +810,11 @@ impl Engine {
         in_groups(&mut pages, put_off, |keys| self.finish_pages(keys, sink, &mut change));
         if !pages.is_empty() {
             self.later.pages.append(&mut pages);
+            return change;
+        }
+        // After pages, the lists are a piece of their own (every feed on one page): a newer
+        // change may go first. A call that starts with them makes them.
+        if self.later.lists && !change.documents.is_empty() && put_off() {
             return change;
         }
         if std::mem::take(&mut self.later.lists) {
@@ -948,7 +954,10 @@ impl Engine {
     }
 
     /// Writes one archive page in every format and hands it to the sink; or, when the size
-    /// budget lets in only some of its posts, hands nothing and says how many (oldest first) fit.
+    /// budget lets in only some of its posts, hands nothing and says how many (oldest first) fit:
+    /// as many as the first format (in [`Format::ALL`]'s order) that was cut. The formats are
+    /// made and handed over in parallel: the daemon finishes a change's few pages while a newer
+    /// change may wait, and one page in three formats, compressed, is its smallest piece of work.
     fn write_page(
         &self,
         key: &FeedKey,
@@ -957,17 +966,24 @@ impl Engine {
         sink: &dyn DocumentSink,
     ) -> Option<usize> {
         let page = documents::Page { number: page.number, newest: page.newest, posts: &history[page.range.clone()] };
-        let mut made = Vec::with_capacity(3);
-        for format in Format::ALL {
-            let rel = documents::archive_path(key, page.number, format);
-            match documents::archive_page(&self.config, key, page, format, &self.rendered) {
-                Ok((_, fits)) if fits < page.posts.len() => return Some(fits),
-                Ok((bytes, _)) => made.push((rel, bytes)),
-                // Written as far as possible: a page that cannot be written is logged, not retried.
-                Err(error) => tracing::error!("cannot generate {rel}: {error:#}"),
-            }
+        type Made = (String, anyhow::Result<(Vec<u8>, usize)>);
+        let made: Vec<Made> = Format::ALL
+            .par_iter()
+            .map(|&format| {
+                let rel = documents::archive_path(key, page.number, format);
+                (rel, documents::archive_page(&self.config, key, page, format, &self.rendered))
+            })
+            .collect();
+        if let Some(fits) =
+            made.iter().find_map(|(_, r)| r.as_ref().ok().map(|(_, fits)| *fits).filter(|f| *f < page.posts.len()))
+        {
+            return Some(fits);
         }
-        made.into_iter().for_each(|(rel, bytes)| sink.accept(&rel, bytes));
+        made.into_par_iter().for_each(|(rel, result)| match result {
+            Ok((bytes, _)) => sink.accept(&rel, bytes),
+            // Written as far as possible: a page that cannot be written is logged, not retried.
+            Err(error) => tracing::error!("cannot generate {rel}: {error:#}"),
+        });
         None
     }
 

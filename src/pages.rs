@@ -38,27 +38,35 @@ fn alternate(format: Format, title: &str, href: &str) -> String {
 /// The index page: every feed with its page, its number of items, its last update and its
 /// formats, with autodiscovery links, for a person who opens the server in a browser.
 pub fn index_page<'a>(config: &Config, feeds: impl Iterator<Item = &'a FeedSummary>) -> Vec<u8> {
+    use std::fmt::Write as _;
+    // Written into two buffers, each feed's addresses made once and the date's format parsed
+    // once: the daemon makes this page again after every change, for every feed of the site.
+    let date_format: Vec<chrono::format::Item<'_>> = chrono::format::StrftimeItems::new("%Y-%m-%d %H:%M %:z").collect();
     let mut alternates = String::new();
     let mut rows = String::new();
     for feed in feeds {
-        for format in Format::ALL {
+        let hrefs = Format::ALL.map(|format| relative_href(&document_path(&feed.key, format)));
+        for (format, href) in Format::ALL.into_iter().zip(&hrefs) {
             if feed.key == FeedKey::Site || format == Format::Rss {
-                alternates.push_str(&alternate(format, &feed.title, &relative_href(&document_path(&feed.key, format))));
+                alternates.push_str(&alternate(format, &feed.title, href));
             }
         }
-        let links: Vec<String> = Format::ALL
-            .iter()
-            .map(|&f| format!("<a href=\"{}\">{}</a>", relative_href(&document_path(&feed.key, f)), f.extension()))
-            .collect();
-        let updated =
-            if feed.items == 0 { "—".to_owned() } else { feed.updated.format("%Y-%m-%d %H:%M %:z").to_string() };
-        rows.push_str(&format!(
-            "<tr><td><a href=\"{page}\">{name}</a></td><td>{}</td><td>{updated}</td><td>{}</td></tr>\n",
+        let _ = write!(
+            rows,
+            "<tr><td><a href=\"{page}\">{name}</a></td><td>{}</td><td>",
             feed.items,
-            links.join(" · "),
             page = relative_href(&page_path(&feed.key)),
             name = escape(feed.title.as_str()),
-        ));
+        );
+        let _ = match feed.items {
+            0 => write!(rows, "—"),
+            _ => write!(rows, "{}", feed.updated.format_with_items(date_format.iter())),
+        };
+        rows.push_str("</td><td>");
+        for (i, (format, href)) in Format::ALL.into_iter().zip(&hrefs).enumerate() {
+            let _ = write!(rows, "{}<a href=\"{href}\">{}</a>", if i == 0 { "" } else { " · " }, format.extension());
+        }
+        rows.push_str("</td></tr>\n");
     }
     let mut page = head(config, &format!("{} — feeds", config.title), &alternates);
     page.push_str(&format!(
@@ -107,9 +115,8 @@ pub fn feed_page(config: &Config, plan: &FeedPlan, rendered: &crate::documents::
 /// A document's path relative to the index page, so the page works wherever the folder is
 /// served; path segments keep RFC 3986's unreserved characters and percent-encode the rest.
 fn relative_href(rel: &str) -> String {
-    const SEGMENT: &percent_encoding::AsciiSet =
-        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-    let segments: Vec<String> =
-        rel.split('/').map(|s| percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()).collect();
-    segments.join("/")
+    // Each segment's characters, and the `/` between segments left as it is.
+    const SEGMENTS: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/');
+    percent_encoding::utf8_percent_encode(rel, SEGMENTS).to_string()
 }
