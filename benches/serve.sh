@@ -322,8 +322,8 @@ RSS_END=$(rss_mb "$CRIER_PID")
 # ---------------------------------------------------------------- report
 fmt() { awk -v v="$1" 'BEGIN { if (v == "") print "n/a"; else printf "%.1f", v }'; }
 lat_row() { # lat_row LABEL PREFIX: one row of the latency table from serve_latency.py's figures
-  local v=() k
-  for k in N P50 P90 P99 MAX MIN MEAN; do v+=("$(eval "echo \${${2}${k}:-}")"); done
+  local v=() k name
+  for k in N P50 P90 P99 MAX MIN MEAN; do name=$2$k; v+=("${!name:-}"); done
   echo "| $1 | ${v[0]:-0} | $(fmt "${v[1]}") | $(fmt "${v[2]}") | $(fmt "${v[3]}") | $(fmt "${v[4]}") | $(fmt "${v[5]}") | $(fmt "${v[6]}") |"
 }
 LAT_TABLE="| served | posts | p50 ms | p90 ms | p99 ms | max ms | min ms | mean ms |

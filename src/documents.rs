@@ -1,7 +1,6 @@
 //! The documents of a site, made from the index in memory: each feed in each format, the OPML
 //! list and the index page, with their paths under the feeds folder and their media types. Pure.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -109,7 +108,7 @@ fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a
 
 /// Rendered bodies, by post file. Looked up once per post per page of each feed the post is in:
 /// hashed with foldhash, not std's SipHash, which a first publish's profile showed.
-pub type Renderings = HashMap<PathBuf, Arc<Rendered>, foldhash::fast::RandomState>;
+pub type Renderings = foldhash::HashMap<PathBuf, Arc<Rendered>>;
 
 /// One feed's subscription document in one format, and how many of its items it holds (fewer
 /// than planned when the size budget cut it). `newest_archive` is the number of the feed's newest

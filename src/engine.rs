@@ -165,7 +165,7 @@ pub struct Engine {
     /// Rendered bodies of the posts in feeds (and some that were, until the next trim).
     rendered: documents::Renderings,
     /// Posts in `rendered` with their summary only (rendered for archive pages of summaries).
-    summary_only: HashSet<PathBuf, foldhash::fast::RandomState>,
+    summary_only: foldhash::HashSet<PathBuf>,
     /// Every post file seen (published, draft or bad), sorted so a folder's files are a range.
     seen: BTreeMap<Arc<Path>, Fingerprint>,
     /// Files whose current version is bad.
@@ -179,9 +179,9 @@ pub struct Engine {
     /// Files whose entry in the scan index is out of date.
     unsaved: BTreeSet<PathBuf>,
     /// What rendering each post warned of, for the scan index.
-    render_warnings: HashMap<PathBuf, Vec<PostWarning>, foldhash::fast::RandomState>,
+    render_warnings: foldhash::HashMap<PathBuf, Vec<PostWarning>>,
     /// The warnings the scan index kept about the posts restored from it, until they are read.
-    restored_warnings: HashMap<PathBuf, Vec<PostWarning>, foldhash::fast::RandomState>,
+    restored_warnings: foldhash::HashMap<PathBuf, Vec<PostWarning>>,
     /// Feeds to regenerate at the next step whatever changed (their files went missing).
     pending: BTreeSet<FeedKey>,
     /// The OPML list and the index page are made at the next step.
@@ -437,10 +437,11 @@ impl Engine {
             touched.extend(self.forget(&path));
         }
         touched.extend(self.read_changed(changed, now, &mut change));
-        match first {
+        if first {
             // Every feed is made: which posts fell due does not matter (and costs a walk of them).
-            true => self.due_until = self.due_until.max(now),
-            false => touched.extend(self.advance(now)),
+            self.due_until = self.due_until.max(now);
+        } else {
+            touched.extend(self.advance(now));
         }
         touched.append(&mut self.pending);
         let keys: BTreeSet<FeedKey> = if first { self.site.keys() } else { touched };
@@ -974,9 +975,8 @@ impl Engine {
                 (rel, documents::archive_page(&self.config, key, page, format, &self.rendered))
             })
             .collect();
-        if let Some(fits) =
-            made.iter().find_map(|(_, r)| r.as_ref().ok().map(|(_, fits)| *fits).filter(|f| *f < page.posts.len()))
-        {
+        let mut cut = made.iter().filter_map(|(_, made)| made.as_ref().ok()).map(|(_, fits)| *fits);
+        if let Some(fits) = cut.find(|fits| *fits < page.posts.len()) {
             return Some(fits);
         }
         made.into_par_iter().for_each(|(rel, result)| match result {
@@ -1594,6 +1594,39 @@ mod tests {
         let gave_way = give_way_after.is_some_and(|n| groups >= n);
         assert_eq!(engine.unfinished(), gave_way, "stops exactly where it is told to");
         (kept, change, gave_way)
+    }
+
+    #[test]
+    fn a_newer_change_may_go_first_between_the_pages_and_the_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in 1..=3 {
+            write(dir.path(), &format!("p{n}.md"), &post(&format!("P{n}"), &format!("2021-01-0{n}"), "x"));
+        }
+        let mut engine = engine_with(dir.path(), "archive_page_size = 2");
+        engine.load_all(now(), &Kept::default());
+        engine.defer_pages(true);
+        let added = write(dir.path(), "p4.md", &post("P4", "2021-01-04", "x"));
+        engine.apply(&[added], now(), &Kept::default());
+        assert!(engine.unfinished());
+        let is_list = |rel: &String| rel == OPML_PATH || rel == INDEX_PATH;
+        // On one core the two feeds' pages go in groups of one, two: asked once between them,
+        // and once more before the lists, where the newer change goes first.
+        let one_core = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+        let mut asked = 0;
+        let change = one_core.install(|| {
+            engine.finish(&Kept::default(), &mut || {
+                asked += 1;
+                asked == 2
+            })
+        });
+        assert_eq!(asked, 2);
+        assert!(change.documents.iter().any(|rel| documents::is_archive(rel)), "{:?}", change.documents);
+        assert!(!change.documents.iter().any(is_list), "{:?}", change.documents);
+        assert!(engine.unfinished(), "the lists are left for the next call");
+        // A call that starts with the lists makes them, whatever is waiting.
+        let change = engine.finish(&Kept::default(), &mut || true);
+        assert_eq!(paths(&change), [INDEX_PATH, OPML_PATH]);
+        assert!(!engine.unfinished());
     }
 
     #[test]

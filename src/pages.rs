@@ -58,10 +58,11 @@ pub fn index_page<'a>(config: &Config, feeds: impl Iterator<Item = &'a FeedSumma
             page = relative_href(&page_path(&feed.key)),
             name = escape(feed.title.as_str()),
         );
-        let _ = match feed.items {
-            0 => write!(rows, "—"),
-            _ => write!(rows, "{}", feed.updated.format_with_items(date_format.iter())),
-        };
+        if feed.items == 0 {
+            rows.push('—');
+        } else {
+            let _ = write!(rows, "{}", feed.updated.format_with_items(date_format.iter()));
+        }
         rows.push_str("</td><td>");
         for (i, (format, href)) in Format::ALL.into_iter().zip(&hrefs).enumerate() {
             let _ = write!(rows, "{}<a href=\"{href}\">{}</a>", if i == 0 { "" } else { " · " }, format.extension());

@@ -248,7 +248,7 @@ impl Borrow<Path> for ByPath {
 #[derive(Debug, Default)]
 pub struct Site {
     /// Hashed with foldhash: a first load of 1,000,000 posts hashes each path here, on one core.
-    posts: HashSet<ByPath, foldhash::fast::RandomState>,
+    posts: foldhash::HashSet<ByPath>,
     feeds: BTreeMap<FeedKey, FeedSet>,
 }
 
