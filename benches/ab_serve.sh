@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Serve A/B: benches/serve.sh with short settings, run for two crier binaries in turn, ROUNDS
 # times (A, B, A, B, ...), so that the machine's drift hits both alike. Prints, per run, the
-# save-to-served latency rows (as it is, and gzip), the median of crier's own update steps, and
+# save-to-served latency rows (as it is and gzip, for each of serve.sh's two pollers), the median of crier's own update steps, and
 # crier's resident memory after its start and after the last round of edits.
 #
 #   bash benches/ab_serve.sh OLD_BIN NEW_BIN
@@ -21,7 +21,7 @@ for round in $(seq "${ROUNDS:-2}"); do
       WRK_SECS=2 REPS=1 bash "$REPO/benches/serve.sh" > "$out/run.md" 2> "$out/run.log"
     step=$(grep -o 'had median [0-9.]* ms' "$out/run.md" | head -1 | grep -o '[0-9.]* ms')
     rss=$(grep -E '^\| after (start|[0-9]+ edits)' "$out/run.md" | awk -F'|' '{ gsub(/ /, "", $3); print $3 }' | sed -n '1p;$p' | paste -sd, -)
-    grep -A3 '| p50 ms' "$out/run.md" | tail -2 | while read -r row; do
+    awk '/^\| served \| posts \| p50 ms/ { on = 1; next } on && !/^\|/ { exit } on && !/^\|---/' "$out/run.md" | while read -r row; do
       echo "| $round | $side |${row#|} $step | $rss |"
     done
   done

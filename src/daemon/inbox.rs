@@ -12,7 +12,8 @@ use crate::config::Config;
 use crate::watch::{Hint, WatchMessage};
 
 /// A burst of events (an editor's save, `git pull`) is gathered until it has been quiet this long
-/// (since the last event was heard: time spent in a step counts)…
+/// (since the last event was heard: time spent in a step counts)… unless its first event names
+/// only complete files (see `Inbox::leads`)…
 const BURST_QUIET: Duration = Duration::from_millis(10);
 /// …or for at most this long, so that a long burst still publishes as it goes.
 const BURST_MAX: Duration = Duration::from_millis(100);
@@ -51,6 +52,15 @@ pub struct Inbox {
     pub since: Option<Instant>,
     /// When the latest event was heard of.
     last_heard: Option<Instant>,
+    /// When the latest event that made a path ready was heard of.
+    last_ready: Option<Instant>,
+    /// What is ready came from one event that opened a burst (none made a path ready in the
+    /// [`BURST_QUIET`] before it) and only said that files are complete (closed after writing,
+    /// renamed into place): if they are files now, they are read at once, not after the quiet
+    /// window. A save is then served without that wait; a `git pull` publishes its first file
+    /// alone and gathers the rest as before; a removal or a rename away (its path gone) waits,
+    /// so that a save made of a removal and a create is never read half done.
+    leads: bool,
 }
 
 impl Inbox {
@@ -62,9 +72,17 @@ impl Inbox {
     pub fn handle(&mut self, message: Message, now: Instant) {
         match message {
             Message::Watch(WatchMessage::Hints(hints), heard) => {
-                if !hints.is_empty() {
-                    self.since.get_or_insert(heard.min(now));
-                    self.last_heard = self.last_heard.max(Some(heard.min(now)));
+                if hints.is_empty() {
+                    return;
+                }
+                let heard = heard.min(now);
+                self.since.get_or_insert(heard);
+                self.last_heard = self.last_heard.max(Some(heard));
+                let complete = hints.iter().all(|hint| matches!(hint, Hint::Ready(_)));
+                let opens = self.last_ready.is_none_or(|last| heard.saturating_duration_since(last) >= BURST_QUIET);
+                self.leads = complete && opens && self.ready.is_empty() && !self.rescan;
+                if hints.iter().any(|hint| matches!(hint, Hint::Ready(_) | Hint::Rescan)) || self.settle.is_zero() {
+                    self.last_ready = self.last_ready.max(Some(heard));
                 }
                 hints.into_iter().for_each(|hint| self.hint(hint, now));
             }
@@ -114,6 +132,7 @@ impl Inbox {
 
     /// The paths to look at now (a rescan, when one is due, reads them anyway).
     pub fn take_ready(&mut self) -> Vec<PathBuf> {
+        self.leads = false;
         std::mem::take(&mut self.ready).into_iter().collect()
     }
 
@@ -133,7 +152,8 @@ impl Inbox {
 
     /// Waits for a message until `wake` (unless one taken already asks for work), then gathers
     /// the rest of a burst: while paths are ready, more messages are taken until
-    /// [`BURST_QUIET`] passes without one (at most [`BURST_MAX`]).
+    /// [`BURST_QUIET`] passes without one (at most [`BURST_MAX`]), unless what is ready leads a
+    /// burst and names files (see `Inbox::leads`).
     pub fn receive(&mut self, receiver: &Receiver<Message>, wake: Instant) {
         let woken = std::mem::take(&mut self.woken);
         if !(woken || self.has_change() || self.reload.is_some() || self.shutdown) {
@@ -145,6 +165,9 @@ impl Inbox {
         }
         let burst = Burst::starting(Instant::now());
         while !self.shutdown && !self.ready.is_empty() {
+            if self.leads && self.ready.iter().all(|path| path.is_file()) {
+                break;
+            }
             // Once the burst is over, what was sent meanwhile is still taken, without waiting.
             match receiver.recv_timeout(burst.quiet_wait(self.last_heard, Instant::now())) {
                 Ok(message) => self.handle(message, Instant::now()),
@@ -277,6 +300,72 @@ mod tests {
         inbox.receive(&receiver, started + Duration::from_secs(30));
         assert!(started.elapsed() >= BURST_QUIET / 2, "waited for quiet after c: {:?}", started.elapsed());
         assert_eq!(inbox.take_ready(), [PathBuf::from("/p/b.md"), PathBuf::from("/p/c.md")]);
+    }
+
+    #[test]
+    fn only_an_event_that_opens_a_burst_and_names_complete_files_leads() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let ready = |name: &str| Hint::Ready(format!("/p/{name}.md").into());
+        let writing = |name: &str| Hint::Writing(format!("/p/{name}.md").into());
+        let at = |hints: Vec<Hint>, heard: Instant| Message::Watch(WatchMessage::Hints(hints), heard);
+        let mut inbox = Inbox::new(Duration::from_secs(1));
+        // Created, written, closed: the close leads (being written says nothing of the burst).
+        inbox.handle(at(vec![writing("a")], t0), t0);
+        assert!(!inbox.leads);
+        inbox.handle(at(vec![ready("a")], t0 + ms(1)), t0 + ms(1));
+        assert!(inbox.leads);
+        // A second ready file within the window: a burst, gathered as before.
+        inbox.handle(at(vec![ready("b")], t0 + ms(5)), t0 + ms(5));
+        assert!(!inbox.leads);
+        inbox.take_ready();
+        // Still within the window of the last ready event, though the first step took them.
+        inbox.handle(at(vec![ready("c")], t0 + ms(14)), t0 + ms(14));
+        assert!(!inbox.leads, "a burst goes on while its events keep coming");
+        inbox.take_ready();
+        inbox.handle(at(vec![ready("d")], t0 + ms(30)), t0 + ms(30));
+        assert!(inbox.leads, "quiet for longer than the window: a new burst");
+        inbox.take_ready();
+        assert!(!inbox.leads, "taken");
+        // A file being written with no settle window is ready, but not known to be complete.
+        let mut no_settle = Inbox::new(Duration::ZERO);
+        no_settle.handle(at(vec![writing("e")], t0), t0);
+        assert!(!no_settle.leads);
+        no_settle.handle(at(vec![ready("e")], t0 + ms(1)), t0 + ms(1));
+        assert!(!no_settle.leads, "ready since it was being written");
+        // Nor does anything lead a rescan.
+        let mut rescan = Inbox::new(Duration::from_secs(1));
+        rescan.handle(at(vec![Hint::Rescan, ready("f")], t0), t0);
+        assert!(!rescan.leads);
+    }
+
+    #[test]
+    fn a_leading_event_is_read_at_once_if_its_paths_are_files_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, gone) = (dir.path().join("a.md"), dir.path().join("gone.md"));
+        std::fs::write(&file, "---\ntitle: a\n---\n").unwrap();
+        let (_sender, receiver) = std::sync::mpsc::channel::<Message>();
+        // Waiting lasts until the window has passed since the event was heard, so a return
+        // before that, once in three tries, tells that it did not wait, however busy the machine.
+        let mut fastest = Duration::MAX;
+        for _ in 0..3 {
+            let mut inbox = Inbox::new(Duration::from_secs(1));
+            let heard = Instant::now();
+            inbox.handle(Message::Watch(WatchMessage::Hints(vec![Hint::Ready(file.clone())]), heard), heard);
+            inbox.receive(&receiver, heard + Duration::from_secs(30));
+            fastest = fastest.min(heard.elapsed());
+            assert_eq!(inbox.take_ready(), std::slice::from_ref(&file));
+        }
+        assert!(fastest < BURST_QUIET, "read at once: {fastest:?}");
+        // A path that is gone (removed, renamed away) waits for the rest of the burst.
+        let mut inbox = Inbox::new(Duration::from_secs(1));
+        let heard = Instant::now();
+        let both = vec![Hint::Ready(file.clone()), Hint::Ready(gone.clone())];
+        inbox.handle(Message::Watch(WatchMessage::Hints(both), heard), heard);
+        assert!(inbox.leads);
+        inbox.receive(&receiver, heard + Duration::from_secs(30));
+        assert!(heard.elapsed() >= BURST_QUIET, "waited: {:?}", heard.elapsed());
+        assert_eq!(inbox.take_ready(), [file, gone]);
     }
 
     #[test]
