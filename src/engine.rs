@@ -716,8 +716,13 @@ impl Engine {
     ) -> BTreeSet<FeedKey> {
         self.bad.remove(path);
         change.warnings.extend(meta.warnings.iter().map(|w| (path.to_owned(), w.clone())));
-        self.restored_warnings.remove(path);
-        self.render_warnings.remove(path);
+        // Removing from an empty map would still hash the path: a first load has 100,000 of them.
+        if !self.restored_warnings.is_empty() {
+            self.restored_warnings.remove(path);
+        }
+        if !self.render_warnings.is_empty() {
+            self.render_warnings.remove(path);
+        }
         if let Some(rendered) = &rendered {
             self.rendering_warned(path, &rendered.warnings, change);
         }
@@ -1175,12 +1180,30 @@ impl Engine {
             .filter_map(|k| self.site.feed(k, now, self.config.items))
             .flat_map(|p| p.items.into_iter().map(|m| m.path.clone()))
             .collect();
-        // A post whose file is bad keeps its rendering: it is its last good version.
-        let bad = &self.bad;
-        self.rendered.retain(|path, _| keep.contains(path.as_path()) || bad.contains_key(path));
-        let rendered = &self.rendered;
-        self.summary_only.retain(|path| rendered.contains_key(path));
+        // A post whose file is bad keeps its rendering: it is its last good version. What is
+        // kept (a few feeds' worth) moves to new maps; the rest, most of a first load's
+        // renderings, is freed on a thread of its own rather than in the step.
+        let (mut rendered, mut summary_only) = (documents::Renderings::default(), HashSet::default());
+        let kept = keep.iter().map(|path| &**path).chain(self.bad.keys().map(PathBuf::as_path));
+        for path in kept {
+            if let Some((path, rendering)) = self.rendered.remove_entry(path) {
+                if let Some(path) = self.summary_only.take(&path) {
+                    summary_only.insert(path);
+                }
+                rendered.insert(path, rendering);
+            }
+        }
+        let old =
+            (std::mem::replace(&mut self.rendered, rendered), std::mem::replace(&mut self.summary_only, summary_only));
+        drop_elsewhere(old);
     }
+}
+
+/// Frees `value` on a thread of its own: a long history's maps take a while to free, and nobody
+/// waits for that. (When no thread can be started, the closure, and `value` with it, is dropped
+/// here.)
+pub fn drop_elsewhere<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new().name("crier-free".into()).spawn(move || drop(value));
 }
 
 #[cfg(test)]
@@ -1293,6 +1316,35 @@ mod tests {
         let change = engine.apply(std::slice::from_ref(&a), now(), &kept);
         assert_eq!(change.posts_read, 0);
         assert!(change.documents.is_empty());
+    }
+
+    #[test]
+    fn a_trim_keeps_the_renderings_the_feeds_show_and_a_bad_posts_last_good_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = |i: usize| (now() - chrono::Duration::days(200 - i as i64)).format("%Y-%m-%d").to_string();
+        let paths: Vec<PathBuf> =
+            (0..100).map(|i| write(dir.path(), &format!("p{i}.md"), &post(&format!("P{i}"), &day(i), "x"))).collect();
+        let mut engine = engine(dir.path());
+        let kept = Kept::default();
+        engine.load_all(now(), &kept);
+        // Every post was rendered for the archive pages (a summary); the feeds show the two newest.
+        let rendered = |engine: &Engine| -> BTreeSet<PathBuf> { engine.rendered.keys().cloned().collect() };
+        assert_eq!(rendered(&engine), BTreeSet::from([paths[98].clone(), paths[99].clone()]));
+        assert!(engine.summary_only.iter().all(|path| engine.rendered.contains_key(path)));
+        // The newest goes bad: its last good version stays in the feeds, rendering and all, while
+        // enough edits to old posts (each rendered for its archive page) make the cache trim again.
+        fs::write(&paths[99], "---\ntitle: [unclosed\n---\n").unwrap();
+        engine.apply(std::slice::from_ref(&paths[99]), now(), &kept);
+        for (i, path) in paths.iter().enumerate().take(90) {
+            fs::write(path, post(&format!("P{i} edited"), &day(i), "x")).unwrap();
+            engine.apply(std::slice::from_ref(path), now(), &kept);
+        }
+        let now_rendered = rendered(&engine);
+        assert!(now_rendered.len() < 2 * 4 + 64, "trimmed: {}", now_rendered.len());
+        assert!(now_rendered.contains(&paths[99]) && now_rendered.contains(&paths[98]));
+        assert!(engine.summary_only.iter().all(|path| engine.rendered.contains_key(path)));
+        let feed = kept.text("feed.rss");
+        assert!(feed.contains("<title>P99</title>") && feed.contains("Body of P99."), "{feed}");
     }
 
     #[test]
