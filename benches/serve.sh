@@ -30,6 +30,8 @@
 #                       slowest, not 1 outlier)
 #   PACED_MS=1          every other post is polled once per PACED_MS ms instead of back to back,
 #                       which keeps the poller off the cores under test (0: all back to back)
+#   STAGE=outside       where each new post is written before its rename: outside the posts
+#                       folder, or `inside` it as a hidden file (the way `sed -i` saves)
 #   EDITS=1000          edits per memory round (two rounds)
 #   WRK_SECS=10         duration of each wrk run
 #   SERVE_POSTS=100000  corpus size; POSTS_DIR=path a corpus already generated (gen_corpus.py N
@@ -180,6 +182,7 @@ set +e
 python3 "$BENCHES/serve_latency.py" --port "$CPORT" --pid "$CRIER_PID" --bench-dir "$ZZ" \
   --staging "$RUN/staging" --log "$CLOG" --feed "/categories/$CATEGORY.rss" --category "$CATEGORY" \
   --posts "$LAT_POSTS" --paced-ms "$PACED_MS" --edits "$EDITS" --edit-rounds 2 \
+  $([ "${STAGE:-outside}" = inside ] && echo --stage-in-folder) \
   --json "$RUN/latency.json" --env "$RUN/latency.env"
 lat_rc=$?
 set -e
@@ -390,13 +393,17 @@ for note in "${NOTES[@]}"; do echo "- $note"; done
   echo "- nproc: $(nproc); memory: $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); kernel $(uname -r); load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- crier: $CRIER_REV ($CRIER_VERSION)"
   echo "- tools: $WRK_VERSION; nginx $NGINX_VERSION; $PY_VERSION; $CURL_VERSION"
-  echo "- command: \`bash benches/serve.sh\` (LAT_POSTS=$LAT_POSTS, PACED_MS=$PACED_MS, EDITS=$EDITS, WRK_SECS=$WRK_SECS, REPS=$REPS)"
+  echo "- command: \`bash benches/serve.sh\` (LAT_POSTS=$LAT_POSTS, PACED_MS=$PACED_MS, STAGE=${STAGE:-outside}, EDITS=$EDITS, WRK_SECS=$WRK_SECS, REPS=$REPS)"
   echo "- crier: \`crier serve --posts CORPUS --feeds TMP --base-url $BASE_URL --listen 127.0.0.1:PORT\` from the repo root (config/crier.toml: items = 20, gzip level 3, brotli quality 3, ...)"
   echo
   echo "## 1. Save-to-served latency"
   echo
   echo "A new post (about 5 KB of Chinese HTML, category $CATEGORY, dated after every corpus post) is"
-  echo "written to a temp file on the same file system, then \`os.rename()\`d into the posts folder;"
+  if [ "${STAGE:-outside}" = inside ]; then
+    echo "written to a hidden temp file in the posts folder itself (as \`sed -i\` saves), then \`os.rename()\`d to its name;"
+  else
+    echo "written to a temp file on the same file system, then \`os.rename()\`d into the posts folder;"
+  fi
   echo "latency is from the rename to the first GET of /categories/$CATEGORY.rss (polled on a"
   echo "keep-alive connection with If-None-Match) that returns a new ETag and the new title;"
   echo "the gzip row is from the same rename to the first GET with Accept-Encoding: gzip whose gzip"

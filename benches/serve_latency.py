@@ -15,7 +15,8 @@ Part 1, latency. For each of --posts new posts, one at a time:
   - write the post (front matter like the corpus': title, a date newer than every corpus post
     and in the past, an existing category and tag; ~5 KB of Chinese HTML paragraphs) into a temp
     file in --staging, which must be on the same file system as --bench-dir and outside the
-    posts folder, so that writing it makes no event crier sees;
+    posts folder, so that writing it makes no event crier sees (with --stage-in-folder: a hidden
+    file in --bench-dir, which crier sees written, closed and renamed away);
   - GET --feed (identity encoding) and note its ETag;
   - t0, os.rename() the file into --bench-dir;
   - poll GET --feed with If-None-Match: <old ETag> on one keep-alive connection until a 200
@@ -193,6 +194,9 @@ def main() -> int:
     ap.add_argument("--pid", type=int, required=True, help="crier's process id (for VmRSS)")
     ap.add_argument("--bench-dir", required=True, help="empty folder inside the posts folder for the new posts")
     ap.add_argument("--staging", required=True, help="temp folder, same file system, outside the posts folder")
+    ap.add_argument("--stage-in-folder", action="store_true",
+                    help="write each temp file into --bench-dir itself, as a hidden file (.NAME.tmp), the "
+                         "way `sed -i` and many editors save, instead of into --staging")
     ap.add_argument("--log", help="crier's log file, to show what it logged for the slowest posts")
     ap.add_argument("--feed", default="/categories/cat7.rss", help="URL path to watch")
     ap.add_argument("--category", default="cat7")
@@ -240,7 +244,7 @@ def main() -> int:
     mem["start"] = proc_status(args.pid)
 
     def staged_write(name: str, text: str) -> str:
-        tmp = os.path.join(staging, name)
+        tmp = os.path.join(bench_dir, f".{name}.tmp") if args.stage_in_folder else os.path.join(staging, name)
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         return tmp

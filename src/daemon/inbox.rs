@@ -3,7 +3,7 @@
 //! a new configuration, shutdown. Time comes in as an argument, so tests move it by hand.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -56,10 +56,11 @@ pub struct Inbox {
     last_ready: Option<Instant>,
     /// What is ready came from one event that opened a burst (none made a path ready in the
     /// [`BURST_QUIET`] before it) and only said that files are complete (closed after writing,
-    /// renamed into place): if they are files now, they are read at once, not after the quiet
-    /// window. A save is then served without that wait; a `git pull` publishes its first file
-    /// alone and gathers the rest as before; a removal or a rename away (its path gone) waits,
-    /// so that a save made of a removal and a create is never read half done.
+    /// renamed into place): unless more events were sent meanwhile, and if they are files now,
+    /// they are read at once, not after the quiet window. A save is then served without that
+    /// wait; a `git pull` publishes its first file alone and gathers the rest as before; a
+    /// removal or a rename away waits (an editor that renames the old file away before
+    /// writing the new one would otherwise be read half done).
     leads: bool,
 }
 
@@ -78,12 +79,7 @@ impl Inbox {
                 let heard = heard.min(now);
                 self.since.get_or_insert(heard);
                 self.last_heard = self.last_heard.max(Some(heard));
-                let complete = hints.iter().all(|hint| matches!(hint, Hint::Ready(_)));
-                let opens = self.last_ready.is_none_or(|last| heard.saturating_duration_since(last) >= BURST_QUIET);
-                self.leads = complete && opens && self.ready.is_empty() && !self.rescan;
-                if hints.iter().any(|hint| matches!(hint, Hint::Ready(_) | Hint::Rescan)) || self.settle.is_zero() {
-                    self.last_ready = self.last_ready.max(Some(heard));
-                }
+                self.lead(&hints, heard);
                 hints.into_iter().for_each(|hint| self.hint(hint, now));
             }
             Message::Watch(WatchMessage::Lost(error), heard) => {
@@ -97,9 +93,30 @@ impl Inbox {
         }
     }
 
+    /// Whether what is ready still leads a burst once `hints`, heard at `heard`, are in (see
+    /// `Inbox::leads`). Only post files count: an editor's temporary files, backups and probes
+    /// come and go around a save without making it a burst.
+    fn lead(&mut self, hints: &[Hint], heard: Instant) {
+        let posts: Vec<&Hint> = hints.iter().filter(|hint| names_post(hint)).collect();
+        if posts.is_empty() {
+            return;
+        }
+        // The same files said complete again (a rename's "from and to" after its "to").
+        let again = posts.iter().all(|hint| matches!(hint, Hint::Complete(path) if self.ready.contains(path)));
+        if !(self.leads && again) {
+            let complete = posts.iter().all(|hint| matches!(hint, Hint::Complete(_)));
+            let opens = self.last_ready.is_none_or(|last| heard.saturating_duration_since(last) >= BURST_QUIET);
+            let first = !self.ready.iter().any(|path| is_post(path));
+            self.leads = complete && opens && first && !self.rescan;
+        }
+        if posts.iter().any(|hint| !matches!(hint, Hint::Writing(_))) || self.settle.is_zero() {
+            self.last_ready = self.last_ready.max(Some(heard));
+        }
+    }
+
     fn hint(&mut self, hint: Hint, now: Instant) {
         match hint {
-            Hint::Ready(path) => {
+            Hint::Complete(path) | Hint::Ready(path) => {
                 self.pending.remove(&path);
                 self.ready.insert(path);
             }
@@ -165,8 +182,14 @@ impl Inbox {
         }
         let burst = Burst::starting(Instant::now());
         while !self.shutdown && !self.ready.is_empty() {
-            if self.leads && self.ready.iter().all(|path| path.is_file()) {
-                break;
+            if self.leads {
+                // What was sent meanwhile belongs to this burst: taken before deciding.
+                while let Ok(message) = receiver.try_recv() {
+                    self.handle(message, Instant::now());
+                }
+                if self.leads && self.ready.iter().filter(|path| is_post(path)).all(|path| path.is_file()) {
+                    break;
+                }
             }
             // Once the burst is over, what was sent meanwhile is still taken, without waiting.
             match receiver.recv_timeout(burst.quiet_wait(self.last_heard, Instant::now())) {
@@ -174,6 +197,19 @@ impl Inbox {
                 Err(_) => break,
             }
         }
+    }
+}
+
+/// Whether `path`'s file name is a post's (not a temporary file, a backup or an editor's probe).
+fn is_post(path: &Path) -> bool {
+    path.file_name().and_then(|name| name.to_str()).is_some_and(crate::post::is_post_file_name)
+}
+
+/// Whether a hint bears on posts: it names a post file, or asks for a rescan.
+fn names_post(hint: &Hint) -> bool {
+    match hint {
+        Hint::Complete(path) | Hint::Ready(path) | Hint::Writing(path) => is_post(path),
+        Hint::Rescan => true,
     }
 }
 
@@ -306,6 +342,7 @@ mod tests {
     fn only_an_event_that_opens_a_burst_and_names_complete_files_leads() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
+        let complete = |name: &str| Hint::Complete(format!("/p/{name}.md").into());
         let ready = |name: &str| Hint::Ready(format!("/p/{name}.md").into());
         let writing = |name: &str| Hint::Writing(format!("/p/{name}.md").into());
         let at = |hints: Vec<Hint>, heard: Instant| Message::Watch(WatchMessage::Hints(hints), heard);
@@ -313,59 +350,96 @@ mod tests {
         // Created, written, closed: the close leads (being written says nothing of the burst).
         inbox.handle(at(vec![writing("a")], t0), t0);
         assert!(!inbox.leads);
-        inbox.handle(at(vec![ready("a")], t0 + ms(1)), t0 + ms(1));
+        inbox.handle(at(vec![complete("a")], t0 + ms(1)), t0 + ms(1));
         assert!(inbox.leads);
-        // A second ready file within the window: a burst, gathered as before.
-        inbox.handle(at(vec![ready("b")], t0 + ms(5)), t0 + ms(5));
+        // A second complete file within the window: a burst, gathered as before.
+        inbox.handle(at(vec![complete("b")], t0 + ms(5)), t0 + ms(5));
         assert!(!inbox.leads);
         inbox.take_ready();
         // Still within the window of the last ready event, though the first step took them.
-        inbox.handle(at(vec![ready("c")], t0 + ms(14)), t0 + ms(14));
+        inbox.handle(at(vec![complete("c")], t0 + ms(14)), t0 + ms(14));
         assert!(!inbox.leads, "a burst goes on while its events keep coming");
         inbox.take_ready();
-        inbox.handle(at(vec![ready("d")], t0 + ms(30)), t0 + ms(30));
+        inbox.handle(at(vec![complete("d")], t0 + ms(30)), t0 + ms(30));
         assert!(inbox.leads, "quiet for longer than the window: a new burst");
         inbox.take_ready();
         assert!(!inbox.leads, "taken");
+        // A removal or a rename away opens a burst without leading it: an editor may be about
+        // to write the new file in its place.
+        inbox.handle(at(vec![ready("e")], t0 + ms(60)), t0 + ms(60));
+        assert!(!inbox.leads);
+        inbox.take_ready();
+        // An atomic save in the folder itself (`sed -i`): its temporary file renamed away, the
+        // post renamed into place, then both at once. The temporary file does not count.
+        let temp = || Hint::Ready("/p/sedX1b2c3".into());
+        inbox.handle(at(vec![temp()], t0 + ms(100)), t0 + ms(100));
+        inbox.handle(at(vec![complete("g")], t0 + ms(100)), t0 + ms(100));
+        inbox.handle(at(vec![temp(), complete("g")], t0 + ms(100)), t0 + ms(100));
+        assert!(inbox.leads, "one post, complete");
+        inbox.take_ready();
+        // An editor that keeps a backup: the post renamed away to it, then written anew.
+        for hints in
+            [vec![ready("h")], vec![Hint::Complete("/p/h.md~".into())], vec![writing("h")], vec![complete("h")]]
+        {
+            inbox.handle(at(hints, t0 + ms(200)), t0 + ms(200));
+            assert!(!inbox.leads, "a burst from its first event");
+        }
+        inbox.take_ready();
         // A file being written with no settle window is ready, but not known to be complete.
         let mut no_settle = Inbox::new(Duration::ZERO);
         no_settle.handle(at(vec![writing("e")], t0), t0);
         assert!(!no_settle.leads);
-        no_settle.handle(at(vec![ready("e")], t0 + ms(1)), t0 + ms(1));
+        no_settle.handle(at(vec![complete("e")], t0 + ms(1)), t0 + ms(1));
         assert!(!no_settle.leads, "ready since it was being written");
         // Nor does anything lead a rescan.
         let mut rescan = Inbox::new(Duration::from_secs(1));
-        rescan.handle(at(vec![Hint::Rescan, ready("f")], t0), t0);
+        rescan.handle(at(vec![Hint::Rescan, complete("f")], t0), t0);
         assert!(!rescan.leads);
     }
 
     #[test]
-    fn a_leading_event_is_read_at_once_if_its_paths_are_files_now() {
+    fn a_leading_event_is_read_at_once_if_its_paths_are_files_now_and_nothing_followed() {
         let dir = tempfile::tempdir().unwrap();
         let (file, gone) = (dir.path().join("a.md"), dir.path().join("gone.md"));
         std::fs::write(&file, "---\ntitle: a\n---\n").unwrap();
-        let (_sender, receiver) = std::sync::mpsc::channel::<Message>();
+        let (sender, receiver) = std::sync::mpsc::channel::<Message>();
+        let complete = |paths: &[&PathBuf], heard| {
+            Message::Watch(WatchMessage::Hints(paths.iter().map(|p| Hint::Complete((*p).clone())).collect()), heard)
+        };
         // Waiting lasts until the window has passed since the event was heard, so a return
         // before that, once in three tries, tells that it did not wait, however busy the machine.
+        // An editor's temporary file, gone, does not hold the post back.
+        let temp = dir.path().join(".a.md.swp");
         let mut fastest = Duration::MAX;
         for _ in 0..3 {
             let mut inbox = Inbox::new(Duration::from_secs(1));
             let heard = Instant::now();
-            inbox.handle(Message::Watch(WatchMessage::Hints(vec![Hint::Ready(file.clone())]), heard), heard);
+            inbox.handle(Message::Watch(WatchMessage::Hints(vec![Hint::Ready(temp.clone())]), heard), heard);
+            inbox.handle(complete(&[&file], heard), heard);
             inbox.receive(&receiver, heard + Duration::from_secs(30));
             fastest = fastest.min(heard.elapsed());
-            assert_eq!(inbox.take_ready(), std::slice::from_ref(&file));
+            assert_eq!(inbox.take_ready(), [temp.clone(), file.clone()]);
         }
         assert!(fastest < BURST_QUIET, "read at once: {fastest:?}");
-        // A path that is gone (removed, renamed away) waits for the rest of the burst.
-        let mut inbox = Inbox::new(Duration::from_secs(1));
+        let waits = |first: Message, then: Option<Message>, heard: Instant| {
+            let mut inbox = Inbox::new(Duration::from_secs(1));
+            inbox.handle(first, heard);
+            then.into_iter().for_each(|message| sender.send(message).unwrap());
+            inbox.receive(&receiver, heard + Duration::from_secs(30));
+            assert!(heard.elapsed() >= BURST_QUIET, "waited: {:?}", heard.elapsed());
+            inbox.take_ready()
+        };
+        // A path that is not a file now waits for the rest of the burst.
         let heard = Instant::now();
-        let both = vec![Hint::Ready(file.clone()), Hint::Ready(gone.clone())];
-        inbox.handle(Message::Watch(WatchMessage::Hints(both), heard), heard);
-        assert!(inbox.leads);
-        inbox.receive(&receiver, heard + Duration::from_secs(30));
-        assert!(heard.elapsed() >= BURST_QUIET, "waited: {:?}", heard.elapsed());
-        assert_eq!(inbox.take_ready(), [file, gone]);
+        assert_eq!(waits(complete(&[&file, &gone], heard), None, heard), [file.clone(), gone.clone()]);
+        // So does a file named by a removal or a rename away, though one is there again.
+        let heard = Instant::now();
+        let went = Message::Watch(WatchMessage::Hints(vec![Hint::Ready(file.clone())]), heard);
+        assert_eq!(waits(went, None, heard), std::slice::from_ref(&file));
+        // And a complete file followed by an event already sent: the burst goes on.
+        let heard = Instant::now();
+        let writing = Message::Watch(WatchMessage::Hints(vec![Hint::Writing(gone.clone())]), heard);
+        assert_eq!(waits(complete(&[&file], heard), Some(writing), heard), std::slice::from_ref(&file));
     }
 
     #[test]
