@@ -1331,20 +1331,25 @@ mod tests {
         let rendered = |engine: &Engine| -> BTreeSet<PathBuf> { engine.rendered.keys().cloned().collect() };
         assert_eq!(rendered(&engine), BTreeSet::from([paths[98].clone(), paths[99].clone()]));
         assert!(engine.summary_only.iter().all(|path| engine.rendered.contains_key(path)));
-        // The newest goes bad: its last good version stays in the feeds, rendering and all, while
-        // enough edits to old posts (each rendered for its archive page) make the cache trim again.
+        // The newest goes bad: its last good version stays published. Two newer posts push it
+        // out of the feeds into the archive, where it keeps its rendering through the trims
+        // that enough edits to old posts (each rendered for its archive page) bring.
         fs::write(&paths[99], "---\ntitle: [unclosed\n---\n").unwrap();
         engine.apply(std::slice::from_ref(&paths[99]), now(), &kept);
+        let newer: Vec<PathBuf> =
+            (0..2).map(|i| write(dir.path(), &format!("n{i}.md"), &post(&format!("N{i}"), &day(150), "x"))).collect();
+        engine.apply(&newer, now(), &kept);
         for (i, path) in paths.iter().enumerate().take(90) {
             fs::write(path, post(&format!("P{i} edited"), &day(i), "x")).unwrap();
             engine.apply(std::slice::from_ref(path), now(), &kept);
         }
         let now_rendered = rendered(&engine);
         assert!(now_rendered.len() < 2 * 4 + 64, "trimmed: {}", now_rendered.len());
-        assert!(now_rendered.contains(&paths[99]) && now_rendered.contains(&paths[98]));
+        assert!(now_rendered.contains(&newer[0]) && now_rendered.contains(&newer[1]), "shown");
+        assert!(now_rendered.contains(&paths[99]), "the bad post's last good version");
+        assert!(!now_rendered.contains(&paths[98]), "pushed out, not bad: trimmed");
         assert!(engine.summary_only.iter().all(|path| engine.rendered.contains_key(path)));
-        let feed = kept.text("feed.rss");
-        assert!(feed.contains("<title>P99</title>") && feed.contains("Body of P99."), "{feed}");
+        assert!(kept.text("feed.rss").contains("<title>N1</title>"));
     }
 
     #[test]

@@ -13,9 +13,11 @@ use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
 /// What an event says about a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hint {
-    /// A file complete now: closed after writing, or renamed into place.
+    /// A file complete now: renamed into place (a rename is atomic; a close is not proof, as a
+    /// writer may open the file again to append).
     Complete(PathBuf),
-    /// To look at now: deleted, renamed away, its mode or times changed, a folder created.
+    /// To look at now: closed after writing, deleted, renamed away, its mode or times changed, a
+    /// folder created.
     Ready(PathBuf),
     /// Being written: read it once it has been quiet for the settle window (or when it is closed).
     Writing(PathBuf),
@@ -46,18 +48,14 @@ fn hints(event: notify::Event) -> Vec<Hint> {
     let writing = |paths: Vec<PathBuf>| paths.into_iter().map(Hint::Writing).collect();
     match event.kind {
         // crier's own reads show up as opens and closes: only a close after writing means anything.
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => complete(event.paths),
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => ready(event.paths),
         EventKind::Access(_) => Vec::new(),
         EventKind::Create(CreateKind::Folder) => ready(event.paths),
         EventKind::Create(_) => writing(event.paths),
         EventKind::Modify(ModifyKind::Data(_)) | EventKind::Modify(ModifyKind::Any) => writing(event.paths),
         EventKind::Modify(ModifyKind::Name(RenameMode::To)) => complete(event.paths),
-        // From, then to: the first went away, the second is complete.
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) if event.paths.len() == 2 => {
-            let mut paths = event.paths.into_iter();
-            let (from, to) = (paths.next().expect("two paths"), paths.next().expect("two paths"));
-            vec![Hint::Ready(from), Hint::Complete(to)]
-        }
+        // inotify reports a rename's two sides on their own first: this only repeats them.
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => Vec::new(),
         EventKind::Modify(ModifyKind::Name(_)) | EventKind::Remove(_) => ready(event.paths),
         // A changed mode or time: the engine's fingerprint decides whether the file changed.
         EventKind::Modify(_) => ready(event.paths),
@@ -154,15 +152,14 @@ mod tests {
     #[test]
     fn event_kinds() {
         let a = || PathBuf::from("/p/a.md");
-        assert_eq!(hints(event(EventKind::Access(AccessKind::Close(AccessMode::Write)))), [Hint::Complete(a())]);
+        assert_eq!(hints(event(EventKind::Access(AccessKind::Close(AccessMode::Write)))), [Hint::Ready(a())]);
         assert!(hints(event(EventKind::Access(AccessKind::Open(AccessMode::Any)))).is_empty());
         assert!(hints(event(EventKind::Access(AccessKind::Close(AccessMode::Read)))).is_empty());
         assert_eq!(hints(event(EventKind::Create(CreateKind::File))), [Hint::Writing(a())]);
         assert_eq!(hints(event(EventKind::Modify(ModifyKind::Data(DataChange::Any)))), [Hint::Writing(a())]);
         assert_eq!(hints(event(EventKind::Modify(ModifyKind::Name(RenameMode::To)))), [Hint::Complete(a())]);
         assert_eq!(hints(event(EventKind::Modify(ModifyKind::Name(RenameMode::From)))), [Hint::Ready(a())]);
-        let both = event(EventKind::Modify(ModifyKind::Name(RenameMode::Both))).add_path("/p/b.md".into());
-        assert_eq!(hints(both), [Hint::Ready(a()), Hint::Complete("/p/b.md".into())]);
+        assert!(hints(event(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))).is_empty());
         assert_eq!(
             hints(event(EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)))),
             [Hint::Ready(a())]

@@ -54,13 +54,12 @@ pub struct Inbox {
     last_heard: Option<Instant>,
     /// When the latest event that made a path ready was heard of.
     last_ready: Option<Instant>,
-    /// What is ready came from one event that opened a burst (none made a path ready in the
-    /// [`BURST_QUIET`] before it) and only said that files are complete (closed after writing,
-    /// renamed into place): unless more events were sent meanwhile, and if they are files now,
-    /// they are read at once, not after the quiet window. A save is then served without that
-    /// wait; a `git pull` publishes its first file alone and gathers the rest as before; a
-    /// removal or a rename away waits (an editor that renames the old file away before
-    /// writing the new one would otherwise be read half done).
+    /// What is ready came from one event that opened a burst (none made a post ready in the
+    /// [`BURST_QUIET`] before it) and only said that post files are complete (renamed into
+    /// place): unless more events were sent meanwhile, and if they are files now, they are read
+    /// at once, not after the quiet window. A save by rename is then served without that wait.
+    /// A file closed after writing waits as before (its writer may open it again to append), as
+    /// do a removal and a rename away (an editor may be about to write the new file).
     leads: bool,
 }
 
@@ -84,6 +83,7 @@ impl Inbox {
             }
             Message::Watch(WatchMessage::Lost(error), heard) => {
                 tracing::warn!("watcher: {error}; reading the whole posts folder again");
+                self.leads = false;
                 self.since.get_or_insert(heard.min(now));
                 self.rescan = true;
             }
@@ -338,50 +338,73 @@ mod tests {
         assert_eq!(inbox.take_ready(), [PathBuf::from("/p/b.md"), PathBuf::from("/p/c.md")]);
     }
 
+    fn complete(name: &str) -> Hint {
+        Hint::Complete(format!("/p/{name}.md").into())
+    }
+
+    fn ready(name: &str) -> Hint {
+        Hint::Ready(format!("/p/{name}.md").into())
+    }
+
+    fn writing(name: &str) -> Hint {
+        Hint::Writing(format!("/p/{name}.md").into())
+    }
+
+    fn at(hints: Vec<Hint>, heard: Instant) -> Message {
+        Message::Watch(WatchMessage::Hints(hints), heard)
+    }
+
     #[test]
     fn only_an_event_that_opens_a_burst_and_names_complete_files_leads() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        let complete = |name: &str| Hint::Complete(format!("/p/{name}.md").into());
-        let ready = |name: &str| Hint::Ready(format!("/p/{name}.md").into());
-        let writing = |name: &str| Hint::Writing(format!("/p/{name}.md").into());
-        let at = |hints: Vec<Hint>, heard: Instant| Message::Watch(WatchMessage::Hints(hints), heard);
         let mut inbox = Inbox::new(Duration::from_secs(1));
-        // Created, written, closed: the close leads (being written says nothing of the burst).
+        // Created, written, closed in place: its writer may open it again, so it waits.
+        inbox.handle(at(vec![writing("z")], t0 - ms(100)), t0 - ms(100));
+        inbox.handle(at(vec![ready("z")], t0 - ms(100)), t0 - ms(100));
+        assert!(!inbox.leads);
+        inbox.take_ready();
+        // Being written elsewhere says nothing of the burst; renamed into place, it leads.
         inbox.handle(at(vec![writing("a")], t0), t0);
         assert!(!inbox.leads);
-        inbox.handle(at(vec![complete("a")], t0 + ms(1)), t0 + ms(1));
+        inbox.handle(at(vec![complete("a")], t0 + ms(11)), t0 + ms(11));
         assert!(inbox.leads);
         // A second complete file within the window: a burst, gathered as before.
-        inbox.handle(at(vec![complete("b")], t0 + ms(5)), t0 + ms(5));
+        inbox.handle(at(vec![complete("b")], t0 + ms(15)), t0 + ms(15));
         assert!(!inbox.leads);
         inbox.take_ready();
         // Still within the window of the last ready event, though the first step took them.
-        inbox.handle(at(vec![complete("c")], t0 + ms(14)), t0 + ms(14));
+        inbox.handle(at(vec![complete("c")], t0 + ms(24)), t0 + ms(24));
         assert!(!inbox.leads, "a burst goes on while its events keep coming");
         inbox.take_ready();
-        inbox.handle(at(vec![complete("d")], t0 + ms(30)), t0 + ms(30));
+        inbox.handle(at(vec![complete("d")], t0 + ms(40)), t0 + ms(40));
         assert!(inbox.leads, "quiet for longer than the window: a new burst");
         inbox.take_ready();
         assert!(!inbox.leads, "taken");
+    }
+
+    #[test]
+    fn an_editors_temporary_files_do_not_count_and_what_is_not_known_complete_does_not_lead() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut inbox = Inbox::new(Duration::from_secs(1));
         // A removal or a rename away opens a burst without leading it: an editor may be about
         // to write the new file in its place.
-        inbox.handle(at(vec![ready("e")], t0 + ms(60)), t0 + ms(60));
+        inbox.handle(at(vec![ready("e")], t0), t0);
         assert!(!inbox.leads);
         inbox.take_ready();
         // An atomic save in the folder itself (`sed -i`): its temporary file renamed away, the
-        // post renamed into place, then both at once. The temporary file does not count.
+        // post renamed into place, then (from a watcher that repeats a rename's sides) both at
+        // once. The temporary file does not count; the post said complete again keeps leading.
         let temp = || Hint::Ready("/p/sedX1b2c3".into());
-        inbox.handle(at(vec![temp()], t0 + ms(100)), t0 + ms(100));
-        inbox.handle(at(vec![complete("g")], t0 + ms(100)), t0 + ms(100));
-        inbox.handle(at(vec![temp(), complete("g")], t0 + ms(100)), t0 + ms(100));
+        inbox.handle(at(vec![temp()], t0 + ms(40)), t0 + ms(40));
+        inbox.handle(at(vec![complete("g")], t0 + ms(40)), t0 + ms(40));
+        inbox.handle(at(vec![temp(), complete("g")], t0 + ms(40)), t0 + ms(40));
         assert!(inbox.leads, "one post, complete");
         inbox.take_ready();
         // An editor that keeps a backup: the post renamed away to it, then written anew.
-        for hints in
-            [vec![ready("h")], vec![Hint::Complete("/p/h.md~".into())], vec![writing("h")], vec![complete("h")]]
-        {
-            inbox.handle(at(hints, t0 + ms(200)), t0 + ms(200));
+        for hints in [vec![ready("h")], vec![Hint::Complete("/p/h.md~".into())], vec![writing("h")], vec![ready("h")]] {
+            inbox.handle(at(hints, t0 + ms(80)), t0 + ms(80));
             assert!(!inbox.leads, "a burst from its first event");
         }
         inbox.take_ready();
@@ -391,10 +414,25 @@ mod tests {
         assert!(!no_settle.leads);
         no_settle.handle(at(vec![complete("e")], t0 + ms(1)), t0 + ms(1));
         assert!(!no_settle.leads, "ready since it was being written");
-        // Nor does anything lead a rescan.
+        // A file that settled (its writer quiet for the settle window) is ready but not
+        // complete: a complete post after it, however long after, does not lead.
+        let mut settled = Inbox::new(ms(50));
+        settled.handle(at(vec![writing("s")], t0), t0);
+        settled.settle_until(t0 + ms(50));
+        settled.handle(at(vec![complete("t")], t0 + ms(80)), t0 + ms(80));
+        assert!(!settled.leads, "not the burst's first");
+        // Nor does anything lead a rescan, or a watcher that lost events.
         let mut rescan = Inbox::new(Duration::from_secs(1));
         rescan.handle(at(vec![Hint::Rescan, complete("f")], t0), t0);
         assert!(!rescan.leads);
+        let mut lost = Inbox::new(Duration::from_secs(1));
+        lost.handle(at(vec![complete("f")], t0), t0);
+        lost.handle(Message::Watch(WatchMessage::Lost("queue overflow".into()), t0), t0);
+        assert!(!lost.leads);
+        let mut lost = Inbox::new(Duration::from_secs(1));
+        lost.handle(Message::Watch(WatchMessage::Lost("queue overflow".into()), t0), t0);
+        lost.handle(at(vec![complete("f")], t0), t0);
+        assert!(!lost.leads, "a rescan is due");
     }
 
     #[test]

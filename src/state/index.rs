@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use rayon::prelude::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{State, StateError};
@@ -213,30 +212,22 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges)
         "INSERT OR REPLACE INTO scan_post (path, len, modified, inode, changed, meta, error, warnings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    // Spelled out on every core a slice at a time (a slice's text held at once, not the whole
-    // index's); SQLite then takes them one by one.
-    let spell = |Indexed { meta, error, warnings, .. }: &Indexed| {
+    for Indexed { path, fingerprint, meta, error, warnings } in &snapshot.files {
+        let (len, modified, inode, changed) = fingerprint.parts();
         let meta = meta.as_ref().map(|m| serde_json::to_string(&**m).expect("post metadata is plain data"));
         let error = error.as_ref().map(|e| format!("{}:{}", e.line, e.message));
         let warnings =
             (!warnings.is_empty()).then(|| serde_json::to_string(warnings).expect("warnings are plain data"));
-        (meta, error, warnings)
-    };
-    for slice in snapshot.files.chunks(4096) {
-        let spelled: Vec<_> = slice.par_iter().map(spell).collect();
-        for (Indexed { path, fingerprint, .. }, (meta, error, warnings)) in slice.iter().zip(spelled) {
-            let (len, modified, inode, changed) = fingerprint.parts();
-            post.execute(params![
-                path.as_os_str().as_bytes(),
-                len as i64,
-                modified,
-                inode as i64,
-                changed,
-                meta,
-                error,
-                warnings
-            ])?;
-        }
+        post.execute(params![
+            path.as_os_str().as_bytes(),
+            len as i64,
+            modified,
+            inode as i64,
+            changed,
+            meta,
+            error,
+            warnings
+        ])?;
     }
     let mut drop_post = transaction.prepare("DELETE FROM scan_post WHERE path = ?1")?;
     for path in &snapshot.dropped {
