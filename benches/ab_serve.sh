@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Serve A/B: benches/serve.sh with short settings, run for two crier binaries in turn, ROUNDS
 # times (A, B, A, B, ...), so that the machine's drift hits both alike. Prints, per run, the
-# save-to-served latency rows (as it is and gzip, for each of serve.sh's two pollers), the median of crier's own update steps, and
-# crier's resident memory after its start and after the last round of edits.
+# save-to-served latency rows (as it is and gzip, for each of serve.sh's two pollers), the
+# median of crier's own update steps, and crier's resident memory after its start and after the
+# last round of edits.
 #
 #   bash benches/ab_serve.sh OLD_BIN NEW_BIN
 #
