@@ -46,9 +46,11 @@ impl Written {
         Written::from_versions(page, posts.map(|post| post.version))
     }
 
+    /// The digest is XXH3-128 of the versions' little-endian bytes, streamed: no copy per page.
     fn from_versions(page: &Page, versions: impl Iterator<Item = u64>) -> Written {
-        let bytes: Vec<u8> = versions.flat_map(u64::to_le_bytes).collect();
-        Written { newest: page.newest, digest: xxhash_rust::xxh3::xxh3_128(&bytes) }
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        versions.for_each(|version| hasher.update(&version.to_le_bytes()));
+        Written { newest: page.newest, digest: hasher.digest128() }
     }
 }
 
@@ -81,36 +83,36 @@ impl Archive {
     }
 
     /// Seals the newest page while it holds `page_size` posts or more; says whether any was.
-    pub fn seal_full(&mut self, history: &[Arc<PostMeta>], page_size: usize) -> bool {
+    pub fn seal_full(&mut self, history: History<'_>, page_size: usize) -> bool {
         let page_size = page_size.max(1);
         // Where the newest page starts: after every post the last bound holds (bounds rise, so
         // one binary search, not a walk of every page's end: 10,000 pages at 1,000,000 posts).
-        let mut start = self.bounds.last().map_or(0, |bound| history.partition_point(|post| bound.holds(post)));
+        let mut start = self.bounds.last().map_or(0, |bound| bound.count_held(history));
         debug_assert_eq!(Some(start), self.ranges(history).last().map(|p| p.range.start));
         let sealed = history.len() - start >= page_size;
         while history.len() - start >= page_size {
-            self.bounds.push(Position::of(&history[start + page_size - 1]));
+            self.bounds.push(Position::of(&history.posts[start + page_size - 1]));
             start += page_size;
         }
         sealed
     }
 
-    /// Every page, oldest first; the last is the newest. `history` is oldest first.
-    pub fn ranges(&self, history: &[Arc<PostMeta>]) -> Vec<Page> {
+    /// Every page, oldest first; the last is the newest.
+    pub fn ranges(&self, history: History<'_>) -> Vec<Page> {
         let mut pages = Vec::with_capacity(self.pages());
         let mut start = 0;
-        // Pages mostly hold as many posts as the one before: that guess, checked, spares a
-        // binary search (each probe reads a post elsewhere in memory) on most pages.
+        // Pages mostly hold as many posts as the one before: that guess, checked by two dates,
+        // spares a binary search on most pages.
         let mut guess = 0;
         for (i, bound) in self.bounds.iter().enumerate() {
-            let rest = &history[start..];
+            let rest = history.skip(start);
             let ends_at = |len: usize| {
                 len > 0
                     && len <= rest.len()
-                    && bound.holds(&rest[len - 1])
-                    && rest.get(len).is_none_or(|p| !bound.holds(p))
+                    && bound.holds_at(rest, len - 1)
+                    && (len == rest.len() || !bound.holds_at(rest, len))
             };
-            let len = if ends_at(guess) { guess } else { rest.partition_point(|post| bound.holds(post)) };
+            let len = if ends_at(guess) { guess } else { bound.count_held(rest) };
             pages.push(Page { number: i + 1, newest: false, range: start..start + len });
             start += len;
             guess = len;
@@ -121,7 +123,7 @@ impl Archive {
 
     /// Every page, oldest first, with whether it must be written.
     pub fn plan(&self, history: History<'_>) -> Vec<(Page, bool)> {
-        self.ranges(history.posts)
+        self.ranges(history)
             .into_iter()
             .map(|page| {
                 let due = self.is_due(&page, history.versions);
@@ -177,6 +179,7 @@ impl Archive {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::site::Columns;
     use chrono::DateTime;
 
     /// Post `n`, a new version of it each call.
@@ -199,13 +202,17 @@ mod tests {
         posts
     }
 
+    fn columns(posts: &[Arc<PostMeta>]) -> Columns {
+        Columns::of(posts.to_vec())
+    }
+
     fn sizes(archive: &Archive, history: &[Arc<PostMeta>]) -> Vec<usize> {
-        archive.ranges(history).iter().map(|page| page.range.len()).collect()
+        archive.ranges(columns(history).view()).iter().map(|page| page.range.len()).collect()
     }
 
     fn due(archive: &Archive, history: &[Arc<PostMeta>]) -> Vec<Page> {
         let versions: Vec<u64> = history.iter().map(|p| p.version).collect();
-        archive.ranges(history).into_iter().filter(|page| archive.is_due(page, &versions)).collect()
+        archive.ranges(columns(history).view()).into_iter().filter(|page| archive.is_due(page, &versions)).collect()
     }
 
     fn write_all(archive: &mut Archive, history: &[Arc<PostMeta>]) -> Vec<usize> {
@@ -218,22 +225,22 @@ mod tests {
     fn pages_fill_from_the_oldest_and_stay_put() {
         let mut archive = Archive::default();
         let posts = history(1..=7);
-        assert!(archive.seal_full(&posts, 3));
+        assert!(archive.seal_full(columns(&posts).view(), 3));
         assert_eq!(sizes(&archive, &posts), [3, 3, 1]);
         assert_eq!(write_all(&mut archive, &posts), [1, 2, 3]);
         // A newer post: only the newest page changes.
         let posts = history(1..=8);
-        assert!(!archive.seal_full(&posts, 3));
+        assert!(!archive.seal_full(columns(&posts).view(), 3));
         assert_eq!(write_all(&mut archive, &posts), [3]);
         // The newest page fills: it is sealed (gaining its next-archive link), and an empty
         // newest page follows.
         let posts = history(1..=9);
-        assert!(archive.seal_full(&posts, 3));
+        assert!(archive.seal_full(columns(&posts).view(), 3));
         assert_eq!(sizes(&archive, &posts), [3, 3, 3, 0]);
         assert_eq!(write_all(&mut archive, &posts), [3, 4]);
         // A backdated post lands on the page of its date, which grows; no other page moves.
         let posts = history((1..=9).chain([0]));
-        assert!(!archive.seal_full(&posts, 3));
+        assert!(!archive.seal_full(columns(&posts).view(), 3));
         assert_eq!(sizes(&archive, &posts), [4, 3, 3, 0]);
         assert_eq!(write_all(&mut archive, &posts), [1]);
         // A deleted post leaves its page smaller.
@@ -248,12 +255,23 @@ mod tests {
     }
 
     #[test]
+    fn a_pages_digest_is_that_of_its_versions_bytes_as_the_state_store_keeps_it() {
+        // Digests saved by earlier builds stay comparable: XXH3-128 of the little-endian bytes.
+        let page = Page { number: 1, newest: false, range: 0..3 };
+        let versions = [7u64, u64::MAX, 1 << 40];
+        let bytes: Vec<u8> = versions.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let written = Written::from_versions(&page, versions.into_iter());
+        assert_eq!(written.digest, xxhash_rust::xxh3::xxh3_128(&bytes));
+        assert_ne!(written.digest, Written::from_versions(&page, [7u64, u64::MAX].into_iter()).digest);
+    }
+
+    #[test]
     fn the_same_bounds_give_the_same_pages_after_a_restart() {
         let posts = history(1..=10);
         let mut before = Archive::default();
-        before.seal_full(&posts, 4);
+        before.seal_full(columns(&posts).view(), 4);
         let after = Archive::with_bounds(before.bounds().to_vec());
-        assert_eq!(after.ranges(&posts), before.ranges(&posts));
+        assert_eq!(after.ranges(columns(&posts).view()), before.ranges(columns(&posts).view()));
         assert_eq!(due(&after, &posts).len(), 3, "a fresh engine writes every page once");
     }
 
@@ -261,14 +279,14 @@ mod tests {
     fn a_page_over_budget_hands_its_newest_posts_on() {
         let mut archive = Archive::default();
         let posts = history(1..=10);
-        archive.seal_full(&posts, 4);
+        archive.seal_full(columns(&posts).view(), 4);
         assert_eq!(sizes(&archive, &posts), [4, 4, 2]);
-        let pages = archive.ranges(&posts);
+        let pages = archive.ranges(columns(&posts).view());
         // The first page fits only its two oldest posts: two move to the second page.
         archive.cut(&pages[0], 2, &posts);
         assert_eq!(sizes(&archive, &posts), [2, 6, 2]);
         // The newest page fits only one: it is sealed after it, and a new newest page follows.
-        let pages = archive.ranges(&posts);
+        let pages = archive.ranges(columns(&posts).view());
         archive.cut(pages.last().unwrap(), 1, &posts);
         assert_eq!(sizes(&archive, &posts), [2, 6, 1, 1]);
     }
@@ -301,7 +319,7 @@ mod tests {
             if next() % 2 == 0 {
                 bounds.sort();
             }
-            let pages = Archive::with_bounds(bounds.clone()).ranges(&posts);
+            let pages = Archive::with_bounds(bounds.clone()).ranges(columns(&posts).view());
             let mut start = 0;
             for (page, bound) in pages.iter().zip(&bounds) {
                 let end = start + posts[start..].partition_point(|p| bound.holds(p));

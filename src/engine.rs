@@ -881,7 +881,7 @@ impl Engine {
             for key in todo.drain(..) {
                 let history = self.site.history(&key, self.due_until);
                 let mut archive = self.archives.remove(&key).unwrap_or_default();
-                if archive.seal_full(history.posts, self.config.archive_page_size) {
+                if archive.seal_full(history, self.config.archive_page_size) {
                     change.archive_bounds.insert(key.clone(), archive.bounds().to_vec());
                 }
                 let pages = archive.plan(history);
