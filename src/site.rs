@@ -216,11 +216,12 @@ impl FeedSet {
 /// A feed's history held as columns: the posts, oldest first, and alongside each its version and
 /// date, so that finding where archive pages start and what they hold reads two arrays rather
 /// than a post each (a pointer away, seldom cached: 10,000 pages at 1,000,000 posts).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Columns {
     posts: Vec<Arc<PostMeta>>,
     versions: Vec<u64>,
     dates: Vec<DateTime<Utc>>,
+    edits: Edits,
 }
 
 impl Columns {
@@ -228,44 +229,103 @@ impl Columns {
     pub fn of(posts: Vec<Arc<PostMeta>>) -> Columns {
         let versions = posts.iter().map(|p| p.version).collect();
         let dates = posts.iter().map(|p| p.date.to_utc()).collect();
-        Columns { posts, versions, dates }
+        Columns { posts, versions, dates, edits: Edits::new() }
     }
 
     pub fn view(&self) -> History<'_> {
-        History { posts: &self.posts, versions: &self.versions, dates: &self.dates }
+        History { posts: &self.posts, versions: &self.versions, dates: &self.dates, edits: &self.edits }
     }
 
     fn insert(&mut self, at: usize, post: &Arc<PostMeta>) {
         self.posts.insert(at, post.clone());
         self.versions.insert(at, post.version);
         self.dates.insert(at, post.date.to_utc());
+        self.edits.push(Position::of(post), 1);
     }
 
     fn remove(&mut self, at: usize) {
-        self.posts.remove(at);
+        let post = self.posts.remove(at);
         self.versions.remove(at);
         self.dates.remove(at);
+        self.edits.push(Position::of(&post), -1);
+    }
+}
+
+/// The posts put into (+1) or taken out of (-1) a history since it was made, at their places,
+/// so that what was worked out from it before (where archive pages start, what they hold) can
+/// be brought up to date rather than worked out again from every post. The oldest are forgotten
+/// past a few hundred; a [`Mark`] from before them no longer finds its way.
+#[derive(Debug)]
+pub struct Edits {
+    /// Tells these columns from any made before or after.
+    id: u64,
+    /// How many edits were forgotten.
+    forgotten: u64,
+    edits: Vec<(Position, isize)>,
+}
+
+/// How far into a history's edits a reader has read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    id: u64,
+    read: u64,
+}
+
+impl Default for Edits {
+    fn default() -> Edits {
+        Edits::new()
+    }
+}
+
+impl Edits {
+    const KEEP: usize = 256;
+
+    fn new() -> Edits {
+        static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Edits { id: IDS.fetch_add(1, Atomic::Relaxed), forgotten: 0, edits: Vec::new() }
+    }
+
+    fn push(&mut self, place: Position, delta: isize) {
+        if self.edits.len() == 2 * Edits::KEEP {
+            self.edits.drain(..Edits::KEEP);
+            self.forgotten += Edits::KEEP as u64;
+        }
+        self.edits.push((place, delta));
+    }
+
+    /// Where the edits end now.
+    pub fn mark(&self) -> Mark {
+        Mark { id: self.id, read: self.forgotten + self.edits.len() as u64 }
+    }
+
+    /// The edits made since `mark`, oldest first; `None` when `mark` is another history's or
+    /// from before the edits kept.
+    pub fn since(&self, mark: Mark) -> Option<&[(Position, isize)]> {
+        let from = usize::try_from(mark.read.checked_sub(self.forgotten)?).ok()?;
+        (mark.id == self.id).then(|| self.edits.get(from..)).flatten()
     }
 }
 
 /// A feed's posts, oldest first, with their versions ([`PostMeta::version`]) and dates (in UTC)
 /// alongside.
+/// Its edits are those of the whole history.
 #[derive(Debug, Clone, Copy)]
 pub struct History<'a> {
     pub posts: &'a [Arc<PostMeta>],
     pub versions: &'a [u64],
     pub dates: &'a [DateTime<Utc>],
+    pub edits: &'a Edits,
 }
 
 impl<'a> History<'a> {
     /// The first `len` posts.
     fn take(self, len: usize) -> History<'a> {
-        History { posts: &self.posts[..len], versions: &self.versions[..len], dates: &self.dates[..len] }
+        History { posts: &self.posts[..len], versions: &self.versions[..len], dates: &self.dates[..len], ..self }
     }
 
     /// The posts from the `start`th on.
     pub fn skip(self, start: usize) -> History<'a> {
-        History { posts: &self.posts[start..], versions: &self.versions[start..], dates: &self.dates[start..] }
+        History { posts: &self.posts[start..], versions: &self.versions[start..], dates: &self.dates[start..], ..self }
     }
 
     pub fn len(&self) -> usize {
@@ -405,7 +465,8 @@ impl Site {
 
     /// Every post of a feed due at `now`, oldest first: the feed's whole history.
     pub fn history(&self, key: &FeedKey, now: DateTime<Utc>) -> History<'_> {
-        let Some(set) = self.feeds.get(key) else { return History { posts: &[], versions: &[], dates: &[] } };
+        static NONE: OnceLock<Columns> = OnceLock::new();
+        let Some(set) = self.feeds.get(key) else { return NONE.get_or_init(Columns::default).view() };
         let history = set.history();
         history.take(history.dates.partition_point(|date| *date <= now))
     }
@@ -517,6 +578,41 @@ mod tests {
         // Both spell the category; the newest post ("a", first by link) decides the title.
         assert_eq!(news.name.as_deref(), Some("news"));
         assert_eq!(site.feeds(now(), 0)[0].items.len(), 4);
+    }
+
+    #[test]
+    fn a_history_lists_its_edits_since_a_mark_while_it_keeps_them() {
+        let mut site = Site::new();
+        site.insert(post("a", "2021-01-01T00:00:00Z", &[], &[]));
+        let mark = site.history(&FeedKey::Site, now()).edits.mark();
+        assert_eq!(site.history(&FeedKey::Site, now()).edits.since(mark), Some(&[][..]));
+        // An edit is its old version out, its new one in; a new post is one in.
+        site.insert(post("a", "2021-02-01T00:00:00Z", &[], &[]));
+        site.insert(post("b", "2021-03-01T00:00:00Z", &[], &[]));
+        let history = site.history(&FeedKey::Site, now());
+        let edits: Vec<(String, isize)> =
+            history.edits.since(mark).unwrap().iter().map(|(place, delta)| (place.date.to_rfc3339(), *delta)).collect();
+        let day = |d: &str| format!("2021-{d}T00:00:00+00:00");
+        assert_eq!(edits, [(day("01-01"), -1), (day("02-01"), 1), (day("03-01"), 1)]);
+        // Another feed's history, or one made again, does not know the mark.
+        let other = Site::new();
+        assert_eq!(other.history(&FeedKey::Site, now()).edits.since(mark), None);
+        // Past twice the edits kept, the oldest are forgotten: a mark before them is lost.
+        let recent = history.edits.mark();
+        let edit = |site: &mut Site, i: usize| {
+            site.insert(post("b", &format!("2022-01-01T00:{:02}:{:02}Z", i / 60, i % 60), &[], &[]));
+            site.history(&FeedKey::Site, now()).edits.mark()
+        };
+        for i in 0..Edits::KEEP / 2 {
+            edit(&mut site, i);
+        }
+        let history = site.history(&FeedKey::Site, now());
+        assert_eq!(history.edits.since(recent).map(<[_]>::len), Some(Edits::KEEP));
+        assert_eq!(history.edits.since(mark).map(<[_]>::len), Some(Edits::KEEP + 3));
+        let last = (Edits::KEEP / 2..Edits::KEEP).map(|i| edit(&mut site, i)).last().unwrap();
+        let history = site.history(&FeedKey::Site, now());
+        assert_eq!((history.edits.since(mark), history.edits.since(recent)), (None, None));
+        assert_eq!(history.edits.since(last), Some(&[][..]));
     }
 
     #[test]
