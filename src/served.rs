@@ -295,10 +295,11 @@ fn link_value(url: &str, rel: &str) -> HeaderValue {
 /// The documents served, by path: in shards, so that the next set after a step (a copy with a
 /// few documents changed) copies only the shards those documents fall in, not the whole map
 /// (at 1,000,000 posts, 100,000 documents: about 100 a shard, so a step's dozen documents copy
-/// about a thousand entries).
+/// about a thousand entries, each two counts raised: keys and values are shared).
 #[derive(Debug, Clone)]
 pub struct Resources {
-    shards: Vec<Arc<HashMap<String, Arc<Resource>>>>,
+    /// Keys shared, not copied, when a shard is copied.
+    shards: Vec<Arc<HashMap<Arc<str>, Arc<Resource>>>>,
     len: usize,
 }
 
@@ -325,7 +326,7 @@ impl Resources {
 
     pub fn insert(&mut self, rel: String, resource: Arc<Resource>) -> Option<Arc<Resource>> {
         let shard = Arc::make_mut(&mut self.shards[Resources::shard(&rel)]);
-        let previous = shard.insert(rel, resource);
+        let previous = shard.insert(rel.into(), resource);
         self.len += usize::from(previous.is_none());
         previous
     }
@@ -348,11 +349,11 @@ impl Resources {
         self.len == 0
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<Resource>)> {
-        self.shards.iter().flat_map(|shard| shard.iter())
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<Resource>)> {
+        self.shards.iter().flat_map(|shard| shard.iter()).map(|(rel, resource)| (&**rel, resource))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.iter().map(|(rel, _)| rel)
     }
 
@@ -405,7 +406,11 @@ impl ServedSet {
 
     /// The index of [`ServedSet::folded`], from the feeds served and gone (the RSS of each).
     pub fn fold_feeds(&self) -> HashMap<FeedKey, FeedKey> {
-        let stems = self.resources.keys().chain(self.gone.keys()).filter_map(|rel| rel.strip_suffix(".rss"));
+        let stems = self
+            .resources
+            .keys()
+            .chain(self.gone.keys().map(String::as_str))
+            .filter_map(|rel| rel.strip_suffix(".rss"));
         let keys = stems.filter_map(FeedKey::from_stem).filter(|key| *key != FeedKey::Site);
         keys.map(|key| (redirect::folded(&key), key)).collect()
     }
@@ -482,7 +487,7 @@ mod tests {
         assert!(first.contains_key("tags/7.rss") && !second.contains_key("tags/7.rss"));
         assert!(!first.contains_key("feed.rss") && second.contains_key("feed.rss"));
         assert_eq!(second.keys().count(), 1000);
-        let mut keys: Vec<&String> = first.keys().collect();
+        let mut keys: Vec<&str> = first.keys().collect();
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), 1000);

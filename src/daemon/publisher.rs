@@ -685,7 +685,8 @@ impl Worker {
     fn hold_feeds_in_memory(&self) {
         let current = self.shared.load();
         let filed = current.resources.iter().filter(|(rel, r)| r.identity.is_file() && !documents::is_archive(rel));
-        let loaded: Vec<(String, Resource)> = filed.filter_map(|(rel, r)| Some((rel.clone(), r.loaded()?))).collect();
+        let loaded: Vec<(String, Resource)> =
+            filed.filter_map(|(rel, r)| Some((rel.to_owned(), r.loaded()?))).collect();
         if loaded.is_empty() {
             return;
         }
@@ -891,7 +892,7 @@ impl Worker {
         let mut keep = self.engine.documents();
         keep.extend(made.iter().map(|m| m.rel.clone()));
         let mut stale: std::collections::BTreeSet<String> =
-            current.resources.keys().filter(|rel| !keep.contains(*rel)).cloned().collect();
+            current.resources.keys().filter(|rel| !keep.contains(*rel)).map(str::to_owned).collect();
         // Listed now, removed once the new set is live: the old one may be reading them.
         match self.feeds.list_stale(&keep) {
             Ok(listed) => stale.extend(listed),

@@ -97,7 +97,7 @@ impl ClockedPublisher {
 
     /// The published documents (paths under the feeds folder) at this moment.
     pub fn documents(&self) -> Vec<String> {
-        let mut documents: Vec<String> = self.shared.load().resources.keys().cloned().collect();
+        let mut documents: Vec<String> = self.shared.load().resources.keys().map(str::to_owned).collect();
         documents.sort();
         documents
     }
