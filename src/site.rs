@@ -254,7 +254,7 @@ impl Columns {
 /// The posts put into (+1) or taken out of (-1) a history since it was made, at their places,
 /// so that what was worked out from it before (where archive pages start, what they hold) can
 /// be brought up to date rather than worked out again from every post. The oldest are forgotten
-/// past a few hundred; a [`Mark`] from before them no longer finds its way.
+/// past a hundred or so; a [`Mark`] from before them no longer finds its way.
 #[derive(Debug)]
 pub struct Edits {
     /// Tells these columns from any made before or after.
@@ -278,7 +278,10 @@ impl Default for Edits {
 }
 
 impl Edits {
-    const KEEP: usize = 256;
+    /// Edits kept: between this many and twice as many. A reader (the feed's archive) reads
+    /// them at each step; a batch larger than this is planned afresh anyway. Each feed of a site
+    /// keeps its own, so they are few: 351 feeds keep at most 45,000 places.
+    const KEEP: usize = 64;
 
     fn new() -> Edits {
         static IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
