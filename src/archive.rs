@@ -79,6 +79,28 @@ fn digest_of(history: &History<'_>, page: &Page) -> u128 {
     digest(history.versions[page.range.clone()].iter().copied())
 }
 
+/// How a feed's archive bounds changed in a step, for the state store: its first `kept` bounds
+/// are as they were, `after` follow them, and there are no more. A sealed page adds one at the
+/// end, so a step at 1,000,000 posts writes one row, not the site feed's 10,000.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BoundsChange {
+    pub kept: usize,
+    pub after: Vec<Position>,
+}
+
+impl BoundsChange {
+    /// The change that leaves `bounds` (all of them now), the first `kept` as they were.
+    pub fn from(bounds: &[Position], kept: usize) -> BoundsChange {
+        let kept = kept.min(bounds.len());
+        BoundsChange { kept, after: bounds[kept..].to_vec() }
+    }
+
+    /// This change, then another that leaves `bounds` with the first `kept` as they were.
+    pub fn then(&self, bounds: &[Position], kept: usize) -> BoundsChange {
+        BoundsChange::from(bounds, kept.min(self.kept))
+    }
+}
+
 /// One page: its number (from 1), whether it is the newest, and its posts' range in the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {
@@ -351,6 +373,18 @@ mod tests {
         let written = Written::from_versions(&page, versions.into_iter());
         assert_eq!(written.digest, xxhash_rust::xxh3::xxh3_128(&bytes));
         assert_ne!(written.digest, Written::from_versions(&page, [7u64, u64::MAX].into_iter()).digest);
+    }
+
+    #[test]
+    fn bounds_changed_twice_in_a_step_keep_only_what_neither_change_touched() {
+        let bounds: Vec<Position> = history(1..=6).iter().map(|p| Position::of(p)).collect();
+        // A page sealed (bound 3 added), then in the same step a later page cut (bound 5 moved).
+        let sealed = BoundsChange::from(&bounds[..4], 3);
+        assert_eq!(sealed, BoundsChange { kept: 3, after: bounds[3..4].to_vec() });
+        let then_cut = sealed.then(&bounds, 5);
+        assert_eq!(then_cut, BoundsChange { kept: 3, after: bounds[3..].to_vec() });
+        // Kept never counts past the bounds there are.
+        assert_eq!(BoundsChange::from(&bounds[..2], 4), BoundsChange { kept: 2, after: Vec::new() });
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
-use crate::archive::{Archive, Page, Written};
+use crate::archive::{Archive, BoundsChange, Page, Written};
 use crate::config::{Config, ContentMode};
 use crate::documents::{self, FeedSummary, INDEX_PATH, OPML_PATH};
 use crate::feed::{self, Format};
@@ -43,9 +43,20 @@ pub struct Change {
     pub posts_read: usize,
     /// Whether the set of feeds, or a feed's title, item count or time, changed.
     pub feeds_changed: bool,
-    /// The feeds whose archive pages were cut anew, with the bounds of their sealed pages now
-    /// (none: the feed is no longer archived), to keep across restarts.
-    pub archive_bounds: BTreeMap<FeedKey, Vec<Position>>,
+    /// The feeds whose archive pages were cut anew, with how the bounds of their sealed pages
+    /// changed (none left: the feed is no longer archived), to keep across restarts.
+    pub archive_bounds: BTreeMap<FeedKey, BoundsChange>,
+}
+
+impl Change {
+    /// Notes that `key`'s archive bounds are now `bounds`, the first `kept` as they were.
+    fn note_bounds(&mut self, key: &FeedKey, bounds: &[Position], kept: usize) {
+        let change = match self.archive_bounds.get(key) {
+            Some(earlier) => earlier.then(bounds, kept),
+            None => BoundsChange::from(bounds, kept),
+        };
+        self.archive_bounds.insert(key.clone(), change);
+    }
 }
 
 /// A feed's archive being brought up to date: its pages (its history is the site's) and which
@@ -67,8 +78,8 @@ impl FeedPages {
 #[derive(Debug, Default)]
 struct Walked {
     documents: Vec<String>,
-    /// A page's end moved.
-    cut: bool,
+    /// The first page whose end moved (from 0), if any did.
+    cut: Option<usize>,
     /// The walk stopped at a page whose posts are not rendered yet.
     waiting: bool,
 }
@@ -866,7 +877,7 @@ impl Engine {
         let pages = 1..=archive.pages();
         change.removed.extend(pages.flat_map(|n| Format::ALL.map(|f| documents::archive_path(key, n, f))));
         if !archive.bounds().is_empty() {
-            change.archive_bounds.insert(key.clone(), Vec::new());
+            change.archive_bounds.insert(key.clone(), BoundsChange::default());
         }
     }
 
@@ -881,8 +892,9 @@ impl Engine {
             for key in todo.drain(..) {
                 let history = self.site.history(&key, self.due_until);
                 let mut archive = self.archives.remove(&key).unwrap_or_default();
+                let sealed_before = archive.bounds().len();
                 if archive.seal_full(history, self.config.archive_page_size) {
-                    change.archive_bounds.insert(key.clone(), archive.bounds().to_vec());
+                    change.note_bounds(&key, archive.bounds(), sealed_before);
                 }
                 let pages = archive.plan(history);
                 work.push(FeedPages { key, archive, pages });
@@ -899,8 +911,8 @@ impl Engine {
             let walked = self.walk_all(&mut work, &failed, sink);
             for (feed, walked) in work.into_iter().zip(walked) {
                 change.documents.extend(walked.documents);
-                if walked.cut {
-                    change.archive_bounds.insert(feed.key.clone(), feed.archive.bounds().to_vec());
+                if let Some(first) = walked.cut {
+                    change.note_bounds(&feed.key, feed.archive.bounds(), first);
                 }
                 if walked.waiting {
                     todo.push(feed.key.clone());
@@ -946,7 +958,8 @@ impl Engine {
             match self.write_page(&feed.key, history.posts, &page, sink) {
                 Some(fits) => {
                     feed.archive.cut(&page, fits, history.posts);
-                    walked.cut = true;
+                    // The bound of this page changed (or was added, for the newest).
+                    walked.cut = Some(walked.cut.map_or(page.number - 1, |first| first.min(page.number - 1)));
                     feed.pages = feed.archive.plan(history);
                 }
                 None => {
@@ -1737,6 +1750,49 @@ mod tests {
                 "seed {seed}: a newer change went first {given_way} times"
             );
         }
+    }
+
+    #[test]
+    fn the_bounds_each_step_reports_keep_a_saved_copy_equal_to_the_engines() {
+        // Pages of three, with or without a size budget that cuts them, one to four random edits
+        // a step: what each change says of the bounds, applied to a copy as the state store
+        // applies it (the first `kept` stay, `after` follow), is the engine's bounds.
+        let mut shortened = 0;
+        for seed in 0..8u64 {
+            let mut next = random(seed + 9000);
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir_all(dir.path().join("posts")).unwrap();
+            let budget = if seed % 2 == 0 { "max_feed_bytes = 4096\narchive_content = \"full\"" } else { "" };
+            let mut engine = engine_with(dir.path(), &format!("archive_page_size = 3\n{budget}"));
+            let (kept, mut saved) = (Kept::default(), BTreeMap::<FeedKey, Vec<Position>>::new());
+            let mut save = |change: Change| {
+                for (key, bounds) in change.archive_bounds {
+                    let copy = saved.entry(key).or_default();
+                    shortened += usize::from(bounds.kept < copy.len());
+                    copy.truncate(bounds.kept);
+                    copy.extend(bounds.after);
+                }
+                saved.retain(|_, bounds| !bounds.is_empty());
+                saved.clone()
+            };
+            save(engine.load_all(now(), &kept));
+            for round in 0..40 {
+                let paths: Vec<PathBuf> =
+                    (0..1 + next() % 4).map(|_| random_edit(dir.path(), &mut next, round)).collect();
+                for path in &paths {
+                    // Bodies of 0.5 to 2 KB: some pages of three do not fit in 4 KiB.
+                    if let Ok(text) = fs::read_to_string(path) {
+                        fs::write(path, text + &"Words to fill the page. ".repeat(20 + next() as usize % 60)).unwrap();
+                    }
+                }
+                let saved = save(engine.apply(&paths, now(), &kept));
+                let archives = engine.archives.iter().filter(|(_, archive)| !archive.bounds().is_empty());
+                let engines: BTreeMap<FeedKey, Vec<Position>> =
+                    archives.map(|(key, archive)| (key.clone(), archive.bounds().to_vec())).collect();
+                assert_eq!(saved, engines, "seed {seed}, round {round}");
+            }
+        }
+        assert!(shortened > 5, "a cut or a dropped archive replaced bounds {shortened} times");
     }
 
     /// What a daemon serves after each step: the documents made, less those removed.

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 mod index;
 pub use index::{IndexChanges, QuickIndex, ScanIndex};
 
+use crate::archive::BoundsChange;
 use crate::audience::{Client, Hour, Saved};
 use crate::site::{FeedKey, Position};
 
@@ -376,29 +377,35 @@ impl State {
 }
 
 impl State {
-    /// Replaces the bounds of each feed's sealed archive pages (none: the feed has no archive).
-    pub fn set_archive_bounds(&self, feeds: &BTreeMap<FeedKey, Vec<Position>>) -> Result<(), StateError> {
+    /// Changes the bounds of each feed's sealed archive pages as the engine did: the first
+    /// `kept` stay, the rest are replaced (none left: the feed has no archive).
+    pub fn set_archive_bounds(&self, feeds: &BTreeMap<FeedKey, BoundsChange>) -> Result<(), StateError> {
         if feeds.is_empty() {
             return Ok(());
         }
         let mut connection = self.lock();
         let transaction = connection.transaction().map_err(self.sql())?;
-        for (key, bounds) in feeds {
+        for (key, change) in feeds {
             let feed = key.stem();
-            transaction.execute("DELETE FROM archive_bound WHERE feed = ?1", params![feed]).map_err(self.sql())?;
-            for (page, bound) in (1_i64..).zip(bounds) {
-                transaction
-                    .execute(
-                        "INSERT INTO archive_bound (feed, page, seconds, nanos, link, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        params![
-                            feed,
-                            page,
-                            bound.date.timestamp(),
-                            bound.date.timestamp_subsec_nanos(),
-                            bound.link.0,
-                            bound.path.0.as_os_str().as_bytes()
-                        ],
-                    )
+            let kept = i64::try_from(change.kept).unwrap_or(i64::MAX);
+            transaction
+                .execute("DELETE FROM archive_bound WHERE feed = ?1 AND page > ?2", params![feed, kept])
+                .map_err(self.sql())?;
+            let mut insert = transaction
+                .prepare_cached(
+                    "INSERT INTO archive_bound (feed, page, seconds, nanos, link, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(self.sql())?;
+            for (page, bound) in (kept + 1..).zip(&change.after) {
+                insert
+                    .execute(params![
+                        feed,
+                        page,
+                        bound.date.timestamp(),
+                        bound.date.timestamp_subsec_nanos(),
+                        bound.link.0,
+                        bound.path.0.as_os_str().as_bytes()
+                    ])
                     .map_err(self.sql())?;
             }
         }
@@ -528,7 +535,7 @@ impl State {
     pub fn archive_bounds(&self) -> Result<BTreeMap<FeedKey, Vec<Position>>, StateError> {
         let connection = self.lock();
         let mut statement = connection
-            .prepare("SELECT feed, seconds, nanos, link, path FROM archive_bound ORDER BY feed, page")
+            .prepare("SELECT feed, seconds, nanos, link, path, page FROM archive_bound ORDER BY feed, page")
             .map_err(self.sql())?;
         let rows = statement
             .query_map([], |row| {
@@ -539,15 +546,18 @@ impl State {
                     link: Reverse(row.get(3).unwrap_or_default()),
                     path: Reverse(PathBuf::from(std::ffi::OsString::from_vec(path))),
                 });
-                Ok((row.get::<_, String>(0)?, position))
+                Ok((row.get::<_, String>(0)?, position, row.get::<_, i64>(5)?))
             })
             .map_err(self.sql())?;
         let mut feeds: BTreeMap<String, Option<Vec<Position>>> = BTreeMap::new();
         for row in rows {
-            let (feed, position) = row.map_err(self.sql())?;
+            let (feed, position, page) = row.map_err(self.sql())?;
             let bounds = feeds.entry(feed).or_insert_with(|| Some(Vec::new()));
+            // Pages are numbered from 1 without a gap (a gap: a save of a change was lost).
             match (bounds.as_mut(), position) {
-                (Some(bounds), Some(position)) => bounds.push(position),
+                (Some(bounds), Some(position)) if usize::try_from(page) == Ok(bounds.len() + 1) => {
+                    bounds.push(position)
+                }
                 _ => *bounds = None,
             }
         }
@@ -673,13 +683,25 @@ mod tests {
         ];
         let tag = vec![at(0, 0, "https://e.org/b", "b.md")];
         let key = FeedKey::Tag("青岛".into());
-        state.set_archive_bounds(&[(FeedKey::Site, site.clone()), (key.clone(), tag)].into()).unwrap();
-        state.set_archive_bounds(&[(key.clone(), Vec::new())].into()).unwrap();
+        let all = |bounds: &[Position]| BoundsChange::from(bounds, 0);
+        state.set_archive_bounds(&[(FeedKey::Site, all(&site)), (key.clone(), all(&tag))].into()).unwrap();
+        state.set_archive_bounds(&[(key.clone(), BoundsChange::default())].into()).unwrap();
+        // A page sealed: one bound added after those kept; a cut: the second replaced.
+        let mut grown = site.clone();
+        grown.push(at(1_800_000_000, 0, "https://e.org/c", "c.md"));
+        state.set_archive_bounds(&[(FeedKey::Site, BoundsChange::from(&grown, 2))].into()).unwrap();
+        assert_eq!(state.archive_bounds().unwrap(), BTreeMap::from([(FeedKey::Site, grown.clone())]));
+        grown[1] = at(1_750_000_000, 0, "https://e.org/d", "d.md");
+        grown.truncate(2);
+        state.set_archive_bounds(&[(FeedKey::Site, BoundsChange::from(&grown, 1))].into()).unwrap();
         let reopened = State::open(dir.path()).unwrap();
-        assert_eq!(reopened.archive_bounds().unwrap(), BTreeMap::from([(FeedKey::Site, site)]));
-        // A row for a feed name no crier makes is dropped with its feed, not misread.
+        assert_eq!(reopened.archive_bounds().unwrap(), BTreeMap::from([(FeedKey::Site, grown)]));
+        // A row for a feed name no crier makes is dropped with its feed, not misread; so are the
+        // bounds of a feed with a page missing.
         reopened.lock().execute("INSERT INTO archive_bound VALUES ('nowhere/x', 1, 0, 0, '', x'')", []).unwrap();
         assert_eq!(reopened.archive_bounds().unwrap().len(), 1);
+        reopened.lock().execute("DELETE FROM archive_bound WHERE page = 1", []).unwrap();
+        assert!(reopened.archive_bounds().unwrap().is_empty());
     }
 
     #[test]
