@@ -207,7 +207,7 @@ impl Archive {
             self.seen = self.look(history);
             return;
         };
-        let mut changed = Vec::new();
+        let mut changed = std::collections::BTreeSet::new();
         for (place, delta) in edits {
             let page = self.bounds[..sealed].partition_point(|bound| bound < place);
             seen.starts[page + 1..].iter_mut().for_each(|start| *start = start.saturating_add_signed(*delta));
@@ -226,10 +226,15 @@ impl Archive {
         self.seen = Some(seen);
     }
 
-    /// Every page's start and sealed page's digest, found from every post; `None` when the
-    /// bounds do not rise (each plan is then made afresh).
+    /// Every page's start and sealed page's digest, found from every post; `None` (each plan
+    /// is then made afresh) when the bounds do not rise, or when the last is dated after every
+    /// post due: then a post not due yet (left out of `history`, its edits still listed) may
+    /// fall in a sealed page, as the bounds a clock set back left in the state store allow.
+    /// Once the last bound's date is due, every bound's is for good (the engine's time only
+    /// moves on, and new bounds are due posts' places).
     fn look(&self, history: History<'_>) -> Option<Seen> {
-        if !self.bounds.is_sorted() {
+        let after_all = |bound: &Position| history.dates.last().is_none_or(|last| bound.date > *last);
+        if !self.bounds.is_sorted() || self.bounds.last().is_some_and(after_all) {
             return None;
         }
         let pages = self.ranges(history);
@@ -395,6 +400,34 @@ mod tests {
         let after = Archive::with_bounds(before.bounds().to_vec());
         assert_eq!(after.ranges(columns(&posts).view()), before.ranges(columns(&posts).view()));
         assert_eq!(due(&after, &posts).len(), 3, "a fresh engine writes every page once");
+    }
+
+    #[test]
+    fn a_bound_dated_after_every_post_due_does_not_let_posts_to_come_into_the_plan() {
+        // Bounds a clock set back left in the store: the last is dated day 17, the engine's time
+        // is day 12. A post of day 13, not due yet, is edited in; then its day comes.
+        use crate::site::{FeedKey, Site};
+        let day =
+            |n: i64| DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z").unwrap().to_utc() + chrono::Duration::days(n);
+        let mut site = Site::new();
+        (1..=9).for_each(|n| drop(site.insert(post(n))));
+        let late = Position { date: day(17), ..Position::of(&post(17)) };
+        let mut archive = Archive::with_bounds(vec![
+            Position::of(&post(3)),
+            Position::of(&site.history(&FeedKey::Site, day(30)).posts[5]),
+            late,
+        ]);
+        let mut check = |site: &Site, now: i64| {
+            let history = site.history(&FeedKey::Site, day(now));
+            assert_eq!(archive.plan(history), archive.plan_afresh(history), "at day {now}");
+        };
+        check(&site, 12);
+        site.insert(post(13));
+        check(&site, 12);
+        check(&site, 14);
+        site.insert(post(15));
+        check(&site, 14);
+        check(&site, 20);
     }
 
     #[test]
