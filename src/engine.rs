@@ -237,6 +237,12 @@ impl Engine {
 
     /// Takes the bounds of the feeds' sealed archive pages, as kept across restarts, so that
     /// pages are cut where they were. Call before the first load.
+    /// The bounds of every feed's sealed archive pages, as [`Engine::restore_archives`] takes them.
+    pub fn archive_bounds(&self) -> BTreeMap<FeedKey, Vec<Position>> {
+        let archived = self.archives.iter().filter(|(_, archive)| !archive.bounds().is_empty());
+        archived.map(|(key, archive)| (key.clone(), archive.bounds().to_vec())).collect()
+    }
+
     pub fn restore_archives(&mut self, bounds: BTreeMap<FeedKey, Vec<Position>>) {
         self.archives = bounds.into_iter().map(|(key, bounds)| (key, Archive::with_bounds(bounds))).collect();
     }

@@ -314,6 +314,8 @@ struct Worker {
     index_removed: Vec<String>,
     saver: Option<IndexSaver>,
     saved_at: Option<Instant>,
+    /// A save of archive bounds failed: the next saves them all, whole.
+    bounds_unsaved: bool,
 }
 
 /// How often the daemon saves the scan index, at most.
@@ -414,6 +416,7 @@ impl Worker {
             index_removed: Vec::new(),
             saver: None,
             saved_at: None,
+            bounds_unsaved: false,
         }
     }
 
@@ -838,8 +841,14 @@ impl Worker {
     /// What a step made, its files noted for the scan index, its problems logged.
     fn take_made(&mut self, made: Vec<Made>, change: &Change) -> Vec<Made> {
         if let Some(state) = &self.state {
-            if let Err(error) = state.set_archive_bounds(&change.archive_bounds) {
-                tracing::error!("{error}; archive pages may be cut differently after a restart");
+            // A step reports the bounds that changed: after a save that failed, all are saved.
+            let saved = match self.bounds_unsaved {
+                false => state.set_archive_bounds(&change.archive_bounds),
+                true => state.replace_archive_bounds(&self.engine.archive_bounds()),
+            };
+            self.bounds_unsaved = saved.is_err();
+            if let Err(error) = saved {
+                tracing::error!("{error}; the archive bounds are saved whole at the next step");
             }
         }
         self.report(change);

@@ -376,6 +376,24 @@ impl State {
     }
 }
 
+/// Inserts `bounds` as the bounds of `key`'s pages from `first` on.
+fn insert_bounds(
+    transaction: &rusqlite::Transaction<'_>,
+    key: &FeedKey,
+    first: i64,
+    bounds: &[Position],
+) -> rusqlite::Result<()> {
+    let mut insert = transaction.prepare_cached(
+        "INSERT INTO archive_bound (feed, page, seconds, nanos, link, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let feed = key.stem();
+    for (page, bound) in (first..).zip(bounds) {
+        let (seconds, nanos) = (bound.date.timestamp(), bound.date.timestamp_subsec_nanos());
+        insert.execute(params![feed, page, seconds, nanos, bound.link.0, bound.path.0.as_os_str().as_bytes()])?;
+    }
+    Ok(())
+}
+
 impl State {
     /// Changes the bounds of each feed's sealed archive pages as the engine did: the first
     /// `kept` stay, the rest are replaced (none left: the feed has no archive).
@@ -386,28 +404,22 @@ impl State {
         let mut connection = self.lock();
         let transaction = connection.transaction().map_err(self.sql())?;
         for (key, change) in feeds {
-            let feed = key.stem();
             let kept = i64::try_from(change.kept).unwrap_or(i64::MAX);
             transaction
-                .execute("DELETE FROM archive_bound WHERE feed = ?1 AND page > ?2", params![feed, kept])
+                .execute("DELETE FROM archive_bound WHERE feed = ?1 AND page > ?2", params![key.stem(), kept])
                 .map_err(self.sql())?;
-            let mut insert = transaction
-                .prepare_cached(
-                    "INSERT INTO archive_bound (feed, page, seconds, nanos, link, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(self.sql())?;
-            for (page, bound) in (kept + 1..).zip(&change.after) {
-                insert
-                    .execute(params![
-                        feed,
-                        page,
-                        bound.date.timestamp(),
-                        bound.date.timestamp_subsec_nanos(),
-                        bound.link.0,
-                        bound.path.0.as_os_str().as_bytes()
-                    ])
-                    .map_err(self.sql())?;
-            }
+            insert_bounds(&transaction, key, kept + 1, &change.after).map_err(self.sql())?;
+        }
+        transaction.commit().map_err(self.sql())
+    }
+
+    /// Replaces every feed's archive bounds with `feeds`' (after a save of some changes failed).
+    pub fn replace_archive_bounds(&self, feeds: &BTreeMap<FeedKey, Vec<Position>>) -> Result<(), StateError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(self.sql())?;
+        transaction.execute("DELETE FROM archive_bound", []).map_err(self.sql())?;
+        for (key, bounds) in feeds {
+            insert_bounds(&transaction, key, 1, bounds).map_err(self.sql())?;
         }
         transaction.commit().map_err(self.sql())
     }
@@ -695,7 +707,12 @@ mod tests {
         grown.truncate(2);
         state.set_archive_bounds(&[(FeedKey::Site, BoundsChange::from(&grown, 1))].into()).unwrap();
         let reopened = State::open(dir.path()).unwrap();
-        assert_eq!(reopened.archive_bounds().unwrap(), BTreeMap::from([(FeedKey::Site, grown)]));
+        assert_eq!(reopened.archive_bounds().unwrap(), BTreeMap::from([(FeedKey::Site, grown.clone())]));
+        // Replaced whole: the feeds not given lose theirs.
+        let whole = BTreeMap::from([(key.clone(), site.clone())]);
+        reopened.replace_archive_bounds(&whole).unwrap();
+        assert_eq!(reopened.archive_bounds().unwrap(), whole);
+        reopened.replace_archive_bounds(&BTreeMap::from([(FeedKey::Site, grown.clone())])).unwrap();
         // A row for a feed name no crier makes is dropped with its feed, not misread; so are the
         // bounds of a feed with a page missing.
         reopened.lock().execute("INSERT INTO archive_bound VALUES ('nowhere/x', 1, 0, 0, '', x'')", []).unwrap();
