@@ -74,9 +74,9 @@ struct Seen {
     digests: Vec<u128>,
 }
 
-/// The digest of the versions of `page`'s posts.
-fn digest_of(history: &History<'_>, page: &Page) -> u128 {
-    digest(history.versions[page.range.clone()].iter().copied())
+/// The digest of the versions of the posts in `range` of `history`.
+fn digest_of(history: &History<'_>, range: Range<usize>) -> u128 {
+    digest(history.versions[range].iter().copied())
 }
 
 /// How a feed's archive bounds changed in a step, for the state store: its first `kept` bounds
@@ -178,7 +178,7 @@ impl Archive {
                 let end = seen.starts.get(i + 1).copied().unwrap_or(history.len());
                 let page = Page { number: i + 1, newest: i + 1 == count, range: seen.starts[i].min(end)..end };
                 let digest = seen.digests.get(i).copied();
-                let digest = digest.unwrap_or_else(|| digest_of(&history, &page));
+                let digest = digest.unwrap_or_else(|| digest_of(&history, page.range.clone()));
                 let due = self.written.get(i).copied().flatten() != Some(Written { newest: page.newest, digest });
                 (page, due)
             })
@@ -198,15 +198,14 @@ impl Archive {
     /// since are found. Found afresh when the edits since are not known (another history, too
     /// many) or the bounds do not rise.
     fn catch_up(&mut self, history: History<'_>) {
-        let Some(mut seen) = self.seen.take() else {
-            self.seen = self.look(history);
-            return;
-        };
+        let seen = self.seen.take().and_then(|seen| self.caught_up(seen, history));
+        self.seen = seen.or_else(|| self.look(history));
+    }
+
+    /// `seen` brought up to date (see [`Archive::catch_up`]); `None` when it cannot be.
+    fn caught_up(&self, mut seen: Seen, history: History<'_>) -> Option<Seen> {
         let sealed = seen.starts.len() - 1;
-        let Some(edits) = history.edits.since(seen.mark).filter(|_| sealed <= self.bounds.len()) else {
-            self.seen = self.look(history);
-            return;
-        };
+        let edits = history.edits.since(seen.mark).filter(|_| sealed <= self.bounds.len())?;
         let mut changed = std::collections::BTreeSet::new();
         for (place, delta) in edits {
             let page = self.bounds[..sealed].partition_point(|bound| bound < place);
@@ -214,16 +213,16 @@ impl Archive {
             changed.extend((page < sealed).then_some(page));
         }
         for page in changed {
-            seen.digests[page] = digest(history.versions[seen.starts[page]..seen.starts[page + 1]].iter().copied());
+            seen.digests[page] = digest_of(&history, seen.starts[page]..seen.starts[page + 1]);
         }
         for bound in &self.bounds[sealed..] {
             let start = seen.starts[seen.starts.len() - 1];
             let end = start + bound.count_held(history.skip(start));
-            seen.digests.push(digest(history.versions[start..end].iter().copied()));
+            seen.digests.push(digest_of(&history, start..end));
             seen.starts.push(end);
         }
         seen.mark = history.edits.mark();
-        self.seen = Some(seen);
+        Some(seen)
     }
 
     /// Every page's start and sealed page's digest, found from every post; `None` (each plan
@@ -242,7 +241,7 @@ impl Archive {
         Some(Seen {
             mark: history.edits.mark(),
             starts: pages.iter().map(|page| page.range.start).collect(),
-            digests: sealed.iter().map(|page| digest_of(&history, page)).collect(),
+            digests: sealed.iter().map(|page| digest_of(&history, page.range.clone())).collect(),
         })
     }
 

@@ -310,8 +310,7 @@ impl Edits {
 }
 
 /// A feed's posts, oldest first, with their versions ([`PostMeta::version`]) and dates (in UTC)
-/// alongside.
-/// Its edits are those of the whole history.
+/// alongside, and the edits of the whole history (also of a part taken or skipped).
 #[derive(Debug, Clone, Copy)]
 pub struct History<'a> {
     pub posts: &'a [Arc<PostMeta>],
