@@ -198,11 +198,13 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
         ..Default::default()
     };
     let written = sink.written(&mut report)?;
-    let mut removed = feeds.remove_stale(&keep).map_err(BuildError::Write)?;
+    // Both walk a whole site (its documents' folder, its posts' index), each on a core.
+    let (removed, snapshot) = rayon::join(|| feeds.remove_stale(&keep), || engine.index_changes());
+    let mut removed = removed.map_err(BuildError::Write)?;
     report.removed = removed.len();
     removed.extend(change.removed);
     if let Some(state) = &state {
-        let changes = IndexChanges { snapshot: engine.index_changes(), written, removed, whole: !restored };
+        let changes = IndexChanges { snapshot, written, removed, whole: !restored, parallel: true };
         if let Err(error) = state.save_scan_index(&key, &changes) {
             tracing::warn!("{error}; the next build reads every post");
         }

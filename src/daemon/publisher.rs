@@ -725,6 +725,7 @@ impl Worker {
             written: std::mem::take(&mut self.index_written),
             removed: std::mem::take(&mut self.index_removed),
             whole: !self.indexed,
+            parallel: false,
         };
         // Saved once the files handed to the writer so far are written: the index must never say
         // a page was made from posts its files do not hold yet (a crash would leave it stale).

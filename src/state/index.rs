@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
+use rayon::prelude::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::{State, StateError};
@@ -56,6 +57,9 @@ pub struct IndexChanges {
     pub removed: Vec<String>,
     /// Replace the index (its key, and every row) rather than update it.
     pub whole: bool,
+    /// Make the rows' texts on every core (`crier build`, whose cores have nothing else to do),
+    /// not only on the saving thread (the daemon's, which runs below the publisher's priority).
+    pub parallel: bool,
 }
 
 /// The schema of the scan index (migration 5 of the store).
@@ -212,12 +216,10 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges)
         "INSERT OR REPLACE INTO scan_post (path, len, modified, inode, changed, meta, error, warnings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for Indexed { path, fingerprint, meta, error, warnings } in &snapshot.files {
+    for (Indexed { path, fingerprint, .. }, [meta, error, warnings]) in
+        snapshot.files.iter().zip(post_texts(&snapshot.files, changes.parallel))
+    {
         let (len, modified, inode, changed) = fingerprint.parts();
-        let meta = meta.as_ref().map(|m| serde_json::to_string(&**m).expect("post metadata is plain data"));
-        let error = error.as_ref().map(|e| format!("{}:{}", e.line, e.message));
-        let warnings =
-            (!warnings.is_empty()).then(|| serde_json::to_string(warnings).expect("warnings are plain data"));
         post.execute(params![
             path.as_os_str().as_bytes(),
             len as i64,
@@ -243,6 +245,21 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges)
     setting.execute(["counts", &snapshot.counts.map(|n| n.to_string()).join(" ")])?;
     setting.execute(["documents", &snapshot.documents.to_string()])?;
     Ok(())
+}
+
+/// Each post row's metadata and warnings as JSON and its error as text.
+fn post_texts(files: &[Indexed], parallel: bool) -> Vec<[Option<String>; 3]> {
+    let texts = |Indexed { meta, error, warnings, .. }: &Indexed| {
+        [
+            meta.as_ref().map(|m| serde_json::to_string(&**m).expect("post metadata is plain data")),
+            error.as_ref().map(|e| format!("{}:{}", e.line, e.message)),
+            (!warnings.is_empty()).then(|| serde_json::to_string(warnings).expect("warnings are plain data")),
+        ]
+    };
+    match parallel {
+        true => files.par_iter().map(texts).collect(),
+        false => files.iter().map(texts).collect(),
+    }
 }
 
 /// Replaces the pages and feeds.
