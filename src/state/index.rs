@@ -216,9 +216,10 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges)
         "INSERT OR REPLACE INTO scan_post (path, len, modified, inode, changed, meta, error, warnings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    for (Indexed { path, fingerprint, .. }, [meta, error, warnings]) in
-        snapshot.files.iter().zip(post_texts(&snapshot.files, changes.parallel))
-    {
+    // In slices, so that a whole site's JSON is never held at once (a million posts' is 500 MB).
+    let slices = snapshot.files.chunks(4096);
+    let rows = slices.flat_map(|slice| slice.iter().zip(post_texts(slice, changes.parallel)));
+    for (Indexed { path, fingerprint, .. }, [meta, error, warnings]) in rows {
         let (len, modified, inode, changed) = fingerprint.parts();
         post.execute(params![
             path.as_os_str().as_bytes(),

@@ -614,6 +614,44 @@ mod tests {
         }
     }
 
+    /// A whole site's post rows (more than one slice of them, with errors and warnings here and
+    /// there) read back as they were saved, in order, with the rows' texts made in parallel.
+    #[test]
+    fn a_whole_sites_post_rows_read_back_as_saved() {
+        use crate::engine::{Indexed, Snapshot};
+        use crate::post::{PostError, PostWarning};
+        use crate::source::Fingerprint;
+        let dir = tempfile::tempdir().unwrap();
+        let files: Vec<Indexed> = (0..9000u64)
+            .map(|i| {
+                let path = PathBuf::from(format!("/posts/{i:05}.md"));
+                let message = format!("problem {i}: fix it");
+                Indexed {
+                    fingerprint: Fingerprint::from_parts(i, i as i64 * 7, i + 1, i as i64 * 11),
+                    meta: None,
+                    error: (i % 97 == 0).then(|| PostError {
+                        path: path.clone(),
+                        line: i as usize,
+                        message: message.clone(),
+                    }),
+                    warnings: (i % 89 == 0).then(|| PostWarning { line: 2, message }).into_iter().collect(),
+                    path,
+                }
+            })
+            .collect();
+        let snapshot = Snapshot { files: files.clone(), counts: [1, 2, 3], ..Default::default() };
+        let changes = IndexChanges { snapshot, written: Vec::new(), removed: Vec::new(), whole: true, parallel: true };
+        State::open(dir.path()).unwrap().save_scan_index("k", &changes).unwrap();
+        let read = State::open(dir.path()).unwrap().quick_index("k").unwrap().expect("an index under key k");
+        let row = |i: &Indexed| {
+            let error = i.error.as_ref().map(|e| (e.line, e.message.clone()));
+            let warnings: Vec<_> = i.warnings.iter().map(|w| (w.line, w.message.clone())).collect();
+            (i.path.clone(), i.fingerprint, error, warnings)
+        };
+        assert_eq!(read.files.iter().map(row).collect::<Vec<_>>(), files.iter().map(row).collect::<Vec<_>>());
+        assert_eq!(read.counts, [1, 2, 3]);
+    }
+
     #[test]
     fn the_audience_round_trips() {
         let dir = tempfile::tempdir().unwrap();
