@@ -634,7 +634,7 @@ mod tests {
                         line: i as usize,
                         message: message.clone(),
                     }),
-                    warnings: (i % 89 == 0).then(|| PostWarning { line: 2, message }).into_iter().collect(),
+                    warnings: (i % 89 == 0).then_some(PostWarning { line: 2, message }).into_iter().collect(),
                     path,
                 }
             })
