@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::config::Config;
+use crate::engine::Indexed;
 use crate::engine::{DocumentSink, Engine};
 use crate::feeds_dir::{FeedsDir, OnDisk, Outcome};
 use crate::post::{PostError, PostWarning};
@@ -130,23 +131,29 @@ fn nothing_changed(
     feeds: &FeedsDir,
     now: DateTime<Utc>,
 ) -> Option<BuildReport> {
-    let index = state.quick_index(key).ok()??;
+    // The posts folder is walked while the index is read, once there is one to read.
+    if !state.has_scan_index(key).ok()? {
+        return None;
+    }
+    let (index, files) = rayon::join(|| state.quick_index(key), || source::quick_fingerprints(config));
+    let (index, mut files) = (index.ok()??, files?);
     // A bad file is read again: its error may have been the machine's (a time budget overrun).
     if index.next_due.is_some_and(|due| due <= now) || index.files.iter().any(|i| i.error.is_some()) {
         return None;
     }
-    let still = |(rel, on_disk): (&String, &OnDisk)| feeds.still(rel, on_disk);
-    let (files, documents) =
-        rayon::join(|| source::quick_fingerprints(config), || index.documents.par_iter().all(still));
-    let files = files?;
-    if !documents || files.len() != index.files.len() {
+    if files.len() != index.files.len() {
         return None;
     }
-    // Keyed by the paths' bytes (hashing a `Path` walks its components): the walk spells each
-    // path as the walk that made the index did, and a path spelled otherwise only costs a build.
-    let known: foldhash::HashMap<&[u8], &Fingerprint> =
-        index.files.iter().map(|i| (path_bytes(&i.path), &i.fingerprint)).collect();
-    if !files.par_iter().all(|(path, fingerprint)| known.get(path_bytes(path)) == Some(&fingerprint)) {
+    let still = |(rel, on_disk): (&String, &OnDisk)| feeds.still(rel, on_disk);
+    let by_bytes = |a: &(PathBuf, Fingerprint), b: &(PathBuf, Fingerprint)| path_bytes(&a.0).cmp(path_bytes(&b.0));
+    let (documents, ()) =
+        rayon::join(|| index.documents.par_iter().all(still), || files.par_sort_unstable_by(by_bytes));
+    // Side by side in the order of the paths' bytes, the index's order: the walk spells each path
+    // as the walk that made the index did, and a path spelled otherwise only costs a build.
+    let same = |((path, fingerprint), i): (&(PathBuf, Fingerprint), &Indexed)| {
+        path_bytes(path) == path_bytes(&i.path) && *fingerprint == i.fingerprint
+    };
+    if !documents || !files.par_iter().zip(index.files.par_iter()).all(same) {
         return None;
     }
     let [published, scheduled, drafts] = index.counts;

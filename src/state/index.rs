@@ -39,7 +39,8 @@ pub struct ScanIndex {
 /// The scan index without the posts' metadata ([`State::quick_index`]).
 #[derive(Debug)]
 pub struct QuickIndex {
-    /// Every post file known, with its fingerprint and error (`meta` is `None`).
+    /// Every post file known, with its fingerprint and error (`meta` is `None`), in the order of
+    /// their paths' bytes.
     pub files: Vec<Indexed>,
     pub documents: HashMap<String, OnDisk>,
     /// Posts published, scheduled and drafts.
@@ -157,7 +158,7 @@ impl State {
         let counts: Vec<usize> =
             setting("counts")?.unwrap_or_default().split(' ').filter_map(|n| n.parse().ok()).collect();
         let Ok(counts) = <[usize; 3]>::try_from(counts) else { return Ok(None) };
-        let query = "SELECT path, len, modified, inode, changed, NULL, error, warnings FROM scan_post";
+        let query = "SELECT path, len, modified, inode, changed, NULL, error, warnings FROM scan_post ORDER BY path";
         let (files, bad_files) = read_rows(&connection, query, quick_post_row);
         let (documents, bad_documents) =
             read_rows(&connection, "SELECT rel, modified, files FROM scan_document", document_row);
@@ -170,13 +171,16 @@ impl State {
         Ok(Some(QuickIndex { files, documents: documents.into_iter().collect(), counts, next_due }))
     }
 
+    /// Whether a scan index was saved under `key` (it may still be unreadable).
+    pub fn has_scan_index(&self, key: &str) -> Result<bool, StateError> {
+        Ok(saved_key(&self.lock()).map_err(self.sql())?.as_deref() == Some(key))
+    }
+
     /// The documents the scan index saved under `key` lists, with their files: what a start
     /// serves before it reads anything else.
     pub fn indexed_documents(&self, key: &str) -> Result<Option<HashMap<String, OnDisk>>, StateError> {
         let connection = self.lock();
-        let found =
-            connection.query_row("SELECT value FROM scan_setting WHERE key = 'key'", [], |row| row.get::<_, String>(0));
-        if found.optional().map_err(self.sql())?.as_deref() != Some(key) {
+        if saved_key(&connection).map_err(self.sql())?.as_deref() != Some(key) {
             return Ok(None);
         }
         let (documents, _) = read_rows(&connection, "SELECT rel, modified, files FROM scan_document", document_row);
@@ -198,6 +202,11 @@ impl State {
         clear(&transaction).map_err(self.sql())?;
         transaction.commit().map_err(self.sql())
     }
+}
+
+/// The key the scan index was saved under, if one was.
+fn saved_key(connection: &rusqlite::Connection) -> rusqlite::Result<Option<String>> {
+    connection.query_row("SELECT value FROM scan_setting WHERE key = 'key'", [], |row| row.get(0)).optional()
 }
 
 fn clear(transaction: &Transaction<'_>) -> rusqlite::Result<()> {
