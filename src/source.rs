@@ -146,16 +146,25 @@ pub fn quick_fingerprints(config: &Config) -> Option<Vec<(PathBuf, Fingerprint)>
     let folders = post_folders(config);
     let mut files = Vec::new();
     for folder in &folders {
-        files.extend(fingerprints_under(folder, &|dir| in_inner_folder(&folders, folder, dir))?);
+        files.extend(fingerprints_under(folder, 0, &|dir| in_inner_folder(&folders, folder, dir))?);
     }
     Some(files)
 }
 
 /// The post files under `dir` (hidden names left out, and the folders `inner` names), with their
 /// fingerprints. Each file is looked at by its name in its open folder, not by its whole path
-/// again (the kernel's walk along the path was half the cost); files and folders in parallel.
-fn fingerprints_under(dir: &Path, inner: &(dyn Fn(&Path) -> bool + Sync)) -> Option<Vec<(PathBuf, Fingerprint)>> {
+/// again (the kernel's walk along the path was half the cost), in parallel; the folder is closed
+/// before the folders in it are walked, so that only the folders being read are open. `None`
+/// also past `depth` 64 folders down (the full walk judges a tree that deep).
+fn fingerprints_under(
+    dir: &Path,
+    depth: usize,
+    inner: &(dyn Fn(&Path) -> bool + Sync),
+) -> Option<Vec<(PathBuf, Fingerprint)>> {
     use rayon::prelude::*;
+    if depth > 64 {
+        return None;
+    }
     let (mut posts, mut folders) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(dir).ok()? {
         let entry = entry.ok()?;
@@ -174,13 +183,13 @@ fn fingerprints_under(dir: &Path, inner: &(dyn Fn(&Path) -> bool + Sync)) -> Opt
     }
     let fingerprint =
         |entry: &std::fs::DirEntry| Some((entry.path(), Fingerprint::from_metadata(&entry.metadata().ok()?)));
-    let below = |folder: &PathBuf| if inner(folder) { Some(Vec::new()) } else { fingerprints_under(folder, inner) };
-    let (files, below) = rayon::join(
-        || posts.par_iter().map(fingerprint).collect::<Option<Vec<_>>>(),
-        || folders.par_iter().map(below).collect::<Option<Vec<_>>>(),
-    );
-    let mut files = files?;
-    files.extend(below?.into_iter().flatten());
+    let mut files = posts.par_iter().map(fingerprint).collect::<Option<Vec<_>>>()?;
+    drop(posts);
+    let below = |folder: &PathBuf| match inner(folder) {
+        true => Some(Vec::new()),
+        false => fingerprints_under(folder, depth + 1, inner),
+    };
+    files.extend(folders.par_iter().map(below).collect::<Option<Vec<_>>>()?.into_iter().flatten());
     Some(files)
 }
 
@@ -425,8 +434,8 @@ mod tests {
 
     /// The quick look (build with nothing changed) lists exactly the post files the full walk
     /// lists, hidden names, other files and a drafts folder inside the posts folder included,
-    /// each with its fingerprint; a symbolic link anywhere inside leaves the judging to the full
-    /// walk.
+    /// each with its fingerprint; a symbolic link anywhere inside, or a tree deeper than 64
+    /// folders, leaves the judging to the full walk.
     #[test]
     fn the_quick_look_lists_what_the_full_walk_lists() {
         let dir = tempfile::tempdir().unwrap();
@@ -461,6 +470,15 @@ mod tests {
                 assert_eq!(Some(*fingerprint), Fingerprint::of(path), "{}", path.display());
             }
         }
+        // A tree deeper than the quick look goes is left to the full walk, as a link is.
+        let deep: PathBuf = (0..70).map(|i| format!("d{i}")).collect();
+        let deep = dir.path().join("posts").join(deep);
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("deep.md"), "deep").unwrap();
+        assert!(all_post_files(&config(dir.path(), false)).0.contains(&deep.join("deep.md")));
+        assert!(quick_fingerprints(&config(dir.path(), false)).is_none());
+        fs::remove_dir_all(dir.path().join("posts/d0")).unwrap();
+        assert!(quick_fingerprints(&config(dir.path(), false)).is_some());
         std::os::unix::fs::symlink(dir.path().join("posts/a.md"), dir.path().join("posts/x/y/link.md")).unwrap();
         assert!(quick_fingerprints(&config(dir.path(), false)).is_none());
     }
