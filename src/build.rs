@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::config::Config;
-use crate::engine::Indexed;
-use crate::engine::{DocumentSink, Engine};
+use crate::engine::{DocumentSink, Engine, Indexed};
 use crate::feeds_dir::{FeedsDir, OnDisk, Outcome};
 use crate::post::{PostError, PostWarning};
 use crate::source::{self, Fingerprint};

@@ -516,7 +516,7 @@ impl Engine {
             let Some(root) = folders.max_by_key(|folder| folder.components().count()) else { continue };
             let root = root.to_owned();
             let Ok(rel) = hint.strip_prefix(&root) else { continue };
-            if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with('.')) {
+            if rel.components().any(|c| source::is_hidden(c.as_os_str())) {
                 continue;
             }
             let known_inside: Vec<PathBuf> = self.known_under(hint);

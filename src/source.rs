@@ -79,7 +79,7 @@ fn walk_post_files(root: &Path, dir: &Path, mut each: impl FnMut(PathBuf)) -> Ve
     let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
     let walker = walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name().into_iter();
     let walker = walker.filter_entry(|e| {
-        if e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.') {
+        if e.depth() > 0 && is_hidden(e.file_name()) {
             return false;
         }
         // The folder walked may itself lie below a link (a watcher's hint); below it, links.
@@ -151,25 +151,34 @@ pub fn quick_fingerprints(config: &Config) -> Option<Vec<(PathBuf, Fingerprint)>
     Some(files)
 }
 
+/// How many folders below a posts folder the quick look goes (each is a frame of its recursion).
+const DEEPEST: usize = 64;
+
+/// Whether a file or folder of the posts folder is left out, as hidden: its name starts with a dot
+/// (`.git`, an editor's `.post.md.swp`).
+pub fn is_hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().starts_with(b".")
+}
+
 /// The post files under `dir` (hidden names left out, and the folders `inner` names), with their
 /// fingerprints. Each file is looked at by its name in its open folder, not by its whole path
 /// again (the kernel's walk along the path was half the cost), in parallel; the folder is closed
 /// before the folders in it are walked, so that only the folders being read are open. `None`
-/// also past `depth` 64 folders down (the full walk judges a tree that deep).
+/// also past [`DEEPEST`] folders down (the full walk judges a tree that deep).
 fn fingerprints_under(
     dir: &Path,
     depth: usize,
     inner: &(dyn Fn(&Path) -> bool + Sync),
 ) -> Option<Vec<(PathBuf, Fingerprint)>> {
     use rayon::prelude::*;
-    if depth > 64 {
+    if depth > DEEPEST {
         return None;
     }
     let (mut posts, mut folders) = (Vec::new(), Vec::new());
     for entry in std::fs::read_dir(dir).ok()? {
         let entry = entry.ok()?;
         let name = entry.file_name();
-        if name.as_encoded_bytes().starts_with(b".") {
+        if is_hidden(&name) {
             continue;
         }
         let kind = entry.file_type().ok()?;
