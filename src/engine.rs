@@ -1186,6 +1186,23 @@ impl Engine {
         change.documents.push(INDEX_PATH.to_owned());
     }
 
+    /// The posts the feeds show, by path.
+    fn shown(&self, now: DateTime<Utc>) -> HashMap<Arc<Path>, Arc<PostMeta>> {
+        let plans = self.feeds.keys().filter_map(|k| self.site.feed(k, now, self.config.items));
+        plans.flat_map(|plan| plan.items).map(|meta| (meta.path.clone(), meta)).collect()
+    }
+
+    /// Renders the posts the feeds show that have no rendering at hand, so that one whose file
+    /// turns bad keeps its last good version: after a start from a scan index that a child
+    /// process just made (the first publish this process would have made holds them). A file
+    /// that cannot be rendered now is left to the step that reads what changed.
+    pub fn render_shown(&mut self, now: DateTime<Utc>) {
+        let needed: Vec<Arc<PostMeta>> =
+            self.shown(now).into_values().filter(|meta| !self.rendered.contains_key(&*meta.path)).collect();
+        let (rendered, _) = source::render_posts(needed, &self.config, &*self.progress, false);
+        self.rendered.extend(rendered);
+    }
+
     /// Keeps the rendered cache near the size of what the feeds show, so that memory does not
     /// grow with edits. Runs only when the cache has doubled, so its cost is amortized.
     fn trim_rendered(&mut self, now: DateTime<Utc>) {
@@ -1193,12 +1210,7 @@ impl Engine {
         if self.rendered.len() <= 2 * shown + 64 {
             return;
         }
-        let keep: HashSet<Arc<Path>> = self
-            .feeds
-            .keys()
-            .filter_map(|k| self.site.feed(k, now, self.config.items))
-            .flat_map(|p| p.items.into_iter().map(|m| m.path.clone()))
-            .collect();
+        let keep: HashSet<Arc<Path>> = self.shown(now).into_keys().collect();
         // A post whose file is bad keeps its rendering: it is its last good version. What is
         // kept (a few feeds' worth) moves to new maps; the rest, most of a first load's
         // renderings, is freed on a thread of its own rather than in the step.

@@ -115,6 +115,8 @@ fn main() -> ExitCode {
         Command::Build { full, .. } => run_build(&config, full),
         Command::Check(_) => run_check(&config),
         Command::Stats(_) => run_stats(&config),
+        // The child process of a start without a scan index (see crier::daemon::first_publish).
+        Command::Serve { .. } if std::env::var_os(daemon::first_publish::ENV).is_some() => run_build(&config, false),
         Command::Serve { ref common, ref listen } => {
             let (common, listen) = (common.clone(), listen.clone());
             run_serve(config, move || common.load(listen.clone()))
@@ -171,7 +173,7 @@ where
 }
 
 fn run_serve(config: Config, reload: impl Fn() -> Result<Config, ConfigError> + Send + Sync + 'static) -> ExitCode {
-    match daemon::run(config, reload) {
+    match daemon::run(config, reload, daemon::first_publish::this_program()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("crier: {error}");

@@ -46,6 +46,9 @@ fn notify_socket_sees_ready_status_watchdog_reload_and_stopping_in_order() {
     log.wait_for("READY=1", || count("READY=1") == 1);
     let ready = messages.lock().unwrap().iter().map(|(_, m)| m.clone()).find(|m| m.contains("READY=1")).unwrap();
     assert!(ready.contains("STATUS=1 posts in 2 feeds"), "{ready}");
+    // No scan index yet: a child process made the first publish, and said so before READY=1.
+    let first = messages.lock().unwrap()[0].1.clone();
+    assert!(first.starts_with("STATUS=publishing every post in a child process"), "{first}");
     assert_eq!(get(&address, "/healthz").status, 200, "ready means serving");
     log.wait_for("watchdog pings", || count("WATCHDOG=1") >= 3);
 

@@ -3,6 +3,7 @@
 //! path.
 //!
 //! - [`publisher`]: the thread and its loop; each step runs the engine and swaps the served set.
+//! - [`first_publish`]: a start without a scan index publishes in a child process.
 //! - [`audience`]: the subscriber counts loaded at start and saved every minute and at the stop.
 //! - [`gone`]: documents that no longer exist, answered 410 for a while, kept across restarts.
 //! - [`inbox`]: what the watcher and the signals said since the last step (bursts, settling).
@@ -13,6 +14,7 @@
 //! - [`signals`]: SIGTERM/SIGINT as one shutdown future, SIGHUP as new configurations.
 
 pub mod audience;
+pub mod first_publish;
 pub mod gone;
 pub mod inbox;
 pub mod posts_root;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+pub use first_publish::FirstPublish;
 pub use publisher::{Clock, OnPublished, Publisher, PublisherHandle, SystemClock, Wiring};
 
 use crate::config::{Config, ConfigError};
@@ -56,8 +59,9 @@ pub enum ServeError {
 
 /// `crier serve` from start to stop: a runtime, the signal handlers (installed first: until then
 /// SIGTERM or SIGHUP would kill crier outright), the listener systemd passed or a new one, then
-/// [`serve`] until SIGTERM or SIGINT. `reload` reads the configuration again on SIGHUP.
-pub fn run<L>(config: Config, reload: L) -> Result<(), ServeError>
+/// [`serve`] until SIGTERM or SIGINT. `reload` reads the configuration again on SIGHUP;
+/// `first_publish` makes a start without a scan index publish in a child process.
+pub fn run<L>(config: Config, reload: L, first_publish: Option<FirstPublish>) -> Result<(), ServeError>
 where
     L: Fn() -> Result<Config, ConfigError> + Send + Sync + 'static,
 {
@@ -81,9 +85,8 @@ where
         if let Some(address) = admin.as_ref().and_then(|admin| admin.local_addr().ok()) {
             tracing::info!("metrics on http://{address}/metrics, subscribers on http://{address}/stats");
         }
-        serve(Arc::new(config), Listeners { public: listener, admin }, shutdown, reloads)
-            .await
-            .map_err(ServeError::Failed)?;
+        let listeners = Listeners { public: listener, admin };
+        serve(Arc::new(config), listeners, shutdown, reloads, first_publish).await.map_err(ServeError::Failed)?;
         tracing::info!("stopped");
         Ok(())
     })
@@ -96,12 +99,14 @@ pub struct Listeners {
 }
 
 /// Serves on `listeners` until `shutdown` completes; each configuration received on `reloads` is
-/// republished (SIGHUP). Returns once in-flight responses are done and the publisher has stopped.
+/// republished (SIGHUP); `first_publish`, if any, makes a start without a scan index (see
+/// [`first_publish`]). Returns once in-flight responses are done and the publisher has stopped.
 pub async fn serve(
     config: Arc<Config>,
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
     reloads: tokio::sync::mpsc::Receiver<Arc<Config>>,
+    first_publish: Option<FirstPublish>,
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared::new());
     let heartbeat = Heartbeat::new();
@@ -110,9 +115,14 @@ pub async fn serve(
     let metrics = listeners.admin.as_ref().map(|_| Arc::new(Metrics::new(audience.clone())));
     let hub = state.as_ref().and_then(|state| start_hub(&config, state, &shared, metrics.clone()));
     let on_published = hub.clone().map(|hub| -> OnPublished { Arc::new(move |changed| hub.published(changed)) });
-    let clock = Arc::new(SystemClock);
-    let wiring = Wiring { heartbeat: heartbeat.clone(), on_published, state: state.clone(), metrics: metrics.clone() };
-    let publisher = Publisher::start_with(config.clone(), shared.clone(), clock, wiring);
+    let wiring = Wiring {
+        heartbeat: heartbeat.clone(),
+        on_published,
+        state: state.clone(),
+        metrics: metrics.clone(),
+        first_publish,
+    };
+    let publisher = Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), wiring);
     let keeper = audience.clone().map(|audience| audience::Keeper::start(audience, state.clone()));
     let watchdog = systemd::watchdog_interval().map(|interval| {
         tracing::info!("feeding the systemd watchdog every {:?}", interval / 2);
@@ -146,9 +156,7 @@ pub async fn serve(
         hub.drain(config.shutdown_timeout).await;
     }
     reloader.abort();
-    if let Some(watchdog) = watchdog {
-        watchdog.abort();
-    }
+    watchdog.iter().for_each(tokio::task::JoinHandle::abort);
     // The publisher is owned here alone, so it is always stopped and joined: never cut off
     // mid-write at exit.
     tokio::task::spawn_blocking(move || publisher.stop()).await?

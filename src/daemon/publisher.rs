@@ -13,6 +13,7 @@ use rayon::prelude::*;
 
 use crate::build;
 use crate::config::Config;
+use crate::daemon::first_publish::{self, Ended, FirstPublish};
 use crate::daemon::gone::Gone;
 use crate::daemon::inbox::{Inbox, Message};
 use crate::daemon::posts_root::PostsRoot;
@@ -84,11 +85,13 @@ pub struct Wiring {
     /// Where what must survive a restart is kept.
     pub state: Option<Arc<State>>,
     pub metrics: Option<Arc<Metrics>>,
+    /// Runs the publish of a start without a scan index in a child process.
+    pub first_publish: Option<FirstPublish>,
 }
 
 impl Default for Wiring {
     fn default() -> Wiring {
-        Wiring { heartbeat: Heartbeat::new(), on_published: None, state: None, metrics: None }
+        Wiring { heartbeat: Heartbeat::new(), on_published: None, state: None, metrics: None, first_publish: None }
     }
 }
 
@@ -106,8 +109,9 @@ impl Publisher {
         let thread = std::thread::Builder::new()
             .name("crier-publisher".into())
             .spawn(move || {
-                let Wiring { heartbeat, on_published, state, metrics } = wiring;
+                let Wiring { heartbeat, on_published, state, metrics, first_publish } = wiring;
                 let mut worker = Worker::new(config, shared, clock, heartbeat, on_published);
+                worker.first_publish = first_publish;
                 worker.gone = Gone::new(state.clone());
                 worker.state = state;
                 worker.unwritten.failures = metrics.as_ref().map(|m| m.write_failures.clone());
@@ -316,6 +320,10 @@ struct Worker {
     saved_at: Option<Instant>,
     /// A save of archive bounds failed: the next saves them all, whole.
     bounds_unsaved: bool,
+    /// Taken by the first start: see [`first_publish`](crate::daemon::first_publish).
+    first_publish: Option<FirstPublish>,
+    /// The first publish was made by a child process, and is not served yet.
+    published_apart: bool,
 }
 
 /// How often the daemon saves the scan index, at most.
@@ -417,6 +425,8 @@ impl Worker {
             saver: None,
             saved_at: None,
             bounds_unsaved: false,
+            first_publish: None,
+            published_apart: false,
         }
     }
 
@@ -434,6 +444,11 @@ impl Worker {
             tracing::warn!("posts folder {posts} does not exist yet; serving empty feeds until it does");
         }
         self.writer = Some(Writer::start(self.feeds.clone(), Some(events.clone())));
+        if !self.publish_apart(receiver, events) {
+            // Stopped before anything was published: nothing to write, nothing to save.
+            let _ = self.writer.take().map(Writer::finish);
+            return;
+        }
         self.start_over("published", events);
         let mut inbox = Inbox::new(self.config().settle);
         loop {
@@ -585,14 +600,22 @@ impl Worker {
     fn start_over(&mut self, what: &str, events: &Sender<Message>) {
         self.gone.load(&self.config(), SystemTime::now());
         self.index_key = self.engine.index_key();
+        let apart = std::mem::take(&mut self.published_apart);
         if !self.shared.load().ready {
-            self.serve_published();
+            self.serve_published(!apart);
         }
         self.indexed = self
             .state
             .as_ref()
             .is_some_and(|state| build::restore_index(&mut self.engine, state, &self.index_key, &self.feeds, false));
+        let apart = apart && self.indexed;
+        if apart {
+            self.engine.render_shown(self.clock.now());
+        }
         self.step(what, StepKind::Full, |engine, now, sink| engine.load_all(now, sink));
+        if apart {
+            self.all_published();
+        }
         self.hold_feeds_in_memory();
         self.engine.defer_pages(true);
         let config = self.config();
@@ -603,6 +626,50 @@ impl Worker {
         }
     }
 
+    /// At a start without a scan index for this program and configuration, once: has a child
+    /// process publish every post and save the index (see [`first_publish`]), so that this
+    /// process starts from it. The messages that came meanwhile are put back in the queue.
+    /// False when told to stop meanwhile.
+    fn publish_apart(&mut self, receiver: &Receiver<Message>, events: &Sender<Message>) -> bool {
+        let Some(command) = self.first_publish.take() else { return true };
+        let Some(state) = &self.state else { return true };
+        let key = self.engine.index_key();
+        if state.has_scan_index(&key).unwrap_or(true) || PathKind::of(&self.config().posts) != PathKind::Folder {
+            return true;
+        }
+        let started = Instant::now();
+        let doing = "publishing every post in a child process (no scan index for this program and configuration)";
+        systemd::status(doing);
+        tracing::info!("{doing}");
+        let (ended, held) = first_publish::run(command(), &self.heartbeat, receiver);
+        let took = started.elapsed().as_secs_f64();
+        match ended {
+            Ended::Stopping => return false,
+            Ended::Exited(status) if state.has_scan_index(&key).unwrap_or(false) => {
+                tracing::info!("the child process published in {took:.1} s ({status}); starting from its scan index");
+                self.published_apart = true;
+            }
+            Ended::Exited(status) => tracing::warn!(
+                "the child process that was to publish every post ended ({status}) after {took:.1} s without saving a scan index; publishing in this process"
+            ),
+            Ended::Failed(error) => {
+                tracing::warn!("cannot run the first publish in a child process: {error}; publishing in this process");
+            }
+        }
+        for message in held {
+            let _ = events.send(message);
+        }
+        true
+    }
+
+    /// After a first publish made by a child process, once served: every document counts as
+    /// changed, as after a first publish made here.
+    fn all_published(&self) {
+        if let Some(on_published) = &self.on_published {
+            on_published(self.shared.load().resources.keys().map(str::to_owned).collect());
+        }
+    }
+
     /// At a start with a scan index: serves the documents the last run published, from their
     /// files, with the validators it gave them, before a post is read (the catching up follows).
     /// Archive pages, nearly every document of a long history, are served before their files are
@@ -610,7 +677,9 @@ impl Worker {
     /// hold the bytes its ETag names answers 503, never other bytes. Their files are looked at
     /// next, and the set served again: a page whose files were changed whole is served as they
     /// are now, one that cannot be read keeps answering 503 until the first step makes it again.
-    fn serve_published(&mut self) {
+    /// After a child process's first publish (`ready` false), the set is loaded the same way but
+    /// served only by the first step, as a first publish made here is.
+    fn serve_published(&mut self, ready: bool) {
         let Some(state) = &self.state else { return };
         let documents = match state.indexed_documents(&self.index_key) {
             Ok(Some(documents)) => documents,
@@ -633,14 +702,16 @@ impl Worker {
             (rel.clone(), Resource::on_disk(rel, on_disk, &feeds.file_of(rel, None)).dated(on_disk.modified, wall))
         }));
         let config = self.config();
-        let mut next = ServedSet { policy: Arc::new(Policy::new(&config)), ready: true, ..Default::default() };
+        let mut next = ServedSet { policy: Arc::new(Policy::new(&config)), ready, ..Default::default() };
         self.serve_with(&mut next, found);
         next.gone = self.gone.served(&config);
         let served = next.resources.len();
-        systemd::ready(&format!(
-            "serving the {served} documents published before the start; catching up with the posts"
-        ));
-        tracing::info!("serving the {served} documents published before the start; catching up with the posts folder");
+        if ready {
+            let doing =
+                format!("serving the {served} documents published before the start; catching up with the posts");
+            systemd::ready(&doing);
+            tracing::info!("{doing} folder");
+        }
         self.shared.store(next);
         let changed: Vec<String> =
             pages.into_par_iter().filter(|(rel, on_disk)| !feeds.still(rel, on_disk)).map(|(rel, _)| rel).collect();
@@ -1029,5 +1100,43 @@ mod tests {
         assert_eq!(made.len(), 4);
         assert!(unencoded.is_empty());
         assert_eq!(asked, 2, "asked between groups of 1, 2 and the last 1, not after the last");
+    }
+
+    /// A publisher on a one-post site in `dir`, its state there too, with `first_publish`; what
+    /// it serves once ready.
+    fn first_start(dir: &std::path::Path, first_publish: FirstPublish) -> (Vec<String>, bool) {
+        let posts = dir.join("posts");
+        std::fs::create_dir_all(&posts).unwrap();
+        std::fs::write(posts.join("a.md"), "---\ntitle: 港口\ndate: 2021-12-23 10:00 +0800\n---\nBody.\n").unwrap();
+        let raw = toml::from_str("base_url = \"https://e.org/\"\n").unwrap();
+        let overrides =
+            crate::config::Overrides { posts: Some(posts), feeds: Some(dir.join("feeds")), ..Default::default() };
+        let config = Arc::new(Config::from_raw(raw, dir, &overrides).unwrap());
+        let state = Arc::new(State::open(&config.state_dir).unwrap());
+        let wiring = Wiring { state: Some(state.clone()), first_publish: Some(first_publish), ..Default::default() };
+        let shared = Arc::new(Shared::new());
+        let publisher = Publisher::start_with(config.clone(), shared.clone(), Arc::new(SystemClock), wiring);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !shared.load().ready {
+            assert!(Instant::now() < deadline, "never ready");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let served = shared.load().resources.keys().map(str::to_owned).collect();
+        publisher.stop().unwrap();
+        (served, state.has_scan_index(&Engine::new(config).index_key()).unwrap())
+    }
+
+    #[test]
+    fn a_child_that_leaves_no_index_or_cannot_start_is_followed_by_a_publish_here() {
+        let exits: FirstPublish = Arc::new(|| std::process::Command::new("true"));
+        let missing: FirstPublish = Arc::new(|| std::process::Command::new("/nonexistent/crier"));
+        for first_publish in [exits, missing] {
+            let dir = tempfile::tempdir().unwrap();
+            let (served, indexed) = first_start(dir.path(), first_publish);
+            assert!(served.iter().any(|rel| rel == "feed.rss"), "{served:?}");
+            let feed = std::fs::read_to_string(dir.path().join("feeds/feed.rss")).unwrap();
+            assert!(feed.contains("港口"), "{feed}");
+            assert!(indexed, "this process saved the index");
+        }
     }
 }
