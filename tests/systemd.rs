@@ -218,6 +218,45 @@ fn notify_listener(dir: &Path) -> (PathBuf, Messages) {
     (path, messages)
 }
 
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    let stats =
+        fs::read_dir("/proc").unwrap().filter_map(|entry| fs::read_to_string(entry.ok()?.path().join("stat")).ok());
+    // `pid (comm) state ppid ...`: the fields after the command's closing parenthesis.
+    let parent = |stat: &str| stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok();
+    stats.filter(|stat| parent(stat) == Some(pid)).filter_map(|stat| stat.split(' ').next()?.parse().ok()).collect()
+}
+
+#[test]
+fn a_stop_during_a_first_publish_in_a_child_process_ends_both_at_once() {
+    // Only crier is told (as by `kill`), or the child first and crier a moment later (as systemd
+    // tells every process of the unit, whose signals may come in either order).
+    for child_too in [false, true] {
+        let dir = site();
+        let config = fs::read_to_string(dir.path().join("crier.toml")).unwrap();
+        fs::write(dir.path().join("crier.toml"), config + "post_time_budget_ms = 600000\n").unwrap();
+        // A post that takes this (unoptimized) build many seconds to render.
+        let slow =
+            format!("---\ntitle: slow\ndate: 2022-01-01 10:00:00 +0800\n---\n{}", "*a **b ***c ".repeat(400_000));
+        fs::write(dir.path().join("posts/slow.md"), slow).unwrap();
+        let mut daemon = Daemon::spawn(dir.path(), |_| {});
+        daemon.log.wait_for_line("publishing every post in a child process");
+        let mut children = Vec::new();
+        daemon.log.wait_for("the child process", || {
+            children = children_of(daemon.child.id());
+            !children.is_empty()
+        });
+        if child_too {
+            signal(children[0], "TERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(daemon.terminate().code(), Some(0));
+        assert!(!PathBuf::from("/proc").join(children[0].to_string()).exists(), "the child process is still there");
+        assert!(!dir.path().join("feeds/feed.rss").exists(), "the first publish was not finished, here or there");
+        assert!(daemon.log.find("publishing in this process").is_none(), "{}", daemon.log.text());
+    }
+}
+
 #[test]
 fn a_post_over_its_time_budget_neither_stalls_publishing_nor_starves_the_watchdog() {
     let dir = site();

@@ -64,6 +64,12 @@ pub fn run(mut command: Command, heartbeat: &Heartbeat, receiver: &Receiver<Mess
     loop {
         heartbeat.beat();
         match child.try_wait() {
+            // Killed by a signal: most likely the one that stops crier too (systemd signals the
+            // whole control group, a terminal's Ctrl-C the whole process group), whose shutdown
+            // may be a moment behind.
+            Ok(Some(status)) if status.code().is_none() && shutdown_within(receiver, &mut held, SIGNAL_GRACE) => {
+                return (Ended::Stopping, held);
+            }
             Ok(Some(status)) => return (Ended::Exited(status), held),
             Ok(None) => {}
             Err(error) => return (end(child, Ended::Failed(error)), held),
@@ -79,6 +85,22 @@ pub fn run(mut command: Command, heartbeat: &Heartbeat, receiver: &Receiver<Mess
             Err(RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+}
+
+/// How long a shutdown may follow the signal that killed the child.
+const SIGNAL_GRACE: Duration = Duration::from_secs(1);
+
+/// Whether a [`Message::Shutdown`] comes within `grace`; every message that comes is held.
+fn shutdown_within(receiver: &Receiver<Message>, held: &mut Vec<Message>, grace: Duration) -> bool {
+    let deadline = std::time::Instant::now() + grace;
+    while let Ok(message) = receiver.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+        let shutdown = matches!(message, Message::Shutdown);
+        held.push(message);
+        if shutdown {
+            return true;
+        }
+    }
+    false
 }
 
 /// Kills and reaps `child`.
@@ -132,6 +154,24 @@ mod tests {
         // Killed and reaped: not even a zombie is left.
         let pid = pid.join().unwrap();
         assert!(!Path::new("/proc").join(&pid).exists(), "process {pid} still there");
+    }
+
+    #[test]
+    fn a_child_killed_by_a_signal_is_a_stop_when_the_shutdown_follows() {
+        let (sender, receiver) = mpsc::channel();
+        let later = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            sender.send(Message::Shutdown).unwrap();
+            sender
+        });
+        let (ended, held) = run(shell("kill -TERM $$"), &Heartbeat::new(), &receiver);
+        assert!(matches!(ended, Ended::Stopping), "{ended:?}");
+        assert!(matches!(held[..], [Message::Shutdown]), "{held:?}");
+        // No shutdown follows: the child's end is reported as it is.
+        let _sender = later.join().unwrap();
+        let (ended, held) = run(shell("kill -TERM $$"), &Heartbeat::new(), &receiver);
+        assert!(matches!(ended, Ended::Exited(status) if status.code().is_none()), "{ended:?}");
+        assert!(held.is_empty());
     }
 
     #[test]

@@ -129,13 +129,10 @@ pub async fn serve(
         let shared = shared.clone();
         tokio::spawn(async move { systemd::feed_watchdog(interval, heartbeat, shared.wait_ready()).await })
     });
-    let reloader = tokio::spawn(reload_on(reloads, publisher.handle(), hub.clone(), config.websub.hub));
+    let handle = publisher.handle();
+    let reloader = tokio::spawn(reload_on(reloads, handle.clone(), hub.clone(), config.websub.hub));
     let (stop_admin, admin_stops) = tokio::sync::watch::channel(false);
-    let shutdown = async {
-        shutdown.await;
-        systemd::stopping();
-        let _ = stop_admin.send(true);
-    };
+    let shutdown = stopping(shutdown, handle, stop_admin);
     let limits = Limits::from_config(&config);
     let admin = listeners.admin.zip(metrics.clone()).map(|(listener, metrics)| {
         let admin = Admin { metrics, audience: audience.clone(), style: crate::pages::STYLE };
@@ -160,6 +157,20 @@ pub async fn serve(
     // The publisher is owned here alone, so it is always stopped and joined: never cut off
     // mid-write at exit.
     tokio::task::spawn_blocking(move || publisher.stop()).await?
+}
+
+/// Waits for `shutdown`, then says so to systemd (STOPPING=1), the publisher (it stops after its
+/// step, and a first publish in a child process at once; it is joined once the answers in flight
+/// are done) and the admins' listener.
+async fn stopping(
+    shutdown: impl Future<Output = ()>,
+    publisher: PublisherHandle,
+    admin: tokio::sync::watch::Sender<bool>,
+) {
+    shutdown.await;
+    systemd::stopping();
+    publisher.shutdown();
+    let _ = admin.send(true);
 }
 
 /// Serves the admins' listener until `stops` says so.

@@ -73,6 +73,11 @@ impl PublisherHandle {
     pub fn reload(&self, config: Arc<Config>) {
         let _ = self.0.send(Message::Reload(config));
     }
+
+    /// Tells the publisher to stop after its current step ([`Publisher::stop`] waits for it).
+    pub fn shutdown(&self) {
+        let _ = self.0.send(Message::Shutdown);
+    }
 }
 
 /// What a publisher is connected to besides the served set.
