@@ -174,9 +174,21 @@ fn path_bytes(path: &Path) -> &[u8] {
     path.as_os_str().as_encoded_bytes()
 }
 
+/// What a build does with the documents in the feeds folder that it did not make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// Removes them: `crier build`.
+    Remove,
+    /// Leaves them: the first publish made for `crier serve` by a child process, whose parent
+    /// then finds them, answers 410 for them for a while and removes them, as after a first
+    /// publish of its own.
+    Keep,
+}
+
 /// `crier build`: reads the posts that changed since the scan index was saved (every post with
-/// `full`, or without an index), writes the documents they change and removes stale ones.
-pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildReport, BuildError> {
+/// `full`, or without an index), writes the documents they change and removes stale ones, as
+/// `stale` says.
+pub fn build(config: &Config, now: DateTime<Utc>, full: bool, stale: Stale) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     require_posts_folder(config)?;
     let feeds = FeedsDir::new(config);
@@ -211,7 +223,11 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool) -> Result<BuildRep
     };
     let written = sink.written(&mut report)?;
     // Both walk a whole site (its documents' folder, its posts' index), each on a core.
-    let (removed, snapshot) = rayon::join(|| feeds.remove_stale(&keep), || engine.index_changes());
+    let remove_stale = || match stale {
+        Stale::Remove => feeds.remove_stale(&keep),
+        Stale::Keep => Ok(Vec::new()),
+    };
+    let (removed, snapshot) = rayon::join(remove_stale, || engine.index_changes());
     let mut removed = removed.map_err(BuildError::Write)?;
     report.removed = removed.len();
     removed.extend(change.removed);

@@ -112,11 +112,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Build { full, .. } => run_build(&config, full),
+        Command::Build { full, .. } => run_build(&config, full, build::Stale::Remove),
         Command::Check(_) => run_check(&config),
         Command::Stats(_) => run_stats(&config),
         // The child process of a start without a scan index (see crier::daemon::first_publish).
-        Command::Serve { .. } if std::env::var_os(daemon::first_publish::ENV).is_some() => run_build(&config, false),
+        Command::Serve { .. } if std::env::var_os(daemon::first_publish::ENV).is_some() => first_publish_only(&config),
         Command::Serve { ref common, ref listen } => {
             let (common, listen) = (common.clone(), listen.clone());
             run_serve(config, move || common.load(listen.clone()))
@@ -195,8 +195,15 @@ fn build_failed(error: &BuildError) -> ExitCode {
     }
 }
 
-fn run_build(config: &Config, full: bool) -> ExitCode {
-    let report = match build::build(config, chrono::Utc::now(), full) {
+/// The child process of a start without a scan index (see `crier::daemon::first_publish`): it
+/// ends with its parent, and leaves stale documents to it.
+fn first_publish_only(config: &Config) -> ExitCode {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    run_build(config, false, build::Stale::Keep)
+}
+
+fn run_build(config: &Config, full: bool, stale: build::Stale) -> ExitCode {
+    let report = match build::build(config, chrono::Utc::now(), full, stale) {
         Ok(report) => report,
         Err(error) => return build_failed(&error),
     };

@@ -670,6 +670,23 @@ fn a_feed_that_goes_answers_410_across_restarts_then_404() {
 }
 
 #[test]
+fn a_feed_whose_files_outlived_it_is_gone_after_a_start_without_a_scan_index() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "gone_after_seconds = 0");
+    assert_eq!(daemon.get("/categories/caijing.atom", &[]).status, 200);
+    drop(daemon);
+    // While crier is down, the category's one post goes and the configuration changes: the scan
+    // index is not this configuration's, so a child process makes the first publish.
+    fs::remove_file(dir.path().join("posts/news/port.md")).unwrap();
+    let daemon = Daemon::start(dir.path(), "gone_after_seconds = 0\ntitle = \"Renamed\"");
+    daemon.log.wait_for_line("starting from its scan index");
+    assert!(!daemon.log.text().contains("in this process"), "{}", daemon.log.text());
+    assert_eq!(daemon.get("/categories/caijing.atom", &[]).status, 410, "ready means the files were looked at");
+    assert!(!dir.path().join("feeds/categories/caijing.atom").exists());
+    assert_eq!(daemon.get("/categories/engineering.atom", &[]).status, 200);
+}
+
+#[test]
 fn a_feed_is_not_gone_until_it_stays_away_nor_when_the_posts_folder_vanishes() {
     let dir = site();
     let daemon = Daemon::start(dir.path(), "gone_after_seconds = 2");

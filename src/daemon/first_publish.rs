@@ -2,11 +2,12 @@
 //! publishes every post: at 100,000 posts that takes hundreds of MB for a while, which glibc
 //! keeps after it is freed (crier forbids the `unsafe` that `malloc_trim` would need). So the
 //! daemon has `crier build` make that publish in a process of its own, the same program with the
-//! same arguments (so the same configuration and scan index key), and then starts as it does from
-//! the last run's index. The child's memory goes back to the system when it exits.
+//! same arguments (so the same configuration and scan index key), leaving stale documents for the
+//! daemon to find (it answers 410 for them), and then starts from the index the child saved, as it
+//! does from the last run's index. The child's memory goes back to the system when it exits.
 //!
-//! Whatever goes wrong with the child (it cannot start, fails, leaves no index), the daemon
-//! publishes in its own process, as it would without it.
+//! When the child cannot start or leaves no index for this configuration, the daemon publishes
+//! in its own process, as it would without it.
 
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;

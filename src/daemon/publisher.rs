@@ -329,6 +329,8 @@ struct Worker {
     first_publish: Option<FirstPublish>,
     /// The first publish was made by a child process, and is not served yet.
     published_apart: bool,
+    /// The topics' files before the child process's publish: their XXH3-128.
+    topics_before: std::collections::HashMap<String, u128>,
 }
 
 /// How often the daemon saves the scan index, at most.
@@ -432,6 +434,7 @@ impl Worker {
             bounds_unsaved: false,
             first_publish: None,
             published_apart: false,
+            topics_before: Default::default(),
         }
     }
 
@@ -449,13 +452,15 @@ impl Worker {
             tracing::warn!("posts folder {posts} does not exist yet; serving empty feeds until it does");
         }
         self.writer = Some(Writer::start(self.feeds.clone(), Some(events.clone())));
-        if !self.publish_apart(receiver, events) {
+        let Some(held) = self.publish_apart(receiver) else {
             // Stopped before anything was published: nothing to write, nothing to save.
             let _ = self.writer.take().map(Writer::finish);
             return;
-        }
+        };
         self.start_over("published", events);
         let mut inbox = Inbox::new(self.config().settle);
+        // Before anything that came since: a newer reload stays the one that counts.
+        held.into_iter().for_each(|message| inbox.handle(message, Instant::now()));
         loop {
             self.heartbeat.beat();
             inbox.receive(receiver, self.next_wake(&inbox, Instant::now()));
@@ -633,15 +638,24 @@ impl Worker {
 
     /// At a start without a scan index for this program and configuration, once: has a child
     /// process publish every post and save the index (see [`first_publish`]), so that this
-    /// process starts from it. The messages that came meanwhile are put back in the queue.
-    /// False when told to stop meanwhile.
-    fn publish_apart(&mut self, receiver: &Receiver<Message>, events: &Sender<Message>) -> bool {
-        let Some(command) = self.first_publish.take() else { return true };
-        let Some(state) = &self.state else { return true };
+    /// process starts from it. Returns the messages that came meanwhile; none when told to stop
+    /// meanwhile.
+    fn publish_apart(&mut self, receiver: &Receiver<Message>) -> Option<Vec<Message>> {
+        let Some(command) = self.first_publish.take() else { return Some(Vec::new()) };
+        let Some(state) = &self.state else { return Some(Vec::new()) };
         let key = self.engine.index_key();
         if state.has_scan_index(&key).unwrap_or(true) || PathKind::of(&self.config().posts) != PathKind::Folder {
-            return true;
+            return Some(Vec::new());
         }
+        // What the topics' files hold now, to tell WebSub which ones the child changed.
+        let listed = self.feeds.list_stale(&Default::default()).unwrap_or_default();
+        self.topics_before = listed
+            .into_par_iter()
+            .filter(|rel| crate::served::is_topic(rel))
+            .filter_map(|rel| {
+                Some((rel.clone(), xxhash_rust::xxh3::xxh3_128(&std::fs::read(self.feeds.file_of(&rel, None)).ok()?)))
+            })
+            .collect();
         let started = Instant::now();
         let doing = "publishing every post in a child process (no scan index for this program and configuration)";
         systemd::status(doing);
@@ -649,29 +663,31 @@ impl Worker {
         let (ended, held) = first_publish::run(command(), &self.heartbeat, receiver);
         let took = started.elapsed().as_secs_f64();
         match ended {
-            Ended::Stopping => return false,
+            Ended::Stopping => return None,
             Ended::Exited(status) if state.has_scan_index(&key).unwrap_or(false) => {
                 tracing::info!("the child process published in {took:.1} s ({status}); starting from its scan index");
                 self.published_apart = true;
             }
             Ended::Exited(status) => tracing::warn!(
-                "the child process that was to publish every post ended ({status}) after {took:.1} s without saving a scan index; publishing in this process"
+                "the child process that was to publish every post ended ({status}) after {took:.1} s without a scan index for this configuration; publishing in this process"
             ),
             Ended::Failed(error) => {
                 tracing::warn!("cannot run the first publish in a child process: {error}; publishing in this process");
             }
         }
-        for message in held {
-            let _ = events.send(message);
-        }
-        true
+        Some(held)
     }
 
-    /// After a first publish made by a child process, once served: every document counts as
-    /// changed, as after a first publish made here.
-    fn all_published(&self) {
-        if let Some(on_published) = &self.on_published {
-            on_published(self.shared.load().resources.keys().map(str::to_owned).collect());
+    /// After a first publish made by a child process, once served: the documents whose bytes
+    /// differ from what their files held before it, as after a first publish made here.
+    fn all_published(&mut self) {
+        let before = std::mem::take(&mut self.topics_before);
+        let current = self.shared.load();
+        let changed =
+            current.resources.iter().filter(|(rel, resource)| before.get(*rel) != Some(&resource.identity.hash));
+        let changed: Vec<String> = changed.map(|(rel, _)| rel.to_owned()).collect();
+        if let Some(on_published) = self.on_published.as_ref().filter(|_| !changed.is_empty()) {
+            on_published(changed);
         }
     }
 
