@@ -690,11 +690,22 @@ fn external_hubs_are_pinged_for_changed_topics_after_they_are_served() {
 
     // A restart with nothing changed pings nothing.
     daemon.terminate();
-    let daemon = start_in(dir.path(), &config);
+    let mut daemon = start_in(dir.path(), &config);
     *crier.lock().unwrap() = Some(daemon.address.clone());
     assert!(
         !happens_within(Duration::from_secs(2), || pings.lock().unwrap().len() > first + 3),
         "pinged unchanged feeds"
+    );
+
+    // Nor does a start without a scan index (another configuration: a child process publishes)
+    // that leaves the feeds' bytes as they were.
+    daemon.terminate();
+    let daemon = start_in(dir.path(), &format!("post_time_budget_ms = 4000\n{config}"));
+    daemon.log.wait_for_line("starting from its scan index");
+    *crier.lock().unwrap() = Some(daemon.address.clone());
+    assert!(
+        !happens_within(Duration::from_secs(2), || pings.lock().unwrap().len() > first + 3),
+        "pinged unchanged feeds after a first publish"
     );
 }
 
