@@ -327,10 +327,9 @@ struct Worker {
     bounds_unsaved: bool,
     /// Taken by the first start: see [`first_publish`](crate::daemon::first_publish).
     first_publish: Option<FirstPublish>,
-    /// The first publish was made by a child process, and is not served yet.
-    published_apart: bool,
-    /// The topics' files before the child process's publish: their XXH3-128.
-    topics_before: std::collections::HashMap<String, u128>,
+    /// After a first publish made by a child process, until it is served: what the topics'
+    /// files held before it (their XXH3-128).
+    published_apart: Option<std::collections::HashMap<String, u128>>,
 }
 
 /// How often the daemon saves the scan index, at most.
@@ -433,8 +432,7 @@ impl Worker {
             saved_at: None,
             bounds_unsaved: false,
             first_publish: None,
-            published_apart: false,
-            topics_before: Default::default(),
+            published_apart: None,
         }
     }
 
@@ -610,21 +608,21 @@ impl Worker {
     fn start_over(&mut self, what: &str, events: &Sender<Message>) {
         self.gone.load(&self.config(), SystemTime::now());
         self.index_key = self.engine.index_key();
-        let apart = std::mem::take(&mut self.published_apart);
+        let apart = self.published_apart.take();
         if !self.shared.load().ready {
-            self.serve_published(!apart);
+            self.serve_published(apart.is_none());
         }
         self.indexed = self
             .state
             .as_ref()
             .is_some_and(|state| build::restore_index(&mut self.engine, state, &self.index_key, &self.feeds, false));
-        let apart = apart && self.indexed;
-        if apart {
+        let apart = apart.filter(|_| self.indexed);
+        if apart.is_some() {
             self.engine.render_shown(self.clock.now());
         }
         self.step(what, StepKind::Full, |engine, now, sink| engine.load_all(now, sink));
-        if apart {
-            self.all_published();
+        if let Some(before) = apart {
+            self.changed_apart(&before);
         }
         self.hold_feeds_in_memory();
         self.engine.defer_pages(true);
@@ -649,7 +647,7 @@ impl Worker {
         }
         // What the topics' files hold now, to tell WebSub which ones the child changed.
         let listed = self.feeds.list_stale(&Default::default()).unwrap_or_default();
-        self.topics_before = listed
+        let before = listed
             .into_par_iter()
             .filter(|rel| crate::served::is_topic(rel))
             .filter_map(|rel| {
@@ -666,7 +664,7 @@ impl Worker {
             Ended::Stopping => return None,
             Ended::Exited(status) if state.has_scan_index(&key).unwrap_or(false) => {
                 tracing::info!("the child process published in {took:.1} s ({status}); starting from its scan index");
-                self.published_apart = true;
+                self.published_apart = Some(before);
             }
             Ended::Exited(status) => tracing::warn!(
                 "the child process that was to publish every post ended ({status}) after {took:.1} s without a scan index for this configuration; publishing in this process"
@@ -678,13 +676,13 @@ impl Worker {
         Some(held)
     }
 
-    /// After a first publish made by a child process, once served: the documents whose bytes
-    /// differ from what their files held before it, as after a first publish made here.
-    fn all_published(&mut self) {
-        let before = std::mem::take(&mut self.topics_before);
+    /// After a first publish made by a child process, once served: tells WebSub of the topics
+    /// whose bytes differ from what their files held `before` it, as a first publish made here
+    /// does.
+    fn changed_apart(&self, before: &std::collections::HashMap<String, u128>) {
         let current = self.shared.load();
-        let changed =
-            current.resources.iter().filter(|(rel, resource)| before.get(*rel) != Some(&resource.identity.hash));
+        let topics = current.resources.iter().filter(|(rel, _)| crate::served::is_topic(rel));
+        let changed = topics.filter(|(rel, resource)| before.get(*rel) != Some(&resource.identity.hash));
         let changed: Vec<String> = changed.map(|(rel, _)| rel.to_owned()).collect();
         if let Some(on_published) = self.on_published.as_ref().filter(|_| !changed.is_empty()) {
             on_published(changed);
