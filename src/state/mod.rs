@@ -29,6 +29,13 @@ pub fn unix_seconds(time: std::time::SystemTime) -> i64 {
 /// The database's file name under `state_dir`.
 pub const FILE_NAME: &str = "state.sqlite3";
 
+/// How long a write waits for another process's write to end before it fails with "database is
+/// locked": longer than the longest write crier makes (a first publish's child process saves the
+/// scan index of 1,000,000 posts in about 7 s, while crier may store a WebSub subscription or the
+/// subscriber counts), shorter than the unit's `WatchdogSec=` (30 s), which a step of the
+/// publisher kept waiting that long would miss.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Each schema version's statements, run once, in order, in one transaction each; the version
 /// a database is at is its `PRAGMA user_version`. Append, never edit.
 const MIGRATIONS: &[&str] = &[
@@ -167,7 +174,7 @@ impl State {
         let path = dir.join(FILE_NAME);
         let unusable = |e: rusqlite::Error| StateError::Unusable { path: path.clone(), message: e.to_string() };
         let connection = Connection::open(&path).map_err(unusable)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(unusable)?;
+        connection.busy_timeout(BUSY_WAIT).map_err(unusable)?;
         checked(&connection, &path, check_whole)?;
         connection.pragma_update(None, "journal_mode", "WAL").map_err(unusable)?;
         connection.pragma_update(None, "synchronous", "NORMAL").map_err(unusable)?;
@@ -185,7 +192,7 @@ impl State {
         let unusable = |e: rusqlite::Error| StateError::Unusable { path: self.path.clone(), message: e.to_string() };
         let connection =
             Connection::open_with_flags(&self.path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(unusable)?;
-        connection.busy_timeout(std::time::Duration::from_secs(5)).map_err(unusable)?;
+        connection.busy_timeout(BUSY_WAIT).map_err(unusable)?;
         checked(&connection, &self.path, true)
     }
 
@@ -784,6 +791,25 @@ mod tests {
         assert_eq!((renewed.lease_expires, renewed.secret, renewed.delivered.as_str()), (500, None, "\"b\""));
         assert_eq!(state.subscription_count().unwrap(), 1);
         assert!(!state.subscribe(&sub("t3", "http://c/", 100), 0, 1).unwrap(), "a new one does not");
+        assert_eq!(state.subscription_count().unwrap(), 1);
+    }
+
+    #[test]
+    fn a_write_waits_for_another_process_s_write_that_lasts_seconds() {
+        // A first publish's child saving a million posts' scan index holds the lock about 7 s.
+        const HELD: std::time::Duration = std::time::Duration::from_secs(7);
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let other = Connection::open(dir.path().join(FILE_NAME)).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; DELETE FROM subscription;").unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(HELD);
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let started = std::time::Instant::now();
+        state.subscribe(&sub("t1", "http://a/", 100), 0, 10).expect("stored once the other write ended");
+        assert!(started.elapsed() >= HELD, "{:?}", started.elapsed());
+        holder.join().unwrap();
         assert_eq!(state.subscription_count().unwrap(), 1);
     }
 
