@@ -112,7 +112,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Build { full, .. } => run_build(&config, full, build::Stale::Remove),
+        Command::Build { full, .. } => run_build(&config, full, build::Stale::Remove, true),
         Command::Check(_) => run_check(&config),
         Command::Stats(_) => run_stats(&config),
         // The child process of a start without a scan index (see crier::daemon::first_publish).
@@ -199,10 +199,13 @@ fn build_failed(error: &BuildError) -> ExitCode {
 /// ends with its parent, and leaves stale documents to it.
 fn first_publish_only(config: &Config) -> ExitCode {
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
-    run_build(config, false, build::Stale::Keep)
+    // Its bad posts are not logged here: crier's first step reads them again (the scan index does
+    // not count them as seen) and logs each once, with what becomes of it.
+    run_build(config, false, build::Stale::Keep, false)
 }
 
-fn run_build(config: &Config, full: bool, stale: build::Stale) -> ExitCode {
+/// `crier build`; `log_errors` says whether the bad posts are logged (each with file and line).
+fn run_build(config: &Config, full: bool, stale: build::Stale, log_errors: bool) -> ExitCode {
     let report = match build::build(config, chrono::Utc::now(), full, stale) {
         Ok(report) => report,
         Err(error) => return build_failed(&error),
@@ -210,7 +213,7 @@ fn run_build(config: &Config, full: bool, stale: build::Stale) -> ExitCode {
     for (path, warning) in &report.warnings {
         tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
     }
-    for error in &report.errors {
+    for error in report.errors.iter().filter(|_| log_errors) {
         tracing::error!("{error}; the post is skipped");
     }
     println!("{report}");

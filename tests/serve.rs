@@ -192,6 +192,19 @@ fn a_bad_edit_keeps_the_last_good_version_until_fixed() {
 }
 
 #[test]
+fn a_bad_post_is_logged_once_at_a_start_without_a_scan_index() {
+    let dir = site();
+    fs::write(dir.path().join("posts/bad.md"), "---\ntitle: \"unclosed\ndate: 2021-12-23\n---\nbody\n").unwrap();
+    let daemon = Daemon::start(dir.path(), "");
+    let log = daemon.log.text();
+    assert!(log.contains("publishing every post in a child process"), "{log}");
+    // Logged by crier's first step, not also by the child process that published first.
+    assert_eq!(daemon.log_lines("bad.md:2:"), 1, "{log}");
+    assert!(log.contains("the post is skipped"), "{log}");
+    assert_eq!(daemon.get("/feed.rss", &[]).text().matches("<item>").count(), 2);
+}
+
+#[test]
 fn a_burst_ends_in_a_few_regenerations() {
     let dir = site();
     let daemon = Daemon::start(dir.path(), "items = 0");

@@ -663,7 +663,11 @@ impl Worker {
         match ended {
             Ended::Stopping => return None,
             Ended::Exited(status) if state.has_scan_index(&key).unwrap_or(false) => {
-                tracing::info!("the child process published in {took:.1} s ({status}); starting from its scan index");
+                // It exits 1 when some posts are bad; the first step reads and logs them.
+                let bad = if status.code() == Some(1) { "; some posts are bad, logged below" } else { "" };
+                tracing::info!(
+                    "the child process published in {took:.1} s ({status}{bad}); starting from its scan index"
+                );
                 self.published_apart = Some(before);
             }
             Ended::Exited(status) => tracing::warn!(
