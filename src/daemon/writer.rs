@@ -6,8 +6,9 @@
 //! What it did comes back as [`Done`] for the publisher, the only one that changes the served
 //! set: a document written can be served from its files, one that failed is kept to try again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
 use crate::daemon::inbox::Message;
@@ -32,41 +33,130 @@ pub enum Done {
     Failed { rel: String, encoded: Encoded, error: anyhow::Error },
 }
 
+/// The jobs handed over and not started yet. A write of a document that is still waiting is
+/// replaced by a newer write of it, in its place, unless a sweep or a `Then` came between: on a
+/// disk that stalls, the queue holds at most one version of each document, not every version
+/// each step made meanwhile, and the disk catches up with the newest only.
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// How many jobs were taken from the front so far: a job's place is `taken` plus its index.
+    taken: u64,
+    /// Where the waiting write of each document is, since the last sweep or `Then`.
+    writes: HashMap<String, u64>,
+    closed: bool,
+}
+
+impl Queue {
+    fn push(&mut self, job: Job) {
+        match &job {
+            Job::Write { rel, .. } => {
+                if let Some(&place) = self.writes.get(rel)
+                    && let Some(waiting) = place.checked_sub(self.taken).and_then(|i| self.jobs.get_mut(i as usize))
+                {
+                    *waiting = job;
+                    return;
+                }
+                self.writes.insert(rel.clone(), self.taken + self.jobs.len() as u64);
+            }
+            Job::Remove(rel) => {
+                self.writes.remove(rel);
+            }
+            Job::Sweep(_) | Job::Then(_) => self.writes.clear(),
+        }
+        self.jobs.push_back(job);
+    }
+
+    fn pop(&mut self) -> Option<Job> {
+        let job = self.jobs.pop_front()?;
+        self.taken += 1;
+        if let Job::Write { rel, .. } = &job
+            && self.writes.get(rel) == Some(&(self.taken - 1))
+        {
+            self.writes.remove(rel);
+        }
+        Some(job)
+    }
+}
+
+/// The queue, and the writer thread's wait for it.
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The next job, waiting for one; `None` once closed and empty. Says too whether the queue
+    /// is empty after it, when the publisher is woken to take what was done.
+    fn next(&self) -> Option<(Job, bool)> {
+        let mut queue = self.lock();
+        loop {
+            if let Some(job) = queue.pop() {
+                return Some((job, queue.jobs.is_empty()));
+            }
+            if queue.closed {
+                return None;
+            }
+            queue = self.ready.wait(queue).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// How many jobs the writer does at most before it wakes the publisher to take what was done.
+const WAKE_EVERY: usize = 64;
+
 /// The writer thread, and what it reports.
 pub struct Writer {
-    jobs: Option<Sender<Vec<Job>>>,
+    shared: Arc<Shared>,
     done: Receiver<Done>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Writer {
-    /// Starts the thread on `feeds`; after each batch it sends `wake` to the publisher, if given.
+    /// Starts the thread on `feeds`; once it has nothing left to do (and every [`WAKE_EVERY`]
+    /// jobs) it sends `wake` to the publisher, if given.
     pub fn start(feeds: FeedsDir, wake: Option<Sender<Message>>) -> Writer {
-        let (jobs, receiver) = mpsc::channel::<Vec<Job>>();
+        let shared = Arc::new(Shared::default());
         let (report, done) = mpsc::channel();
+        let jobs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("crier-writer".into())
             .spawn(move || {
                 super::background_thread();
-                for batch in receiver {
-                    batch.into_iter().for_each(|job| run(&feeds, job, &report));
-                    if let Some(wake) = &wake {
-                        let _ = wake.send(Message::Written);
+                let mut since_wake = 0;
+                while let Some((job, drained)) = jobs.next() {
+                    run(&feeds, job, &report);
+                    since_wake += 1;
+                    if drained || since_wake == WAKE_EVERY {
+                        since_wake = 0;
+                        if let Some(wake) = &wake {
+                            let _ = wake.send(Message::Written);
+                        }
                     }
                 }
             })
             .expect("a thread can be started");
-        Writer { jobs: Some(jobs), done, thread: Some(thread) }
+        Writer { shared, done, thread: Some(thread) }
     }
 
-    /// Hands over jobs, done after those handed over before.
+    /// Hands over jobs, done after those handed over before (a write still waiting for the same
+    /// document is replaced: see [`Queue`]).
     pub fn send(&self, batch: Vec<Job>) {
         if batch.is_empty() {
             return;
         }
-        if let Some(jobs) = &self.jobs {
-            let _ = jobs.send(batch);
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            return;
         }
+        batch.into_iter().for_each(|job| queue.push(job));
+        drop(queue);
+        self.shared.ready.notify_one();
     }
 
     /// What was done since the last call, without waiting.
@@ -97,7 +187,8 @@ impl Writer {
     }
 
     fn stop(&mut self) {
-        drop(self.jobs.take());
+        self.shared.lock().closed = true;
+        self.shared.ready.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -154,7 +245,10 @@ mod tests {
         let writer = Writer::start(feeds, None);
         let write = |text: &str| Job::Write { rel: "feed.rss".into(), encoded: encoded(text), refile: false };
         writer.send(vec![write("<rss>1</rss>"), Job::Remove("feed.rss".into())]);
-        writer.send(vec![write("<rss>2</rss>"), write("<rss>3</rss>")]);
+        writer.send(vec![write("<rss>2</rss>")]);
+        // Without the `Then`, version 3 could replace version 2 while it waits.
+        writer.then(|| {});
+        writer.send(vec![write("<rss>3</rss>")]);
         let done = writer.flush();
         assert_eq!(std::fs::read(dir.path().join("feed.rss")).unwrap(), b"<rss>3</rss>");
         assert!(dir.path().join("feed.rss.gz").exists() && dir.path().join("feed.rss.br").exists());
@@ -171,6 +265,44 @@ mod tests {
         writer.send(vec![Job::Sweep(HashSet::new())]);
         assert!(writer.finish().is_empty());
         assert!(!dir.path().join("feed.rss").exists(), "swept");
+    }
+
+    #[test]
+    fn a_write_waiting_behind_a_slow_one_is_replaced_by_a_newer_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = Writer::start(FeedsDir::at(dir.path(), Compression { gzip: 1, brotli: 1 }), None);
+        // The disk stalls: the writer is held inside a job while steps hand over new versions.
+        let (release, held) = mpsc::channel::<()>();
+        writer.then(move || {
+            let _ = held.recv();
+        });
+        let write = |rel: &str, text: &str| Job::Write { rel: rel.into(), encoded: encoded(text), refile: false };
+        for n in 1..=50 {
+            writer.send(vec![write("feed.rss", &format!("<rss>{n}</rss>")), write("feed.atom", "<feed/>")]);
+        }
+        // A removal and a `Then` are kept in order: the versions before and after each are written.
+        writer.send(vec![Job::Remove("feed.atom".into()), write("feed.atom", "<feed>2</feed>")]);
+        writer.then(|| {});
+        writer.send(vec![write("feed.rss", "<rss>last</rss>")]);
+        release.send(()).unwrap();
+        let written: Vec<(String, u128)> = writer
+            .flush()
+            .into_iter()
+            .map(|d| match d {
+                Done::Written { rel, hash, .. } => (rel, hash),
+                Done::Failed { error, .. } => panic!("{error:#}"),
+            })
+            .collect();
+        let hash = |t: &str| xxhash_rust::xxh3::xxh3_128(t.as_bytes());
+        let expected = [
+            ("feed.rss", hash("<rss>50</rss>")),
+            ("feed.atom", hash("<feed/>")),
+            ("feed.atom", hash("<feed>2</feed>")),
+            ("feed.rss", hash("<rss>last</rss>")),
+        ];
+        assert_eq!(written, expected.map(|(rel, h)| (rel.to_owned(), h)));
+        assert_eq!(std::fs::read(dir.path().join("feed.rss")).unwrap(), b"<rss>last</rss>");
+        assert_eq!(std::fs::read(dir.path().join("feed.atom")).unwrap(), b"<feed>2</feed>");
     }
 
     #[test]
