@@ -132,6 +132,9 @@ const RENDER_BATCH: usize = 2048;
 /// A file read: its post, rendered as deep as it was read, and its fingerprint.
 type FileRead = (PostMeta, Option<Rendered>, Fingerprint);
 
+/// A file that could not be read: why, and its fingerprint (`None`: it is gone).
+type Unread = (PostError, Option<Fingerprint>);
+
 /// How much of a changed file [`Engine::read`] reads, and renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Depth {
@@ -404,6 +407,18 @@ impl Engine {
         &self.config
     }
 
+    /// The files read from under `root` that `present` (every file there now) lacks: gone since
+    /// they were read.
+    pub fn missing_under<T>(&self, root: &Path, present: &std::collections::HashMap<PathBuf, T>) -> Vec<PathBuf> {
+        let under = self.seen.range::<Path, _>((std::ops::Bound::Included(root), std::ops::Bound::Unbounded));
+        under
+            .map(|(path, _)| path)
+            .take_while(|path| path.starts_with(root))
+            .filter(|path| !present.contains_key(&***path))
+            .map(|path| path.to_path_buf())
+            .collect()
+    }
+
     /// Post files known (read, or restored from the scan index).
     pub fn known_files(&self) -> usize {
         self.seen.len()
@@ -623,13 +638,21 @@ impl Engine {
         touched
     }
 
-    /// Reads files in parallel, each as deep as `depth` says.
-    fn read_files(&self, paths: &[PathBuf], depth: Depth) -> Vec<(PathBuf, Result<FileRead, PostError>)> {
-        source::read_each(paths.to_vec(), &self.config, &*self.progress, PathBuf::as_path, {
+    /// Reads files in parallel, each as deep as `depth` says. A file that cannot be read comes
+    /// back with its fingerprint as it was opened, when it was (see [`source::ReadError`]); one
+    /// that could not be opened or was given up on, as it is now (`None`: gone).
+    fn read_files(&self, paths: &[PathBuf], depth: Depth) -> Vec<(PathBuf, Result<FileRead, Unread>)> {
+        let results = source::read_each(paths.to_vec(), &self.config, &*self.progress, PathBuf::as_path, {
             move |path, cx, config| {
-                let (mut meta, body, file) = match depth {
-                    Depth::Summary(_) => source::read_post_or_head(path, cx)?,
-                    _ => source::read_post(path, cx, depth == Depth::Head).map(|(m, body, f)| (m, Some(body), f))?,
+                let read = match depth {
+                    Depth::Summary(_) => source::read_post_or_head(path, cx),
+                    _ => source::read_post(path, cx, depth == Depth::Head).map(|(m, body, f)| (m, Some(body), f)),
+                };
+                let (mut meta, body, file) = match read {
+                    Ok(read) => read,
+                    Err(source::ReadError { error, fingerprint }) => {
+                        return Ok(Err((error, fingerprint.or_else(|| Fingerprint::of(path)))));
+                    }
                 };
                 let rendered = match (depth, body) {
                     (_, None) | (Depth::Head, _) => None,
@@ -641,9 +664,14 @@ impl Engine {
                 };
                 let fingerprint = Fingerprint::from_metadata(&file);
                 meta.version = fingerprint.version(path);
-                Ok((meta, rendered, fingerprint))
+                Ok(Ok((meta, rendered, fingerprint)))
             }
-        })
+        });
+        let flat = |(path, result): (PathBuf, Result<Result<FileRead, Unread>, PostError>)| {
+            let result = result.unwrap_or_else(|skipped| Err((skipped, Fingerprint::of(&path))));
+            (path, result)
+        };
+        results.into_iter().map(flat).collect()
     }
 
     /// Reads changed files in parallel and indexes them; returns the feeds touched.
@@ -663,7 +691,7 @@ impl Engine {
         for (path, result) in results {
             let (fingerprint, result) = match result {
                 Ok((meta, rendered, fingerprint)) => (Some(fingerprint), Ok((meta, rendered))),
-                Err(error) => (Fingerprint::of(&path), Err(error)),
+                Err((error, fingerprint)) => (fingerprint, Err(error)),
             };
             // The post's record and this map share the path.
             let key = result.as_ref().map_or_else(|_| Arc::from(path.as_path()), |(meta, _)| meta.path.clone());
@@ -1270,6 +1298,22 @@ mod tests {
         let mut paths: Vec<&str> = change.documents.iter().map(String::as_str).collect();
         paths.sort();
         paths
+    }
+
+    #[test]
+    fn the_files_read_that_a_look_at_their_folder_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.md", &post("A", "2021-01-01", "x"));
+        let b = write(dir.path(), "deep/b.md", &post("B", "2021-01-02", "x"));
+        let mut engine = engine(dir.path());
+        engine.load_all(now(), &Kept::default());
+        let posts = dir.path().join("posts");
+        let look = |paths: &[&PathBuf]| paths.iter().map(|p| ((*p).clone(), ())).collect::<HashMap<PathBuf, ()>>();
+        assert!(engine.missing_under(&posts, &look(&[&a, &b])).is_empty());
+        assert_eq!(engine.missing_under(&posts, &look(&[&a])), vec![b.clone()]);
+        assert_eq!(engine.missing_under(&posts.join("deep"), &look(&[])), vec![b.clone()], "only under the folder");
+        // A folder whose name starts like the posts folder's is another folder.
+        assert!(engine.missing_under(&dir.path().join("pos"), &look(&[])).is_empty());
     }
 
     /// Keeps the documents a step made.

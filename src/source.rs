@@ -236,35 +236,54 @@ fn outside_of(real_root: &Path, path: &Path) -> Option<PostError> {
 /// How much of a post file to read first when only its metadata is wanted.
 const HEAD_BYTES: usize = 1024;
 
+/// A post file that could not be read or does not parse, with its fingerprint as it was when it
+/// was opened (`None`: it could not be opened): a file still being written when it was read has
+/// another fingerprint now, so that the change is seen and it is read again.
+#[derive(Debug)]
+pub struct ReadError {
+    pub error: PostError,
+    pub fingerprint: Option<Fingerprint>,
+}
+
+impl From<ReadError> for PostError {
+    fn from(read: ReadError) -> PostError {
+        read.error
+    }
+}
+
 /// Reads and parses one post file. With `metadata_only`, reads just far enough to see the end of
 /// the front matter (the body comes back empty and its bytes unchecked).
 pub fn read_post(
     path: &Path,
     cx: &PostContext<'_>,
     metadata_only: bool,
-) -> Result<(PostMeta, String, std::fs::Metadata), PostError> {
+) -> Result<(PostMeta, String, std::fs::Metadata), ReadError> {
     use std::io::Read;
     let io_error = |e: std::io::Error| PostError {
         path: path.to_owned(),
         line: 1,
         message: format!("cannot read: {e}; check that the file exists and crier may read it"),
     };
-    let mut file = std::fs::File::open(path).map_err(io_error)?;
-    let metadata = file.metadata().map_err(io_error)?;
+    let unopened = |e| ReadError { error: io_error(e), fingerprint: None };
+    let mut file = std::fs::File::open(path).map_err(unopened)?;
+    let metadata = file.metadata().map_err(unopened)?;
+    let failed = |error| ReadError { error, fingerprint: Some(Fingerprint::from_metadata(&metadata)) };
     if metadata.len() > cx.max_bytes {
-        return Err(post::too_large(path, metadata.len(), cx.max_bytes));
+        return Err(failed(post::too_large(path, metadata.len(), cx.max_bytes)));
     }
     let modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     let mut bytes = Vec::with_capacity(if metadata_only { HEAD_BYTES } else { metadata.len() as usize + 1 });
     if metadata_only {
-        (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut bytes).map_err(io_error)?;
+        (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut bytes).map_err(|e| failed(io_error(e)))?;
         if let Some(end) = post::front_matter_len(&bytes) {
             bytes.truncate(end);
-            return post::parse(path, &bytes, modified, cx).map(|(meta, _)| (meta, String::new(), metadata));
+            let parsed = post::parse(path, &bytes, modified, cx).map_err(failed)?;
+            return Ok((parsed.0, String::new(), metadata));
         }
     }
-    file.read_to_end(&mut bytes).map_err(io_error)?;
-    post::parse(path, &bytes, modified, cx).map(|(meta, body)| (meta, body.into_owned(), metadata))
+    file.read_to_end(&mut bytes).map_err(|e| failed(io_error(e)))?;
+    let (meta, body) = post::parse(path, &bytes, modified, cx).map_err(failed)?;
+    Ok((meta, body.into_owned(), metadata))
 }
 
 /// Reads a post file whole, as [`read_post`] does, and gives its body too; when the file as a
@@ -275,7 +294,7 @@ pub fn read_post(
 pub fn read_post_or_head(
     path: &Path,
     cx: &PostContext<'_>,
-) -> Result<(PostMeta, Option<String>, std::fs::Metadata), PostError> {
+) -> Result<(PostMeta, Option<String>, std::fs::Metadata), ReadError> {
     match read_post(path, cx, false) {
         Ok((meta, body, metadata)) => Ok((meta, Some(body), metadata)),
         Err(_) => read_post(path, cx, true).map(|(meta, _, metadata)| (meta, None, metadata)),
@@ -439,6 +458,27 @@ mod tests {
         let overrides =
             Overrides { posts: Some(dir.join("posts")), feeds: Some(dir.join("feeds")), ..Default::default() };
         Config::from_raw(raw, dir, &overrides).unwrap()
+    }
+
+    /// A file that fails comes back with its fingerprint as it was opened, not as it is when
+    /// the failure is handled: a post read while it was still being written (empty, say) is
+    /// then read again once the rest of it is seen.
+    #[test]
+    fn a_failed_read_keeps_the_fingerprint_of_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), false);
+        let cx = config.post_context();
+        fs::create_dir_all(dir.path().join("posts")).unwrap();
+        let path = dir.path().join("posts/a.md");
+        fs::write(&path, "").unwrap();
+        let as_opened = Fingerprint::of(&path);
+        let failed = read_post(&path, &cx, false).unwrap_err();
+        assert!(failed.error.message.contains("empty"), "{}", failed.error);
+        fs::write(&path, "---\ntitle: A\ndate: 2021-01-01\n---\nbody\n").unwrap();
+        assert_eq!(failed.fingerprint, as_opened);
+        assert_ne!(failed.fingerprint, Fingerprint::of(&path));
+        let missing = read_post(&dir.path().join("posts/gone.md"), &cx, true).unwrap_err();
+        assert_eq!(missing.fingerprint, None, "not opened");
     }
 
     /// The quick look (build with nothing changed) lists exactly the post files the full walk

@@ -1,14 +1,21 @@
 //! Watching the posts folder: notify's events become crier's own small [`Hint`]s. The only
-//! module that knows notify.
+//! module that knows notify. Polling (network file systems) is crier's own: notify's poller keeps
+//! modification times in whole seconds, so a save made in the second of the one before it, or a
+//! file crier read while it was still being written in the second it was created, went unseen
+//! until the file changed again.
 //!
 //! Events are hints, not facts (a move reports one side, `rm -rf` one folder, the queue can
 //! overflow): the engine re-reads what a hint names and compares it with what it knows.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, RenameMode};
-use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use crate::source::{Fingerprint, is_hidden};
 
 /// What an event says about a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +38,18 @@ pub enum WatchMessage {
     Hints(Vec<Hint>),
     /// The watcher failed or lost events; the text says how.
     Lost(String),
+    /// The poller's latest look at a folder (after the hints it led to).
+    Looked(Look),
+}
+
+/// Every file under `root` when the poller last looked. A poller compares each look with the one
+/// before it, which misses a file that came and went between two looks; the owner compares it
+/// with the files it read from there, so that one crier read meanwhile (a walk of the folder
+/// found it) and that went is not kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Look {
+    pub root: PathBuf,
+    pub files: Arc<HashMap<PathBuf, Fingerprint>>,
 }
 
 /// Why a folder cannot be watched.
@@ -65,13 +84,62 @@ fn hints(event: notify::Event) -> Vec<Hint> {
 
 /// A running watcher; dropping it stops the watching.
 pub struct Watcher {
-    _running: Box<dyn notify::Watcher + Send>,
+    _running: Box<dyn Send>,
 }
 
 impl Watcher {
-    fn new(running: impl notify::Watcher + Send + 'static) -> Watcher {
+    fn new(running: impl Send + 'static) -> Watcher {
         Watcher { _running: Box::new(running) }
     }
+}
+
+/// Every file under `root` (hidden names left out, as the posts' walk leaves them out; links
+/// followed) with its fingerprint: size, modification and change times to the nanosecond, inode.
+fn look(root: &Path) -> HashMap<PathBuf, Fingerprint> {
+    let walk = walkdir::WalkDir::new(root).follow_links(true).into_iter();
+    walk.filter_entry(|entry| entry.depth() == 0 || !is_hidden(entry.file_name()))
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .filter_map(|entry| Some((entry.path().to_owned(), Fingerprint::from_metadata(&entry.metadata().ok()?))))
+        .collect()
+}
+
+/// What changed between two looks: a new or changed file is being written (read once it has
+/// been quiet for the settle window, as the next look may find it changed again), a file gone
+/// is to be looked at now.
+fn compare(before: &HashMap<PathBuf, Fingerprint>, now: &HashMap<PathBuf, Fingerprint>) -> Vec<Hint> {
+    let changed = now.iter().filter(|(path, fingerprint)| before.get(*path) != Some(fingerprint));
+    let gone = before.keys().filter(|path| !now.contains_key(*path));
+    let mut hints: Vec<Hint> = changed.map(|(path, _)| Hint::Writing(path.clone())).collect();
+    hints.extend(gone.map(|path| Hint::Ready(path.clone())));
+    hints
+}
+
+/// Looks at every file under `root` every `interval` on a thread of its own, and tells `handler`
+/// what changed since the look before; the first look is made before this returns, so that
+/// every change made after it is seen. Stops when the returned value is dropped.
+fn poll<H>(root: &Path, interval: Duration, handler: H) -> Result<Watcher, WatchError>
+where
+    H: Fn(WatchMessage) + Send + 'static,
+{
+    let (stop, stopped) = mpsc::channel::<()>();
+    let (folder, root) = (root.display().to_string(), root.to_owned());
+    let mut before = Arc::new(look(&root));
+    std::thread::Builder::new()
+        .name("crier-poller".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                let now = Arc::new(look(&root));
+                let hints = compare(&before, &now);
+                if !hints.is_empty() {
+                    handler(WatchMessage::Hints(hints));
+                }
+                handler(WatchMessage::Looked(Look { root: root.clone(), files: now.clone() }));
+                before = now;
+            }
+        })
+        .map_err(|e| WatchError(format!("cannot start a thread to poll {folder}: {e}")))?;
+    Ok(Watcher::new(stop))
 }
 
 /// Starts watching `root` recursively, sending what it sees to `handler`. With `poll`, or when
@@ -80,19 +148,16 @@ pub fn start<H>(root: &Path, poll: bool, interval: Duration, handler: H) -> Resu
 where
     H: Fn(WatchMessage) + Clone + Send + 'static,
 {
-    let events = move |result: notify::Result<notify::Event>| match result {
-        Ok(event) => handler(WatchMessage::Hints(hints(event))),
-        Err(error) => handler(WatchMessage::Lost(error.to_string())),
-    };
-    let poller = |events| -> notify::Result<Watcher> {
-        let config = notify::Config::default().with_poll_interval(interval);
-        let mut watcher = PollWatcher::new(events, config)?;
-        watcher.watch(root, RecursiveMode::Recursive)?;
-        Ok(Watcher::new(watcher))
-    };
     if poll {
-        return poller(events).map_err(|e| WatchError(e.to_string()));
+        return self::poll(root, interval, handler);
     }
+    let events = {
+        let handler = handler.clone();
+        move |result: notify::Result<notify::Event>| match result {
+            Ok(event) => handler(WatchMessage::Hints(hints(event))),
+            Err(error) => handler(WatchMessage::Lost(error.to_string())),
+        }
+    };
     let attempt = RecommendedWatcher::new(events.clone(), notify::Config::default()).and_then(|mut watcher| {
         watcher.watch(root, RecursiveMode::Recursive)?;
         Ok(watcher)
@@ -106,7 +171,7 @@ where
                 root.display(),
                 interval
             );
-            poller(events).map_err(|e| WatchError(e.to_string()))
+            self::poll(root, interval, handler)
         }
     }
 }
@@ -147,6 +212,55 @@ mod tests {
 
     fn event(kind: EventKind) -> notify::Event {
         notify::Event::new(kind).add_path("/p/a.md".into())
+    }
+
+    /// Waits for the poller's next look that shows `done`; returns the hints it sent until then.
+    fn until(messages: &mpsc::Receiver<WatchMessage>, done: impl Fn(&Look) -> bool) -> Vec<Hint> {
+        let mut hints = Vec::new();
+        loop {
+            match messages.recv_timeout(Duration::from_secs(10)).expect("the poller looks again") {
+                WatchMessage::Hints(more) => hints.extend(more),
+                WatchMessage::Looked(look) if done(&look) => return hints,
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn the_poller_tells_apart_two_saves_in_one_second_and_sees_files_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.md"), dir.path().join("b.md"));
+        std::fs::write(&a, "one").unwrap();
+        std::fs::write(dir.path().join(".a.md.swp"), "hidden").unwrap();
+        let second = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let save = |text: &str, millis: u64| {
+            std::fs::write(&a, text).unwrap();
+            let file = std::fs::File::options().write(true).open(&a).unwrap();
+            file.set_modified(second + Duration::from_millis(millis)).unwrap();
+        };
+        save("one", 100);
+        let (sender, messages) = mpsc::channel();
+        let handler = move |message| sender.send(message).unwrap();
+        let watcher = poll(dir.path(), Duration::from_millis(10), handler).unwrap();
+        // The same size, modified in the same second as the version the first look saw.
+        save("two", 600);
+        // A look may come between a write and its time set: the same hint twice.
+        let mut hints = until(&messages, |look| look.files.get(&a) == Fingerprint::of(&a).as_ref());
+        hints.dedup();
+        assert_eq!(hints, [Hint::Writing(a.clone())]);
+        std::fs::write(&b, "new").unwrap();
+        let mut hints = until(&messages, |look| look.files.get(&b) == Fingerprint::of(&b).as_ref());
+        hints.dedup();
+        assert_eq!(hints, [Hint::Writing(b.clone())]);
+        std::fs::remove_file(&b).unwrap();
+        let hints = until(&messages, |look| !look.files.contains_key(&b));
+        assert_eq!(hints, [Hint::Ready(b.clone())]);
+        let hints = until(&messages, |look| {
+            assert!(!look.files.keys().any(|path| path.ends_with(".a.md.swp")), "hidden: {look:?}");
+            true
+        });
+        assert!(hints.is_empty(), "nothing changed: {hints:?}");
+        drop(watcher);
     }
 
     #[test]

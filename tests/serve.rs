@@ -374,6 +374,24 @@ fn polling_mode_for_network_file_systems() {
 }
 
 #[test]
+fn polling_sees_a_save_made_in_the_same_second_as_the_one_before() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "poll = true\npoll_interval_ms = 100\nsettle_ms = 200");
+    let path = daemon.posts().join("polled.md");
+    let second = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let save = |title: &str, millis: u64| {
+        fs::write(&path, post(title, "2021-12-24", "caijing")).unwrap();
+        let file = fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(second + Duration::from_millis(millis)).unwrap();
+    };
+    save("第一版", 100);
+    daemon.wait_for("the first save", || daemon.get("/feed.rss", &[]).text().contains("第一版"));
+    // The same size, modified in the same second: only the times' fractions tell them apart.
+    save("第二版", 600);
+    daemon.wait_for("the second save", || daemon.get("/feed.rss", &[]).text().contains("第二版"));
+}
+
+#[test]
 fn a_feeds_folder_that_cannot_be_written_does_not_stop_serving() {
     let dir = site();
     let daemon = Daemon::start(dir.path(), "");

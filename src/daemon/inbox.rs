@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::watch::{Hint, WatchMessage};
+use crate::watch::{Hint, Look, WatchMessage};
 
 /// A burst of events (an editor's save, `git pull`) is gathered until it has been quiet this long
 /// (since the last event was heard: time spent in a step counts)… unless its first event names
@@ -61,6 +61,8 @@ pub struct Inbox {
     /// A file closed after writing waits as before (its writer may open it again to append), as
     /// do a removal and a rename away (an editor may be about to write the new file).
     leads: bool,
+    /// The poller's latest look at each folder, for the publisher to compare with what it read.
+    pub looked: Vec<Look>,
 }
 
 impl Inbox {
@@ -86,6 +88,10 @@ impl Inbox {
                 self.leads = false;
                 self.since.get_or_insert(heard.min(now));
                 self.rescan = true;
+            }
+            Message::Watch(WatchMessage::Looked(look), _) => {
+                self.looked.retain(|earlier| earlier.root != look.root);
+                self.looked.push(look);
             }
             Message::Tick | Message::Written => {}
             Message::Reload(config) => self.reload = Some(config),

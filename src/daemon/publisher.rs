@@ -28,6 +28,7 @@ use crate::served::{Policy, Resource, ServedSet, Shared};
 use crate::source::PathKind;
 use crate::state::{IndexChanges, State};
 use crate::systemd::{self, Heartbeat};
+use crate::watch::{Hint, WatchMessage};
 
 /// How often a missing posts folder is looked for.
 const ROOT_POLL: Duration = Duration::from_millis(500);
@@ -475,6 +476,7 @@ impl Worker {
                 self.reload(config, events);
                 continue;
             }
+            self.compare_looks(&mut inbox);
             inbox.settle_until(Instant::now());
             if self.root.follow(&self.config(), events) {
                 inbox.rescan = true;
@@ -490,6 +492,20 @@ impl Worker {
         let done = self.writer.take().map(Writer::finish).unwrap_or_default();
         self.files_written(done);
         self.save_index(true);
+    }
+
+    /// Compares the poller's looks with the files read from their folders: one gone is looked
+    /// at now, even if the poller never saw it (it came and went between two looks, and a walk
+    /// of the folder read it meanwhile).
+    fn compare_looks(&self, inbox: &mut Inbox) {
+        for look in std::mem::take(&mut inbox.looked) {
+            let gone: Vec<Hint> =
+                self.engine.missing_under(&look.root, &look.files).into_iter().map(Hint::Ready).collect();
+            if !gone.is_empty() {
+                let now = Instant::now();
+                inbox.handle(Message::Watch(WatchMessage::Hints(gone), now), now);
+            }
+        }
     }
 
     /// Waits for the writer to catch up with the served set: before a step that compares
