@@ -9,6 +9,7 @@
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
@@ -47,11 +48,32 @@ pub enum WatchMessage {
 /// before it, which misses a file that came and went between two looks; the owner compares it
 /// with the files it read from there, so that one crier read meanwhile (a walk of the folder
 /// found it) and that went is not kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Look {
     pub root: PathBuf,
     /// Sorted by the paths' bytes.
     pub files: Arc<Files>,
+    /// Lets the poller send the next look once this one is let go of (each holds every path of
+    /// the folder: during a long step, unread looks would pile up in the channel).
+    _held: Arc<Held>,
+}
+
+impl PartialEq for Look {
+    fn eq(&self, other: &Look) -> bool {
+        self.root == other.root && self.files == other.files
+    }
+}
+
+impl Eq for Look {}
+
+/// A look sent and not let go of yet.
+#[derive(Debug)]
+struct Held(Arc<AtomicBool>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.store(false, AtomicOrdering::Release);
+    }
 }
 
 /// Why a folder cannot be watched.
@@ -103,39 +125,75 @@ fn path_bytes(path: &Path) -> &[u8] {
     path.as_os_str().as_encoded_bytes()
 }
 
-/// Every post file under `root` (hidden names left out, as the posts' walk leaves them out; links
-/// followed, [`DEEPEST`] folders down at most, which also ends a loop of links), sorted. On this
-/// thread: in parallel on rayon's threads, whose wait for work spins, a look at 100,000 files
-/// cost 2.5 times the CPU.
-fn look(root: &Path) -> Files {
-    let mut files = Vec::new();
-    look_under(root, 0, &mut files);
+/// Every post file under `root` (hidden names left out, as the posts' walk leaves them out), one
+/// `fstatat` each, sorted. A linked folder is followed when it leads inside `root` and is not
+/// one the walk is already in (a loop). A folder that cannot be read (a network file system's
+/// passing error, a permission) keeps what `before` had under it, so that its files do not look
+/// gone. On this thread: in parallel on rayon's threads, whose wait for work spins, a look at
+/// 100,000 files cost 2.5 times the CPU.
+fn look(root: &Path, before: &Files) -> Files {
+    let real_root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_owned());
+    let mut walk = Walk { real_root, inside: Vec::new(), files: Vec::new(), unread: Vec::new() };
+    walk.folder(root, std::fs::metadata(root).ok().as_ref());
+    for folder in &walk.unread {
+        let kept = before.iter().filter(|(path, _)| path.starts_with(folder));
+        walk.files.extend(kept.cloned());
+    }
+    let mut files = walk.files;
     files.sort_unstable_by(|a, b| path_bytes(&a.0).cmp(path_bytes(&b.0)));
+    files.dedup_by(|a, b| a.0 == b.0);
     files
 }
 
-/// How many folders below the watched one a look goes.
-const DEEPEST: usize = 64;
+/// A look in progress.
+struct Walk {
+    real_root: PathBuf,
+    /// The folders the walk is in, by device and inode.
+    inside: Vec<(u64, u64)>,
+    files: Files,
+    /// Folders that could not be read.
+    unread: Vec<PathBuf>,
+}
 
-/// Adds the post files under `dir` to `files`. Each is looked at by its name in its open folder
-/// (`fstatat`), not by its whole path, which the kernel would walk again.
-fn look_under(dir: &Path, depth: usize, files: &mut Files) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.filter_map(Result::ok) {
-        let name = entry.file_name();
-        let Ok(kind) = entry.file_type() else { continue };
-        if is_hidden(&name) || (kind.is_file() && !name.to_str().is_some_and(is_post_file_name)) {
-            continue;
+impl Walk {
+    /// Adds the post files under `dir` (`metadata`: its own, `None` if unknown).
+    fn folder(&mut self, dir: &Path, metadata: Option<&std::fs::Metadata>) {
+        use std::os::unix::fs::MetadataExt;
+        let identity = metadata.map(|m| (m.dev(), m.ino()));
+        if identity.is_some_and(|id| self.inside.contains(&id)) {
+            return;
         }
+        let Ok(entries) = std::fs::read_dir(dir) else { return self.unread.push(dir.to_owned()) };
+        self.inside.extend(identity);
+        for entry in entries.filter_map(Result::ok) {
+            self.entry(&entry);
+        }
+        if identity.is_some() {
+            self.inside.pop();
+        }
+    }
+
+    fn entry(&mut self, entry: &std::fs::DirEntry) {
+        let name = entry.file_name();
+        let Ok(kind) = entry.file_type() else { return };
+        let post = name.to_str().is_some_and(is_post_file_name);
+        if is_hidden(&name) || (kind.is_file() && !post) {
+            return;
+        }
+        let path = entry.path();
         let metadata = match kind.is_symlink() {
-            true => std::fs::metadata(entry.path()),
+            true => std::fs::metadata(&path),
             false => entry.metadata(),
         };
-        let Ok(metadata) = metadata else { continue };
-        if metadata.is_dir() && depth < DEEPEST {
-            look_under(&entry.path(), depth + 1, files);
-        } else if metadata.is_file() && name.to_str().is_some_and(is_post_file_name) {
-            files.push((entry.path(), Fingerprint::from_metadata(&metadata)));
+        let Ok(metadata) = metadata else { return };
+        if metadata.is_dir() {
+            let inside =
+                !kind.is_symlink() || std::fs::canonicalize(&path).is_ok_and(|real| real.starts_with(&self.real_root));
+            if inside {
+                self.folder(&path, Some(&metadata));
+            }
+        } else if metadata.is_file() && post {
+            self.files.push((path, Fingerprint::from_metadata(&metadata)));
         }
     }
 }
@@ -175,17 +233,21 @@ where
 {
     let (stop, stopped) = mpsc::channel::<()>();
     let (folder, root) = (root.display().to_string(), root.to_owned());
-    let mut before = Arc::new(look(&root));
+    let mut before = Arc::new(look(&root, &Vec::new()));
+    let held = Arc::new(AtomicBool::new(false));
     std::thread::Builder::new()
         .name("crier-poller".into())
         .spawn(move || {
             while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
-                let now = Arc::new(look(&root));
+                let now = Arc::new(look(&root, &before));
                 let hints = compare(&before, &now);
                 if !hints.is_empty() {
                     handler(WatchMessage::Hints(hints));
                 }
-                handler(WatchMessage::Looked(Look { root: root.clone(), files: now.clone() }));
+                if !held.swap(true, AtomicOrdering::AcqRel) {
+                    let look = Look { root: root.clone(), files: now.clone(), _held: Arc::new(Held(held.clone())) };
+                    handler(WatchMessage::Looked(look));
+                }
                 before = now;
             }
         })
@@ -313,6 +375,27 @@ mod tests {
         });
         assert!(hints.is_empty(), "nothing changed: {hints:?}");
         drop(watcher);
+    }
+
+    #[test]
+    fn a_look_follows_links_inside_once_and_keeps_what_it_cannot_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("posts");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+        std::fs::write(root.join("sub/a.md"), "a").unwrap();
+        std::fs::write(dir.path().join("outside/b.md"), "b").unwrap();
+        let link = |target: &Path, at: &str| std::os::unix::fs::symlink(target, root.join(at)).unwrap();
+        link(&root, "sub/loop");
+        link(&dir.path().join("outside"), "out");
+        link(&root.join("sub"), "alias");
+        let paths: Vec<PathBuf> = look(&root, &Vec::new()).into_iter().map(|(path, _)| path).collect();
+        // As the posts' walk sees them: a link inside is a folder of its own; a loop and a link
+        // outside are not walked.
+        assert_eq!(paths, [root.join("alias/a.md"), root.join("sub/a.md")]);
+        let unreadable = dir.path().join("gone");
+        let before = vec![(unreadable.join("x.md"), Fingerprint::of(&root.join("sub/a.md")).unwrap())];
+        assert_eq!(look(&unreadable, &before), before, "kept as it was");
     }
 
     #[test]

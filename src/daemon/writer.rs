@@ -107,6 +107,18 @@ impl Shared {
     }
 }
 
+/// Closes the queue when the writer's thread ends, even by a panic: the jobs left are dropped, so
+/// that one waiting for them ([`Writer::flush`]) is not kept waiting, and no new one is taken.
+struct Closing(Arc<Shared>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        queue.closed = true;
+        queue.jobs.clear();
+    }
+}
+
 /// How many jobs the writer does at most before it wakes the publisher to take what was done.
 const WAKE_EVERY: usize = 64;
 
@@ -128,6 +140,7 @@ impl Writer {
             .name("crier-writer".into())
             .spawn(move || {
                 super::background_thread();
+                let _closing = Closing(jobs.clone());
                 let mut since_wake = 0;
                 while let Some((job, drained)) = jobs.next() {
                     run(&feeds, job, &report);

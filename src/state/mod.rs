@@ -802,11 +802,11 @@ mod tests {
         let state = State::open(dir.path()).unwrap();
         let other = Connection::open(dir.path().join(FILE_NAME)).unwrap();
         other.execute_batch("BEGIN IMMEDIATE; DELETE FROM subscription;").unwrap();
+        let started = std::time::Instant::now();
         let holder = std::thread::spawn(move || {
             std::thread::sleep(HELD);
             other.execute_batch("COMMIT").unwrap();
         });
-        let started = std::time::Instant::now();
         state.subscribe(&sub("t1", "http://a/", 100), 0, 10).expect("stored once the other write ended");
         assert!(started.elapsed() >= HELD, "{:?}", started.elapsed());
         holder.join().unwrap();
