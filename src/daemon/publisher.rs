@@ -324,10 +324,6 @@ struct Worker {
     index_removed: Vec<String>,
     saver: Option<IndexSaver>,
     saved_at: Option<Instant>,
-    /// A save of the index handed to the writer has not run yet (the disk is slow): the next one
-    /// waits, its changes kept, so that a stalled disk does not pile up saves, nor the versions
-    /// of documents that the writer cannot replace across a save.
-    save_waiting: Arc<AtomicBool>,
     /// A save of archive bounds failed: the next saves them all, whole.
     bounds_unsaved: bool,
     /// Taken by the first start: see [`first_publish`](crate::daemon::first_publish).
@@ -435,7 +431,6 @@ impl Worker {
             index_removed: Vec::new(),
             saver: None,
             saved_at: None,
-            save_waiting: Arc::default(),
             bounds_unsaved: false,
             first_publish: None,
             published_apart: None,
@@ -821,7 +816,10 @@ impl Worker {
     /// the next start a few files read again.
     fn save_index(&mut self, now: bool) {
         let Some(state) = &self.state else { return };
-        let waiting = self.save_waiting.load(Ordering::Acquire);
+        // While a save handed to the writer has not run (the disk is slow), the next one waits,
+        // its changes kept: a stalled disk piles up neither saves nor the versions of documents
+        // that the writer cannot replace across a save.
+        let waiting = self.writer.as_ref().is_some_and(Writer::then_waiting);
         if !now && (waiting || self.saved_at.is_some_and(|at| at.elapsed() < INDEX_EVERY)) {
             return;
         }
@@ -847,14 +845,9 @@ impl Worker {
         // a page was made from posts its files do not hold yet (a crash would leave it stale).
         let key = self.index_key.clone();
         match (&self.writer, saver.sender.clone()) {
-            (Some(writer), Some(sender)) => {
-                self.save_waiting.store(true, Ordering::Release);
-                let waiting = self.save_waiting.clone();
-                writer.then(move || {
-                    waiting.store(false, Ordering::Release);
-                    let _ = sender.send((key, changes));
-                });
-            }
+            (Some(writer), Some(sender)) => writer.then(move || {
+                let _ = sender.send((key, changes));
+            }),
             _ => saver.save(key, changes),
         }
         self.indexed = true;

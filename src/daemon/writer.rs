@@ -44,6 +44,8 @@ struct Queue {
     taken: u64,
     /// Where the waiting write of each document is, since the last sweep or `Then`.
     writes: HashMap<String, u64>,
+    /// How many `Then`s wait.
+    thens: usize,
     closed: bool,
 }
 
@@ -62,7 +64,11 @@ impl Queue {
             Job::Remove(rel) => {
                 self.writes.remove(rel);
             }
-            Job::Sweep(_) | Job::Then(_) => self.writes.clear(),
+            Job::Sweep(_) => self.writes.clear(),
+            Job::Then(_) => {
+                self.writes.clear();
+                self.thens += 1;
+            }
         }
         self.jobs.push_back(job);
     }
@@ -70,6 +76,7 @@ impl Queue {
     fn pop(&mut self) -> Option<Job> {
         let job = self.jobs.pop_front()?;
         self.taken += 1;
+        self.thens -= usize::from(matches!(job, Job::Then(_)));
         if let Job::Write { rel, .. } = &job
             && self.writes.get(rel) == Some(&(self.taken - 1))
         {
@@ -116,6 +123,7 @@ impl Drop for Closing {
         let mut queue = self.0.lock();
         queue.closed = true;
         queue.jobs.clear();
+        queue.thens = 0;
     }
 }
 
@@ -181,6 +189,11 @@ impl Writer {
     /// not get ahead of the files (a save of the scan index, which says what they hold).
     pub fn then(&self, then: impl FnOnce() + Send + 'static) {
         self.send(vec![Job::Then(Box::new(then))]);
+    }
+
+    /// Whether a [`Writer::then`] handed over has not started yet (the disk is slow).
+    pub fn then_waiting(&self) -> bool {
+        self.shared.lock().thens > 0
     }
 
     /// Waits until every job handed over so far is done; returns what was done since the last call.
@@ -286,16 +299,21 @@ mod tests {
         let writer = Writer::start(FeedsDir::at(dir.path(), Compression { gzip: 1, brotli: 1 }), None);
         // The disk stalls: the writer is held inside a job while steps hand over new versions.
         let (release, held) = mpsc::channel::<()>();
+        let (started, holding) = mpsc::channel::<()>();
         writer.then(move || {
+            started.send(()).unwrap();
             let _ = held.recv();
         });
+        holding.recv().unwrap();
         let write = |rel: &str, text: &str| Job::Write { rel: rel.into(), encoded: encoded(text), refile: false };
         for n in 1..=50 {
             writer.send(vec![write("feed.rss", &format!("<rss>{n}</rss>")), write("feed.atom", "<feed/>")]);
         }
         // A removal and a `Then` are kept in order: the versions before and after each are written.
         writer.send(vec![Job::Remove("feed.atom".into()), write("feed.atom", "<feed>2</feed>")]);
+        assert!(!writer.then_waiting(), "the one holding the writer has started");
         writer.then(|| {});
+        assert!(writer.then_waiting());
         writer.send(vec![write("feed.rss", "<rss>last</rss>")]);
         release.send(()).unwrap();
         let written: Vec<(String, u128)> = writer
@@ -316,6 +334,7 @@ mod tests {
         assert_eq!(written, expected.map(|(rel, h)| (rel.to_owned(), h)));
         assert_eq!(std::fs::read(dir.path().join("feed.rss")).unwrap(), b"<rss>last</rss>");
         assert_eq!(std::fs::read(dir.path().join("feed.atom")).unwrap(), b"<feed>2</feed>");
+        assert!(!writer.then_waiting());
     }
 
     #[test]
