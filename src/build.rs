@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::engine::{DocumentSink, Engine, Indexed};
 use crate::feeds_dir::{FeedsDir, OnDisk, Outcome};
 use crate::post::{PostError, PostWarning};
-use crate::source::{self, Fingerprint};
+use crate::source::{self, Fingerprint, path_bytes};
 use crate::state::{IndexChanges, State};
 
 /// Why a command could not do its job at all (a bad post is not such a reason: it is reported
@@ -168,10 +168,6 @@ fn nothing_changed(
         unchanged: index.documents.len(),
         ..Default::default()
     })
-}
-
-fn path_bytes(path: &Path) -> &[u8] {
-    path.as_os_str().as_encoded_bytes()
 }
 
 /// What a build does with the documents in the feeds folder that it did not make.

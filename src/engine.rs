@@ -411,9 +411,7 @@ impl Engine {
     /// they were read. Paths are compared by their bytes (by component, 100,000 of them took
     /// 0.4 s).
     pub fn missing_under<T>(&self, root: &Path, present: &[(PathBuf, T)]) -> Vec<PathBuf> {
-        fn bytes(path: &Path) -> &[u8] {
-            path.as_os_str().as_encoded_bytes()
-        }
+        let bytes = source::path_bytes;
         let present: foldhash::HashSet<&[u8]> = present.iter().map(|(path, _)| bytes(path)).collect();
         let prefix = bytes(root);
         let inside = |path: &[u8]| {

@@ -213,8 +213,10 @@ fn run_build(config: &Config, full: bool, stale: build::Stale, log_errors: bool)
     for (path, warning) in &report.warnings {
         tracing::warn!("{}:{}: {}", path.display(), warning.line, warning.message);
     }
-    for error in report.errors.iter().filter(|_| log_errors) {
-        tracing::error!("{error}; the post is skipped");
+    if log_errors {
+        for error in &report.errors {
+            tracing::error!("{error}; the post is skipped");
+        }
     }
     println!("{report}");
     if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }

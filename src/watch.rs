@@ -17,7 +17,7 @@ use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, R
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::post::is_post_file_name;
-use crate::source::{Fingerprint, is_hidden};
+use crate::source::{Fingerprint, is_hidden, path_bytes};
 
 /// What an event says about a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,12 +118,8 @@ impl Watcher {
 }
 
 /// The post files of a folder with their fingerprints (size, modification and change times to
-/// the nanosecond, inode), sorted by their paths' bytes (quicker to compare than by component).
+/// the nanosecond, inode), sorted by their paths' bytes.
 type Files = Vec<(PathBuf, Fingerprint)>;
-
-fn path_bytes(path: &Path) -> &[u8] {
-    path.as_os_str().as_encoded_bytes()
-}
 
 /// Every post file under `root` (hidden names left out, as the posts' walk leaves them out), one
 /// `fstatat` each, sorted. A linked folder is followed when it leads inside `root` and is not
