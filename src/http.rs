@@ -85,7 +85,7 @@ pub fn answer(served: &ServedSet, method: &Method, path: &str, headers: &HeaderM
     let status = if not_modified { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
     let body = match not_modified {
         true => Bytes::new(),
-        false => match variant.bytes() {
+        false => match if coding == Coding::Identity { resource.identity_bytes() } else { variant.bytes() } {
             Ok(bytes) => bytes,
             Err(error) => return Answer { response: unreadable(method, &error), kind, coding, feed: None },
         },

@@ -158,21 +158,15 @@ impl Resource {
         resource.from_files(document)
     }
 
-    /// The same document with every variant read from its file into memory, when each file still
-    /// holds the bytes its validator names.
+    /// The same document with its encodings read from their files into memory, when each file
+    /// still holds the bytes its validator names; its identity stays in its file (see
+    /// [`Resource::filed`]).
     pub fn loaded(&self) -> Option<Resource> {
-        let load = |variant: &Variant| variant.bytes().ok().map(Variant::new);
-        let mut resource = self.clone();
-        resource.identity = load(&self.identity)?;
-        resource.gzip = match &self.gzip {
-            Some(gzip) => Some(load(gzip)?),
-            None => None,
+        let load = |variant: &Option<Variant>| match variant {
+            Some(variant) => variant.bytes().ok().map(|bytes| Some(Variant::new(bytes))),
+            None => Some(None),
         };
-        resource.brotli = match &self.brotli {
-            Some(brotli) => Some(load(brotli)?),
-            None => None,
-        };
-        Some(resource)
+        Some(Resource { gzip: load(&self.gzip)?, brotli: load(&self.brotli)?, ..self.clone() })
     }
 
     /// The same document served from the files that hold it (`document`, and each encoding's
@@ -187,6 +181,36 @@ impl Resource {
             }
         }
         self
+    }
+
+    /// The same document, once its files hold its bytes, kept as the document at `rel` is: an
+    /// archive page read from its files for each response (a history is asked for rarely); any
+    /// other document with its encodings in memory, which nearly every reader asks for, and its
+    /// identity read from its file (the page cache holds it; a copy in memory as well would be
+    /// most of the served set's bytes, a third of crier's memory at 100,000 posts).
+    pub fn filed(mut self, rel: &str, document: &std::path::Path) -> Resource {
+        if documents::is_archive(rel) {
+            return self.from_files(document);
+        }
+        self.identity.body = Stored::File { document: Arc::from(document), encoding: None };
+        self
+    }
+
+    /// The identity bytes. When its file no longer holds them (rewritten for a newer set since
+    /// this one was taken, or removed by hand), they are made again from the gzip encoding, which
+    /// the ETag then still names.
+    pub fn identity_bytes(&self) -> std::io::Result<Bytes> {
+        let error = match self.identity.bytes() {
+            Ok(bytes) => return Ok(bytes),
+            Err(error) => error,
+        };
+        let Some(gzip) = self.gzip.as_ref().and_then(|gzip| gzip.bytes().ok()) else { return Err(error) };
+        let mut bytes = Vec::new();
+        let read = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzip[..]), &mut bytes);
+        match read.is_ok() && xxhash_rust::xxh3::xxh3_128(&bytes) == self.identity.hash {
+            true => Ok(Bytes::from(bytes)),
+            false => Err(error),
+        }
     }
 
     /// The same document with the `Link` headers `policy` gives the document at `rel`.
@@ -527,5 +551,40 @@ mod tests {
         // Bytes that are not the ones the ETag names are never sent with it.
         std::fs::write(dir.path().join("feed.archive-1.rss"), b"<rss>new</rss>").unwrap();
         assert_eq!(resource.identity.bytes().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_feed_keeps_its_encodings_in_memory_and_its_identity_in_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let levels = crate::config::Compression { gzip: 3, brotli: 3 };
+        let feeds = crate::feeds_dir::FeedsDir::at(dir.path(), levels);
+        let encoded = Encoded::compress("<rss>港口</rss>".as_bytes().to_vec(), levels, SystemTime::now());
+        for rel in ["feed.rss", "feed.archive-1.rss"] {
+            feeds.write(rel, &encoded).unwrap();
+        }
+        let filed = |rel: &str| Resource::new(rel, &encoded, SystemTime::now()).filed(rel, &feeds.file_of(rel, None));
+        let (feed, page) = (filed("feed.rss"), filed("feed.archive-1.rss"));
+        let in_memory = |v: &Option<Variant>| v.as_ref().is_some_and(|v| !v.is_file());
+        assert!(feed.identity.is_file() && in_memory(&feed.gzip) && in_memory(&feed.brotli));
+        assert!(page.identity.is_file() && !in_memory(&page.gzip) && !in_memory(&page.brotli), "all in files");
+        assert_eq!(feed.identity_bytes().unwrap(), encoded.identity);
+        // Its file rewritten (a newer set's) or gone: the bytes the ETag names are made again
+        // from the gzip encoding.
+        std::fs::write(dir.path().join("feed.rss"), b"<rss>new</rss>").unwrap();
+        assert_eq!(feed.identity_bytes().unwrap(), encoded.identity);
+        std::fs::remove_file(dir.path().join("feed.rss")).unwrap();
+        assert_eq!(feed.identity_bytes().unwrap(), encoded.identity);
+        // Neither file holds them: an error, never other bytes under the ETag.
+        std::fs::write(dir.path().join("feed.archive-1.rss"), b"<rss>new</rss>").unwrap();
+        assert_eq!(page.identity_bytes().unwrap(), encoded.identity, "its gzip file is still right");
+        std::fs::write(dir.path().join("feed.archive-1.rss.gz"), crate::feeds_dir::gzip(b"<rss>new</rss>", 3)).unwrap();
+        assert_eq!(page.identity_bytes().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        // Loading a feed's encodings leaves its identity in its file.
+        let on_disk =
+            Resource::on_disk("feed.rss", &crate::feeds_dir::OnDisk::of(&encoded), &feeds.file_of("feed.rss", None));
+        std::fs::write(dir.path().join("feed.rss"), &encoded.identity).unwrap();
+        let loaded = on_disk.loaded().unwrap();
+        assert!(loaded.identity.is_file() && in_memory(&loaded.gzip) && in_memory(&loaded.brotli));
+        assert_eq!(loaded.gzip.unwrap().bytes().unwrap(), encoded.gzip);
     }
 }

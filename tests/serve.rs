@@ -481,6 +481,36 @@ fn a_change_is_served_before_its_encodings_which_keep_its_validators() {
 }
 
 #[test]
+fn a_feed_is_held_in_memory_compressed_and_read_from_its_file_as_it_is() {
+    let dir = site();
+    fs::write(dir.path().join("posts/sooner.md"), post("半分钟后", "2030-12-31 23:59:30 +0000", "sooner")).unwrap();
+    let state = format!("state_dir = \"{}\"", dir.path().join("state").display());
+    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), &state)).unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
+    let publisher = ClockedPublisher::start(&dir.path().join("crier.toml"), start);
+    let file = || fs::read(dir.path().join("feeds/feed.rss")).unwrap();
+    let held = |publisher: &ClockedPublisher| publisher.in_memory("feed.rss") == Some([false, true, true]);
+    // The first publish, and a change once its files are written: the encodings in memory, the
+    // document itself read from its file (the page cache's copy), which holds the served bytes.
+    for (what, title) in [("the first publish", "港口新闻"), ("a change", "半分钟后")] {
+        let shows = || publisher.served("feed.rss").is_some_and(|s| common::text(&s.identity).contains(title));
+        common::wait_for(what, || shows() && held(&publisher));
+        assert_eq!(publisher.body("feed.rss").unwrap(), file(), "{what}");
+        publisher.set_clock(start + chrono::Duration::seconds(59));
+    }
+    let served = publisher.served("feed.rss").unwrap();
+    publisher.stop();
+    // A restart: the same, once its first step is done.
+    let publisher = ClockedPublisher::start(&dir.path().join("crier.toml"), start + chrono::Duration::seconds(59));
+    common::wait_for("the encodings read into memory", || held(&publisher));
+    assert_eq!(publisher.served("feed.rss").unwrap(), served);
+    // Its file removed by hand: the same bytes, made from the gzip encoding.
+    fs::remove_file(dir.path().join("feeds/feed.rss")).unwrap();
+    assert_eq!(publisher.served("feed.rss").unwrap(), served);
+    publisher.stop();
+}
+
+#[test]
 fn a_change_saved_before_the_last_ones_encodings_is_served_first() {
     use common::library::{Served, served};
     let dir = site();

@@ -158,15 +158,13 @@ impl Drop for Publisher {
 struct Made {
     rel: String,
     put: Put,
-    /// An archive page, written: served from its files, its bytes not kept (`put` holds none).
+    /// Written: served as [`Resource::filed`] says, its bytes not kept (`put` holds none).
     filed: Option<Resource>,
     /// New bytes, served from memory and handed to the writer once the new set is live: every
     /// document after the first publish (writing files never delays serving them), and in a full
     /// step, files the served set reads for each response (written before, they would not match
     /// the ETags of the set still answering).
     deferred: bool,
-    /// Served from its files once they are written: an archive page.
-    refile: bool,
     /// The files as they stand on disk now, for the scan index (none: not written yet).
     on_disk: Option<OnDisk>,
 }
@@ -203,12 +201,13 @@ impl DocumentSink for KeepSink<'_> {
         if self.trust_served {
             return self.serve_first(rel, bytes);
         }
-        let refile = self.current.resources.get(rel).is_some_and(|r| r.identity.is_file());
+        // Files the live set reads for each response are written after the swap.
+        let read_from_files = self.current.resources.get(rel).is_some_and(|r| r.identity.is_file());
         // Written now: an archive page new to the served set, to be served from its files (a
         // first publish of a long history must not hold all of it in memory); and every document
         // of a first publish, so that the feeds folder is complete once anything is served.
         let write_now = !self.current.ready || documents::is_archive(rel);
-        let (mut put, deferred) = match refile || !write_now {
+        let (mut put, deferred) = match read_from_files || !write_now {
             true => {
                 let (encoded, outcome) = self.feeds.prepare(rel, bytes, self.now);
                 (Put { encoded, outcome, error: None }, outcome == Outcome::Written)
@@ -216,12 +215,12 @@ impl DocumentSink for KeepSink<'_> {
             false => (self.feeds.put(rel, bytes, self.now), false),
         };
         let on_disk = (put.error.is_none() && !deferred).then(|| OnDisk::of(&put.encoded));
-        let filed = (documents::is_archive(rel) && put.error.is_none() && !deferred).then(|| {
-            let resource = Resource::new(rel, &put.encoded, self.now).from_files(&self.feeds.file_of(rel, None));
+        let filed = (put.error.is_none() && !deferred).then(|| {
+            let resource = Resource::new(rel, &put.encoded, self.now).filed(rel, &self.feeds.file_of(rel, None));
             put.encoded = Encoded::empty(put.encoded.modified);
             resource
         });
-        let made = Made { rel: rel.to_owned(), put, filed, deferred, refile, on_disk };
+        let made = Made { rel: rel.to_owned(), put, filed, deferred, on_disk };
         self.made.lock().expect("no code panics while holding this lock").push(made);
     }
 }
@@ -243,14 +242,13 @@ impl KeepSink<'_> {
         if self.current.resources.get(rel).is_some_and(|served| served.identity.hash == hash) {
             return;
         }
-        let refile = documents::is_archive(rel);
-        let later = self.encode_later && !refile;
+        let later = self.encode_later && !documents::is_archive(rel);
         let encoded = match later {
             true => Encoded::identity_only(bytes, self.now),
             false => self.feeds.compress(bytes, self.now),
         };
         let put = Put { encoded, outcome: Outcome::Written, error: None };
-        let made = Made { rel: rel.to_owned(), put, filed: None, deferred: !later, refile, on_disk: None };
+        let made = Made { rel: rel.to_owned(), put, filed: None, deferred: !later, on_disk: None };
         self.made.lock().expect("no code panics while holding this lock").push(made);
     }
 }
@@ -283,7 +281,7 @@ fn encode_some(
         let identity = served.identity.bytes().ok()?;
         let encoded = feeds.compress(identity.to_vec(), served.modified);
         let put = Put { encoded, outcome: Outcome::Written, error: None };
-        Some(Made { rel, put, filed: None, deferred: true, refile: false, on_disk: None })
+        Some(Made { rel, put, filed: None, deferred: true, on_disk: None })
     };
     let mut made = Vec::new();
     in_groups(unencoded, put_off, |some| made.par_extend(some.into_par_iter().filter_map(encode)));
@@ -515,9 +513,9 @@ impl Worker {
         self.files_written(done);
     }
 
-    /// Takes in what the writer did: files written go into the scan index, and an archive page
-    /// written is served from its files again (same bytes, same ETags), unless newer bytes are
-    /// served by now. A write that failed is tried again on a timer, unless newer bytes were
+    /// Takes in what the writer did: files written go into the scan index, and a document written
+    /// is served from its files again as [`Resource::filed`] says (same bytes, same ETags),
+    /// unless newer bytes are served by now. A write that failed is tried again on a timer, unless newer bytes were
     /// handed to the writer since.
     fn files_written(&mut self, done: Vec<Done>) {
         if done.is_empty() {
@@ -528,8 +526,8 @@ impl Worker {
         let mut refiled = Vec::new();
         for done in done {
             match done {
-                Done::Written { rel, on_disk, hash, refile } => {
-                    if refile && serves(&rel, hash) {
+                Done::Written { rel, on_disk, hash } => {
+                    if serves(&rel, hash) && current.resources.get(&rel).is_some_and(|r| !r.identity.is_file()) {
                         refiled.push(rel.clone());
                     }
                     self.index_written.push((rel, on_disk));
@@ -548,7 +546,7 @@ impl Worker {
         let mut next = (*current).clone();
         for rel in refiled {
             if let Some(resource) = next.resources.get(&rel) {
-                let filed = (**resource).clone().from_files(&self.feeds.file_of(&rel, None));
+                let filed = (**resource).clone().filed(&rel, &self.feeds.file_of(&rel, None));
                 next.resources.insert(rel, Arc::new(filed));
             }
         }
@@ -776,7 +774,7 @@ impl Worker {
                     Some(on_disk) => {
                         Resource::on_disk(&rel, &on_disk, &feeds.file_of(&rel, None)).dated(on_disk.modified, wall)
                     }
-                    None => Resource::new(&rel, &feeds.read(&rel)?, wall),
+                    None => Resource::new(&rel, &feeds.read(&rel)?, wall).filed(&rel, &feeds.file_of(&rel, None)),
                 };
                 Some((rel, resource))
             })
@@ -793,11 +791,13 @@ impl Worker {
         next.folded = Arc::new(next.fold_feeds());
     }
 
-    /// Reads into memory the feeds served from files since the start (archive pages stay in
-    /// their files): a feed is asked for far more often than it changes.
+    /// Reads into memory the encodings of the feeds served from files since the start (archive
+    /// pages stay in their files, and so does every identity): a feed is asked for far more
+    /// often than it changes.
     fn hold_feeds_in_memory(&self) {
         let current = self.shared.load();
-        let filed = current.resources.iter().filter(|(rel, r)| r.identity.is_file() && !documents::is_archive(rel));
+        let on_file = |r: &Resource| [&r.gzip, &r.brotli].into_iter().flatten().any(|v| v.is_file());
+        let filed = current.resources.iter().filter(|(rel, r)| on_file(r) && !documents::is_archive(rel));
         let loaded: Vec<(String, Resource)> =
             filed.filter_map(|(rel, r)| Some((rel.to_owned(), r.loaded()?))).collect();
         if loaded.is_empty() {
@@ -1044,7 +1044,7 @@ impl Worker {
         self.gone.update(made.iter().map(|m| m.rel.as_str()), removed, wall, posts_there);
         next.gone = self.gone.served(self.engine.config());
         let mut changed = Vec::new();
-        for Made { rel, put, filed, deferred, refile, .. } in made {
+        for Made { rel, put, filed, deferred, .. } in made {
             let Put { mut encoded, error, outcome } = put;
             let hash =
                 filed.as_ref().map_or_else(|| xxhash_rust::xxh3::xxh3_128(&encoded.identity), |r| r.identity.hash);
@@ -1066,7 +1066,7 @@ impl Worker {
                 changed.push(rel.clone());
             }
             self.unwritten.record(&rel, &encoded, error);
-            self.leave_for_later(&rel, &encoded, deferred.then_some(refile), filed.is_none());
+            self.leave_for_later(&rel, &encoded, deferred, filed.is_none());
             let mut resource = match filed {
                 Some(resource) => resource.dated(encoded.modified, wall),
                 None => Resource::new(&rel, &encoded, wall),
@@ -1087,11 +1087,10 @@ impl Worker {
     }
 
     /// What is left to do for a document a step made: its files, written once the set that
-    /// serves it is live (`write`: `Some(refile)`), and its encodings, when it is served from
-    /// memory without them.
-    fn leave_for_later(&mut self, rel: &str, encoded: &Encoded, write: Option<bool>, in_memory: bool) {
-        if let Some(refile) = write {
-            self.to_write.push(Job::Write { rel: rel.to_owned(), encoded: encoded.clone(), refile });
+    /// serves it is live (`write`), and its encodings, when it is served from memory without them.
+    fn leave_for_later(&mut self, rel: &str, encoded: &Encoded, write: bool, in_memory: bool) {
+        if write {
+            self.to_write.push(Job::Write { rel: rel.to_owned(), encoded: encoded.clone() });
         } else if in_memory && !encoded.is_encoded() {
             self.unencoded.insert(rel.to_owned());
         }

@@ -16,8 +16,8 @@ use crate::feeds_dir::{Encoded, FeedsDir, OnDisk};
 
 /// One thing to do to the feeds folder.
 pub enum Job {
-    /// Write a document and its encodings; `refile`: serve it from its files once written.
-    Write { rel: String, encoded: Encoded, refile: bool },
+    /// Write a document and its encodings.
+    Write { rel: String, encoded: Encoded },
     /// Remove a document's files.
     Remove(String),
     /// Remove every document crier owns that is not in the set.
@@ -29,7 +29,7 @@ pub enum Job {
 /// What came of a write.
 #[derive(Debug)]
 pub enum Done {
-    Written { rel: String, on_disk: OnDisk, hash: u128, refile: bool },
+    Written { rel: String, on_disk: OnDisk, hash: u128 },
     Failed { rel: String, encoded: Encoded, error: anyhow::Error },
 }
 
@@ -230,11 +230,11 @@ impl Drop for Writer {
 
 fn run(feeds: &FeedsDir, job: Job, report: &Sender<Done>) {
     match job {
-        Job::Write { rel, encoded, refile } => {
+        Job::Write { rel, encoded } => {
             let done = match feeds.write(&rel, &encoded) {
                 Ok(()) => {
                     let on_disk = OnDisk::of(&encoded);
-                    Done::Written { rel, on_disk, hash: on_disk.files[0].1, refile }
+                    Done::Written { rel, on_disk, hash: on_disk.files[0].1 }
                 }
                 Err(error) => Done::Failed { rel, encoded, error },
             };
@@ -269,7 +269,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let feeds = FeedsDir::at(dir.path(), Compression { gzip: 1, brotli: 1 });
         let writer = Writer::start(feeds, None);
-        let write = |text: &str| Job::Write { rel: "feed.rss".into(), encoded: encoded(text), refile: false };
+        let write = |text: &str| Job::Write { rel: "feed.rss".into(), encoded: encoded(text) };
         writer.send(vec![write("<rss>1</rss>"), Job::Remove("feed.rss".into())]);
         writer.send(vec![write("<rss>2</rss>")]);
         // Without the `Then`, version 3 could replace version 2 while it waits.
@@ -305,7 +305,7 @@ mod tests {
             let _ = held.recv();
         });
         holding.recv().unwrap();
-        let write = |rel: &str, text: &str| Job::Write { rel: rel.into(), encoded: encoded(text), refile: false };
+        let write = |rel: &str, text: &str| Job::Write { rel: rel.into(), encoded: encoded(text) };
         for n in 1..=50 {
             writer.send(vec![write("feed.rss", &format!("<rss>{n}</rss>")), write("feed.atom", "<feed/>")]);
         }
@@ -343,7 +343,7 @@ mod tests {
         let root = dir.path().join("feeds");
         std::fs::write(&root, "in the way").unwrap();
         let writer = Writer::start(FeedsDir::at(&root, Compression { gzip: 1, brotli: 1 }), None);
-        writer.send(vec![Job::Write { rel: "feed.rss".into(), encoded: encoded("<rss/>"), refile: true }]);
+        writer.send(vec![Job::Write { rel: "feed.rss".into(), encoded: encoded("<rss/>") }]);
         match writer.finish().as_slice() {
             [Done::Failed { rel, encoded, .. }] => {
                 assert_eq!(rel, "feed.rss");

@@ -124,7 +124,7 @@ impl Hub {
                 let _places = self.places(&url).await;
                 let _sending = super::Ticket::take(&self.sending, usize::MAX);
                 let secret = subscription.secret.as_deref();
-                let Ok(body) = resource.identity.bytes() else { return };
+                let Ok(body) = resource.identity_bytes() else { return };
                 outgoing::deliver(&self.callbacks, &url, body, &resource.content_type, &resource.links, secret).await
             };
             // Not kept through a wait: a newer version may replace it meanwhile.

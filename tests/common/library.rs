@@ -47,7 +47,7 @@ pub fn served(shared: &crier::served::Shared, rel: &str) -> Option<Served> {
     let bytes = |variant: &crier::served::Variant| variant.bytes().ok().map(|b| b.to_vec());
     Some(Served {
         rel: rel.to_owned(),
-        identity: bytes(&resource.identity)?,
+        identity: resource.identity_bytes().ok()?.to_vec(),
         gzip: resource.gzip.as_ref().and_then(bytes),
         brotli: resource.brotli.as_ref().and_then(bytes),
         etag: resource.identity.etag().to_str().unwrap().to_owned(),
@@ -104,12 +104,21 @@ impl ClockedPublisher {
 
     /// A published document's bytes, if it is published.
     pub fn body(&self, rel: &str) -> Option<Vec<u8>> {
-        self.shared.load().resources.get(rel).map(|r| r.identity.bytes().unwrap().to_vec())
+        self.shared.load().resources.get(rel).map(|r| r.identity_bytes().unwrap().to_vec())
     }
 
     /// A published document as it is served at this moment.
     pub fn served(&self, rel: &str) -> Option<Served> {
         served(&self.shared, rel)
+    }
+
+    /// Which of a published document's identity, gzip and brotli bytes are held in memory (not
+    /// read from its files for each response), at this moment.
+    pub fn in_memory(&self, rel: &str) -> Option<[bool; 3]> {
+        let set = self.shared.load();
+        let resource = set.resources.get(rel)?;
+        let held = |variant: Option<&crier::served::Variant>| variant.is_some_and(|v| !v.is_file());
+        Some([held(Some(&resource.identity)), held(resource.gzip.as_ref()), held(resource.brotli.as_ref())])
     }
 
     /// For each swap so far, the documents whose bytes it changed, as it served them.
