@@ -15,7 +15,8 @@
 #    of EDITS edits (write-temp-and-rename of its own posts with a new title, 5 ms apart).
 # 3. Throughput, wrk -t2 -c32 -d${WRK_SECS}s, crier against nginx 1.x serving the feeds folder
 #    crier wrote (etag on; gzip_static on), on /feed.rss and /categories/cat7.rss:
-#    (a) 200 with Accept-Encoding: gzip, (b) 304 with If-None-Match: <that server's gzip ETag>.
+#    (a) 200 with Accept-Encoding: gzip, (b) 304 with If-None-Match: <that server's gzip ETag>,
+#    (c) 200 without Accept-Encoding (the uncompressed bytes, which crier reads from their file).
 #    Runs alternate crier, nginx, crier, nginx (REPS each); crier stays running and idle
 #    while nginx is measured, and the other way round.
 # Prints the results and writes them to benches/results-serve.md.
@@ -292,7 +293,8 @@ done
 WRK_NOTES=()
 run_wrk() {
   local srv=$1 url=$2 kind=$3 rep=$4 out rps
-  local args=(-t2 -c32 -d"${WRK_SECS}s" -H 'Accept-Encoding: gzip')
+  local args=(-t2 -c32 -d"${WRK_SECS}s")
+  [ "$kind" = identity ] || args+=(-H 'Accept-Encoding: gzip')
   [ "$kind" = 304 ] && args+=(-H "If-None-Match: ${ETAG[$srv$url]}")
   out="$RUN/wrk-$srv-${url//\//_}-$kind-$rep.txt"
   local pids=$CRIER_PID c0 c1 reqs
@@ -315,7 +317,7 @@ run_wrk() {
 }
 declare -A RPS CPU
 for url in "${URLS[@]}"; do
-  for kind in 200 304; do
+  for kind in 200 304 identity; do
     for ((r = 1; r <= REPS; r++)); do
       for srv in crier nginx; do
         run_wrk "$srv" "$url" "$kind" "$r"
@@ -356,10 +358,11 @@ MEM_TABLE="| when | VmRSS MB | VmHWM (peak) MB |
 WRK_TABLE="| URL | response | crier req/s (each run) | nginx req/s (each run) | crier / nginx (medians) | server CPU µs/request: crier / nginx |
 |---|---|---:|---:|---:|---:|"
 for url in "${URLS[@]}"; do
-  for kind in 200 304; do
+  for kind in 200 304 identity; do
     # shellcheck disable=SC2086
     cm=$(median ${RPS[crier$url$kind]}); nm=$(median ${RPS[nginx$url$kind]})
     label="200 gzip"; [ "$kind" = 304 ] && label="304 (If-None-Match)"
+    [ "$kind" = identity ] && label="200 uncompressed (no Accept-Encoding)"
     # shellcheck disable=SC2086
     cc=$(printf '%s\n' ${CPU[crier$url$kind]} | sort -g | awk '{ a[NR] = $1 } END { printf "%.1f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
     # shellcheck disable=SC2086
@@ -430,7 +433,9 @@ for note in "${NOTES[@]}"; do echo "- $note"; done
   echo
   echo "## 3. Throughput: crier against nginx"
   echo
-  echo "\`wrk -t2 -c32 -d${WRK_SECS}s -H 'Accept-Encoding: gzip' [-H 'If-None-Match: ETAG'] URL\` on 127.0.0.1;"
+  echo "\`wrk -t2 -c32 -d${WRK_SECS}s -H 'Accept-Encoding: gzip' [-H 'If-None-Match: ETAG'] URL\` on 127.0.0.1,"
+  echo "and without Accept-Encoding for the uncompressed rows (crier reads those bytes from their file"
+  echo "for each response, as nginx does; it keeps only the encodings in memory);"
   echo "nginx (worker_processes 2, \`etag on; gzip_static on;\`, access log off, keepalive_requests 1000"
   echo "as crier's max_requests_per_connection) serves the feeds folder crier wrote. Each server's own"
   echo "gzip ETag is used for the 304 runs, checked with curl first. wrk and the server share the"
