@@ -714,8 +714,9 @@ impl Engine {
                 }
                 Err(error) => {
                     // The last good version stays published while its rendering is at hand;
-                    // without it (after a start from the scan index, or trimmed) the post goes,
-                    // as it would for a start that reads everything.
+                    // without it (a post the feeds do not show, whose rendering was trimmed, or
+                    // one bad already when the start rendered the shown posts) the post goes, as
+                    // it would for a start that reads everything.
                     if !self.rendered.contains_key(&path) {
                         touched.extend(self.site.remove(&path));
                     }
@@ -1227,9 +1228,9 @@ impl Engine {
     }
 
     /// Renders the posts the feeds show that have no rendering at hand, so that one whose file
-    /// turns bad keeps its last good version: after a start from a scan index that a child
-    /// process just made (the first publish this process would have made holds them). A file
-    /// that cannot be rendered now is left to the step that reads what changed.
+    /// turns bad keeps its last good version: after a start from a scan index (a first publish
+    /// made in this process holds them). A file that cannot be rendered now is left to the step
+    /// that reads what changed.
     pub fn render_shown(&mut self, now: DateTime<Utc>) {
         let needed: Vec<Arc<PostMeta>> =
             self.shown(now).into_values().filter(|meta| !self.rendered.contains_key(&*meta.path)).collect();

@@ -192,6 +192,23 @@ fn a_bad_edit_keeps_the_last_good_version_until_fixed() {
 }
 
 #[test]
+fn a_bad_edit_after_a_restart_keeps_the_last_good_version() {
+    let dir = site();
+    let mut first = Daemon::start(dir.path(), "");
+    assert_eq!(first.terminate().code(), Some(0));
+    // From the scan index: the shown posts' bodies are not read before it serves.
+    let daemon = Daemon::start(dir.path(), "");
+    assert!(daemon.log.text().contains("serving the 18 documents published before the start"), "{}", daemon.log.text());
+    daemon.wait_for("the catch-up step", || daemon.log_lines("published:") > 0);
+    fs::write(daemon.posts().join("news/port.md"), "---\ntitle: \"unclosed\ndate: 2021-12-23\n---\nbody\n").unwrap();
+    daemon.wait_for("the error in the log", || daemon.log_lines("port.md:") > 0);
+    let log = daemon.log.text();
+    assert!(log.contains("its last good version stays published"), "{log}");
+    let feed = daemon.get("/feed.rss", &[]).text();
+    assert!(feed.contains("港口新闻") && feed.contains("港口新闻 正文。"), "{feed}");
+}
+
+#[test]
 fn a_bad_post_is_logged_once_at_a_start_without_a_scan_index() {
     let dir = site();
     fs::write(dir.path().join("posts/bad.md"), "---\ntitle: \"unclosed\ndate: 2021-12-23\n---\nbody\n").unwrap();

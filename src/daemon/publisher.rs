@@ -631,7 +631,7 @@ impl Worker {
             .as_ref()
             .is_some_and(|state| build::restore_index(&mut self.engine, state, &self.index_key, &self.feeds, false));
         let apart = apart.filter(|_| self.indexed);
-        if apart.is_some() {
+        if self.indexed {
             self.engine.render_shown(self.clock.now());
         }
         self.step(what, StepKind::Full, |engine, now, sink| engine.load_all(now, sink));
