@@ -12,6 +12,7 @@ use http::HeaderValue;
 use crate::config::Config;
 use crate::redirect;
 use crate::site::FeedKey;
+use crate::source::Fingerprint;
 
 use crate::documents::{self, INDEX_PATH, Kind};
 use crate::feeds_dir::{Encoded, Encoding, OnDisk};
@@ -36,6 +37,10 @@ pub enum Stored {
         /// The document's own file; an encoding's lies beside it.
         document: Arc<std::path::Path>,
         encoding: Option<Encoding>,
+        /// The file as it was when its bytes were last found to be the ones the ETag names:
+        /// while it is still that file, its bytes are not hashed again (crier replaces a file by
+        /// a rename, a new inode, and never writes one in place).
+        checked: Arc<std::sync::OnceLock<Fingerprint>>,
     },
 }
 
@@ -63,12 +68,19 @@ impl Variant {
     pub fn bytes(&self) -> std::io::Result<Bytes> {
         match &self.body {
             Stored::Memory { bytes, .. } => Ok(bytes.clone()),
-            Stored::File { document, encoding } => {
+            Stored::File { document, encoding, checked } => {
                 let path = encoding.map_or_else(|| document.to_path_buf(), |e| e.beside(document));
-                let bytes = std::fs::read(&path)?;
-                if xxhash_rust::xxh3::xxh3_128(&bytes) != self.hash {
-                    let message = format!("{} changed since it was served", path.display());
-                    return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
+                let mut file = std::fs::File::open(&path)?;
+                let metadata = file.metadata()?;
+                let fingerprint = Fingerprint::from_metadata(&metadata);
+                let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+                std::io::Read::read_to_end(&mut file, &mut bytes)?;
+                if checked.get() != Some(&fingerprint) {
+                    if xxhash_rust::xxh3::xxh3_128(&bytes) != self.hash {
+                        let message = format!("{} changed since it was served", path.display());
+                        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
+                    }
+                    let _ = checked.set(fingerprint);
                 }
                 Ok(Bytes::from(bytes))
             }
@@ -173,7 +185,7 @@ impl Resource {
     /// file beside it) instead of memory.
     pub fn from_files(mut self, document: &std::path::Path) -> Resource {
         let document: Arc<std::path::Path> = Arc::from(document);
-        let file = |encoding| Stored::File { document: document.clone(), encoding };
+        let file = |encoding| Stored::File { document: document.clone(), encoding, checked: Arc::default() };
         self.identity.body = file(None);
         for (variant, encoding) in [(&mut self.gzip, Encoding::Gzip), (&mut self.brotli, Encoding::Brotli)] {
             if let Some(variant) = variant {
@@ -192,7 +204,7 @@ impl Resource {
         if documents::is_archive(rel) {
             return self.from_files(document);
         }
-        self.identity.body = Stored::File { document: Arc::from(document), encoding: None };
+        self.identity.body = Stored::File { document: Arc::from(document), encoding: None, checked: Arc::default() };
         self
     }
 
@@ -548,7 +560,11 @@ mod tests {
         assert!(matches!(resource.brotli.as_ref().unwrap().body, Stored::File { .. }));
         assert_eq!(resource.identity.bytes().unwrap(), encoded.identity);
         assert_eq!(resource.gzip.as_ref().unwrap().bytes().unwrap(), encoded.gzip);
-        // Bytes that are not the ones the ETag names are never sent with it.
+        // Bytes that are not the ones the ETag names are never sent with it: not after the file
+        // was checked once and then written over in place with as many bytes, nor replaced.
+        assert_eq!(resource.identity.bytes().unwrap(), encoded.identity, "read again, unchanged");
+        std::fs::write(dir.path().join("feed.archive-1.rss"), b"<RSS/>").unwrap();
+        assert_eq!(resource.identity.bytes().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
         std::fs::write(dir.path().join("feed.archive-1.rss"), b"<rss>new</rss>").unwrap();
         assert_eq!(resource.identity.bytes().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
     }
