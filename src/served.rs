@@ -12,7 +12,6 @@ use http::HeaderValue;
 use crate::config::Config;
 use crate::redirect;
 use crate::site::FeedKey;
-use crate::source::Fingerprint;
 
 use crate::documents::{self, INDEX_PATH, Kind};
 use crate::feeds_dir::{Encoded, Encoding, OnDisk};
@@ -37,10 +36,10 @@ pub enum Stored {
         /// The document's own file; an encoding's lies beside it.
         document: Arc<std::path::Path>,
         encoding: Option<Encoding>,
-        /// The file as it was when its bytes were last found to be the ones the ETag names:
-        /// while it is still that file, its bytes are not hashed again (crier replaces a file by
-        /// a rename, a new inode, and never writes one in place).
-        checked: Arc<std::sync::OnceLock<Fingerprint>>,
+        /// The file as it was when its bytes were found to be the ones the ETag names: while it
+        /// is still that file, its bytes are not hashed again (crier replaces a file by a rename,
+        /// a new inode, and never writes one in place).
+        checked: Arc<std::sync::OnceLock<Stamp>>,
     },
 }
 
@@ -66,25 +65,67 @@ impl Variant {
     /// The bytes. A file whose bytes are no longer those the ETag names (rewritten since this
     /// set was made) is an error: the answer would pair new bytes with an old validator.
     pub fn bytes(&self) -> std::io::Result<Bytes> {
+        self.bytes_at(SystemTime::now())
+    }
+
+    /// [`Variant::bytes`], read at `now`.
+    fn bytes_at(&self, now: SystemTime) -> std::io::Result<Bytes> {
         match &self.body {
             Stored::Memory { bytes, .. } => Ok(bytes.clone()),
             Stored::File { document, encoding, checked } => {
                 let path = encoding.map_or_else(|| document.to_path_buf(), |e| e.beside(document));
                 let mut file = std::fs::File::open(&path)?;
                 let metadata = file.metadata()?;
-                let fingerprint = Fingerprint::from_metadata(&metadata);
+                let stamp = Stamp::of(&metadata);
                 let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
                 std::io::Read::read_to_end(&mut file, &mut bytes)?;
-                if checked.get() != Some(&fingerprint) {
+                if checked.get() != Some(&stamp) {
                     if xxhash_rust::xxh3::xxh3_128(&bytes) != self.hash {
                         let message = format!("{} changed since it was served", path.display());
                         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
                     }
-                    let _ = checked.set(fingerprint);
+                    if stamp.settled(now) {
+                        let _ = checked.set(stamp);
+                    }
                 }
                 Ok(Bytes::from(bytes))
             }
         }
+    }
+}
+
+/// A file as `fstat` finds it: which one, how long, when its bytes and its inode last changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    /// How long ago a file must have changed for its stamp to be trusted: file times come from
+    /// a clock that moves in ticks of a few milliseconds, so a file written over (in place, with
+    /// as many bytes) within the tick it was read in could keep its stamp.
+    const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn of(metadata: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            len: metadata.len(),
+            modified: (metadata.mtime(), metadata.mtime_nsec()),
+            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        }
+    }
+
+    /// Whether the file last changed at least [`Stamp::SETTLED`] before `now`.
+    fn settled(&self, now: SystemTime) -> bool {
+        let now =
+            now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        now.saturating_sub(self.changed.0) > Self::SETTLED.as_secs() as i64
     }
 }
 
@@ -200,9 +241,14 @@ impl Resource {
     /// other document with its encodings in memory, which nearly every reader asks for, and its
     /// identity read from its file (the page cache holds it; a copy in memory as well would be
     /// most of the served set's bytes, a third of crier's memory at 100,000 posts).
+    /// One served before its encodings are made keeps its identity in memory: there is nothing
+    /// to make it again from, should its file be written over first.
     pub fn filed(mut self, rel: &str, document: &std::path::Path) -> Resource {
         if documents::is_archive(rel) {
             return self.from_files(document);
+        }
+        if self.gzip.is_none() {
+            return self;
         }
         self.identity.body = Stored::File { document: Arc::from(document), encoding: None, checked: Arc::default() };
         self
@@ -560,12 +606,24 @@ mod tests {
         assert!(matches!(resource.brotli.as_ref().unwrap().body, Stored::File { .. }));
         assert_eq!(resource.identity.bytes().unwrap(), encoded.identity);
         assert_eq!(resource.gzip.as_ref().unwrap().bytes().unwrap(), encoded.gzip);
-        // Bytes that are not the ones the ETag names are never sent with it: not after the file
-        // was checked once and then written over in place with as many bytes, nor replaced.
+        // Bytes that are not the ones the ETag names are never sent with it: not when the file
+        // was written over in place with as many bytes right after a read (its stamp is not
+        // trusted yet), nor when, trusted, it is replaced by another with the same length and
+        // modification time.
         assert_eq!(resource.identity.bytes().unwrap(), encoded.identity, "read again, unchanged");
-        std::fs::write(dir.path().join("feed.archive-1.rss"), b"<RSS/>").unwrap();
+        let path = dir.path().join("feed.archive-1.rss");
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::fs::write(&path, b"<RSS/>").unwrap();
         assert_eq!(resource.identity.bytes().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
-        std::fs::write(dir.path().join("feed.archive-1.rss"), b"<rss>new</rss>").unwrap();
+        std::fs::write(&path, &encoded.identity).unwrap();
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        assert_eq!(resource.identity.bytes_at(later).unwrap(), encoded.identity, "its stamp now trusted");
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"<RSS/>").unwrap();
+        std::fs::File::options().write(true).open(&other).unwrap().set_modified(modified).unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        assert_eq!(resource.identity.bytes_at(later).unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        std::fs::write(&path, b"<rss>new</rss>").unwrap();
         assert_eq!(resource.identity.bytes().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
     }
 
@@ -595,6 +653,9 @@ mod tests {
         assert_eq!(page.identity_bytes().unwrap(), encoded.identity, "its gzip file is still right");
         std::fs::write(dir.path().join("feed.archive-1.rss.gz"), crate::feeds_dir::gzip(b"<rss>new</rss>", 3)).unwrap();
         assert_eq!(page.identity_bytes().unwrap_err().kind(), std::io::ErrorKind::InvalidData);
+        // One served before its encodings are made keeps its identity in memory.
+        let bare = Resource::identity_only("feed.rss", encoded.identity.clone(), SystemTime::now());
+        assert!(!bare.filed("feed.rss", &feeds.file_of("feed.rss", None)).identity.is_file());
         // Loading a feed's encodings leaves its identity in its file.
         let on_disk =
             Resource::on_disk("feed.rss", &crate::feeds_dir::OnDisk::of(&encoded), &feeds.file_of("feed.rss", None));

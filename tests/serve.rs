@@ -198,7 +198,7 @@ fn a_bad_edit_after_a_restart_keeps_the_last_good_version() {
     assert_eq!(first.terminate().code(), Some(0));
     // From the scan index: the shown posts' bodies are not read before it serves.
     let daemon = Daemon::start(dir.path(), "");
-    assert!(daemon.log.text().contains("serving the 18 documents published before the start"), "{}", daemon.log.text());
+    daemon.wait_for("the start from the index", || daemon.log_lines("serving the 18 documents published before") > 0);
     daemon.wait_for("the catch-up step", || daemon.log_lines("published:") > 0);
     fs::write(daemon.posts().join("news/port.md"), "---\ntitle: \"unclosed\ndate: 2021-12-23\n---\nbody\n").unwrap();
     daemon.wait_for("the error in the log", || daemon.log_lines("port.md:") > 0);
@@ -425,6 +425,27 @@ fn a_feeds_folder_that_cannot_be_written_does_not_stop_serving() {
     daemon.wait_for("the retry", || {
         fs::read_to_string(categories.join("caijing.rss")).is_ok_and(|text| text.contains("写不进去"))
     });
+}
+
+#[test]
+fn a_feed_written_on_a_retry_is_read_from_its_file() {
+    let dir = site();
+    fs::write(dir.path().join("posts/sooner.md"), post("半分钟后", "2030-12-31 23:59:30 +0000", "caijing")).unwrap();
+    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), "")).unwrap();
+    let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
+    let publisher = ClockedPublisher::start(&dir.path().join("crier.toml"), start);
+    let categories = dir.path().join("feeds/categories");
+    fs::remove_dir_all(&categories).unwrap();
+    fs::write(&categories, "in the way").unwrap();
+    publisher.set_clock(start + chrono::Duration::seconds(59));
+    let rel = "categories/caijing.rss";
+    let shows = || publisher.served(rel).is_some_and(|s| common::text(&s.identity).contains("半分钟后"));
+    common::wait_for("served from memory", || shows() && publisher.in_memory(rel) == Some([true, true, true]));
+    fs::remove_file(&categories).unwrap();
+    // Written by the retry (every 5 s), then read from its file as any other.
+    common::wait_for("the retry", || publisher.in_memory(rel) == Some([false, true, true]));
+    assert_eq!(publisher.body(rel).unwrap(), fs::read(categories.join("caijing.rss")).unwrap());
+    publisher.stop();
 }
 
 #[test]

@@ -527,7 +527,10 @@ impl Worker {
         for done in done {
             match done {
                 Done::Written { rel, on_disk, hash } => {
-                    if serves(&rel, hash) && current.resources.get(&rel).is_some_and(|r| !r.identity.is_file()) {
+                    // Not one served without its encodings yet: its identity has nothing to be made
+                    // again from, should its file be written over before they are made.
+                    let in_memory = |r: &Arc<Resource>| !r.identity.is_file() && r.gzip.is_some();
+                    if serves(&rel, hash) && current.resources.get(&rel).is_some_and(in_memory) {
                         refiled.push(rel.clone());
                     }
                     self.index_written.push((rel, on_disk));
@@ -586,7 +589,8 @@ impl Worker {
         if self.engine.next_due().is_some_and(|due| due <= self.clock.now()) {
             self.step("scheduled posts due", StepKind::Change, |engine, now, sink| engine.tick(now, sink));
         }
-        if self.unwritten.retry(&self.feeds, Instant::now()) {
+        if let Some(written) = self.unwritten.retry(&self.feeds, Instant::now()) {
+            self.files_written(written);
             systemd::status(&self.status_line());
         }
     }
@@ -1050,12 +1054,13 @@ impl Worker {
                 filed.as_ref().map_or_else(|| xxhash_rust::xxh3::xxh3_128(&encoded.identity), |r| r.identity.hash);
             if let Some(previous) = next.resources.get(&rel) {
                 if previous.identity.hash == hash {
-                    if !deferred {
+                    if !deferred && filed.is_none() {
                         continue;
                     }
-                    // Same bytes, but the files the live set reads are missing or stale:
-                    // serve these from memory, as modified when they were, and write them after
-                    // the swap.
+                    // Same bytes, but the files the live set reads are missing or stale (serve
+                    // these from memory and write them after the swap), or the files now hold
+                    // them (serve them from there: written since, or in a moved feeds folder):
+                    // as modified when they were.
                     encoded.modified = previous.modified;
                 } else {
                     changed.push(rel.clone());

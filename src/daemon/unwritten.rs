@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::feeds_dir::{Encoded, FeedsDir};
+use crate::daemon::writer::Done;
+use crate::feeds_dir::{Encoded, FeedsDir, OnDisk};
 
 /// How often failed writes to the feeds folder are tried again.
 pub const RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -56,15 +57,21 @@ impl Unwritten {
         (!self.is_empty()).then_some(self.last_try + RETRY_EVERY)
     }
 
-    /// Writes what waits, if a try is due at `now`; returns whether it tried.
-    pub fn retry(&mut self, feeds: &FeedsDir, now: Instant) -> bool {
+    /// Writes what waits, if a try is due at `now`; returns what it wrote, as the writer reports
+    /// it, when it tried.
+    pub fn retry(&mut self, feeds: &FeedsDir, now: Instant) -> Option<Vec<Done>> {
         if self.next_try().is_none_or(|due| due > now) {
-            return false;
+            return None;
         }
         self.last_try = now;
         let failures = &self.failures;
+        let mut written = Vec::new();
         self.documents.retain(|rel, encoded| match feeds.write(rel, encoded) {
-            Ok(()) => false,
+            Ok(()) => {
+                let on_disk = OnDisk::of(encoded);
+                written.push(Done::Written { rel: rel.clone(), on_disk, hash: on_disk.files[0].1 });
+                false
+            }
             Err(error) => {
                 failures.iter().for_each(prometheus::IntCounter::inc);
                 tracing::warn!("{error:#}; will try again");
@@ -74,7 +81,7 @@ impl Unwritten {
         if self.documents.is_empty() {
             tracing::info!("the feeds folder is up to date again");
         }
-        true
+        Some(written)
     }
 }
 
@@ -97,11 +104,16 @@ mod tests {
         assert_eq!(unwritten.next_try(), None);
         unwritten.record("feed.rss", &encoded, Some(anyhow::anyhow!("disk full")));
         assert_eq!(unwritten.next_try(), Some(t0 + RETRY_EVERY));
-        assert!(!unwritten.retry(&feeds, t0 + RETRY_EVERY - Duration::from_millis(1)), "not before its time");
-        assert!(unwritten.retry(&feeds, t0 + RETRY_EVERY));
+        assert!(unwritten.retry(&feeds, t0 + RETRY_EVERY - Duration::from_millis(1)).is_none(), "not before its time");
+        assert!(unwritten.retry(&feeds, t0 + RETRY_EVERY).is_some_and(|written| written.is_empty()));
         assert_eq!(unwritten.len(), 1, "still failing");
         std::fs::remove_file(&root).unwrap();
-        assert!(unwritten.retry(&feeds, t0 + 2 * RETRY_EVERY));
+        match unwritten.retry(&feeds, t0 + 2 * RETRY_EVERY).as_deref() {
+            Some([Done::Written { rel, hash, .. }]) => {
+                assert_eq!((rel.as_str(), *hash), ("feed.rss", xxhash_rust::xxh3::xxh3_128(b"<rss/>")));
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(unwritten.is_empty());
         assert_eq!(std::fs::read(root.join("feed.rss")).unwrap(), b"<rss/>");
     }
