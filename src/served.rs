@@ -3,6 +3,7 @@
 //! a regeneration.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -39,7 +40,7 @@ pub enum Stored {
         /// The file as it was when its bytes were found to be the ones the ETag names: while it
         /// is still that file, its bytes are not hashed again (crier replaces a file by a rename,
         /// a new inode, and never writes one in place).
-        checked: Arc<std::sync::OnceLock<Stamp>>,
+        checked: Checked,
     },
 }
 
@@ -79,18 +80,29 @@ impl Variant {
                 let stamp = Stamp::of(&metadata);
                 let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
                 std::io::Read::read_to_end(&mut file, &mut bytes)?;
-                if checked.get() != Some(&stamp) {
+                if checked.0.load(Ordering::Relaxed) != stamp.key() {
                     if xxhash_rust::xxh3::xxh3_128(&bytes) != self.hash {
                         let message = format!("{} changed since it was served", path.display());
                         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
                     }
                     if stamp.settled(now) {
-                        let _ = checked.set(stamp);
+                        checked.0.store(stamp.key(), Ordering::Relaxed);
                     }
                 }
                 Ok(Bytes::from(bytes))
             }
         }
+    }
+}
+
+/// The [`Stamp::key`] of a file found to hold a variant's bytes (0: none yet), copied into the
+/// clone a new set makes: eight bytes in place, no allocation, for each file served.
+#[derive(Debug, Default)]
+pub struct Checked(AtomicU64);
+
+impl Clone for Checked {
+    fn clone(&self) -> Checked {
+        Checked(AtomicU64::new(self.0.load(Ordering::Relaxed)))
     }
 }
 
@@ -119,6 +131,16 @@ impl Stamp {
             modified: (metadata.mtime(), metadata.mtime_nsec()),
             changed: (metadata.ctime(), metadata.ctime_nsec()),
         }
+    }
+
+    /// A 64-bit digest of the stamp (never 0, which [`Checked`] keeps for none): kept for each
+    /// file served from the feeds folder, a history's hundreds of thousands of them.
+    fn key(&self) -> u64 {
+        let parts = [self.device, self.inode, self.len];
+        let times = [self.modified.0, self.modified.1, self.changed.0, self.changed.1];
+        let bytes: Vec<u8> =
+            parts.iter().flat_map(|p| p.to_le_bytes()).chain(times.iter().flat_map(|t| t.to_le_bytes())).collect();
+        xxhash_rust::xxh3::xxh3_64(&bytes).max(1)
     }
 
     /// Whether the file last changed at least [`Stamp::SETTLED`] before `now`.
@@ -226,7 +248,7 @@ impl Resource {
     /// file beside it) instead of memory.
     pub fn from_files(mut self, document: &std::path::Path) -> Resource {
         let document: Arc<std::path::Path> = Arc::from(document);
-        let file = |encoding| Stored::File { document: document.clone(), encoding, checked: Arc::default() };
+        let file = |encoding| Stored::File { document: document.clone(), encoding, checked: Checked::default() };
         self.identity.body = file(None);
         for (variant, encoding) in [(&mut self.gzip, Encoding::Gzip), (&mut self.brotli, Encoding::Brotli)] {
             if let Some(variant) = variant {
@@ -250,7 +272,8 @@ impl Resource {
         if self.gzip.is_none() {
             return self;
         }
-        self.identity.body = Stored::File { document: Arc::from(document), encoding: None, checked: Arc::default() };
+        self.identity.body =
+            Stored::File { document: Arc::from(document), encoding: None, checked: Checked::default() };
         self
     }
 
