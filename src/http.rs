@@ -83,9 +83,11 @@ pub fn answer(served: &ServedSet, method: &Method, path: &str, headers: &HeaderM
     let etag = variant.etag();
     let not_modified = not_modified(headers, &etag, resource.modified);
     let status = if not_modified { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
+    // The identity bytes can be made again from the gzip encoding when their file fails.
+    let read = || if coding == Coding::Identity { resource.identity_bytes() } else { variant.bytes() };
     let body = match not_modified {
         true => Bytes::new(),
-        false => match if coding == Coding::Identity { resource.identity_bytes() } else { variant.bytes() } {
+        false => match read() {
             Ok(bytes) => bytes,
             Err(error) => return Answer { response: unreadable(method, &error), kind, coding, feed: None },
         },

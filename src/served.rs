@@ -77,16 +77,16 @@ impl Variant {
                 let path = encoding.map_or_else(|| document.to_path_buf(), |e| e.beside(document));
                 let mut file = std::fs::File::open(&path)?;
                 let metadata = file.metadata()?;
-                let stamp = Stamp::of(&metadata);
+                let key = Checked::key(&metadata);
                 let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
                 std::io::Read::read_to_end(&mut file, &mut bytes)?;
-                if checked.0.load(Ordering::Relaxed) != stamp.key() {
+                if checked.0.load(Ordering::Relaxed) != key {
                     if xxhash_rust::xxh3::xxh3_128(&bytes) != self.hash {
                         let message = format!("{} changed since it was served", path.display());
                         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
                     }
-                    if stamp.settled(now) {
-                        checked.0.store(stamp.key(), Ordering::Relaxed);
+                    if Checked::settled(&metadata, now) {
+                        checked.0.store(key, Ordering::Relaxed);
                     }
                 }
                 Ok(Bytes::from(bytes))
@@ -95,7 +95,7 @@ impl Variant {
     }
 }
 
-/// The [`Stamp::key`] of a file found to hold a variant's bytes (0: none yet), copied into the
+/// The [`Checked::key`] of a file found to hold a variant's bytes (0: none yet), copied into the
 /// clone a new set makes: eight bytes in place, no allocation, for each file served.
 #[derive(Debug, Default)]
 pub struct Checked(AtomicU64);
@@ -106,48 +106,31 @@ impl Clone for Checked {
     }
 }
 
-/// A file as `fstat` finds it: which one, how long, when its bytes and its inode last changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    device: u64,
-    inode: u64,
-    len: u64,
-    modified: (i64, i64),
-    changed: (i64, i64),
-}
-
-impl Stamp {
-    /// How long ago a file must have changed for its stamp to be trusted: file times come from
-    /// a clock that moves in ticks of a few milliseconds, so a file written over (in place, with
-    /// as many bytes) within the tick it was read in could keep its stamp.
+impl Checked {
+    /// How long ago a file must have changed for it to be trusted as checked: file times come
+    /// from a clock that moves in ticks of a few milliseconds, so a file written over (in place,
+    /// with as many bytes) within the tick it was read in could look the same.
     const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
 
-    fn of(metadata: &std::fs::Metadata) -> Stamp {
+    /// A 64-bit digest (never 0) of the file `metadata` describes: its device, inode, length,
+    /// and the times its bytes and its inode last changed.
+    fn key(metadata: &std::fs::Metadata) -> u64 {
         use std::os::unix::fs::MetadataExt;
-        Stamp {
-            device: metadata.dev(),
-            inode: metadata.ino(),
-            len: metadata.len(),
-            modified: (metadata.mtime(), metadata.mtime_nsec()),
-            changed: (metadata.ctime(), metadata.ctime_nsec()),
+        let times = [metadata.mtime(), metadata.mtime_nsec(), metadata.ctime(), metadata.ctime_nsec()];
+        let words = [metadata.dev(), metadata.ino(), metadata.len()].into_iter().chain(times.map(|t| t as u64));
+        let mut bytes = [0u8; 56];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
+            chunk.copy_from_slice(&word.to_le_bytes());
         }
-    }
-
-    /// A 64-bit digest of the stamp (never 0, which [`Checked`] keeps for none): kept for each
-    /// file served from the feeds folder, a history's hundreds of thousands of them.
-    fn key(&self) -> u64 {
-        let parts = [self.device, self.inode, self.len];
-        let times = [self.modified.0, self.modified.1, self.changed.0, self.changed.1];
-        let bytes: Vec<u8> =
-            parts.iter().flat_map(|p| p.to_le_bytes()).chain(times.iter().flat_map(|t| t.to_le_bytes())).collect();
         xxhash_rust::xxh3::xxh3_64(&bytes).max(1)
     }
 
-    /// Whether the file last changed at least [`Stamp::SETTLED`] before `now`.
-    fn settled(&self, now: SystemTime) -> bool {
-        let now =
-            now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        now.saturating_sub(self.changed.0) > Self::SETTLED.as_secs() as i64
+    /// Whether the file `metadata` describes last changed at least [`Checked::SETTLED`] before
+    /// `now`.
+    fn settled(metadata: &std::fs::Metadata, now: SystemTime) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let now = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        now.saturating_sub(metadata.ctime().max(0) as u64) > Checked::SETTLED.as_secs()
     }
 }
 

@@ -213,6 +213,10 @@ fn a_bad_post_is_logged_once_at_a_start_without_a_scan_index() {
     let dir = site();
     fs::write(dir.path().join("posts/bad.md"), "---\ntitle: \"unclosed\ndate: 2021-12-23\n---\nbody\n").unwrap();
     let daemon = Daemon::start(dir.path(), "");
+    // The log is read on a thread of its own: wait for the lines rather than read it once.
+    daemon.wait_for("the first step's summary", || {
+        daemon.log_lines("published:") > 0 && daemon.log_lines("bad.md:2:") > 0
+    });
     let log = daemon.log.text();
     assert!(log.contains("publishing every post in a child process"), "{log}");
     // Logged by crier's first step, not also by the child process that published first.
@@ -427,13 +431,20 @@ fn a_feeds_folder_that_cannot_be_written_does_not_stop_serving() {
     });
 }
 
-#[test]
-fn a_feed_written_on_a_retry_is_read_from_its_file() {
+/// [`site`] with a post "半分钟后" in `category`, due half a minute after the returned start, and
+/// crier's publisher on it at that start.
+fn clocked_site(category: &str) -> (tempfile::TempDir, ClockedPublisher, chrono::DateTime<chrono::Utc>) {
     let dir = site();
-    fs::write(dir.path().join("posts/sooner.md"), post("半分钟后", "2030-12-31 23:59:30 +0000", "caijing")).unwrap();
+    fs::write(dir.path().join("posts/sooner.md"), post("半分钟后", "2030-12-31 23:59:30 +0000", category)).unwrap();
     fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), "")).unwrap();
     let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
     let publisher = ClockedPublisher::start(&dir.path().join("crier.toml"), start);
+    (dir, publisher, start)
+}
+
+#[test]
+fn a_feed_written_on_a_retry_is_read_from_its_file() {
+    let (dir, publisher, start) = clocked_site("caijing");
     let categories = dir.path().join("feeds/categories");
     fs::remove_dir_all(&categories).unwrap();
     fs::write(&categories, "in the way").unwrap();
@@ -479,11 +490,7 @@ fn scheduled_posts_follow_the_clock() {
 /// written with that Last-Modified.
 #[test]
 fn a_change_is_served_before_its_encodings_which_keep_its_validators() {
-    let dir = site();
-    fs::write(dir.path().join("posts/sooner.md"), post("半分钟后", "2030-12-31 23:59:30 +0000", "sooner")).unwrap();
-    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), "")).unwrap();
-    let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
-    let publisher = ClockedPublisher::start(&dir.path().join("crier.toml"), start);
+    let (dir, publisher, start) = clocked_site("sooner");
     let before = publisher.swaps().len();
     publisher.set_clock(start + chrono::Duration::seconds(59));
     let done = |s: &common::library::Served| s.gzip.is_some() && common::text(&s.identity).contains("半分钟后");
@@ -520,12 +527,7 @@ fn a_change_is_served_before_its_encodings_which_keep_its_validators() {
 
 #[test]
 fn a_feed_is_held_in_memory_compressed_and_read_from_its_file_as_it_is() {
-    let dir = site();
-    fs::write(dir.path().join("posts/sooner.md"), post("半分钟后", "2030-12-31 23:59:30 +0000", "sooner")).unwrap();
-    let state = format!("state_dir = \"{}\"", dir.path().join("state").display());
-    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), &state)).unwrap();
-    let start = chrono::DateTime::parse_from_rfc3339("2030-12-31T23:59:00Z").unwrap().to_utc();
-    let publisher = ClockedPublisher::start(&dir.path().join("crier.toml"), start);
+    let (dir, publisher, start) = clocked_site("sooner");
     let file = || fs::read(dir.path().join("feeds/feed.rss")).unwrap();
     let held = |publisher: &ClockedPublisher| publisher.in_memory("feed.rss") == Some([false, true, true]);
     // The first publish, and a change once its files are written: the encodings in memory, the

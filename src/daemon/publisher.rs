@@ -515,7 +515,9 @@ impl Worker {
 
     /// Takes in what the writer did: files written go into the scan index, and a document written
     /// is served from its files again as [`Resource::filed`] says (same bytes, same ETags),
-    /// unless newer bytes are served by now. A write that failed is tried again on a timer, unless newer bytes were
+    /// unless newer bytes are served by now, or it is served without its encodings yet (its
+    /// identity would have nothing to be made again from, should its file be written over before
+    /// they are made). A write that failed is tried again on a timer, unless newer bytes were
     /// handed to the writer since.
     fn files_written(&mut self, done: Vec<Done>) {
         if done.is_empty() {
@@ -523,14 +525,13 @@ impl Worker {
         }
         let current = self.shared.load();
         let serves = |rel: &str, hash: u128| current.resources.get(rel).is_some_and(|r| r.identity.hash == hash);
+        let in_memory =
+            |rel: &str| current.resources.get(rel).is_some_and(|r| !r.identity.is_file() && r.gzip.is_some());
         let mut refiled = Vec::new();
         for done in done {
             match done {
                 Done::Written { rel, on_disk, hash } => {
-                    // Not one served without its encodings yet: its identity has nothing to be made
-                    // again from, should its file be written over before they are made.
-                    let in_memory = |r: &Arc<Resource>| !r.identity.is_file() && r.gzip.is_some();
-                    if serves(&rel, hash) && current.resources.get(&rel).is_some_and(in_memory) {
+                    if serves(&rel, hash) && in_memory(&rel) {
                         refiled.push(rel.clone());
                     }
                     self.index_written.push((rel, on_disk));
