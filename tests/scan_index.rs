@@ -321,23 +321,28 @@ fn a_restart_answers_at_once_with_the_same_validators() {
 }
 
 #[test]
-fn an_archive_page_altered_while_crier_was_down_is_served_as_made() {
+fn documents_altered_while_crier_was_down_are_served_as_made() {
     let (site, config) = served_site("");
-    let path = site.path("feeds/feed.archive-1.rss");
-    let made = fs::read(&path).unwrap();
-    let altered = String::from_utf8(made.clone()).unwrap().replace("<title>", "<title>Altered: ");
-    fs::write(&path, &altered).unwrap();
+    let mut made = Vec::new();
+    for rel in ["feed.archive-1.rss", "feed.rss"] {
+        let path = site.path(&format!("feeds/{rel}"));
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, String::from_utf8(bytes.clone()).unwrap().replace("<title>", "<title>Altered: ")).unwrap();
+        made.push((rel, path, bytes));
+    }
     let daemon = common::Daemon::start_with(site.dir.path(), &config);
     // Served from the index (the line may reach the log just after the first answer).
     daemon.log.wait_for_line("serving the");
-    // Served at once unchecked, it answers 503 rather than the altered bytes, until it is made again.
-    let mut answers = Vec::new();
-    daemon.wait_for("the page as made", || {
-        let page = daemon.get("/feed.archive-1.rss", &[]);
-        answers.push(page.status);
-        page.status == 200 && page.body == made
-    });
-    assert!(!answers.iter().any(|&s| s != 200 && s != 503), "{answers:?}");
-    // The folder follows the served set (its files are written just after).
-    daemon.wait_for("its file made again", || fs::read(&path).is_ok_and(|bytes| bytes == made));
+    // Served at once unchecked, each answers 503 rather than the altered bytes, until it is made again.
+    for (rel, path, made) in made {
+        let mut answers = Vec::new();
+        daemon.wait_for(rel, || {
+            let page = daemon.get(&format!("/{rel}"), &[]);
+            answers.push(page.status);
+            page.status == 200 && page.body == made
+        });
+        assert!(!answers.iter().any(|&s| s != 200 && s != 503), "{rel}: {answers:?}");
+        // The folder follows the served set (its files are written just after).
+        daemon.wait_for("its file made again", || fs::read(&path).is_ok_and(|bytes| bytes == made));
+    }
 }

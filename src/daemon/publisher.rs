@@ -714,13 +714,14 @@ impl Worker {
 
     /// At a start with a scan index: serves the documents the last run published, from their
     /// files, with the validators it gave them, before a post is read (the catching up follows).
-    /// Archive pages, nearly every document of a long history, are served before their files are
-    /// looked at: a page is read from its files for each answer, and one whose files no longer
-    /// hold the bytes its ETag names answers 503, never other bytes. Their files are looked at
-    /// next, and the set served again: a page whose files were changed whole is served as they
-    /// are now, one that cannot be read keeps answering 503 until the first step makes it again.
-    /// After a child process's first publish (`ready` false), the set is loaded the same way but
-    /// served only by the first step, as a first publish made here is.
+    /// They are served before their files are looked at: a document served from its files is
+    /// checked against its ETag as it is read, and one whose files no longer hold the bytes its
+    /// ETag names answers 503, never other bytes. Their files are looked at next, with the
+    /// folder's documents the index does not list (written after its last save, before a
+    /// crash), and the set served again: a document whose files were changed whole is served as
+    /// they are now, one that cannot be read keeps answering 503 until the first step makes it
+    /// again. After a child process's first publish (`ready` false), the set is loaded the same
+    /// way but served only by the first step, as a first publish made here is.
     fn serve_published(&mut self, ready: bool) {
         let Some(state) = &self.state else { return };
         let documents = match state.indexed_documents(&self.index_key) {
@@ -732,19 +733,11 @@ impl Worker {
             Ok(bounds) => self.engine.restore_archives(bounds),
             Err(error) => tracing::warn!("{error}; archive pages are cut afresh"),
         }
-        let wall = SystemTime::now();
-        let listed: std::collections::HashSet<String> = documents.keys().cloned().collect();
-        let (pages, others): (Vec<_>, Vec<_>) = documents.into_iter().partition(|(rel, _)| documents::is_archive(rel));
-        let feeds = &self.feeds;
-        // Documents written after the index was saved (a crash before its next save) are read.
-        let unlisted = self.feeds.list_stale(&listed).unwrap_or_default();
-        let others = others.into_iter().map(|(rel, on_disk)| (rel, Some(on_disk)));
-        let mut found = Worker::from_files(feeds, others.chain(unlisted.into_iter().map(|rel| (rel, None))), wall);
-        found.extend(pages.iter().map(|(rel, on_disk)| {
-            (rel.clone(), Resource::on_disk(rel, on_disk, &feeds.file_of(rel, None)).dated(on_disk.modified, wall))
-        }));
-        let config = self.config();
+        let (wall, feeds, config) = (SystemTime::now(), &self.feeds, self.config());
         let mut next = ServedSet { policy: Arc::new(Policy::new(&config)), ready, ..Default::default() };
+        let found = documents
+            .par_iter()
+            .map(|(rel, on_disk)| (rel.clone(), Resource::on_disk(rel, on_disk, &feeds.file_of(rel, None), wall)));
         self.serve_with(&mut next, found);
         next.gone = self.gone.served(&config);
         let served = next.resources.len();
@@ -755,44 +748,38 @@ impl Worker {
             tracing::info!("{doing} folder");
         }
         self.shared.store(next);
-        let changed: Vec<String> =
-            pages.into_par_iter().filter(|(rel, on_disk)| !feeds.still(rel, on_disk)).map(|(rel, _)| rel).collect();
+        let listed: std::collections::HashSet<String> = documents.iter().map(|(rel, _)| rel.clone()).collect();
+        let unlisted = self.feeds.list_stale(&listed).unwrap_or_default();
+        let changed = documents.into_par_iter().filter(|(rel, on_disk)| !feeds.still(rel, on_disk)).map(|(rel, _)| rel);
+        let mut changed: Vec<String> = changed.collect();
+        changed.extend(unlisted);
         if !changed.is_empty() {
-            let again = Worker::from_files(feeds, changed.into_iter().map(|rel| (rel, None)), wall);
             let mut next = (*self.shared.load()).clone();
-            self.serve_with(&mut next, again);
+            self.serve_with(&mut next, Worker::read_whole(feeds, changed, wall).into_par_iter());
             self.shared.store(next);
         }
     }
 
-    /// The documents `listed` as their files hold them: with the validators of the scan index
-    /// when the files still are as it says (`Some`), else read, if they were written whole.
-    fn from_files(
-        feeds: &FeedsDir,
-        listed: impl Iterator<Item = (String, Option<OnDisk>)> + Send,
-        wall: SystemTime,
-    ) -> Vec<(String, Resource)> {
-        listed
-            .par_bridge()
-            .filter_map(|(rel, on_disk)| {
-                let resource = match on_disk.filter(|on_disk| feeds.still(&rel, on_disk)) {
-                    Some(on_disk) => {
-                        Resource::on_disk(&rel, &on_disk, &feeds.file_of(&rel, None)).dated(on_disk.modified, wall)
-                    }
-                    None => Resource::new(&rel, &feeds.read(&rel)?, wall).filed(&rel, &feeds.file_of(&rel, None)),
-                };
-                Some((rel, resource))
-            })
-            .collect()
+    /// The documents at `rels` as their files hold them, if they were written whole.
+    fn read_whole(feeds: &FeedsDir, rels: Vec<String>, wall: SystemTime) -> Vec<(String, Resource)> {
+        let read = rels.into_par_iter().filter_map(|rel| {
+            let resource = Resource::new(&rel, &feeds.read(&rel)?, wall).filed(&rel, &feeds.file_of(&rel, None));
+            Some((rel, resource))
+        });
+        read.collect()
     }
 
     /// Serves `found` in `next`.
-    fn serve_with(&self, next: &mut ServedSet, found: Vec<(String, Resource)>) {
-        for (rel, resource) in found {
-            let mut resource = resource.linked(&rel, &next.policy);
-            resource.sealed = self.engine.is_sealed_page(&rel);
-            next.resources.insert(rel, Arc::new(resource));
-        }
+    fn serve_with(&self, next: &mut ServedSet, found: impl ParallelIterator<Item = (String, Resource)>) {
+        let (policy, engine) = (&next.policy, &self.engine);
+        let linked: Vec<_> = found
+            .map(|(rel, resource)| {
+                let mut resource = resource.linked(&rel, policy);
+                resource.sealed = engine.is_sealed_page(&rel);
+                (rel, Arc::new(resource))
+            })
+            .collect();
+        next.resources.extend_par(linked);
         next.folded = Arc::new(next.fold_feeds());
     }
 

@@ -178,13 +178,13 @@ impl State {
 
     /// The documents the scan index saved under `key` lists, with their files: what a start
     /// serves before it reads anything else.
-    pub fn indexed_documents(&self, key: &str) -> Result<Option<HashMap<String, OnDisk>>, StateError> {
+    pub fn indexed_documents(&self, key: &str) -> Result<Option<Vec<(String, OnDisk)>>, StateError> {
         let connection = self.lock();
         if saved_key(&connection).map_err(self.sql())?.as_deref() != Some(key) {
             return Ok(None);
         }
         let (documents, _) = read_rows(&connection, "SELECT rel, modified, files FROM scan_document", document_row);
-        Ok(Some(documents.map_err(self.sql())?.into_iter().collect()))
+        Ok(Some(documents.map_err(self.sql())?))
     }
 
     /// Saves what changed in the scan index, under `key`, in one transaction.
