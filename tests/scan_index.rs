@@ -322,34 +322,59 @@ fn a_restart_answers_at_once_with_the_same_validators() {
 
 #[test]
 fn documents_altered_while_crier_was_down_are_served_as_made() {
-    let (site, config) = served_site("");
-    let mut made = Vec::new();
-    for rel in ["feed.archive-1.rss", "feed.rss"] {
-        let path = site.path(&format!("feeds/{rel}"));
-        let bytes = fs::read(&path).unwrap();
-        fs::write(&path, String::from_utf8(bytes.clone()).unwrap().replace("<title>", "<title>Altered: ")).unwrap();
-        made.push((rel, path, bytes));
-    }
-    // One removed: its bytes are made again from its gzip encoding meanwhile.
-    let removed = site.path("feeds/categories/news.atom");
-    made.push(("categories/news.atom", removed.clone(), fs::read(&removed).unwrap()));
-    fs::remove_file(&removed).unwrap();
+    let (site, config) = served_site("post_time_budget_ms = 3000");
+    let brotli_etag = {
+        let daemon = common::Daemon::start_with(site.dir.path(), &config);
+        daemon.get("/categories/news.rss", &[("Accept-Encoding", "br")]).header("etag").to_owned()
+    };
+    assert!(!brotli_etag.is_empty());
+    let made = |rel: &str| fs::read(site.path(&format!("feeds/{rel}"))).unwrap();
+    let altered = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap().replace("<title>", "<title>Altered: ");
+    let mut documents = Vec::new();
+    // An archive page altered: its bytes as made are still in its gzip file.
+    documents.push(("feed.archive-1.rss", made("feed.archive-1.rss")));
+    fs::write(site.path("feeds/feed.archive-1.rss"), altered(&documents[0].1)).unwrap();
+    // A feed removed: the same.
+    documents.push(("categories/news.atom", made("categories/news.atom")));
+    fs::remove_file(site.path("feeds/categories/news.atom")).unwrap();
+    // A feed altered with its gzip file to match: only its brotli file still holds the bytes as made.
+    let feed = made("categories/news.rss");
+    fs::write(site.path("feeds/categories/news.rss"), altered(&feed)).unwrap();
+    let gzip = crier::feeds_dir::gzip(altered(&feed).as_bytes(), 3);
+    fs::write(site.path("feeds/categories/news.rss.gz"), gzip).unwrap();
+    // A post that takes seconds to read (given up on after its time budget, or published, when
+    // the machine is busy): the first step, which makes the documents above again, waits for it.
+    // It is in none of their feeds, and newer than the posts of the oldest archive page.
+    let slow = format!("---\ntitle: slow\ndate: 2022-01-01 10:00:00 +0800\n---\n{}", "*a **b ***c ".repeat(400_000));
+    site.write("slow.md", slow.as_bytes());
     let daemon = common::Daemon::start_with(site.dir.path(), &config);
-    // Served from the index (the line may reach the log just after the first answer).
-    daemon.log.wait_for_line("serving the");
-    // Served at once unchecked, each answers 503 rather than other bytes, until it is made again.
-    for (rel, path, made) in made {
+    // Served from the index at once, unchecked; each answer reads and checks the files.
+    let plain = daemon.get("/categories/news.rss", &[]);
+    assert_eq!(plain.status, 503, "neither its file nor its gzip file holds its bytes");
+    let brotli = daemon.get("/categories/news.rss", &[("Accept-Encoding", "br")]);
+    assert_eq!((brotli.status, brotli.header("etag")), (200, brotli_etag.as_str()), "its brotli file does");
+    for (rel, made) in &documents {
+        let answer = daemon.get(&format!("/{rel}"), &[]);
+        assert_eq!((answer.status, &answer.body), (200, made), "{rel}: made again from its gzip file");
+    }
+    assert!(daemon.log.find("published:").is_none(), "the first step ended before the checks");
+    // Then each is made again, and never answers other bytes.
+    documents.push(("categories/news.rss", feed));
+    for (rel, made) in documents {
         let mut other = Vec::new();
         daemon.wait_for(rel, || {
-            let page = daemon.get(&format!("/{rel}"), &[]);
-            let as_made = page.status == 200 && page.body == made;
-            if !as_made && page.status != 503 {
-                other.push(page.status);
+            let answer = daemon.get(&format!("/{rel}"), &[]);
+            let as_made = answer.status == 200 && answer.body == made;
+            if !as_made && answer.status != 503 {
+                other.push(answer.status);
             }
             as_made
         });
         assert!(other.is_empty(), "{rel}: answers other than 503 or the bytes as made: {other:?}");
         // The folder follows the served set (its files are written just after).
+        let path = site.path(&format!("feeds/{rel}"));
         daemon.wait_for("its file made again", || fs::read(&path).is_ok_and(|bytes| bytes == made));
     }
+    let brotli = daemon.get("/categories/news.rss", &[("Accept-Encoding", "br")]);
+    assert_eq!(brotli.header("etag"), brotli_etag, "the same bytes under the same validator");
 }

@@ -753,9 +753,10 @@ impl Worker {
         let changed = documents.into_par_iter().filter(|(rel, on_disk)| !feeds.still(rel, on_disk)).map(|(rel, _)| rel);
         let mut changed: Vec<String> = changed.collect();
         changed.extend(unlisted);
-        if !changed.is_empty() {
+        let read = Worker::read_whole(feeds, changed, wall);
+        if !read.is_empty() {
             let mut next = (*self.shared.load()).clone();
-            self.serve_with(&mut next, Worker::read_whole(feeds, changed, wall).into_par_iter());
+            self.serve_with(&mut next, read.into_par_iter());
             self.shared.store(next);
         }
     }
