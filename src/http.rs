@@ -3,6 +3,7 @@
 //! validators are picked and compared here.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -162,11 +163,46 @@ fn candidates<'a>(served: &ServedSet, decoded: &'a str) -> Vec<&'a str> {
 /// A document kept in a file that cannot be read as served: 503, to be asked again shortly
 /// (the publisher is rewriting it, or the disk failed, which the log says).
 fn unreadable(method: &Method, error: &std::io::Error) -> Response<Body> {
-    tracing::warn!("cannot serve a document from the feeds folder: {error}");
+    static SAMPLED: Sampled = Sampled::new();
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    // Seconds from the first such line, counted from 1.
+    let second = START.get_or_init(std::time::Instant::now).elapsed().as_secs() + 1;
+    if let Some(left_out) = SAMPLED.admit(second) {
+        let more = match left_out {
+            0 => String::new(),
+            n => format!(" ({n} more such answers since the last of these lines)"),
+        };
+        tracing::warn!("cannot serve a document from the feeds folder: {error}{more}");
+    }
     let text = "the document is being rewritten; retry in a moment\n".into();
     let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, text, method, HeaderValue::from_static("no-store"));
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
+}
+
+/// A log line that can come with every request, at most once a second: a feeds folder removed
+/// while crier was down fails every request alike until the documents are made again.
+struct Sampled {
+    /// The second of the last line logged (0: none yet).
+    last: AtomicU64,
+    /// The lines left out since.
+    left_out: AtomicU64,
+}
+
+impl Sampled {
+    const fn new() -> Sampled {
+        Sampled { last: AtomicU64::new(0), left_out: AtomicU64::new(0) }
+    }
+
+    /// Whether to log in second `now` (counted from 1), and how many lines were left out before.
+    fn admit(&self, now: u64) -> Option<u64> {
+        let last = self.last.load(Ordering::Relaxed);
+        if now > last && self.last.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            return Some(self.left_out.swap(0, Ordering::Relaxed));
+        }
+        self.left_out.fetch_add(1, Ordering::Relaxed);
+        None
+    }
 }
 
 fn not_found(method: &Method) -> Response<Body> {
@@ -493,6 +529,16 @@ mod tests {
         assert_eq!(get("/tags/past.rss").status(), 404, "gone long enough ago");
         assert_eq!(get("/tags/just-went.rss").status(), 404, "not yet: it may come back in a moment");
         assert_eq!(get("/feed.xml").status(), 404, "jekyll-feed's URL is not asked for");
+    }
+
+    #[test]
+    fn a_line_that_comes_with_every_request_is_logged_once_a_second() {
+        let sampled = Sampled::new();
+        assert_eq!(sampled.admit(100), Some(0));
+        assert_eq!((sampled.admit(100), sampled.admit(100), sampled.admit(100)), (None, None, None));
+        assert_eq!(sampled.admit(101), Some(3), "with how many were left out");
+        assert_eq!(sampled.admit(101), None);
+        assert_eq!(sampled.admit(160), Some(1));
     }
 
     #[test]
