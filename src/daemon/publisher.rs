@@ -738,8 +738,9 @@ impl Worker {
         let found = documents
             .par_iter()
             .map(|(rel, on_disk)| (rel.clone(), Resource::on_disk(rel, on_disk, &feeds.file_of(rel, None), wall)));
-        self.serve_with(&mut next, found);
+        // Gone feeds first: their names are folded with the others' (a 410 found by any case).
         next.gone = self.gone.served(&config);
+        self.serve_with(&mut next, found);
         let served = next.resources.len();
         if ready {
             let doing =
