@@ -345,8 +345,7 @@ fn documents_altered_while_crier_was_down_are_served_as_made() {
     // A post that takes seconds to read (given up on after its time budget, or published, when
     // the machine is busy): the first step, which makes the documents above again, waits for it.
     // It is in none of their feeds, and newer than the posts of the oldest archive page.
-    let slow = format!("---\ntitle: slow\ndate: 2022-01-01 10:00:00 +0800\n---\n{}", "*a **b ***c ".repeat(400_000));
-    site.write("slow.md", slow.as_bytes());
+    site.write("slow.md", common::slow_post().as_bytes());
     let daemon = common::Daemon::start_with(site.dir.path(), &config);
     // Served from the index at once, unchecked; each answer reads and checks the files.
     let plain = daemon.get("/categories/news.rss", &[]);

@@ -235,10 +235,7 @@ fn a_stop_during_a_first_publish_in_a_child_process_ends_both_at_once() {
         let dir = site();
         let config = fs::read_to_string(dir.path().join("crier.toml")).unwrap();
         fs::write(dir.path().join("crier.toml"), config + "post_time_budget_ms = 600000\n").unwrap();
-        // A post that takes this (unoptimized) build many seconds to render.
-        let slow =
-            format!("---\ntitle: slow\ndate: 2022-01-01 10:00:00 +0800\n---\n{}", "*a **b ***c ".repeat(400_000));
-        fs::write(dir.path().join("posts/slow.md"), slow).unwrap();
+        fs::write(dir.path().join("posts/slow.md"), common::slow_post()).unwrap();
         let mut daemon = Daemon::spawn(dir.path(), |_| {});
         daemon.log.wait_for_line("publishing every post in a child process");
         let mut children = Vec::new();
@@ -274,12 +271,7 @@ fn a_post_over_its_time_budget_neither_stalls_publishing_nor_starves_the_watchdo
     log.wait_for("watchdog pings", || pings().len() >= 2);
 
     // A post that takes this (unoptimized) build many seconds to render, and a good one.
-    let slow = "*a **b ***c ".repeat(400_000);
-    fs::write(
-        dir.path().join("posts/slow.md"),
-        format!("---\ntitle: slow\ndate: 2022-01-01 10:00:00 +0800\n---\n{slow}"),
-    )
-    .unwrap();
+    fs::write(dir.path().join("posts/slow.md"), common::slow_post()).unwrap();
     fs::write(dir.path().join("posts/b.md"), "---\ntitle: 第二篇\ndate: 2022-01-02 10:00:00 +0800\n---\n<p>好。</p>\n")
         .unwrap();
     let since = Instant::now();

@@ -22,6 +22,13 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 /// The crier binary under test.
 pub const CRIER: &str = env!("CARGO_BIN_EXE_crier");
 
+/// A post, dated 2022-01-01 with no category or tag, whose Markdown (nested emphasis, 4.8 MB)
+/// takes this unoptimized build many seconds to render: it holds a step open, or runs into
+/// `post_time_budget_ms`.
+pub fn slow_post() -> String {
+    format!("---\ntitle: slow\ndate: 2022-01-01 10:00:00 +0800\n---\n{}", "*a **b ***c ".repeat(400_000))
+}
+
 /// The repository root (the bundled sample site lives there).
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
