@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::config::Config;
-use crate::engine::{DocumentSink, Engine, Indexed};
+use crate::engine::{Change, DocumentSink, Engine, Indexed, ReadAll};
 use crate::feeds_dir::{FeedsDir, OnDisk, Outcome};
 use crate::post::{PostError, PostWarning};
 use crate::source::{self, Fingerprint, path_bytes};
-use crate::state::{IndexChanges, State};
+use crate::state::{IndexChanges, State, StateError};
 
 /// Why a command could not do its job at all (a bad post is not such a reason: it is reported
 /// and skipped). The caller maps each case to an exit status.
@@ -200,7 +200,9 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool, stale: Stale) -> R
     }
     let restored = state.as_ref().is_some_and(|state| restore_index(&mut engine, state, &key, &feeds, full));
     let indexed = engine.known_files();
-    let change = engine.load_all(now, &sink);
+    let read = engine.read_all(now);
+    let whole_index = state.as_ref().filter(|_| !restored);
+    let (change, posts_saved) = publish_saving_posts(&mut engine, read, &sink, whole_index);
     if let Some(Err(error)) = state.as_ref().map(|state| state.set_archive_bounds(&change.archive_bounds)) {
         tracing::warn!("{error}; the next build or serve may cut archive pages differently");
     }
@@ -228,16 +230,53 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool, stale: Stale) -> R
     report.removed = removed.len();
     removed.extend(change.removed);
     if let Some(state) = &state {
-        let changes = IndexChanges { snapshot, written, removed, whole: !restored, parallel: true };
-        if let Err(error) = state.save_scan_index(&key, &changes) {
-            tracing::warn!("{error}; the next build reads every post");
-        }
+        save_index(
+            state,
+            &key,
+            posts_saved,
+            IndexChanges { snapshot, written, removed, whole: !restored, parallel: true },
+        );
     }
     report.errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     // Freeing a long history's index takes a while (0.4 s at 100,000 posts): not on the way out.
     crate::engine::drop_elsewhere(engine);
     report.elapsed = started.elapsed();
     Ok(report)
+}
+
+/// Makes the documents of what `engine` read; saves the post rows of a whole scan index into
+/// `whole_index` meanwhile, on a thread of its own, and says how that went.
+fn publish_saving_posts(
+    engine: &mut Engine,
+    read: ReadAll,
+    sink: &dyn DocumentSink,
+    whole_index: Option<&State>,
+) -> (Change, Option<Result<(), StateError>>) {
+    std::thread::scope(|scope| {
+        let saving = whole_index.map(|state| {
+            let files = engine.index_files();
+            scope.spawn(move || state.save_scan_posts(&files))
+        });
+        let change = engine.publish_read(read, sink);
+        (change, saving.map(|saving| saving.join().expect("saving the index does not panic")))
+    })
+}
+
+/// Saves the scan index under `key`: the rest of it when its post rows were saved already
+/// (`posts_saved`), or nothing at all (the index is cleared) when that failed.
+fn save_index(state: &State, key: &str, posts_saved: Option<Result<(), StateError>>, mut changes: IndexChanges) {
+    let saved = match posts_saved {
+        // Rolled back: what is left is an index of another key or of before this build.
+        Some(Err(error)) => state.clear_scan_index().and(Err(error)),
+        Some(Ok(())) => {
+            changes.whole = false;
+            state.save_scan_index(key, &changes)
+        }
+        None => state.save_scan_index(key, &changes),
+    };
+    if let Err(error) = saved {
+        tracing::warn!("{error}; the next build reads every post");
+    }
 }
 
 /// The build's sink: writes each document out and keeps only the outcome.

@@ -29,6 +29,14 @@ pub trait DocumentSink: Sync {
     fn accept(&self, rel: &str, bytes: Vec<u8>);
 }
 
+/// What [`Engine::read_all`] read, for [`Engine::publish_read`].
+#[derive(Debug)]
+pub struct ReadAll {
+    first: bool,
+    touched: BTreeSet<FeedKey>,
+    change: Change,
+}
+
 /// What one step of the engine produced.
 #[derive(Debug, Default)]
 pub struct Change {
@@ -320,6 +328,21 @@ impl Engine {
     /// What changed in the scan index since the last call (or since the engine started): the
     /// files read or gone since, and the feeds and pages as they are.
     pub fn index_changes(&mut self) -> Snapshot {
+        let mut snapshot = self.index_files();
+        let pages = self.archives.iter().flat_map(|(key, a)| a.written().map(move |(n, w)| (key.clone(), n, w)));
+        snapshot.pages = pages.collect();
+        snapshot.feeds = self.feeds.values().cloned().collect();
+        snapshot.due_until = Some(self.due_until);
+        snapshot.next_due = self.next_due();
+        snapshot.counts = [self.live_posts(), self.scheduled(), self.drafts()];
+        snapshot.documents = self.document_count();
+        snapshot
+    }
+
+    /// The post files read or gone since the last call to this or [`Engine::index_changes`]
+    /// (`files` and `dropped`; the rest is left empty): what a build can save while it makes
+    /// the documents. A file whose rendering warns later is left for the next call.
+    pub fn index_files(&mut self) -> Snapshot {
         let mut snapshot = Snapshot::default();
         let unsaved = std::mem::take(&mut self.unsaved);
         // Many files (a first load's): looked up walking the files seen alongside, both sorted.
@@ -347,13 +370,6 @@ impl Engine {
                 None => snapshot.dropped.push(path),
             }
         }
-        let pages = self.archives.iter().flat_map(|(key, a)| a.written().map(move |(n, w)| (key.clone(), n, w)));
-        snapshot.pages = pages.collect();
-        snapshot.feeds = self.feeds.values().cloned().collect();
-        snapshot.due_until = Some(self.due_until);
-        snapshot.next_due = self.next_due();
-        snapshot.counts = [self.live_posts(), self.scheduled(), self.drafts()];
-        snapshot.documents = self.document_count();
         snapshot
     }
 
@@ -467,6 +483,13 @@ impl Engine {
     /// everything up to date. The first load generates every document; later ones only those the
     /// differences touch.
     pub fn load_all(&mut self, now: DateTime<Utc>, sink: &dyn DocumentSink) -> Change {
+        let read = self.read_all(now);
+        self.publish_read(read, sink)
+    }
+
+    /// The first half of [`Engine::load_all`]: reads the whole posts folder and indexes what
+    /// changed, making no document; [`Engine::publish_read`] makes them.
+    pub fn read_all(&mut self, now: DateTime<Utc>) -> ReadAll {
         let first = self.seen.is_empty() && self.feeds.is_empty();
         let mut change = Change::default();
         let (changed, gone) = self.differences(first, &mut change);
@@ -482,6 +505,13 @@ impl Engine {
             touched.extend(self.advance(now));
         }
         touched.append(&mut self.pending);
+        ReadAll { first, touched, change }
+    }
+
+    /// The second half of [`Engine::load_all`]: makes the documents what [`Engine::read_all`]
+    /// read touches (every one, the first time).
+    pub fn publish_read(&mut self, read: ReadAll, sink: &dyn DocumentSink) -> Change {
+        let ReadAll { first, touched, mut change } = read;
         let keys: BTreeSet<FeedKey> = if first { self.site.keys() } else { touched };
         if first || !keys.is_empty() || self.lists_due {
             self.regenerate(keys, sink, &mut change);

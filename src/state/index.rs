@@ -195,6 +195,18 @@ impl State {
         transaction.commit().map_err(self.sql())
     }
 
+    /// The first half of a whole index saved in two (a cold build's, saved while its documents
+    /// are made): clears the index and saves the rows of the post files in `files.files`, on
+    /// this thread alone. The index is left without a key, so every reader ignores it until
+    /// [`State::save_scan_index`] (not `whole`) saves the rest: a crash in between costs reading
+    /// every post, never an index trusted half saved.
+    pub fn save_scan_posts(&self, files: &Snapshot) -> Result<(), StateError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(self.sql())?;
+        clear(&transaction).and_then(|()| write_posts(&transaction, files, false)).map_err(self.sql())?;
+        transaction.commit().map_err(self.sql())
+    }
+
     /// Forgets the scan index: the next start reads every post.
     pub fn clear_scan_index(&self) -> Result<(), StateError> {
         let mut connection = self.lock();
@@ -221,13 +233,28 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges)
     if changes.whole {
         clear(transaction)?;
     }
+    write_posts(transaction, snapshot, changes.parallel)?;
+    write_feeds(transaction, snapshot)?;
+    write_documents(transaction, changes)?;
+    let due_until = snapshot.due_until.map(|d| d.to_rfc3339()).unwrap_or_default();
+    let mut setting = transaction.prepare("INSERT OR REPLACE INTO scan_setting (key, value) VALUES (?1, ?2)")?;
+    setting.execute(["key", key])?;
+    setting.execute(["due_until", &due_until])?;
+    setting.execute(["next_due", &snapshot.next_due.map(|d| d.to_rfc3339()).unwrap_or_default()])?;
+    setting.execute(["counts", &snapshot.counts.map(|n| n.to_string()).join(" ")])?;
+    setting.execute(["documents", &snapshot.documents.to_string()])?;
+    Ok(())
+}
+
+/// Writes the rows of the post files in `snapshot.files` and drops those of `snapshot.dropped`.
+fn write_posts(transaction: &Transaction<'_>, snapshot: &Snapshot, parallel: bool) -> rusqlite::Result<()> {
     let mut post = transaction.prepare(
         "INSERT OR REPLACE INTO scan_post (path, len, modified, inode, changed, meta, error, warnings)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     // In slices, so that a whole site's JSON is never held at once (a million posts' is 500 MB).
     let slices = snapshot.files.chunks(4096);
-    let rows = slices.flat_map(|slice| slice.iter().zip(post_texts(slice, changes.parallel)));
+    let rows = slices.flat_map(|slice| slice.iter().zip(post_texts(slice, parallel)));
     for (Indexed { path, fingerprint, .. }, [meta, error, warnings]) in rows {
         let (len, modified, inode, changed) = fingerprint.parts();
         post.execute(params![
@@ -245,15 +272,6 @@ fn write_index(transaction: &Transaction<'_>, key: &str, changes: &IndexChanges)
     for path in &snapshot.dropped {
         drop_post.execute([path.as_os_str().as_bytes()])?;
     }
-    write_feeds(transaction, snapshot)?;
-    write_documents(transaction, changes)?;
-    let due_until = snapshot.due_until.map(|d| d.to_rfc3339()).unwrap_or_default();
-    let mut setting = transaction.prepare("INSERT OR REPLACE INTO scan_setting (key, value) VALUES (?1, ?2)")?;
-    setting.execute(["key", key])?;
-    setting.execute(["due_until", &due_until])?;
-    setting.execute(["next_due", &snapshot.next_due.map(|d| d.to_rfc3339()).unwrap_or_default()])?;
-    setting.execute(["counts", &snapshot.counts.map(|n| n.to_string()).join(" ")])?;
-    setting.execute(["documents", &snapshot.documents.to_string()])?;
     Ok(())
 }
 

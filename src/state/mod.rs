@@ -659,6 +659,38 @@ mod tests {
         assert_eq!(read.counts, [1, 2, 3]);
     }
 
+    /// A whole index saved in two: the post rows alone are no index (a crash there costs a full
+    /// read); with the rest saved, it is the index of both, and nothing of the one before.
+    #[test]
+    fn an_index_saved_in_two_is_an_index_only_once_both_are_saved() {
+        use crate::engine::{Indexed, Snapshot};
+        use crate::source::Fingerprint;
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let file = |i: u64| Indexed {
+            path: PathBuf::from(format!("/posts/{i}.md")),
+            fingerprint: Fingerprint::from_parts(i, 7, i + 1, 11),
+            meta: None,
+            error: None,
+            warnings: Vec::new(),
+        };
+        let changes = |files: Vec<Indexed>, whole: bool| IndexChanges {
+            snapshot: Snapshot { files, counts: [0, 0, 2], ..Default::default() },
+            written: Vec::new(),
+            removed: Vec::new(),
+            whole,
+            parallel: false,
+        };
+        state.save_scan_index("k", &changes(vec![file(1), file(2)], true)).unwrap();
+        state.save_scan_posts(&Snapshot { files: vec![file(3)], ..Default::default() }).unwrap();
+        assert!(!state.has_scan_index("k").unwrap(), "the post rows alone");
+        assert!(state.quick_index("k").unwrap().is_none() && state.scan_index("k").unwrap().is_none());
+        state.save_scan_index("k", &changes(vec![file(4)], false)).unwrap();
+        let read = state.quick_index("k").unwrap().expect("both halves saved");
+        let paths: Vec<PathBuf> = read.files.iter().map(|i| i.path.clone()).collect();
+        assert_eq!(paths, [PathBuf::from("/posts/3.md"), PathBuf::from("/posts/4.md")]);
+    }
+
     #[test]
     fn the_audience_round_trips() {
         let dir = tempfile::tempdir().unwrap();
