@@ -13,7 +13,8 @@ use crate::config::Config;
 use crate::engine::{Change, DocumentSink, Engine, Indexed, ReadAll};
 use crate::feeds_dir::{FeedsDir, OnDisk, Outcome};
 use crate::post::{PostError, PostWarning};
-use crate::source::{self, Fingerprint, path_bytes};
+use crate::site::path_bytes;
+use crate::source::{self, Fingerprint};
 use crate::state::{IndexChanges, State, StateError};
 
 /// Why a command could not do its job at all (a bad post is not such a reason: it is reported

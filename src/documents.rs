@@ -1,7 +1,7 @@
 //! The documents of a site, made from the index in memory: each feed in each format, the OPML
 //! list and the index page, with their paths under the feeds folder and their media types. Pure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
@@ -11,7 +11,7 @@ use crate::feed::opml::{Opml, Outline};
 use crate::feed::{self, FeedDoc, Format, History, Item};
 use crate::post;
 use crate::render::Rendered;
-use crate::site::{FeedKey, FeedPlan};
+use crate::site::{FeedKey, FeedPlan, path_bytes};
 use crate::text::xml_safe;
 
 /// A feed as the index page and the OPML list describe it.
@@ -103,12 +103,97 @@ fn feed_doc<'a>(
 
 /// The posts of `posts` that are rendered, as items.
 fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a Renderings) -> Vec<Item<'a>> {
-    posts.filter_map(|meta| rendered.get(&*meta.path).map(|r| Item { meta, rendered: r })).collect()
+    posts.filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r })).collect()
 }
 
-/// Rendered bodies, by post file. Looked up once per post per page of each feed the post is in:
-/// hashed with foldhash, not std's SipHash, which a first publish's profile showed.
-pub type Renderings = foldhash::HashMap<PathBuf, Arc<Rendered>>;
+/// Rendered bodies, by post file. Looked up once per post per page of each feed the post is in
+/// and per format (a first publish at 100,000 posts: millions of lookups): by [`path_bytes`],
+/// hashed with foldhash.
+#[derive(Debug, Default)]
+pub struct Renderings(foldhash::HashMap<PathKey, Arc<Rendered>>);
+
+/// A path as a map key: its bytes.
+#[derive(Debug)]
+struct PathKey(PathBuf);
+
+impl PathKey {
+    fn bytes(&self) -> &[u8] {
+        path_bytes(&self.0)
+    }
+}
+
+impl PartialEq for PathKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for PathKey {}
+
+impl std::hash::Hash for PathKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // As the bytes' own hash: `Borrow<[u8]>` finds it by them.
+        self.bytes().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for PathKey {
+    fn borrow(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+impl Renderings {
+    pub fn get(&self, path: &Path) -> Option<&Arc<Rendered>> {
+        self.0.get(path_bytes(path))
+    }
+
+    pub fn get_mut(&mut self, path: &Path) -> Option<&mut Arc<Rendered>> {
+        self.0.get_mut(path_bytes(path))
+    }
+
+    pub fn contains_key(&self, path: &Path) -> bool {
+        self.0.contains_key(path_bytes(path))
+    }
+
+    pub fn insert(&mut self, path: PathBuf, rendered: Arc<Rendered>) -> Option<Arc<Rendered>> {
+        self.0.insert(PathKey(path), rendered)
+    }
+
+    pub fn remove(&mut self, path: &Path) -> Option<Arc<Rendered>> {
+        self.0.remove(path_bytes(path))
+    }
+
+    pub fn remove_entry(&mut self, path: &Path) -> Option<(PathBuf, Arc<Rendered>)> {
+        self.0.remove_entry(path_bytes(path)).map(|(key, rendered)| (key.0, rendered))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Path> {
+        self.0.keys().map(|key| key.0.as_path())
+    }
+}
+
+impl Extend<(PathBuf, Arc<Rendered>)> for Renderings {
+    fn extend<I: IntoIterator<Item = (PathBuf, Arc<Rendered>)>>(&mut self, iter: I) {
+        self.0.extend(iter.into_iter().map(|(path, rendered)| (PathKey(path), rendered)));
+    }
+}
+
+impl FromIterator<(PathBuf, Arc<Rendered>)> for Renderings {
+    fn from_iter<I: IntoIterator<Item = (PathBuf, Arc<Rendered>)>>(iter: I) -> Self {
+        let mut renderings = Renderings::default();
+        renderings.extend(iter);
+        renderings
+    }
+}
 
 /// One feed's subscription document in one format, and how many of its items it holds (fewer
 /// than planned when the size budget cut it). `newest_archive` is the number of the feed's newest
@@ -165,7 +250,7 @@ pub fn archive_page(
     };
     let oldest_first = items(page.posts.iter(), rendered);
     // Where each item is among the page's posts.
-    let at: Vec<usize> = (0..page.posts.len()).filter(|i| rendered.contains_key(&*page.posts[*i].path)).collect();
+    let at: Vec<usize> = (0..page.posts.len()).filter(|i| rendered.contains_key(&page.posts[*i].path)).collect();
     let newest_first = crate::site::Site::plan_of(key, page.posts.iter().rev().cloned().collect());
     let mut doc = feed_doc(config, &newest_first, link(page.number), history, oldest_first.clone(), &[]);
     doc.full_content = config.archive_content == ContentMode::Full;
@@ -330,6 +415,45 @@ pub fn feed_stem(rel: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Renderings answer as a map by `Path` does, for paths spelled alike (a walk's), Chinese and
+    /// non-UTF-8 names among them, through a run of inserts and removes.
+    #[test]
+    fn renderings_answer_as_a_map_by_path_does() {
+        use std::os::unix::ffi::OsStrExt;
+        let rendering =
+            |n: usize| Arc::new(Rendered { content_html: String::new(), summary: n.to_string(), warnings: Vec::new() });
+        let names: Vec<PathBuf> = (0..40)
+            .map(|i| match i % 4 {
+                0 => PathBuf::from(format!("/posts/2024/{i}.md")),
+                1 => PathBuf::from(format!("/posts/新闻/{i}.md")),
+                2 => PathBuf::from(std::ffi::OsStr::from_bytes(
+                    &[b"/posts/\xff".as_slice(), format!("{i}.md").as_bytes()].concat(),
+                )),
+                _ => PathBuf::from(format!("/posts/{i}")),
+            })
+            .collect();
+        let (mut ours, mut model) = (Renderings::default(), std::collections::HashMap::new());
+        for step in 0..400usize {
+            let path = &names[step * 7 % names.len()];
+            match step % 3 {
+                0 | 1 => {
+                    assert_eq!(ours.insert(path.clone(), rendering(step)), model.insert(path.clone(), rendering(step)))
+                }
+                _ => assert_eq!(ours.remove_entry(path), model.remove_entry(path)),
+            }
+            assert_eq!(ours.len(), model.len());
+            for name in &names {
+                assert_eq!(ours.get(name), model.get(name), "{}", name.display());
+                assert_eq!(ours.contains_key(name), model.contains_key(name));
+            }
+        }
+        let mut keys: Vec<&Path> = ours.keys().collect();
+        keys.sort();
+        let mut expected: Vec<&Path> = model.keys().map(PathBuf::as_path).collect();
+        expected.sort();
+        assert_eq!(keys, expected);
+    }
 
     #[test]
     fn most_that_fit_finds_the_largest_count_in_few_writes() {

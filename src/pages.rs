@@ -91,7 +91,7 @@ pub fn feed_page(config: &Config, plan: &FeedPlan, rendered: &crate::documents::
         .collect();
     let mut items = String::new();
     for meta in &plan.items {
-        let summary = rendered.get(&*meta.path).map(|r| r.summary.as_str()).unwrap_or_default();
+        let summary = rendered.get(&meta.path).map(|r| r.summary.as_str()).unwrap_or_default();
         items.push_str(&format!(
             "<article>\n<h2><a href=\"{link}\">{title}</a></h2>\n<time datetime=\"{iso}\">{date}</time>\n<p>{summary}</p>\n</article>\n",
             link = escape(&*meta.link),

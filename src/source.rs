@@ -154,12 +154,6 @@ pub fn quick_fingerprints(config: &Config) -> Option<Vec<(PathBuf, Fingerprint)>
 /// How many folders below a posts folder the quick look goes (each is a frame of its recursion).
 const DEEPEST: usize = 64;
 
-/// A path's bytes: paths compared or sorted by them cost a fraction of a comparison component by
-/// component (`Path`'s own order), which matters at 100,000 of them.
-pub fn path_bytes(path: &Path) -> &[u8] {
-    path.as_os_str().as_encoded_bytes()
-}
-
 /// Whether a file or folder of the posts folder is left out, as hidden: its name starts with a dot
 /// (`.git`, an editor's `.post.md.swp`).
 pub fn is_hidden(name: &std::ffi::OsStr) -> bool {

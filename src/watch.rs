@@ -17,7 +17,8 @@ use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, ModifyKind, R
 use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 
 use crate::post::is_post_file_name;
-use crate::source::{Fingerprint, is_hidden, path_bytes};
+use crate::site::path_bytes;
+use crate::source::{Fingerprint, is_hidden};
 
 /// What an event says about a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
