@@ -1360,6 +1360,31 @@ mod tests {
         assert!(engine.missing_under(&dir.path().join("pos"), &look(&[])).is_empty());
     }
 
+    /// A post file being saved as it is read: read while it held a bad start, then written whole
+    /// before the error came back. The failure is kept with the file's fingerprint as it was
+    /// opened, so the next look sees the finished file as a change and publishes it; the
+    /// fingerprint taken after the failure would be the finished file's, which no look would
+    /// ever see change.
+    #[test]
+    fn a_file_that_changes_while_it_fails_to_read_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "saving.md", "---\ntitle: [unclosed\n");
+        let mut finished = Some(post("Saved", "2021-01-01", "x"));
+        source::after_read::set(path.clone(), move |path| {
+            if let Some(text) = finished.take() {
+                fs::write(path, text).unwrap();
+            }
+        });
+        // Whole posts on archive pages: a first load reads each file once, to its front matter's end.
+        let mut engine = engine_with(dir.path(), "archive_content = \"full\"\n");
+        let first = engine.load_all(now(), &Kept::default());
+        assert_eq!((first.errors.len(), engine.live_posts()), (1, 0), "the bad start was read");
+        let kept = Kept::default();
+        let second = engine.load_all(now(), &kept);
+        assert_eq!((second.posts_read, second.errors.len(), engine.live_posts()), (1, 0, 1));
+        assert!(kept.text("feed.rss").contains("Saved"));
+    }
+
     /// Keeps the documents a step made.
     #[derive(Default)]
     struct Kept(std::sync::Mutex<Vec<(String, Vec<u8>)>>);

@@ -277,13 +277,48 @@ pub fn read_post(
         (&mut file).take(HEAD_BYTES as u64).read_to_end(&mut bytes).map_err(|e| failed(io_error(e)))?;
         if let Some(end) = post::front_matter_len(&bytes) {
             bytes.truncate(end);
-            let parsed = post::parse(path, &bytes, modified, cx).map_err(failed)?;
+            let parsed = parse_read(path, &bytes, modified, cx).map_err(failed)?;
             return Ok((parsed.0, String::new(), metadata));
         }
     }
     file.read_to_end(&mut bytes).map_err(|e| failed(io_error(e)))?;
-    let (meta, body) = post::parse(path, &bytes, modified, cx).map_err(failed)?;
+    let (meta, body) = parse_read(path, &bytes, modified, cx).map_err(failed)?;
     Ok((meta, body.into_owned(), metadata))
+}
+
+/// Parses the bytes read of the post file at `path`. A unit test may change the file just before
+/// (see [`after_read`]), as an editor still saving it would.
+fn parse_read<'b>(
+    path: &Path,
+    bytes: &'b [u8],
+    modified: SystemTime,
+    cx: &PostContext<'_>,
+) -> Result<(PostMeta, std::borrow::Cow<'b, str>), PostError> {
+    #[cfg(test)]
+    after_read::run(path);
+    post::parse(path, bytes, modified, cx)
+}
+
+/// What a unit test does to a post file once it has been read and before it is parsed: the race
+/// that a failed read's fingerprint (as the file was opened) is kept for. Each action is for one
+/// path (a test's own temporary folder), so tests running alongside are not touched.
+#[cfg(test)]
+pub(crate) mod after_read {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    type Action = Box<dyn FnMut(&Path) + Send>;
+    static ACTIONS: Mutex<Vec<(PathBuf, Action)>> = Mutex::new(Vec::new());
+
+    /// Has `action` run on `path` after each read of it.
+    pub fn set(path: PathBuf, action: impl FnMut(&Path) + Send + 'static) {
+        ACTIONS.lock().unwrap().push((path, Box::new(action)));
+    }
+
+    pub(super) fn run(path: &Path) {
+        let mut actions = ACTIONS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        actions.iter_mut().filter(|(p, _)| p == path).for_each(|(_, action)| action(path));
+    }
 }
 
 /// Reads a post file whole, as [`read_post`] does, and gives its body too; when the file as a
