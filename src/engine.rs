@@ -976,9 +976,9 @@ impl Engine {
                 .iter()
                 .flat_map(|feed| feed.due_pages(self.site.history(&feed.key, self.due_until).posts))
                 .collect();
-            let unrendered = |m: &&Arc<PostMeta>| !self.rendered.contains_key(&m.path) && !failed.contains(&*m.path);
+            let is_unrendered = |m: &&Arc<PostMeta>| !self.rendered.contains_key(&m.path) && !failed.contains(&*m.path);
             let unrendered: Vec<&Arc<PostMeta>> =
-                pages.into_par_iter().flat_map_iter(|posts| posts.iter().filter(unrendered)).collect();
+                pages.into_par_iter().flat_map_iter(|posts| posts.iter().filter(is_unrendered)).collect();
             let mut seen = HashSet::new();
             let needed: Vec<Arc<PostMeta>> =
                 unrendered.into_iter().filter(|m| seen.insert(m.path.clone())).cloned().collect();
