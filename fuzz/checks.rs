@@ -68,9 +68,8 @@ fn publish(name: &str, bytes: &[u8]) {
             let (document, _) = crier::documents::document(config, &plan, format, &rendered, Some(2))
                 .unwrap_or_else(|e| panic!("{format:?} document failed: {e:#}"));
             check_document(format, &document);
-            let (archive, _) =
-                crier::documents::archive_page(config, &key, page, format, &rendered, &Default::default())
-                    .unwrap_or_else(|e| panic!("{format:?} archive page failed: {e:#}"));
+            let (archive, _) = crier::documents::archive_page(config, &key, page, format, &rendered)
+                .unwrap_or_else(|e| panic!("{format:?} archive page failed: {e:#}"));
             check_document(format, &archive);
         }
     }

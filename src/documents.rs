@@ -1,12 +1,10 @@
 //! The documents of a site, made from the index in memory: each feed in each format, the OPML
 //! list and the index page, with their paths under the feeds folder and their media types. Pure.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
-use rayon::prelude::*;
 
 use crate::config::{Config, ContentMode};
 use crate::feed::opml::{Opml, Outline};
@@ -216,15 +214,11 @@ pub fn document(
     let all = items(plan.items.iter(), rendered);
     let self_url = self_url(config, &plan.key, format);
     let mut doc = feed_doc(config, plan, self_url, history, all.clone(), &hubs);
-    // Written once, for every try of the size budget.
-    let context = doc.item_context();
-    let written: Vec<feed::ItemBytes> =
-        all.iter().map(|item| feed::write_item(&context, item, format)).collect::<anyhow::Result<_>>()?;
     most_that_fit(all.len(), config.max_feed_bytes, |count| {
         doc.items = all[..count].to_vec();
         // A document that leaves posts out no longer holds them all.
         doc.history.complete = config.items == 0 && count == all.len();
-        feed::write_document(&doc, &written[..count].iter().collect::<Vec<_>>(), format)
+        write(&doc, format)
     })
 }
 
@@ -237,87 +231,15 @@ pub struct Page<'a> {
     pub posts: &'a [Arc<post::PostMeta>],
 }
 
-/// What every archive page's items are written with: the same for all of them.
-fn archive_context(config: &Config) -> feed::ItemContext<'_> {
-    feed::ItemContext {
-        home_url: config.base_url.as_str(),
-        author: &config.author,
-        full_content: config.archive_content == ContentMode::Full,
-    }
-}
-
-/// Archive pages' items, each written once per format for every page that lists its post: a post
-/// is on three or more pages per format (its feeds'), each of the same [`archive_context`].
-/// Kept while pages that list their posts are still to be written, no longer.
-#[derive(Debug, Default)]
-pub struct ArchiveItems {
-    kept: foldhash::HashMap<PathKey, WrittenItems>,
-    /// How many posts' items were written, and the most kept at once.
-    pub written: usize,
-    pub most_kept: usize,
-}
-
-/// One post's items in each format ([`Format::ALL`]'s order; none where it cannot be written:
-/// the page writes it again, to report why), and its date, to be forgotten by.
-#[derive(Debug)]
-struct WrittenItems {
-    date: DateTime<chrono::Utc>,
-    formats: [Option<feed::ItemBytes>; 3],
-}
-
-impl ArchiveItems {
-    /// Writes the items of those `posts` that are rendered and not written yet, on every core.
-    pub fn add<'a>(
-        &mut self,
-        config: &Config,
-        posts: impl Iterator<Item = &'a Arc<post::PostMeta>>,
-        rendered: &'a Renderings,
-    ) {
-        let context = archive_context(config);
-        let mut seen = foldhash::HashSet::default();
-        let new: Vec<Item<'_>> = items(posts, rendered)
-            .into_iter()
-            .filter(|item| !self.kept.contains_key(path_bytes(&item.meta.path)) && seen.insert(&item.meta.path))
-            .collect();
-        let written: Vec<(PathKey, WrittenItems)> = new
-            .par_iter()
-            .map(|item| {
-                let formats = Format::ALL.map(|format| feed::write_item(&context, item, format).ok());
-                (PathKey(item.meta.path.to_path_buf()), WrittenItems { date: item.meta.date.to_utc(), formats })
-            })
-            .collect();
-        self.written += written.len();
-        self.kept.extend(written);
-        self.most_kept = self.most_kept.max(self.kept.len());
-    }
-
-    /// Forgets the items of posts dated before `date`.
-    pub fn forget_before(&mut self, date: DateTime<chrono::Utc>) {
-        self.kept.retain(|_, items| items.date >= date);
-    }
-
-    fn get(&self, path: &Path, format: Format) -> Option<&feed::ItemBytes> {
-        let index = Format::ALL.iter().position(|f| *f == format)?;
-        self.kept.get(path_bytes(path))?.formats[index].as_ref()
-    }
-
-    /// Forgets every item (the counts stay).
-    pub fn clear(&mut self) {
-        self.kept.clear();
-    }
-}
-
 /// An archive page of the feed `key` in one format, and how many of its posts (oldest first) the
 /// bytes account for: all of them, or, when the size budget cuts the page, those before the
-/// first that did not fit (at least one). A post whose body is not rendered is left out. Its
-/// items are taken from `written` where it has them.
+/// first that did not fit (at least one). A post whose body is not rendered is left out.
 pub fn archive_page(
     config: &Config,
     key: &FeedKey,
     page: Page<'_>,
     format: Format,
     rendered: &Renderings,
-    written: &ArchiveItems,
 ) -> anyhow::Result<(Vec<u8>, usize)> {
     let link = |n: usize| archive_url(config, key, n, format);
     let history = History {
@@ -331,19 +253,10 @@ pub fn archive_page(
     let at: Vec<usize> = (0..page.posts.len()).filter(|i| rendered.contains_key(&page.posts[*i].path)).collect();
     let newest_first = crate::site::Site::plan_of(key, page.posts.iter().rev().cloned().collect());
     let mut doc = feed_doc(config, &newest_first, link(page.number), history, oldest_first.clone(), &[]);
-    let context = archive_context(config);
-    doc.full_content = context.full_content;
-    let items: Vec<Cow<'_, feed::ItemBytes>> = oldest_first
-        .iter()
-        .map(|item| match written.get(&item.meta.path, format) {
-            Some(bytes) => Ok(Cow::Borrowed(bytes)),
-            None => feed::write_item(&context, item, format).map(Cow::Owned),
-        })
-        .collect::<anyhow::Result<_>>()?;
+    doc.full_content = config.archive_content == ContentMode::Full;
     let (bytes, count) = most_that_fit(oldest_first.len(), config.max_feed_bytes, |count| {
         doc.items = oldest_first[..count].iter().rev().copied().collect();
-        let newest_first: Vec<&feed::ItemBytes> = items[..count].iter().rev().map(AsRef::as_ref).collect();
-        feed::write_document(&doc, &newest_first, format)
+        write(&doc, format)
     })?;
     Ok((bytes, at.get(count).copied().unwrap_or(page.posts.len())))
 }
@@ -351,6 +264,14 @@ pub fn archive_page(
 /// An archive page's public address.
 pub fn archive_url(config: &Config, key: &FeedKey, number: usize, format: Format) -> String {
     post::absolute_link(&config.feeds_url, &archive_path(key, number, format))
+}
+
+fn write(doc: &FeedDoc<'_>, format: Format) -> anyhow::Result<Vec<u8>> {
+    match format {
+        Format::Rss => feed::rss::write(doc),
+        Format::Atom => feed::atom::write(doc),
+        Format::Json => feed::json::write(doc),
+    }
 }
 
 /// The bytes of the most items (out of `all`) that fit in `max_bytes`, and how many that is:
@@ -549,53 +470,6 @@ mod tests {
             .unwrap();
             assert_eq!((count, bytes.len()), (expected, length(expected)), "max {max}");
             assert!(writes <= 2 * 8 + 2, "max {max}: {writes} writes");
-        }
-    }
-
-    /// An archive page made with its posts' items written beforehand is the page made with its
-    /// items written for it, in each format and content mode; items of posts older than the
-    /// date given are forgotten, the others kept.
-    #[test]
-    fn archive_pages_from_items_written_beforehand_are_the_same() {
-        let start = DateTime::parse_from_rfc3339("2024-03-01T08:00:00+08:00").unwrap();
-        let posts: Vec<Arc<post::PostMeta>> = (0..6)
-            .map(|n| {
-                let mut meta = post::PostMeta::example(&format!("{n}.md"), start + chrono::Duration::days(n));
-                meta.categories = vec![crate::text::Term::new("新闻")];
-                meta.excerpt_only = n == 2;
-                Arc::new(meta)
-            })
-            .collect();
-        let rendered: Renderings = (posts.iter())
-            .map(|meta| {
-                let body = format!("<p>{} &amp; more</p>", meta.title);
-                (
-                    meta.path.to_path_buf(),
-                    Arc::new(Rendered { content_html: body, summary: "短".into(), warnings: vec![] }),
-                )
-            })
-            .collect();
-        let key = FeedKey::Category("新闻".into());
-        for mode in ["summary", "full"] {
-            let text = format!("base_url = \"https://e.org/\"\narchive_content = \"{mode}\"\n");
-            let dir = tempfile::tempdir().unwrap();
-            let config = Config::from_raw(toml::from_str(&text).unwrap(), dir.path(), &Default::default()).unwrap();
-            let mut written = ArchiveItems::default();
-            written.add(&config, posts.iter(), &rendered);
-            assert_eq!((written.written, written.kept.len()), (6, 6));
-            for format in Format::ALL {
-                let page = Page { number: 2, newest: false, posts: &posts[1..5] };
-                let fresh = archive_page(&config, &key, page, format, &rendered, &ArchiveItems::default()).unwrap();
-                let reused = archive_page(&config, &key, page, format, &rendered, &written).unwrap();
-                assert_eq!(
-                    String::from_utf8(reused.0).unwrap(),
-                    String::from_utf8(fresh.0).unwrap(),
-                    "{format:?}, {mode}"
-                );
-            }
-            written.forget_before(posts[3].date.to_utc());
-            let kept: Vec<bool> = posts.iter().map(|meta| written.get(&meta.path, Format::Json).is_some()).collect();
-            assert_eq!(kept, [false, false, false, true, true, true]);
         }
     }
 }

@@ -2,10 +2,7 @@
 
 use atom_syndication::{Category, Content, Entry, Feed, Generator, Link, Person, Text, WriteConfig};
 
-use super::{
-    FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, Item, ItemBytes, ItemContext, MEDIA_NAMESPACE, media,
-    splice,
-};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, Item, MEDIA_NAMESPACE, media};
 use crate::post::Author;
 
 fn person(author: &Author) -> Person {
@@ -41,18 +38,18 @@ fn namespaces(doc: &FeedDoc<'_>) -> std::collections::BTreeMap<String, String> {
 }
 
 /// One post as an Atom entry.
-fn entry(context: &ItemContext<'_>, item: &Item<'_>) -> Entry {
+fn entry(doc: &FeedDoc<'_>, item: &Item<'_>) -> Entry {
     let meta = item.meta;
     // atom_syndication writes no `xml:lang` on an entry: the post's language goes on its texts.
     let text = |value: String| Text { lang: meta.lang.as_deref().map(str::to_owned), ..Text::plain(value) };
     Entry {
         // A post without an id goes by its link, an absolute URL already: no need to parse it.
-        id: meta.id.as_deref().map_or_else(|| meta.link.to_string(), |id| atom_id(id, context.home_url)),
+        id: meta.id.as_deref().map_or_else(|| meta.link.to_string(), |id| atom_id(id, doc.home_url)),
         title: text(meta.title.to_string()),
         links: vec![link(&meta.link, "alternate", "text/html")],
         published: Some(meta.date),
         updated: meta.updated.max(meta.date),
-        authors: vec![person(item.author(context.author))],
+        authors: vec![person(item.author(doc.author))],
         categories: item
             .terms()
             .into_iter()
@@ -64,7 +61,7 @@ fn entry(context: &ItemContext<'_>, item: &Item<'_>) -> Entry {
             attrs,
             ..Default::default()
         }),
-        content: item.full(context).then(|| Content {
+        content: item.full(doc).then(|| Content {
             base: Some(meta.link.to_string()),
             lang: meta.lang.as_deref().map(str::to_owned),
             value: Some(item.rendered.content_html.clone()),
@@ -75,9 +72,10 @@ fn entry(context: &ItemContext<'_>, item: &Item<'_>) -> Entry {
     }
 }
 
-/// The feed of `doc` holding `entries`.
-fn feed(doc: &FeedDoc<'_>, entries: Vec<Entry>) -> Feed {
-    Feed {
+/// Writes the feed as Atom 1.0 bytes.
+pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
+    let entries = doc.items.iter().map(|item| entry(doc, item)).collect();
+    let feed = Feed {
         // Archive pages belong to the subscription document's logical feed, and share its id.
         id: doc.history.current.clone().unwrap_or_else(|| doc.self_url.clone()),
         title: Text::plain(doc.title.clone()),
@@ -97,58 +95,11 @@ fn feed(doc: &FeedDoc<'_>, entries: Vec<Entry>) -> Feed {
         icon: doc.icon.map(str::to_owned),
         logo: doc.logo.map(str::to_owned),
         ..Default::default()
-    }
-}
-
-/// How atom_syndication ends a feed.
-const FEED_END: &[u8] = b"</feed>";
-
-/// `feed` as bytes, without the XML declaration (crier writes its own).
-fn bytes(feed: &Feed, capacity: usize) -> anyhow::Result<Vec<u8>> {
-    let config = WriteConfig { write_document_declaration: false, indent_size: None };
-    Ok(feed.write_with_config(Vec::with_capacity(capacity), config)?)
-}
-
-/// One post's `<entry>`, written by atom_syndication in a feed of its own and cut from it.
-pub fn item(context: &ItemContext<'_>, item: &Item<'_>) -> anyhow::Result<ItemBytes> {
-    let alone = Feed { entries: vec![entry(context, item)], ..Default::default() };
-    let bytes = ItemBytes::cut(&bytes(&alone, 4096)?, b"<entry>", FEED_END)?;
-    Ok(ItemBytes { bytes, namespaces: Vec::new() })
-}
-
-/// `doc` as Atom 1.0 bytes, from its entries written by [`item`]: the feed written without them,
-/// and the entries put in where the crate puts them, after the feed's own elements and before
-/// its extensions (RFC 5005's marker), which it is also written without to find where that is.
-pub fn document(doc: &FeedDoc<'_>, items: &[&ItemBytes]) -> anyhow::Result<Vec<u8>> {
-    let mut skeleton = feed(doc, Vec::new());
-    let extensions = std::mem::take(&mut skeleton.extensions);
-    let bare = bytes(&skeleton, 2048)?;
-    let at = bare.len().checked_sub(FEED_END.len()).filter(|_| bare.ends_with(FEED_END));
-    let whole = if extensions.is_empty() {
-        bare
-    } else {
-        skeleton.extensions = extensions;
-        let whole = bytes(&skeleton, 2048)?;
-        anyhow::ensure!(
-            at.is_some_and(|at| whole.get(..at) == Some(&bare[..at])),
-            "atom_syndication wrote a feed unexpectedly"
-        );
-        whole
     };
-    let Some(at) = at else { anyhow::bail!("atom_syndication ended a feed unexpectedly") };
-    let mut out = Vec::with_capacity(whole.len() + 64);
+    let mut out = Vec::with_capacity(64 * 1024);
     out.extend_from_slice(b"<?xml version=\"1.0\" encoding=\"utf-8\"?>");
-    out.extend_from_slice(&whole);
-    Ok(splice(&out, whole.len() - at, items, [b"", b"", b""]))
-}
-
-/// The document as atom_syndication writes it with its entries, for tests to hold [`document`] to.
-#[cfg(test)]
-pub(super) fn whole(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
-    let entries = doc.items.iter().map(|item| entry(&doc.item_context(), item)).collect();
-    let mut out = b"<?xml version=\"1.0\" encoding=\"utf-8\"?>".to_vec();
-    out.extend_from_slice(&bytes(&feed(doc, entries), 0)?);
-    Ok(out)
+    let config = WriteConfig { write_document_declaration: false, indent_size: None };
+    Ok(feed.write_with_config(out, config)?)
 }
 
 #[cfg(test)]

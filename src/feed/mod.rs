@@ -66,10 +66,10 @@ impl Item<'_> {
         self.meta.author.as_deref().unwrap_or(site)
     }
 
-    /// Whether the item carries the whole post: the document's setting, unless the post asks for
-    /// its summary only.
-    pub fn full(&self, context: &ItemContext<'_>) -> bool {
-        context.full_content && !self.meta.excerpt_only
+    /// Whether the item carries the whole post: the feed's setting, unless the post asks for its
+    /// summary only.
+    pub fn full(&self, doc: &FeedDoc<'_>) -> bool {
+        doc.full_content && !self.meta.excerpt_only
     }
 
     /// The item's summary; none when the post asks for none (`excerpt: ""`).
@@ -132,101 +132,6 @@ impl FeedDoc<'_> {
     pub fn has_images(&self) -> bool {
         self.items.iter().any(|item| item.meta.image.is_some())
     }
-
-    /// What this document's items are written with.
-    pub fn item_context(&self) -> ItemContext<'_> {
-        ItemContext { home_url: self.home_url, author: self.author, full_content: self.full_content }
-    }
-}
-
-/// What an item's bytes depend on besides its post: the same for every document of a site that
-/// carries the same content (summaries or whole posts), so an item written once serves every
-/// document that lists its post.
-#[derive(Debug, Clone, Copy)]
-pub struct ItemContext<'a> {
-    /// The site's home page: Atom ids made from front-matter ids are under its host.
-    pub home_url: &'a str,
-    /// The site's author, for posts that name none.
-    pub author: &'a Author,
-    /// Whether items carry the whole post (else only the summary).
-    pub full_content: bool,
-}
-
-/// One item written in one format, as its crate writes it inside a document, with the XML
-/// namespaces it uses that the document must declare (RSS's `content` and `dc`; none for Atom,
-/// whose extension prefixes the document declares, and JSON).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ItemBytes {
-    bytes: Vec<u8>,
-    namespaces: Vec<(String, String)>,
-}
-
-impl ItemBytes {
-    /// The bytes of the item alone, cut from a document of that item only that its crate wrote:
-    /// from the first `start` (the item's own opening tag, which nothing before it can hold: what
-    /// precedes is empty or escaped) to the document's last `end` bytes.
-    fn cut(document: &[u8], start: &[u8], end: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let from = memchr::memmem::find(document, start);
-        let to = document.len().checked_sub(end.len()).filter(|_| document.ends_with(end));
-        match (from, to) {
-            (Some(from), Some(to)) if from <= to => Ok(document[from..to].to_vec()),
-            _ => anyhow::bail!("an item written alone is not where it was expected in its document"),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-/// A document from its `skeleton` (the document as its crate writes it without items) and its
-/// items: they go before its last `tail` bytes, `open` before the first, `separator` between
-/// two, `close` after the last (the JSON array's indentation; nothing for XML).
-fn splice(skeleton: &[u8], tail: usize, items: &[&ItemBytes], [open, separator, close]: [&[u8]; 3]) -> Vec<u8> {
-    let (head, tail) = skeleton.split_at(skeleton.len() - tail);
-    let size = head.len() + tail.len() + items.iter().map(|item| item.bytes.len() + separator.len()).sum::<usize>();
-    let mut out = Vec::with_capacity(size + open.len() + close.len());
-    out.extend_from_slice(head);
-    for (i, item) in items.iter().enumerate() {
-        out.extend_from_slice(if i == 0 { open } else { separator });
-        out.extend_from_slice(&item.bytes);
-    }
-    if !items.is_empty() {
-        out.extend_from_slice(close);
-    }
-    out.extend_from_slice(tail);
-    out
-}
-
-/// One post's item in `format`.
-pub fn write_item(context: &ItemContext<'_>, item: &Item<'_>, format: Format) -> anyhow::Result<ItemBytes> {
-    match format {
-        Format::Rss => rss::item(context, item),
-        Format::Atom => atom::item(context, item),
-        Format::Json => json::item(context, item),
-    }
-}
-
-/// The document `doc` in `format`, from its items written by [`write_item`] with its
-/// [`FeedDoc::item_context`], in the order of `doc.items`.
-pub fn write_document(doc: &FeedDoc<'_>, items: &[&ItemBytes], format: Format) -> anyhow::Result<Vec<u8>> {
-    match format {
-        Format::Rss => rss::document(doc, items),
-        Format::Atom => atom::document(doc, items),
-        Format::Json => json::document(doc, items),
-    }
-}
-
-/// The document `doc` in `format`, its items written for it.
-#[cfg(test)]
-fn write(doc: &FeedDoc<'_>, format: Format) -> anyhow::Result<Vec<u8>> {
-    let context = doc.item_context();
-    let items = doc.items.iter().map(|item| write_item(&context, item, format)).collect::<anyhow::Result<Vec<_>>>()?;
-    write_document(doc, &items.iter().collect::<Vec<_>>(), format)
 }
 
 /// RFC 5005's links and markers of one document; all empty for a feed that is neither complete
@@ -277,111 +182,4 @@ pub fn epoch() -> DateTime<FixedOffset> {
 /// The newest `updated` among the items; the epoch for an empty feed.
 pub fn newest_update(items: &[Item<'_>]) -> DateTime<FixedOffset> {
     items.iter().map(|i| i.meta.updated.max(i.meta.date)).max_by_key(|d| d.to_utc()).unwrap_or_else(epoch)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeSet;
-
-    use super::*;
-    use crate::text::Term;
-
-    fn date(text: &str) -> DateTime<FixedOffset> {
-        DateTime::parse_from_rfc3339(text).unwrap()
-    }
-
-    /// Posts of every shape an item can take: plain text that the RSS profile escapes again,
-    /// an image (Media RSS), a post that asks for its summary only (no `content:encoded`), one
-    /// with no summary, its own author, language and id, and HTML that holds CDATA's end.
-    fn posts() -> Vec<(PostMeta, Rendered)> {
-        let rendered = |summary: &str, html: &str| Rendered {
-            content_html: html.to_owned(),
-            summary: summary.to_owned(),
-            warnings: vec![],
-        };
-        let mut posts = Vec::new();
-        let mut plain = PostMeta::example("2025/新闻.md", date("2025-05-02T09:00:00+08:00"));
-        plain.title = "数字经济 新闻".into();
-        plain.categories = vec![Term::new("新闻")];
-        plain.tags = vec![Term::new("新闻"), Term::new("rust")];
-        posts.push((plain, rendered("第一段。", "<p>第一段。</p><p>第二段。</p>")));
-        let mut escaped = PostMeta::example("a&b.md", date("2025-05-03T10:00:00+00:00"));
-        escaped.title = "Fish & chips <b>not bold</b>".into();
-        escaped.image = Some("https://e.org/a.png?x=1&y=2".into());
-        posts.push((escaped, rendered("A & B < C", "<p>a &amp; b ]]&gt; ]]></p>")));
-        let mut summary_only = PostMeta::example("short.md", date("2025-05-04T10:00:00-05:00"));
-        summary_only.excerpt_only = true;
-        summary_only.updated = date("2025-06-01T00:00:00Z");
-        posts.push((summary_only, rendered("Only this.", "<p>Only this. And more.</p>")));
-        let mut own = PostMeta::example("own.md", date("2025-05-05T10:00:00+09:00"));
-        own.id = Some("post 12".into());
-        own.lang = Some("en".into());
-        own.author = Some(Box::new(Author { name: "Ann".into(), email: Some("ann@e.org".into()), uri: None }));
-        posts.push((own, rendered("", "<p>No summary.</p>")));
-        posts
-    }
-
-    /// Every document of the posts above that crier makes (each subset of them, in both content
-    /// modes, with and without RFC 5005's links and hubs, an icon and a logo) is, byte for byte,
-    /// the document the crates write with the items in it.
-    #[test]
-    fn documents_from_items_written_alone_are_what_the_crates_write_whole() {
-        let posts = posts();
-        let author = Author { name: "Example News Desk".into(), email: None, uri: Some("https://e.org/".into()) };
-        let hubs = ["https://hub.e.org/".to_owned()];
-        let archive = History {
-            prev_archive: Some("https://e.org/feeds/feed.archive-1.rss".into()),
-            next_archive: Some("https://e.org/feeds/feed.archive-3.rss".into()),
-            current: Some("https://e.org/feeds/feed.rss".into()),
-            ..History::default()
-        };
-        let complete = History { complete: true, ..History::default() };
-        let mut checked = BTreeSet::new();
-        for subset in 0..1u32 << posts.len() {
-            let items: Vec<Item<'_>> = (posts.iter().enumerate())
-                .filter(|(i, _)| subset & 1 << i != 0)
-                .map(|(_, (meta, rendered))| Item { meta, rendered })
-                .collect();
-            for (full_content, history) in
-                [(true, History::default()), (false, archive.clone()), (true, complete.clone())]
-            {
-                let doc = FeedDoc {
-                    title: "Fish & chips · 新闻".into(),
-                    description: "A < B".into(),
-                    home_url: "https://e.org/",
-                    self_url: "https://e.org/feeds/feed.rss".into(),
-                    hubs: if subset % 2 == 0 { &hubs } else { &[] },
-                    language: "zh-CN",
-                    author: &author,
-                    icon: Some("https://e.org/icon.png"),
-                    logo: (subset % 3 == 0).then_some("https://e.org/logo.png"),
-                    updated: newest_update(&items),
-                    ttl_minutes: 30,
-                    full_content,
-                    history,
-                    items: items.clone(),
-                };
-                for format in Format::ALL {
-                    let whole = match format {
-                        Format::Rss => rss::whole(&doc),
-                        Format::Atom => atom::whole(&doc),
-                        Format::Json => json::whole(&doc),
-                    }
-                    .unwrap();
-                    let made = write(&doc, format).unwrap();
-                    assert_eq!(
-                        String::from_utf8(made).unwrap(),
-                        String::from_utf8(whole.clone()).unwrap(),
-                        "{format:?}, posts {subset:b}"
-                    );
-                    checked.insert(whole);
-                }
-            }
-        }
-        // JSON Feed has no marker for a complete feed: its two documents without archive links
-        // are the same.
-        assert_eq!(checked.len(), 16 * (3 * 3 - 1), "every other document checked is a different one");
-        let rss_with_escapes = checked.iter().filter(|doc| memchr::memmem::find(doc, b"&#x26;").is_some());
-        assert!(rss_with_escapes.count() > 16, "the RSS profile's escapes are checked in items too");
-    }
 }

@@ -7,10 +7,7 @@ use rss::extension::dublincore::DublinCoreExtension;
 use rss::extension::syndication::{SyndicationExtension, UpdatePeriod};
 use rss::{Category, Channel, Guid};
 
-use super::{
-    FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, Item, ItemBytes, ItemContext, MEDIA_NAMESPACE, media,
-    splice,
-};
+use super::{FeedDoc, Format, GENERATOR, HISTORY_NAMESPACE, History, Item, MEDIA_NAMESPACE, media};
 
 /// The syndication module's schedule for one refresh every `ttl` minutes: the shortest period
 /// that `ttl` divides exactly; else the shortest period longer than `ttl`, refreshed as many whole
@@ -52,7 +49,7 @@ fn marker(history: &History) -> rss::extension::ExtensionMap {
 }
 
 /// One post as an RSS item.
-fn rss_item(context: &ItemContext<'_>, item: &Item<'_>) -> rss::Item {
+fn rss_item(doc: &FeedDoc<'_>, item: &Item<'_>) -> rss::Item {
     let meta = item.meta;
     let summary_html = item.summary().map(|summary| quick_xml::escape::escape(summary).into_owned());
     rss::Item {
@@ -62,9 +59,9 @@ fn rss_item(context: &ItemContext<'_>, item: &Item<'_>) -> rss::Item {
         guid: Some(Guid { value: meta.guid().to_owned(), permalink: meta.id.is_none() }),
         pub_date: Some(meta.date.to_rfc2822()),
         categories: item.terms().into_iter().map(|name| Category { name: name.to_owned(), domain: None }).collect(),
-        content: item.full(context).then(|| item.rendered.content_html.clone()),
+        content: item.full(doc).then(|| item.rendered.content_html.clone()),
         dublin_core_ext: Some(DublinCoreExtension {
-            creators: vec![item.author(context.author).name.clone()],
+            creators: vec![item.author(doc.author).name.clone()],
             languages: meta.lang.iter().map(|l| l.to_string()).collect(),
             ..Default::default()
         }),
@@ -77,9 +74,10 @@ fn rss_item(context: &ItemContext<'_>, item: &Item<'_>) -> rss::Item {
     }
 }
 
-/// The channel of `doc` holding `items`.
-fn channel(doc: &FeedDoc<'_>, items: Vec<rss::Item>) -> Channel {
-    Channel {
+/// Writes the feed as RSS 2.0 bytes.
+pub fn write(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
+    let items = doc.items.iter().map(|item| rss_item(doc, item)).collect();
+    let channel = Channel {
         title: doc.title.clone(),
         link: doc.home_url.to_owned(),
         description: doc.description.clone(),
@@ -114,55 +112,9 @@ fn channel(doc: &FeedDoc<'_>, items: Vec<rss::Item>) -> Channel {
         }),
         items,
         ..Default::default()
-    }
-}
-
-/// How the rss crate ends a document: its items come last in the channel.
-const CHANNEL_END: &[u8] = b"</channel></rss>";
-
-/// One post's `<item>`, written by the rss crate in a channel of its own and cut from it, with
-/// the namespaces the crate declared for it (`content`, `dc`).
-pub fn item(context: &ItemContext<'_>, item: &Item<'_>) -> anyhow::Result<ItemBytes> {
-    let alone = Channel { items: vec![rss_item(context, item)], ..Default::default() };
-    let xml = alone.write_to(Vec::with_capacity(4096))?;
-    let bytes = ItemBytes::cut(&xml, b"<item>", CHANNEL_END)?;
-    Ok(ItemBytes { bytes: best_practice_escapes(bytes)?, namespaces: declared(&xml)? })
-}
-
-/// The namespaces a document's root element declares (`xmlns:prefix`), in order.
-fn declared(xml: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
-    let mut reader = Reader::from_reader(xml);
-    loop {
-        match reader.read_event()? {
-            Event::Start(root) => {
-                let mut namespaces = Vec::new();
-                for attribute in root.attributes() {
-                    let attribute = attribute?;
-                    if let Some(prefix) = attribute.key.as_ref().strip_prefix(b"xmlns:") {
-                        let prefix = String::from_utf8(prefix.to_vec())?;
-                        namespaces.push((prefix, attribute.unescape_value()?.into_owned()));
-                    }
-                }
-                return Ok(namespaces);
-            }
-            Event::Eof => anyhow::bail!("a document without a root element"),
-            _ => {}
-        }
-    }
-}
-
-/// `doc` as RSS 2.0 bytes, from its items written by [`item`]: the channel written without them,
-/// declaring the namespaces they use, and the items put in after the rest of the channel, where
-/// the crate puts them.
-pub fn document(doc: &FeedDoc<'_>, items: &[&ItemBytes]) -> anyhow::Result<Vec<u8>> {
-    let mut skeleton = channel(doc, Vec::new());
-    for (prefix, url) in items.iter().flat_map(|item| &item.namespaces) {
-        // The document's own namespaces win, as they do when the crate writes the items itself.
-        skeleton.namespaces.entry(prefix.clone()).or_insert_with(|| url.clone());
-    }
-    let skeleton = best_practice_escapes(skeleton.write_to(Vec::with_capacity(2048))?)?;
-    anyhow::ensure!(skeleton.ends_with(CHANNEL_END), "the rss crate ended a channel unexpectedly");
-    Ok(splice(&skeleton, CHANNEL_END.len(), items, [b"", b"", b""]))
+    };
+    let out = channel.write_to(Vec::with_capacity(64 * 1024))?;
+    best_practice_escapes(out)
 }
 
 /// Rewrites `&amp;` and `&lt;` in text as `&#x26;` and `&#x3C;`, which the RSS Best Practices
@@ -195,13 +147,6 @@ fn rewrite_escapes(xml: &[u8]) -> anyhow::Result<Vec<u8>> {
         }
     }
     Ok(writer.into_inner())
-}
-
-/// The document as the rss crate writes it with its items, for tests to hold [`document`] to.
-#[cfg(test)]
-pub(super) fn whole(doc: &FeedDoc<'_>) -> anyhow::Result<Vec<u8>> {
-    let items = doc.items.iter().map(|item| rss_item(&doc.item_context(), item)).collect();
-    best_practice_escapes(channel(doc, items).write_to(Vec::new())?)
 }
 
 #[cfg(test)]
