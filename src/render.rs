@@ -60,8 +60,10 @@ fn render_as(meta: &PostMeta, body: &str, rule: SummaryRule<'_>, whole: bool) ->
 
     let summary = match &meta.summary {
         Some(summary) => squash_whitespace(summary),
-        None => match body.split_once(rule.separator) {
-            Some((before, _)) => all_text(&sanitize(&shaped_html(meta, before).0, base.as_ref())),
+        // memchr's searcher: a body without the separator is read whole, and std's was 1 % of a
+        // first publish.
+        None => match memchr::memmem::find(body.as_bytes(), rule.separator.as_bytes()).map(|at| &body[..at]) {
+            Some(before) => all_text(&sanitize(&shaped_html(meta, before).0, base.as_ref())),
             None if whole => first_paragraph(&content_html),
             None => plain_first_paragraph(&html).unwrap_or_else(|| first_paragraph(&content())),
         },
