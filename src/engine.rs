@@ -976,9 +976,10 @@ impl Engine {
                 .iter()
                 .flat_map(|feed| feed.due_pages(self.site.history(&feed.key, self.due_until).posts))
                 .collect();
-            let is_unrendered = |m: &&Arc<PostMeta>| !self.rendered.contains_key(&m.path) && !failed.contains(&*m.path);
-            let unrendered: Vec<&Arc<PostMeta>> =
-                pages.into_par_iter().flat_map_iter(|posts| posts.iter().filter(is_unrendered)).collect();
+            let unrendered: Vec<&Arc<PostMeta>> = pages
+                .into_par_iter()
+                .flat_map_iter(|posts| posts.iter().filter(|m| self.awaits_rendering(m, &failed)))
+                .collect();
             let mut seen = HashSet::new();
             let needed: Vec<Arc<PostMeta>> =
                 unrendered.into_iter().filter(|m| seen.insert(m.path.clone())).cloned().collect();
@@ -995,6 +996,12 @@ impl Engine {
                 self.archives.insert(feed.key, feed.archive);
             }
         }
+    }
+
+    /// Whether `post` is to be rendered before a page that lists it is written: not rendered, and
+    /// not failed to render in this step (such a post is left off its pages).
+    fn awaits_rendering(&self, post: &PostMeta, failed: &HashSet<PathBuf>) -> bool {
+        !self.rendered.contains_key(&post.path) && !failed.contains(&*post.path)
     }
 
     /// Walks every feed's pages (one feed's in order, feeds in parallel), the feeds with the most
@@ -1026,7 +1033,7 @@ impl Engine {
                 continue;
             }
             let posts = &history.posts[page.range.clone()];
-            if posts.iter().any(|m| !self.rendered.contains_key(&m.path) && !failed.contains(&*m.path)) {
+            if posts.iter().any(|m| self.awaits_rendering(m, failed)) {
                 walked.waiting = true;
                 return walked;
             }
