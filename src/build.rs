@@ -164,7 +164,7 @@ fn nothing_changed(
         scheduled,
         drafts,
         warnings: warned.collect(),
-        feeds_folder: config.feeds.clone(),
+        feeds_folder: feeds.root().to_path_buf(),
         documents: index.documents.len(),
         unchanged: index.documents.len(),
         ..Default::default()
@@ -183,23 +183,29 @@ pub enum Stale {
 }
 
 /// `crier build`: reads the posts that changed since the scan index was saved (every post with
-/// `full`, or without an index), writes the documents they change and removes stale ones, as
-/// `stale` says.
-pub fn build(config: &Config, now: DateTime<Utc>, full: bool, stale: Stale) -> Result<BuildReport, BuildError> {
+/// `full`, or without an index), writes the documents they change into `feeds` (the
+/// configuration's feeds folder, or one to be swapped in for it: see [`FeedsDir::staging`]) and
+/// removes stale ones, as `stale` says.
+pub fn build(
+    config: &Config,
+    feeds: &FeedsDir,
+    now: DateTime<Utc>,
+    full: bool,
+    stale: Stale,
+) -> Result<BuildReport, BuildError> {
     let started = Instant::now();
     require_posts_folder(config)?;
-    let feeds = FeedsDir::new(config);
     // Each document is compressed and written as soon as it is made, then dropped.
-    let sink = WriteSink { feeds: &feeds, written_at: SystemTime::now(), outcomes: Mutex::new(Vec::new()) };
+    let sink = WriteSink { feeds, written_at: SystemTime::now(), outcomes: Mutex::new(Vec::new()) };
     let mut engine = Engine::new(Arc::new(config.clone()));
     let state = open_state(config);
     let key = engine.index_key();
-    let quick = state.as_ref().filter(|_| !full).and_then(|state| nothing_changed(config, state, &key, &feeds, now));
+    let quick = state.as_ref().filter(|_| !full).and_then(|state| nothing_changed(config, state, &key, feeds, now));
     if let Some(mut report) = quick {
         report.elapsed = started.elapsed();
         return Ok(report);
     }
-    let restored = state.as_ref().is_some_and(|state| restore_index(&mut engine, state, &key, &feeds, full));
+    let restored = state.as_ref().is_some_and(|state| restore_index(&mut engine, state, &key, feeds, full));
     let indexed = engine.known_files();
     let read = engine.read_all(now);
     let whole_index = state.as_ref().filter(|_| !restored);
@@ -216,7 +222,7 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool, stale: Stale) -> R
         drafts: engine.drafts(),
         errors: change.errors,
         warnings: engine.restored_warnings().map(|(p, w)| (p.to_owned(), w.clone())).chain(change.warnings).collect(),
-        feeds_folder: config.feeds.clone(),
+        feeds_folder: feeds.root().to_path_buf(),
         documents: keep.len(),
         ..Default::default()
     };
@@ -230,13 +236,9 @@ pub fn build(config: &Config, now: DateTime<Utc>, full: bool, stale: Stale) -> R
     let mut removed = removed.map_err(BuildError::Write)?;
     report.removed = removed.len();
     removed.extend(change.removed);
+    let changes = IndexChanges { snapshot, written, removed, whole: !restored, parallel: true };
     if let Some(state) = &state {
-        save_index(
-            state,
-            &key,
-            posts_saved,
-            IndexChanges { snapshot, written, removed, whole: !restored, parallel: true },
-        );
+        save_index(state, &key, posts_saved, changes);
     }
     report.errors.sort_by(|a, b| (&a.path, a.line).cmp(&(&b.path, b.line)));
     // Freeing a long history's index takes a while (0.4 s at 100,000 posts): not on the way out.

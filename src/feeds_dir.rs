@@ -276,6 +276,66 @@ impl FeedsDir {
         self.sweep(keep, false)
     }
 
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A folder beside this one (`.<name>.crier-next` in the same parent, which a symbolic link
+    /// to this folder is followed to) that a publish can write into while this one is served,
+    /// then be swapped in with [`FeedsDir::swap_in`]. None for a folder without a name.
+    pub fn staging(&self) -> Option<FeedsDir> {
+        let real = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+        let name = real.file_name()?.to_str()?;
+        let staging = real.with_file_name(format!(".{name}.crier-next"));
+        Some(FeedsDir::at(staging, self.levels))
+    }
+
+    /// Makes `to` hold what this folder holds (its subfolders, files and symbolic links, but not
+    /// crier's temporary files), each file a hard link to this folder's: nothing is copied, and
+    /// neither folder sees what is written through the other later, as crier writes a file by
+    /// renaming a new one over it. What `to` held before is removed first. Returns how many files
+    /// were linked. Fails when this folder is not there, or the two are on different file systems.
+    pub fn link_into(&self, to: &FeedsDir) -> anyhow::Result<usize> {
+        remove_folder(&to.root)?;
+        let linked = link_tree(&self.root, &to.root);
+        if linked.is_err() {
+            let _ = remove_folder(&to.root);
+        }
+        linked.with_context(|| format!("cannot link {} into {}", self.root.display(), to.root.display()))
+    }
+
+    /// Puts the folder `staged` where this one is, in one step, and this one where `staged` was
+    /// (to be removed): a reader sees one folder or the other, never a mix. When the file system
+    /// cannot exchange two names at once, this folder is moved aside, then `staged` into its
+    /// place, which leaves a moment without a folder. When there is no folder here yet,
+    /// `staged` is simply moved here.
+    pub fn swap_in(&self, staged: &FeedsDir) -> anyhow::Result<()> {
+        let real = fs::canonicalize(&self.root).ok();
+        let context = || format!("cannot move {} to {}", staged.root.display(), self.root.display());
+        let Some(here) = real else { return fs::rename(&staged.root, &self.root).with_context(context) };
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, &staged.root, CWD, &here, RenameFlags::EXCHANGE) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {
+                let aside = staged.root.with_extension("old");
+                remove_folder(&aside)?;
+                fs::rename(&here, &aside).with_context(context)?;
+                if let Err(error) = fs::rename(&staged.root, &here) {
+                    let _ = fs::rename(&aside, &here);
+                    return Err(error).with_context(context);
+                }
+                fs::rename(&aside, &staged.root).with_context(context)
+            }
+            Err(error) => Err(io::Error::from(error)).with_context(context),
+        }
+    }
+
+    /// Removes the whole folder, if it is there.
+    pub fn remove_all(&self) -> anyhow::Result<()> {
+        remove_folder(&self.root)
+    }
+
     fn sweep(&self, keep: &HashSet<String>, remove: bool) -> anyhow::Result<Vec<String>> {
         let mut removed = Vec::new();
         for sub in std::iter::once("").chain(FEED_FOLDERS) {
@@ -306,6 +366,40 @@ impl FeedsDir {
         }
         Ok(removed)
     }
+}
+
+/// Removes the folder at `path` with everything in it; one that is not there is no error.
+fn remove_folder(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Makes the folder `to` (with `from`'s permissions) and, in it, a hard link to each file of
+/// `from`, a copy of each symbolic link and the same of each subfolder. Crier's temporary files
+/// are left out. Returns how many files were linked.
+fn link_tree(from: &Path, to: &Path) -> io::Result<usize> {
+    use rayon::prelude::*;
+    fs::create_dir(to)?;
+    fs::set_permissions(to, fs::metadata(from)?.permissions())?;
+    let entries = fs::read_dir(from)?.collect::<io::Result<Vec<_>>>()?;
+    let linked = entries.into_par_iter().map(|entry| {
+        let (kind, name) = (entry.file_type()?, entry.file_name());
+        let target = to.join(&name);
+        if kind.is_dir() {
+            link_tree(&entry.path(), &target)
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, target).map(|()| 0)
+        } else if name.as_encoded_bytes().starts_with(TEMP_PREFIX.as_bytes()) {
+            Ok(0)
+        } else {
+            fs::hard_link(entry.path(), target).map(|()| 1)
+        }
+    });
+    linked.sum()
 }
 
 /// Writes a temporary file in the same folder, gives it mode 0644 and `modified`, then renames it
@@ -411,5 +505,73 @@ mod tests {
         assert!(!dir.path().join("categories/c.json").exists());
         assert!(dir.path().join("tags/README.txt").exists());
         assert!(!dir.path().join(".crier-leftover").exists());
+    }
+
+    #[test]
+    fn a_staged_folder_shares_the_files_then_swaps_in_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let feeds = FeedsDir::at(dir.path().join("feeds"), LEVELS);
+        let (t1, t2) = (SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000), SystemTime::now());
+        for rel in ["feed.rss", "tags/a.rss", "tags/b.rss"] {
+            put(&feeds, rel, b"<rss>old</rss>", t1).unwrap();
+        }
+        fs::write(feeds.root().join("robots.txt"), "mine").unwrap();
+        std::os::unix::fs::symlink("feed.rss", feeds.root().join("index.rss")).unwrap();
+        fs::write(feeds.root().join(".crier-leftover"), "").unwrap();
+        let staging = feeds.staging().unwrap();
+        assert_eq!(staging.root(), dir.path().canonicalize().unwrap().join(".feeds.crier-next"));
+        fs::create_dir_all(staging.root().join("stale")).unwrap();
+        // Nine files (three documents, each with two encodings) and robots.txt; no leftover.
+        assert_eq!(feeds.link_into(&staging).unwrap(), 10);
+        assert!(!staging.root().join("stale").exists(), "what the folder held before is gone");
+        assert!(!staging.root().join(".crier-leftover").exists());
+        assert_eq!(fs::read_link(staging.root().join("index.rss")).unwrap(), Path::new("feed.rss"));
+        // A document rewritten or removed through the staged folder leaves the served one alone.
+        assert_eq!(put(&staging, "tags/a.rss", b"<rss>new</rss>", t2).unwrap(), Outcome::Written);
+        staging.remove("tags/b.rss").unwrap();
+        assert_eq!(put(&staging, "feed.rss", b"<rss>old</rss>", t2).unwrap(), Outcome::Unchanged);
+        assert_eq!(fs::read(feeds.root().join("tags/a.rss")).unwrap(), b"<rss>old</rss>");
+        assert!(feeds.root().join("tags/b.rss.br").exists());
+
+        feeds.swap_in(&staging).unwrap();
+        assert_eq!(fs::read(feeds.root().join("tags/a.rss")).unwrap(), b"<rss>new</rss>");
+        assert!(!feeds.root().join("tags/b.rss").exists());
+        assert_eq!(
+            fs::metadata(feeds.root().join("feed.rss")).unwrap().modified().unwrap(),
+            t1,
+            "unchanged: its time kept"
+        );
+        assert_eq!(fs::read_to_string(feeds.root().join("robots.txt")).unwrap(), "mine");
+        // The old folder is where the staged one was, whole, to be removed.
+        assert_eq!(fs::read(staging.root().join("tags/a.rss")).unwrap(), b"<rss>old</rss>");
+        staging.remove_all().unwrap();
+        assert!(!staging.root().exists());
+        staging.remove_all().unwrap();
+    }
+
+    #[test]
+    fn a_staged_folder_moves_in_where_there_was_none_and_follows_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let feeds = FeedsDir::at(dir.path().join("feeds"), LEVELS);
+        let staging = feeds.staging().unwrap();
+        assert!(feeds.link_into(&staging).is_err(), "nothing to link");
+        assert!(!staging.root().exists(), "a link that failed leaves nothing");
+        fs::create_dir(staging.root()).unwrap();
+        put(&staging, "feed.rss", b"<rss/>", SystemTime::now()).unwrap();
+        feeds.swap_in(&staging).unwrap();
+        assert_eq!(fs::read(feeds.root().join("feed.rss")).unwrap(), b"<rss/>");
+        assert!(!staging.root().exists());
+        // A feeds folder that is a link to one elsewhere: the link stays, the folder it names is swapped.
+        let real = FeedsDir::at(dir.path().join("real/feeds"), LEVELS);
+        fs::create_dir_all(real.root()).unwrap();
+        let linked = FeedsDir::at(dir.path().join("linked"), LEVELS);
+        std::os::unix::fs::symlink(real.root(), linked.root()).unwrap();
+        let staging = linked.staging().unwrap();
+        assert_eq!(staging.root(), real.root().canonicalize().unwrap().with_file_name(".feeds.crier-next"));
+        linked.link_into(&staging).unwrap();
+        put(&staging, "feed.rss", b"<rss/>", SystemTime::now()).unwrap();
+        linked.swap_in(&staging).unwrap();
+        assert!(fs::symlink_metadata(linked.root()).unwrap().file_type().is_symlink());
+        assert!(real.root().join("feed.rss").exists());
     }
 }

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crier::build::{self, BuildError};
 use crier::config::{Config, ConfigError, Overrides};
 use crier::daemon::{self, ServeError};
+use crier::feeds_dir::FeedsDir;
 
 /// Publishes RSS 2.0, Atom 1.0 and JSON Feed from a folder of post files.
 #[derive(Parser)]
@@ -112,7 +113,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Build { full, .. } => run_build(&config, full, build::Stale::Remove, true),
+        Command::Build { full, .. } => run_build(&config, &FeedsDir::new(&config), full, build::Stale::Remove, true),
         Command::Check(_) => run_check(&config),
         Command::Stats(_) => run_stats(&config),
         // The child process of a start without a scan index (see crier::daemon::first_publish).
@@ -195,18 +196,24 @@ fn build_failed(error: &BuildError) -> ExitCode {
     }
 }
 
-/// The child process of a start without a scan index (see `crier::daemon::first_publish`): it
-/// ends with its parent, and leaves stale documents to it.
+/// The child process of a start without a scan index, or of a reload (see
+/// `crier::daemon::first_publish`): it ends with its parent, writes where its parent says (the
+/// feeds folder, or one beside it that its parent swaps in), and leaves stale documents to it.
 fn first_publish_only(config: &Config) -> ExitCode {
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    let feeds = match std::env::var_os(daemon::first_publish::INTO_ENV) {
+        Some(folder) => FeedsDir::at(folder, config.compression),
+        None => FeedsDir::new(config),
+    };
     // Its bad posts are not logged here: crier's first step reads them again (the scan index does
     // not count them as seen) and logs each once, with what becomes of it.
-    run_build(config, false, build::Stale::Keep, false)
+    run_build(config, &feeds, false, build::Stale::Keep, false)
 }
 
-/// `crier build`; `log_errors` says whether the bad posts are logged (each with file and line).
-fn run_build(config: &Config, full: bool, stale: build::Stale, log_errors: bool) -> ExitCode {
-    let report = match build::build(config, chrono::Utc::now(), full, stale) {
+/// `crier build` into `feeds`; `log_errors` says whether the bad posts are logged (each with
+/// file and line).
+fn run_build(config: &Config, feeds: &FeedsDir, full: bool, stale: build::Stale, log_errors: bool) -> ExitCode {
+    let report = match build::build(config, feeds, chrono::Utc::now(), full, stale) {
         Ok(report) => report,
         Err(error) => return build_failed(&error),
     };

@@ -790,6 +790,78 @@ fn a_feed_whose_files_outlived_it_is_gone_after_a_start_without_a_scan_index() {
 }
 
 #[test]
+fn a_reload_publishes_in_a_child_process_into_a_folder_it_then_swaps_in() {
+    let dir = site();
+    // A post that takes each publish a second (its time budget), so the reload can be watched.
+    fs::write(dir.path().join("posts/slow.md"), common::slow_post()).unwrap();
+    let extra = "gone_after_seconds = 0\npost_time_budget_ms = 1000";
+    let daemon = Daemon::start(dir.path(), extra);
+    let before = daemon.get("/feed.rss", &[]);
+    assert!(before.text().contains("港口新闻"));
+    assert_eq!(daemon.get("/categories/engineering.rss", &[]).status, 200);
+    let feeds = dir.path().join("feeds");
+    fs::write(feeds.join("robots.txt"), "the admin's own file").unwrap();
+
+    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), &format!("{extra}\ntitle = \"Renamed\"")))
+        .unwrap();
+    daemon.signal("HUP");
+    daemon.log.wait_for_line("with the new configuration in a child process");
+    // Meanwhile the old configuration's feeds are served, from the old folder, as they were.
+    let during = daemon.get("/feed.rss", &[]);
+    assert_eq!((during.status, during.header("etag")), (200, before.header("etag")));
+    assert!(dir.path().join(".feeds.crier-next").is_dir(), "the child writes beside the feeds folder");
+    // Posts saved meanwhile are not lost: one goes (and its category with it), one comes.
+    fs::remove_file(dir.path().join("posts/2021-12-01-rust.md")).unwrap();
+    fs::write(dir.path().join("posts/new.md"), post("新来的", "2021-12-24 09:00 +0800", "caijing")).unwrap();
+    daemon.wait_for("the reload", || daemon.log.count("reloaded the configuration") == 1);
+
+    let after = daemon.get("/feed.rss", &[]);
+    assert!(after.text().contains("<title>Renamed</title>"), "{}", after.text());
+    daemon.wait_for("the post saved meanwhile", || daemon.get("/feed.rss", &[]).text().contains("新来的"));
+    daemon.wait_for("the category gone", || daemon.get("/categories/engineering.rss", &[]).status == 410);
+    assert!(!daemon.get("/feed.rss", &[]).text().contains("Rust &amp; feeds"));
+    let log = daemon.log.text();
+    assert!(log.contains("swapped in the feeds the child process published"), "{log}");
+    assert!(!log.contains("in this process"), "{log}");
+    // The folder is the child's, with what the admin put there; the old one is removed.
+    daemon.wait_for("the files", || fs::read(feeds.join("feed.rss")).unwrap() == daemon.get("/feed.rss", &[]).body);
+    assert_eq!(fs::read_to_string(feeds.join("robots.txt")).unwrap(), "the admin's own file");
+    daemon.wait_for("the old folder removed", || !dir.path().join(".feeds.crier-next").exists());
+}
+
+#[test]
+fn a_reload_that_changes_no_bytes_keeps_every_validator_and_never_fails_a_request() {
+    let dir = site();
+    let daemon = Daemon::start(dir.path(), "settle_ms = 100");
+    let documents = ["/feed.rss", "/feed.atom", "/categories/caijing.json", "/tags/%E6%A0%87%E7%AD%BE.rss"];
+    let validators = |daemon: &Daemon| -> Vec<(u16, String, String)> {
+        let answers = documents.iter().map(|path| daemon.get(path, &[]));
+        answers.map(|r| (r.status, r.header("etag").to_owned(), r.header("last-modified").to_owned())).collect()
+    };
+    let before = validators(&daemon);
+    assert!(before.iter().all(|(status, _, _)| *status == 200), "{before:?}");
+    // A setting that is part of the scan index's key but of no document: a publish apart.
+    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), "settle_ms = 150")).unwrap();
+    daemon.signal("HUP");
+    let mut during = 0;
+    while daemon.log.count("reloaded the configuration") == 0 {
+        assert_eq!(validators(&daemon), before, "while reloading");
+        during += 1;
+    }
+    assert!(during > 0);
+    assert!(daemon.log.text().contains("swapped in the feeds the child process published"), "{}", daemon.log.text());
+    assert_eq!(validators(&daemon), before, "after the reload");
+
+    // A setting that changes every document: the child made them all, none is made here.
+    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), "settle_ms = 150\ntitle = \"Renamed\"")).unwrap();
+    daemon.signal("HUP");
+    daemon.wait_for("the second reload", || daemon.log.count("reloaded the configuration") == 2);
+    assert!(daemon.get("/feed.atom", &[]).text().contains("Renamed"));
+    let step = daemon.log.text().lines().rfind(|l| l.contains("reloaded: ")).unwrap().to_owned();
+    assert!(step.contains(" 0 posts read, 0 documents regenerated, 0 removed"), "{step}");
+}
+
+#[test]
 fn a_feed_is_not_gone_until_it_stays_away_nor_when_the_posts_folder_vanishes() {
     let dir = site();
     let daemon = Daemon::start(dir.path(), "gone_after_seconds = 2");

@@ -5,6 +5,8 @@
 //! same arguments (so the same configuration and scan index key), leaving stale documents for the
 //! daemon to find (it answers 410 for them), and then starts from the index the child saved, as it
 //! does from the last run's index. The child's memory goes back to the system when it exits.
+//! A reload to a new configuration does the same, the child writing into a folder beside the
+//! feeds folder ([`INTO_ENV`]) that the daemon then swaps in (see `publisher::apart`).
 //!
 //! When the child cannot start or leaves no index for this configuration, the daemon publishes
 //! in its own process, as it would without it.
@@ -19,6 +21,10 @@ use crate::systemd::Heartbeat;
 
 /// Set in the child's environment: `crier serve` then builds once and exits.
 pub const ENV: &str = "CRIER_FIRST_PUBLISH_ONLY";
+
+/// Set in the child's environment as well for a reload: the folder to build into instead of the
+/// feeds folder (see [`FeedsDir::staging`](crate::feeds_dir::FeedsDir::staging)).
+pub const INTO_ENV: &str = "CRIER_PUBLISH_INTO";
 
 /// Makes the command that runs the first publish.
 pub type FirstPublish = Arc<dyn Fn() -> Command + Send + Sync>;

@@ -3,7 +3,7 @@
 //! path.
 //!
 //! - [`publisher`]: the thread and its loop; each step runs the engine and swaps the served set.
-//! - [`first_publish`]: a start without a scan index publishes in a child process.
+//! - [`first_publish`]: a start, or a reload, without a scan index publishes in a child process.
 //! - [`audience`]: the subscriber counts loaded at start and saved every minute and at the stop.
 //! - [`gone`]: documents that no longer exist, answered 410 for a while, kept across restarts.
 //! - [`inbox`]: what the watcher and the signals said since the last step (bursts, settling).

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::build;
 use crate::config::Config;
-use crate::daemon::first_publish::{self, Ended, FirstPublish};
+use crate::daemon::first_publish::FirstPublish;
 use crate::daemon::gone::Gone;
 use crate::daemon::inbox::{Inbox, Message};
 use crate::daemon::posts_root::PostsRoot;
@@ -29,6 +29,8 @@ use crate::source::PathKind;
 use crate::state::{IndexChanges, State};
 use crate::systemd::{self, Heartbeat};
 use crate::watch::{Hint, WatchMessage};
+
+mod apart;
 
 /// How often a missing posts folder is looked for.
 const ROOT_POLL: Duration = Duration::from_millis(500);
@@ -91,7 +93,7 @@ pub struct Wiring {
     /// Where what must survive a restart is kept.
     pub state: Option<Arc<State>>,
     pub metrics: Option<Arc<Metrics>>,
-    /// Runs the publish of a start without a scan index in a child process.
+    /// Runs the publish of a start without a scan index, and of a reload, in a child process.
     pub first_publish: Option<FirstPublish>,
 }
 
@@ -324,7 +326,8 @@ struct Worker {
     saved_at: Option<Instant>,
     /// A save of archive bounds failed: the next saves them all, whole.
     bounds_unsaved: bool,
-    /// Taken by the first start: see [`first_publish`](crate::daemon::first_publish).
+    /// Runs a publish of every post in a child process: at a start without a scan index, and at a
+    /// reload (see [`first_publish`](crate::daemon::first_publish) and [`apart`]).
     first_publish: Option<FirstPublish>,
     /// After a first publish made by a child process, until it is served: what the topics'
     /// files held before it (their XXH3-128).
@@ -471,7 +474,9 @@ impl Worker {
             }
             if let Some(config) = inbox.reload.take() {
                 inbox.settle = config.settle;
-                self.reload(config, events);
+                let Some(held) = self.reload(config, events, receiver) else { break };
+                // Before anything that comes next: a newer reload stays the one that counts.
+                held.into_iter().for_each(|message| inbox.handle(message, Instant::now()));
                 continue;
             }
             self.compare_looks(&mut inbox);
@@ -653,65 +658,6 @@ impl Worker {
         }
     }
 
-    /// At a start without a scan index for this program and configuration, once: has a child
-    /// process publish every post and save the index (see [`first_publish`]), so that this
-    /// process starts from it. Returns the messages that came meanwhile; none when told to stop
-    /// meanwhile.
-    fn publish_apart(&mut self, receiver: &Receiver<Message>) -> Option<Vec<Message>> {
-        let Some(command) = self.first_publish.take() else { return Some(Vec::new()) };
-        let Some(state) = &self.state else { return Some(Vec::new()) };
-        let key = self.engine.index_key();
-        if state.has_scan_index(&key).unwrap_or(true) || PathKind::of(&self.config().posts) != PathKind::Folder {
-            return Some(Vec::new());
-        }
-        // What the topics' files hold now, to tell WebSub which ones the child changed.
-        let listed = self.feeds.list_stale(&Default::default()).unwrap_or_default();
-        let before = listed
-            .into_par_iter()
-            .filter(|rel| crate::served::is_topic(rel))
-            .filter_map(|rel| {
-                Some((rel.clone(), xxhash_rust::xxh3::xxh3_128(&std::fs::read(self.feeds.file_of(&rel, None)).ok()?)))
-            })
-            .collect();
-        let started = Instant::now();
-        let doing = "publishing every post in a child process (no scan index for this program and configuration)";
-        systemd::status(doing);
-        tracing::info!("{doing}");
-        let (ended, held) = first_publish::run(command(), &self.heartbeat, receiver);
-        let took = started.elapsed().as_secs_f64();
-        match ended {
-            Ended::Stopping => return None,
-            Ended::Exited(status) if state.has_scan_index(&key).unwrap_or(false) => {
-                // It exits 1 when some posts are bad; the first step reads and logs them.
-                let bad = if status.code() == Some(1) { "; some posts are bad, logged below" } else { "" };
-                tracing::info!(
-                    "the child process published in {took:.1} s ({status}{bad}); starting from its scan index"
-                );
-                self.published_apart = Some(before);
-            }
-            Ended::Exited(status) => tracing::warn!(
-                "the child process that was to publish every post ended ({status}) after {took:.1} s without a scan index for this configuration; publishing in this process"
-            ),
-            Ended::Failed(error) => {
-                tracing::warn!("cannot run the first publish in a child process: {error}; publishing in this process");
-            }
-        }
-        Some(held)
-    }
-
-    /// After a first publish made by a child process, once served: tells WebSub of the topics
-    /// whose bytes differ from what their files held `before` it, as a first publish made here
-    /// does.
-    fn changed_apart(&self, before: &std::collections::HashMap<String, u128>) {
-        let current = self.shared.load();
-        let topics = current.resources.iter().filter(|(rel, _)| crate::served::is_topic(rel));
-        let changed = topics.filter(|(rel, resource)| before.get(*rel) != Some(&resource.identity.hash));
-        let changed: Vec<String> = changed.map(|(rel, _)| rel.to_owned()).collect();
-        if let Some(on_published) = self.on_published.as_ref().filter(|_| !changed.is_empty()) {
-            on_published(changed);
-        }
-    }
-
     /// At a start with a scan index: serves the documents the last run published, from their
     /// files, with the validators it gave them, before a post is read (the catching up follows).
     /// They are served before their files are looked at: a document served from its files is
@@ -723,11 +669,30 @@ impl Worker {
     /// again. After a child process's first publish (`ready` false), the set is loaded the same
     /// way but served only by the first step, as a first publish made here is.
     fn serve_published(&mut self, ready: bool) {
-        let Some(state) = &self.state else { return };
+        let Some((next, documents)) = self.published_set(ready) else { return };
+        let served = next.resources.len();
+        if ready {
+            let doing =
+                format!("serving the {served} documents published before the start; catching up with the posts");
+            systemd::ready(&doing);
+            tracing::info!("{doing} folder");
+        }
+        self.shared.store(next);
+        self.check_published(documents);
+    }
+
+    /// The set of the documents the scan index lists, served from their files, which are not
+    /// looked at (see [`Worker::serve_published`]), with the documents; the archive bounds are
+    /// restored too. None without an index for this configuration.
+    fn published_set(&mut self, ready: bool) -> Option<(ServedSet, Vec<(String, OnDisk)>)> {
+        let state = self.state.as_ref()?;
         let documents = match state.indexed_documents(&self.index_key) {
             Ok(Some(documents)) => documents,
-            Ok(None) => return,
-            Err(error) => return tracing::warn!("{error}; the feeds are served once the posts are read"),
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::warn!("{error}; the feeds are served once the posts are read");
+                return None;
+            }
         };
         match state.archive_bounds() {
             Ok(bounds) => self.engine.restore_archives(bounds),
@@ -741,16 +706,15 @@ impl Worker {
         // Gone feeds first: their names are folded with the others' (a 410 found by any case).
         next.gone = self.gone.served(&config);
         self.serve_with(&mut next, found);
-        let served = next.resources.len();
-        if ready {
-            let doing =
-                format!("serving the {served} documents published before the start; catching up with the posts");
-            systemd::ready(&doing);
-            tracing::info!("{doing} folder");
-        }
-        self.shared.store(next);
+        Some((next, documents))
+    }
+
+    /// Once the set of `documents` is served: looks at their files, and at the folder's
+    /// documents the index does not list, and serves again those that changed.
+    fn check_published(&mut self, documents: Vec<(String, OnDisk)>) {
+        let (wall, feeds) = (SystemTime::now(), &self.feeds);
         let listed: std::collections::HashSet<String> = documents.iter().map(|(rel, _)| rel.clone()).collect();
-        let unlisted = self.feeds.list_stale(&listed).unwrap_or_default();
+        let unlisted = feeds.list_stale(&listed).unwrap_or_default();
         let changed = documents.into_par_iter().filter(|(rel, on_disk)| !feeds.still(rel, on_disk)).map(|(rel, _)| rel);
         let mut changed: Vec<String> = changed.collect();
         changed.extend(unlisted);
@@ -848,9 +812,36 @@ impl Worker {
         self.saved_at = Some(Instant::now());
     }
 
-    /// Starts over with a new configuration: everything is republished with it.
-    fn reload(&mut self, config: Arc<Config>, events: &Sender<Message>) {
+    /// Starts over with a new configuration: everything is republished with it, by a child
+    /// process when it can (see [`Worker::reload_apart`]), else here. Returns the messages that
+    /// came meanwhile; None when told to stop meanwhile (the old configuration's feeds are
+    /// served until then).
+    fn reload(
+        &mut self,
+        config: Arc<Config>,
+        events: &Sender<Message>,
+        receiver: &Receiver<Message>,
+    ) -> Option<Vec<Message>> {
         systemd::reloading();
+        self.warn_at_restart(&config);
+        self.root.stop();
+        self.flush_writes();
+        let (held, staged) = self.reload_apart(&config, receiver)?;
+        self.feeds = FeedsDir::new(&config);
+        self.writer = Some(Writer::start(self.feeds.clone(), Some(events.clone())));
+        self.engine = engine(config, &self.heartbeat);
+        self.unwritten.clear();
+        if let Some(staged) = staged {
+            self.swap_in(staged);
+        }
+        self.start_over("reloaded", events);
+        tracing::info!("reloaded the configuration");
+        systemd::ready(&self.status_line());
+        Some(held)
+    }
+
+    /// Warns of the settings in `config` that changed and only a restart applies.
+    fn warn_at_restart(&self, config: &Config) {
         let running = self.config();
         if config.listen != running.listen {
             tracing::warn!("reload: `listen` changed to {}; it takes effect at the next restart", config.listen);
@@ -864,15 +855,6 @@ impl Worker {
         for (key, _) in at_restart.iter().filter(|(_, changed)| *changed) {
             tracing::warn!("reload: `{key}` changed; it takes effect at the next restart");
         }
-        self.root.stop();
-        self.flush_writes();
-        self.feeds = FeedsDir::new(&config);
-        self.writer = Some(Writer::start(self.feeds.clone(), Some(events.clone())));
-        self.engine = engine(config, &self.heartbeat);
-        self.unwritten.clear();
-        self.start_over("reloaded", events);
-        tracing::info!("reloaded the configuration");
-        systemd::ready(&self.status_line());
     }
 
     /// Runs one engine step and serves what it made. A `full` step (a first publish, a reload)
