@@ -74,13 +74,22 @@ impl Worker {
         }
         let feeds = FeedsDir::new(config);
         let Some(staging) = feeds.staging() else { return here };
+        let started = Instant::now();
         let linked =
             std::fs::create_dir_all(feeds.root()).map_err(anyhow::Error::from).and_then(|()| feeds.link_into(&staging));
-        if let Err(error) = linked {
-            tracing::warn!(
-                "reload: {error:#}; publishing in this process instead, which keeps the memory a whole publish takes (crier needs to write beside the feeds folder, on its file system)"
-            );
-            return here;
+        match linked {
+            Ok(files) => tracing::info!(
+                "reload: linked the {files} files of {} into {} in {:.2} s",
+                feeds.root().display(),
+                staging.root().display(),
+                started.elapsed().as_secs_f64()
+            ),
+            Err(error) => {
+                tracing::warn!(
+                    "reload: {error:#}; publishing in this process instead, which keeps the memory a whole publish takes (crier needs to write beside the feeds folder, on its file system)"
+                );
+                return here;
+            }
         }
         // Saves handed over before are done, not made after the child's (which replaces them).
         drop(self.saver.take());
