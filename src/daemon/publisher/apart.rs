@@ -196,6 +196,15 @@ fn run_apart(
     Some((held, made))
 }
 
+/// At a start: removes, on a thread of its own, the folder beside `feeds` that a reload cut
+/// short (crier killed while its child published) left behind, as big as the feeds folder.
+pub(super) fn remove_leftover(feeds: &FeedsDir) {
+    if let Some(staging) = feeds.staging().filter(|staging| staging.root().exists()) {
+        tracing::info!("removing {}, left by a reload that was cut short", staging.root().display());
+        remove_later(staging);
+    }
+}
+
 /// Removes `folder` on a thread of its own: a large site's old feeds folder takes a while.
 fn remove_later(folder: FeedsDir) {
     let removing = std::thread::Builder::new().name("crier-remove".into()).spawn(move || {

@@ -452,6 +452,7 @@ impl Worker {
             tracing::warn!("posts folder {posts} does not exist yet; serving empty feeds until it does");
         }
         self.writer = Some(Writer::start(self.feeds.clone(), Some(events.clone())));
+        apart::remove_leftover(&self.feeds);
         let Some(held) = self.publish_apart(receiver) else {
             // Stopped before anything was published: nothing to write, nothing to save.
             let _ = self.writer.take().map(Writer::finish);
@@ -1143,6 +1144,23 @@ mod tests {
         let served = shared.load().resources.keys().map(str::to_owned).collect();
         publisher.stop().unwrap();
         (served, state.has_scan_index(&Engine::new(config).index_key()).unwrap())
+    }
+
+    #[test]
+    fn a_start_removes_the_folder_a_reload_cut_short_left_beside_the_feeds_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = dir.path().join(".feeds.crier-next");
+        std::fs::create_dir_all(leftover.join("categories")).unwrap();
+        std::fs::write(leftover.join("categories/old.rss"), "<rss/>").unwrap();
+        let exits: FirstPublish = Arc::new(|| std::process::Command::new("true"));
+        let (served, _) = first_start(dir.path(), exits);
+        assert!(served.iter().any(|rel| rel == "feed.rss"), "{served:?}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while leftover.exists() {
+            assert!(Instant::now() < deadline, "{} is still there", leftover.display());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(dir.path().join("feeds/feed.rss").exists(), "the feeds folder beside it stays");
     }
 
     #[test]
