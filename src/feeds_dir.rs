@@ -285,17 +285,36 @@ impl FeedsDir {
     /// to this folder is followed to) that a publish can write into while this one is served,
     /// then be swapped in with [`FeedsDir::swap_in`]. None for a folder without a name.
     pub fn staging(&self) -> Option<FeedsDir> {
+        let (real, name) = self.real_name()?;
+        Some(FeedsDir::at(real.with_file_name(format!(".{name}.crier-next")), self.levels))
+    }
+
+    /// The folders beside this one that crier left: the [`FeedsDir::staging`] one, and old ones
+    /// set aside by [`FeedsDir::swap_in`] to be removed (`.<name>.crier-old.*`).
+    pub fn leftovers(&self) -> Vec<FeedsDir> {
+        let Some((real, name)) = self.real_name() else { return Vec::new() };
+        let (next, old) = (format!(".{name}.crier-next"), format!(".{name}.crier-old."));
+        let parent = real.parent().unwrap_or(Path::new("."));
+        let names = fs::read_dir(parent).into_iter().flatten().flatten().map(|entry| entry.file_name());
+        let left = names.filter(|n| n.to_str().is_some_and(|n| n == next || n.starts_with(&old)));
+        left.map(|n| FeedsDir::at(parent.join(n), self.levels)).collect()
+    }
+
+    /// This folder's path with symbolic links followed (as it is, when it is not there), and its
+    /// name.
+    fn real_name(&self) -> Option<(PathBuf, String)> {
         let real = fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
-        let name = real.file_name()?.to_str()?;
-        let staging = real.with_file_name(format!(".{name}.crier-next"));
-        Some(FeedsDir::at(staging, self.levels))
+        let name = real.file_name()?.to_str()?.to_owned();
+        Some((real, name))
     }
 
     /// Makes `to` hold what this folder holds (its subfolders, files and symbolic links, but not
     /// crier's temporary files), each file a hard link to this folder's: nothing is copied, and
     /// neither folder sees what is written through the other later, as crier writes a file by
-    /// renaming a new one over it. What `to` held before is removed first. Returns how many files
-    /// were linked. Fails when this folder is not there, or the two are on different file systems.
+    /// renaming a new one over it. Folders get the mode, owner and group of theirs (the owner and
+    /// group as far as this process may give them). What `to` held before is removed first.
+    /// Returns how many files were linked. Fails when this folder is not there, or the two are on
+    /// different file systems.
     pub fn link_into(&self, to: &FeedsDir) -> anyhow::Result<usize> {
         remove_folder(&to.root)?;
         let linked = link_tree(&self.root, &to.root);
@@ -305,27 +324,34 @@ impl FeedsDir {
         linked.with_context(|| format!("cannot link {} into {}", self.root.display(), to.root.display()))
     }
 
-    /// Puts the folder `staged` where this one is, in one step, and this one where `staged` was
-    /// (to be removed): a reader sees one folder or the other, never a mix. When the file system
-    /// cannot exchange two names at once, this folder is moved aside, then `staged` into its
-    /// place, which leaves a moment without a folder. When there is no folder here yet,
-    /// `staged` is simply moved here.
-    pub fn swap_in(&self, staged: &FeedsDir) -> anyhow::Result<()> {
-        let real = fs::canonicalize(&self.root).ok();
+    /// Puts the folder `staged` where this one is, in one step, and this one aside, under a name
+    /// of its own (`.<name>.crier-old.<pid>.<n>`), to be removed: a reader sees one folder or the
+    /// other, never a mix, and a removal of the old folder never meets a later staged one. When
+    /// the file system cannot exchange two names at once, this folder is moved aside first, then
+    /// `staged` into its place, which leaves a moment without a folder. When there is no folder
+    /// here yet, `staged` is simply moved here. Returns the old folder, if there was one.
+    pub fn swap_in(&self, staged: &FeedsDir) -> anyhow::Result<Option<FeedsDir>> {
         let context = || format!("cannot move {} to {}", staged.root.display(), self.root.display());
-        let Some(here) = real else { return fs::rename(&staged.root, &self.root).with_context(context) };
+        let (Ok(here), Some((_, name))) = (fs::canonicalize(&self.root), self.real_name()) else {
+            return fs::rename(&staged.root, &self.root).map(|()| None).with_context(context);
+        };
+        static SET_ASIDE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SET_ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let aside = here.with_file_name(format!(".{name}.crier-old.{}.{n}", std::process::id()));
         use rustix::fs::{CWD, RenameFlags, renameat_with};
         match renameat_with(CWD, &staged.root, CWD, &here, RenameFlags::EXCHANGE) {
-            Ok(()) => Ok(()),
+            // Swapped: the old folder, now where `staged` was, is set aside as well as it can be.
+            Ok(()) => match fs::rename(&staged.root, &aside) {
+                Ok(()) => Ok(Some(FeedsDir::at(aside, self.levels))),
+                Err(_) => Ok(Some(staged.clone())),
+            },
             Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS | rustix::io::Errno::OPNOTSUPP) => {
-                let aside = staged.root.with_extension("old");
-                remove_folder(&aside)?;
                 fs::rename(&here, &aside).with_context(context)?;
                 if let Err(error) = fs::rename(&staged.root, &here) {
                     let _ = fs::rename(&aside, &here);
                     return Err(error).with_context(context);
                 }
-                fs::rename(&aside, &staged.root).with_context(context)
+                Ok(Some(FeedsDir::at(aside, self.levels)))
             }
             Err(error) => Err(io::Error::from(error)).with_context(context),
         }
@@ -384,7 +410,14 @@ fn remove_folder(path: &Path) -> anyhow::Result<()> {
 fn link_tree(from: &Path, to: &Path) -> io::Result<usize> {
     use rayon::prelude::*;
     fs::create_dir(to)?;
-    fs::set_permissions(to, fs::metadata(from)?.permissions())?;
+    let metadata = fs::metadata(from)?;
+    fs::set_permissions(to, metadata.permissions())?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        // Not an error when not allowed: the folder then belongs to crier's user, as it would if
+        // crier had made it.
+        let _ = std::os::unix::fs::chown(to, Some(metadata.uid()), Some(metadata.gid()));
+    }
     let entries = fs::read_dir(from)?.collect::<io::Result<Vec<_>>>()?;
     let linked = entries.into_par_iter().map(|entry| {
         let (kind, name) = (entry.file_type()?, entry.file_name());
@@ -533,7 +566,7 @@ mod tests {
         assert_eq!(fs::read(feeds.root().join("tags/a.rss")).unwrap(), b"<rss>old</rss>");
         assert!(feeds.root().join("tags/b.rss.br").exists());
 
-        feeds.swap_in(&staging).unwrap();
+        let old = feeds.swap_in(&staging).unwrap().unwrap();
         assert_eq!(fs::read(feeds.root().join("tags/a.rss")).unwrap(), b"<rss>new</rss>");
         assert!(!feeds.root().join("tags/b.rss").exists());
         assert_eq!(
@@ -542,11 +575,19 @@ mod tests {
             "unchanged: its time kept"
         );
         assert_eq!(fs::read_to_string(feeds.root().join("robots.txt")).unwrap(), "mine");
-        // The old folder is where the staged one was, whole, to be removed.
-        assert_eq!(fs::read(staging.root().join("tags/a.rss")).unwrap(), b"<rss>old</rss>");
-        staging.remove_all().unwrap();
+        // The old folder is set aside whole, under a name of its own, to be removed; nothing is
+        // left where the staged one was, for the next to be made there.
         assert!(!staging.root().exists());
-        staging.remove_all().unwrap();
+        let name = old.root().file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with(".feeds.crier-old."), "{name}");
+        assert_eq!(fs::read(old.root().join("tags/a.rss")).unwrap(), b"<rss>old</rss>");
+        fs::create_dir(staging.root()).unwrap();
+        let mut left: Vec<PathBuf> = feeds.leftovers().iter().map(|f| f.root().to_owned()).collect();
+        left.sort();
+        assert_eq!(left, [staging.root(), old.root()]);
+        old.remove_all().unwrap();
+        assert!(!old.root().exists());
+        old.remove_all().unwrap();
     }
 
     #[test]
@@ -558,7 +599,7 @@ mod tests {
         assert!(!staging.root().exists(), "a link that failed leaves nothing");
         fs::create_dir(staging.root()).unwrap();
         put(&staging, "feed.rss", b"<rss/>", SystemTime::now()).unwrap();
-        feeds.swap_in(&staging).unwrap();
+        assert!(feeds.swap_in(&staging).unwrap().is_none(), "no old folder");
         assert_eq!(fs::read(feeds.root().join("feed.rss")).unwrap(), b"<rss/>");
         assert!(!staging.root().exists());
         // A feeds folder that is a link to one elsewhere: the link stays, the folder it names is swapped.
@@ -570,7 +611,8 @@ mod tests {
         assert_eq!(staging.root(), real.root().canonicalize().unwrap().with_file_name(".feeds.crier-next"));
         linked.link_into(&staging).unwrap();
         put(&staging, "feed.rss", b"<rss/>", SystemTime::now()).unwrap();
-        linked.swap_in(&staging).unwrap();
+        let old = linked.swap_in(&staging).unwrap().unwrap();
+        assert_eq!(old.root().parent(), Some(real.root().canonicalize().unwrap().parent().unwrap()));
         assert!(fs::symlink_metadata(linked.root()).unwrap().file_type().is_symlink());
         assert!(real.root().join("feed.rss").exists());
     }

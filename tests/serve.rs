@@ -830,6 +830,36 @@ fn a_reload_publishes_in_a_child_process_into_a_folder_it_then_swaps_in() {
 }
 
 #[test]
+fn a_stop_during_a_reload_keeps_the_old_feeds_and_index_and_the_next_start_clears_what_it_left() {
+    let dir = site();
+    // A post that the running configuration gives up on within a second, and the new one would
+    // spend minutes on: the reload's child is still publishing when crier is stopped.
+    fs::write(dir.path().join("posts/slow.md"), common::slow_post()).unwrap();
+    let config = serve_config(dir.path(), "post_time_budget_ms = 1000");
+    let mut daemon = Daemon::start_with(dir.path(), &config);
+    let before = daemon.get("/feed.rss", &[]);
+    assert_eq!(before.status, 200);
+    fs::write(dir.path().join("crier.toml"), serve_config(dir.path(), "post_time_budget_ms = 600000")).unwrap();
+    daemon.signal("HUP");
+    daemon.log.wait_for_line("with the new configuration in a child process");
+    let staging = dir.path().join(".feeds.crier-next");
+    daemon.wait_for("the child's folder", || staging.join("feed.rss").exists());
+    assert_eq!(daemon.terminate().code(), Some(0));
+    assert_eq!(fs::read(dir.path().join("feeds/feed.rss")).unwrap(), before.body, "the old feeds stay");
+
+    // Back to the running configuration: the start serves what it published, from its index
+    // (only the bad post is read again, as at any start), and what the reload left goes.
+    fs::write(dir.path().join("crier.toml"), &config).unwrap();
+    let daemon = Daemon::spawn(dir.path(), |_| {});
+    daemon.wait_healthy();
+    assert_eq!(daemon.get("/feed.rss", &[]).header("etag"), before.header("etag"));
+    let step = daemon.log.wait_for_line("published: ");
+    assert!(step.contains(" 1 posts read,"), "{step}");
+    assert!(!daemon.log.text().contains("child process"), "{}", daemon.log.text());
+    daemon.wait_for("what the reload left removed", || !staging.exists());
+}
+
+#[test]
 fn a_reload_that_changes_no_bytes_keeps_every_validator_and_never_fails_a_request() {
     let dir = site();
     let daemon = Daemon::start(dir.path(), "settle_ms = 100");

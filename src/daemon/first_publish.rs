@@ -33,13 +33,20 @@ pub type FirstPublish = Arc<dyn Fn() -> Command + Send + Sync>;
 const SYSTEMD_ONLY: [&str; 6] =
     ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"];
 
+/// The file that holds this process's program, whatever has been put at its path since (a
+/// package upgraded while crier runs): a child started from it is the same program, with the
+/// same scan index key.
+const THIS_PROGRAM: &str = "/proc/self/exe";
+
 /// This program, run again with this process's arguments and [`ENV`] set; its log goes where this
 /// process's goes. None when the program's path cannot be known.
 pub fn this_program() -> Option<FirstPublish> {
-    let program = std::env::current_exe().ok()?;
+    let path = std::env::current_exe().ok()?;
+    let program = if std::path::Path::new(THIS_PROGRAM).exists() { THIS_PROGRAM.into() } else { path.clone() };
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     Some(Arc::new(move || {
         let mut command = Command::new(&program);
+        std::os::unix::process::CommandExt::arg0(&mut command, &path);
         command.args(&args).env(ENV, "1").stdin(Stdio::null()).stdout(Stdio::null());
         for name in SYSTEMD_ONLY {
             command.env_remove(name);
@@ -190,9 +197,10 @@ mod tests {
     }
 
     #[test]
-    fn the_child_is_this_program_with_these_arguments_and_none_of_systemds_variables() {
+    fn the_child_is_this_program_file_with_these_arguments_and_none_of_systemds_variables() {
         let command = this_program().unwrap()();
-        assert_eq!(command.get_program(), std::env::current_exe().unwrap());
+        // The file this process runs, even once its path holds another (an upgrade).
+        assert_eq!(command.get_program(), THIS_PROGRAM);
         assert_eq!(command.get_args().collect::<Vec<_>>(), std::env::args_os().skip(1).collect::<Vec<_>>());
         let envs: Vec<_> = command.get_envs().collect();
         assert!(envs.contains(&(std::ffi::OsStr::new(ENV), Some(std::ffi::OsStr::new("1")))), "{envs:?}");

@@ -103,17 +103,27 @@ impl Worker {
             staging.root().display()
         );
         let ran = run_apart(command, &doing, (&state, &key), &self.heartbeat, receiver);
-        // The child replaced the index saved for the running configuration: the next save is whole.
+        if let Some((held, true)) = ran {
+            self.published_apart = Some(before);
+            return Some((held, Some(staging)));
+        }
+        self.keep_running_state(&state);
+        remove_later(staging);
+        ran.map(|(held, _)| (held, None))
+    }
+
+    /// After a child process that published for a reload that does not take place (it failed,
+    /// or crier stops): what it saved for the new configuration is replaced by the running
+    /// one's. The scan index, which it may have replaced, is saved whole next (the engine
+    /// forgets what it last saved), and the archive bounds are saved again.
+    fn keep_running_state(&mut self, state: &State) {
         self.indexed = state.has_scan_index(&self.index_key).unwrap_or(false);
-        match ran {
-            Some((held, true)) => {
-                self.published_apart = Some(before);
-                Some((held, Some(staging)))
-            }
-            ran => {
-                remove_later(staging);
-                ran.map(|(held, _)| (held, None))
-            }
+        if !self.indexed {
+            self.engine.forget_index();
+        }
+        if let Err(error) = state.replace_archive_bounds(&self.engine.archive_bounds()) {
+            tracing::error!("{error}; the archive bounds are saved whole at the next step");
+            self.bounds_unsaved = true;
         }
     }
 
@@ -128,22 +138,23 @@ impl Worker {
         self.index_removed.clear();
         let Some(state) = self.state.clone() else { return };
         let swapped = match self.published_set(true) {
-            Some(set) => self.feeds.swap_in(&staged).map(|()| set),
+            Some(set) => self.feeds.swap_in(&staged).map(|old| (set, old)),
             None => Err(anyhow::anyhow!("the child process's scan index cannot be read")),
         };
         match swapped {
-            Ok((next, documents)) => {
+            Ok(((next, documents), old)) => {
                 self.shared.store(next);
                 tracing::info!("reload: swapped in the feeds the child process published");
+                old.into_iter().for_each(remove_later);
                 self.check_published(documents);
             }
             Err(error) => {
                 tracing::error!("reload: {error:#}; publishing in this process instead");
                 let _ = state.clear_scan_index();
                 self.published_apart = None;
+                remove_later(staged);
             }
         }
-        remove_later(staged);
     }
 
     /// After a publish made by a child process, once served: tells WebSub of the topics whose
@@ -160,8 +171,8 @@ impl Worker {
 }
 
 /// Runs `command`, a child process that publishes every post and saves the scan index under
-/// `key` in `state`, saying `doing` meanwhile and beating `heartbeat`. Returns the messages that came meanwhile and whether it left
-/// that index; None when told to stop meanwhile.
+/// `key` in `state`, saying `doing` meanwhile and beating `heartbeat`. Returns the messages that
+/// came meanwhile and whether it left that index; None when told to stop meanwhile.
 fn run_apart(
     command: Command,
     doing: &str,
@@ -196,12 +207,13 @@ fn run_apart(
     Some((held, made))
 }
 
-/// At a start: removes, on a thread of its own, the folder beside `feeds` that a reload cut
-/// short (crier killed while its child published) left behind, as big as the feeds folder.
-pub(super) fn remove_leftover(feeds: &FeedsDir) {
-    if let Some(staging) = feeds.staging().filter(|staging| staging.root().exists()) {
-        tracing::info!("removing {}, left by a reload that was cut short", staging.root().display());
-        remove_later(staging);
+/// At a start: removes, each on a thread of its own, the folders beside `feeds` that crier left
+/// (see [`FeedsDir::leftovers`]): one a reload was writing when crier was killed or stopped, old
+/// feeds folders whose removal a stop cut short. Each may be as big as the feeds folder.
+pub(super) fn remove_leftovers(feeds: &FeedsDir) {
+    for leftover in feeds.leftovers() {
+        tracing::info!("removing {}, left by an earlier reload", leftover.root().display());
+        remove_later(leftover);
     }
 }
 
