@@ -332,7 +332,7 @@ impl FeedsDir {
     /// here yet, `staged` is simply moved here. Returns the old folder, if there was one.
     pub fn swap_in(&self, staged: &FeedsDir) -> anyhow::Result<Option<FeedsDir>> {
         let context = || format!("cannot move {} to {}", staged.root.display(), self.root.display());
-        let (Ok(here), Some((_, name))) = (fs::canonicalize(&self.root), self.real_name()) else {
+        let Some((here, name)) = self.real_name().filter(|(here, _)| here.exists()) else {
             return fs::rename(&staged.root, &self.root).map(|()| None).with_context(context);
         };
         static SET_ASIDE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

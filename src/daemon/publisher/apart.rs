@@ -18,6 +18,7 @@ use crate::daemon::first_publish::{self, Ended};
 use crate::daemon::inbox::Message;
 use crate::engine::Engine;
 use crate::feeds_dir::FeedsDir;
+use crate::served::ServedSet;
 use crate::source::PathKind;
 use crate::state::State;
 use crate::systemd::{self, Heartbeat};
@@ -93,9 +94,7 @@ impl Worker {
         }
         // Saves handed over before are done, not made after the child's (which replaces them).
         drop(self.saver.take());
-        let current = self.shared.load();
-        let topics = current.resources.iter().filter(|(rel, _)| crate::served::is_topic(rel));
-        let before: Topics = topics.map(|(rel, resource)| (rel.to_owned(), resource.identity.hash)).collect();
+        let before = topic_hashes(&self.shared.load());
         let mut command = command();
         command.env(first_publish::INTO_ENV, staging.root());
         let doing = format!(
@@ -160,14 +159,19 @@ impl Worker {
     /// After a publish made by a child process, once served: tells WebSub of the topics whose
     /// bytes differ from what they held `before` it, as a publish made here does.
     pub(super) fn changed_apart(&self, before: &Topics) {
-        let current = self.shared.load();
-        let topics = current.resources.iter().filter(|(rel, _)| crate::served::is_topic(rel));
-        let changed = topics.filter(|(rel, resource)| before.get(*rel) != Some(&resource.identity.hash));
-        let changed: Vec<String> = changed.map(|(rel, _)| rel.to_owned()).collect();
+        let now = topic_hashes(&self.shared.load());
+        let changed: Vec<String> =
+            now.into_iter().filter(|(rel, hash)| before.get(rel) != Some(hash)).map(|(rel, _)| rel).collect();
         if let Some(on_published) = self.on_published.as_ref().filter(|_| !changed.is_empty()) {
             on_published(changed);
         }
     }
+}
+
+/// The hashes of the topics `set` serves.
+fn topic_hashes(set: &ServedSet) -> Topics {
+    let topics = set.resources.iter().filter(|(rel, _)| crate::served::is_topic(rel));
+    topics.map(|(rel, resource)| (rel.to_owned(), resource.identity.hash)).collect()
 }
 
 /// Runs `command`, a child process that publishes every post and saves the scan index under
