@@ -248,9 +248,13 @@ pub fn archive_page(
         next_archive: (!page.newest).then(|| link(page.number + 1)),
         current: Some(self_url(config, key, format)),
     };
-    let oldest_first = items(page.posts.iter(), rendered);
-    // Where each item is among the page's posts.
-    let at: Vec<usize> = (0..page.posts.len()).filter(|i| rendered.contains_key(&page.posts[*i].path)).collect();
+    // The rendered posts as items, and where each is among the page's posts: one lookup each.
+    let (at, oldest_first): (Vec<usize>, Vec<Item<'_>>) = page
+        .posts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, meta)| rendered.get(&meta.path).map(|r| (i, Item { meta, rendered: r })))
+        .unzip();
     let newest_first = crate::site::Site::plan_of(key, page.posts.iter().rev().cloned().collect());
     let mut doc = feed_doc(config, &newest_first, link(page.number), history, oldest_first.clone(), &[]);
     doc.full_content = config.archive_content == ContentMode::Full;

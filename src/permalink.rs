@@ -1,7 +1,7 @@
 //! A permalink pattern (`/:categories/:year/:month/:day/:title.html`), parsed once when the
 //! configuration is read and expanded for each post. Pure.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use chrono::{DateTime, FixedOffset};
 
@@ -191,7 +191,8 @@ impl Permalink {
                 Token::Placeholder(Placeholder::Slug) => out.push_str(&slugify(title)),
                 Token::Placeholder(date_part) => {
                     let format = date_part.date_format().expect("every other placeholder is a date part");
-                    out.push_str(&date.format(format).to_string());
+                    // Into `out` directly: a link is made for every post read.
+                    let _ = write!(out, "{}", date.format(format));
                 }
             }
         }
