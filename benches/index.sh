@@ -18,7 +18,10 @@
 # end: on an ext4 without a journal (this VM's), creating a file within a minute of deleting many
 # costs the kernel a look at each recently freed inode (recently_deleted() in fs/ext4/ialloc.c),
 # which put 12 % of a cold build's CPU time there when it ran right after the last run's rm -rf.
-# That cost falls on whichever run follows a deletion, so it is kept off all of them.
+# That cost falls on whichever run follows a deletion, so it is kept off all of them; this script's
+# own cleanup at the end puts it on anything run on that file system in the next few minutes (a
+# second run right after the first measured its cold builds 1.35x slower by medians, with two to three times the system CPU),
+# so leave five minutes between runs. User CPU, recorded beside the wall times, is not touched by it.
 #
 #   REPS=3  SKIP_CARGO=1  CRIER_BENCH_DIR=/tmp/crier-bench  RESULTS=path
 #   POSTS_DIR=path  a corpus already generated (gen_corpus.py N DIR, without the Hugo twin)
@@ -50,37 +53,47 @@ fi
 WORK=$(mktemp -d "$BENCH_DIR/index.XXXXXX")
 trap '[ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"' EXIT
 
-timed() { # timed OUTFILE CMD... -> prints "wall_s peak_kb" and keeps the command's output
+timed() { # timed OUTFILE CMD... -> prints "wall_s peak_kb user_s system_s", keeps the output
   local out=$1; shift
-  /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" > "$out" 2>&1 || true
+  /usr/bin/time -f '%e %M %U %S' -o "$WORK/time" "$@" > "$out" 2>&1 || true
   tail -n1 "$WORK/time"
 }
-declare -a COLD FLOOR_S QUICK ONE START
+median() { # median NUMBER... (each argument's first word) -> the median
+  printf '%s\n' "$@" | awk '{print $1}' | sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'
+}
+ratio() { # ratio ARRAY_A ARRAY_B -> median of A over median of B, to two places
+  local -n a=$1 b=$2
+  awk -v x="$(median "${a[@]}")" -v y="$(median "${b[@]}")" 'BEGIN {if (y > 0) printf "%.2f", x / y; else printf "n/a"}'
+}
+declare -a COLD FLOOR_S COLD_CPU FLOOR_CPU COLD_U FLOOR_U QUICK ONE START
 for rep in $(seq "$REPS"); do
   SITE=$WORK/site-$rep  # the last one is the folder the later runs use
   BUILD=("$CRIER" build --posts "$POSTS" --feeds "$SITE/feeds" --base-url https://news.example.com/)
   mkdir -p "$SITE"
   sync  # the last run's writes are flushed before this one starts, not during it
-  read -r s kb < <(timed "$WORK/cold.log" "${BUILD[@]}")
+  read -r s kb user sys < <(timed "$WORK/cold.log" "${BUILD[@]}")
   COLD+=("$s s, $((kb / 1024)) MB"); log "cold $rep: $s s $kb KB"
+  COLD_CPU+=("$user + $sys s"); COLD_U+=("$user")
   sync
   [ "${NO_FLOOR:-0}" = 1 ] && continue
   # Its own total: the documents it is given are loaded first, untimed.
   timed "$WORK/floor.log" "$FLOOR" "$POSTS" "$SITE/feeds" "$WORK/floor-$rep" 3 3 > /dev/null
   s=$(grep -o 'total [0-9.]* s' "$WORK/floor.log" | cut -d' ' -f2)
-  FLOOR_S+=("$s s"); log "floor $rep: $(tail -n1 "$WORK/floor.log")"
+  FLOOR_S+=("$s s"); log "floor $rep: $(grep '^floor:' "$WORK/floor.log")"
+  read -r user sys < <(sed -n 's/^floor cpu: user \([0-9.]*\) s, system \([0-9.]*\) s$/\1 \2/p' "$WORK/floor.log")
+  FLOOR_CPU+=("$user + $sys s"); FLOOR_U+=("$user")
 done
-FLOOR_DETAIL=$(tail -n1 "$WORK/floor.log" 2>/dev/null || echo "not run (NO_FLOOR=1)")
+FLOOR_DETAIL=$(grep '^floor:' "$WORK/floor.log" 2>/dev/null || echo "not run (NO_FLOOR=1)")
 DOCS=$(tail -n1 "$WORK/cold.log")
 sync
 for i in 1 2 3 4 5; do
-  read -r s kb < <(timed "$WORK/quick.log" "${BUILD[@]}")
+  read -r s kb _ < <(timed "$WORK/quick.log" "${BUILD[@]}")
   QUICK+=("$s s, $((kb / 1024)) MB"); log "quick $i: $s s"
 done
 QUICK_DETAIL=$(head -n1 "$WORK/quick.log")
 for i in 1 2 3; do
   touch "$(find "$POSTS" -type f | sed -n "$((i * 977))p")"
-  read -r s kb < <(timed "$WORK/one.log" "${BUILD[@]}")
+  read -r s kb _ < <(timed "$WORK/one.log" "${BUILD[@]}")
   ONE+=("$s s, $((kb / 1024)) MB"); log "one changed $i: $s s"
 done
 ONE_DETAIL=$(grep -h "posts read" "$WORK/one.log" | head -n1)
@@ -103,10 +116,13 @@ done
   echo "|---|---|"
   echo "| cold build (empty feeds folder, no state) | $(IFS=';'; echo "${COLD[*]}") |"
   echo "| floor: read the posts, compress and write the same documents (examples/floor.rs) | $(IFS=';'; echo "${FLOOR_S[*]}") |"
+  echo "| cold build, CPU (user + system) | $(IFS=';'; echo "${COLD_CPU[*]}") |"
+  echo "| floor, CPU of its timed part (user + system) | $(IFS=';'; echo "${FLOOR_CPU[*]}") |"
   echo "| build, nothing changed | $(IFS=';'; echo "${QUICK[*]}") |"
   echo "| build, one post file touched | $(IFS=';'; echo "${ONE[*]}") |"
   echo
   echo "- floor detail (last run): $FLOOR_DETAIL"
+  echo "- by medians: wall $(ratio COLD FLOOR_S)×, user CPU $(ratio COLD_U FLOOR_U)× (system CPU is mostly the file system's: see the header)"
   echo "- nothing changed: $QUICK_DETAIL"
   echo "- one touched: $ONE_DETAIL"
   echo

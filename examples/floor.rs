@@ -6,7 +6,8 @@
 //!     cargo run --release --example floor -- POSTS BUILT_FEEDS OUT [GZIP_LEVEL BROTLI_QUALITY]
 //!
 //! BUILT_FEEDS is a feeds folder `crier build` filled (its documents are read into memory first,
-//! untimed); OUT is emptied and written. Prints the seconds of each phase and their sum.
+//! untimed); OUT is emptied and written. Prints the seconds of each phase and their sum, then
+//! the user and system CPU seconds they took.
 
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
@@ -32,7 +33,7 @@ fn main() {
         .collect();
     let _ = std::fs::remove_dir_all(&out);
 
-    let started = Instant::now();
+    let (started, cpu_before) = (Instant::now(), cpu_seconds());
     let post_files = files(&posts, |_| true);
     let read: usize = post_files.par_iter().map(|p| std::fs::read(p).map_or(0, |b| b.len())).sum();
     let reading = started.elapsed();
@@ -60,4 +61,14 @@ fn main() {
         writing.as_secs_f64(),
         (reading + writing).as_secs_f64()
     );
+    let (user, system) = cpu_seconds();
+    println!("floor cpu: user {:.2} s, system {:.2} s", user - cpu_before.0, system - cpu_before.1);
+}
+
+/// This process's user and system CPU seconds so far (the documents' loading, untimed, is
+/// left out by subtracting what was spent before the timed part).
+fn cpu_seconds() -> (f64, f64) {
+    let stat = procfs::process::Process::myself().and_then(|me| me.stat()).expect("/proc/self/stat");
+    let tick = procfs::ticks_per_second() as f64;
+    (stat.utime as f64 / tick, stat.stime as f64 / tick)
 }
