@@ -63,7 +63,7 @@ median() { # median NUMBER... (each argument's first word) -> the median
 }
 ratio() { # ratio ARRAY_A ARRAY_B -> median of A over median of B, to two places
   local -n a=$1 b=$2
-  awk -v x="$(median "${a[@]}")" -v y="$(median "${b[@]}")" 'BEGIN {if (y > 0) printf "%.2f", x / y; else printf "n/a"}'
+  awk -v x="$(median "${a[@]}")" -v y="$(median "${b[@]}")" 'BEGIN {if (y > 0) printf "%.2f×", x / y; else printf "n/a"}'
 }
 declare -a COLD FLOOR_S COLD_CPU FLOOR_CPU COLD_U FLOOR_U QUICK ONE START
 for rep in $(seq "$REPS"); do
@@ -80,7 +80,7 @@ for rep in $(seq "$REPS"); do
   timed "$WORK/floor.log" "$FLOOR" "$POSTS" "$SITE/feeds" "$WORK/floor-$rep" 3 3 > /dev/null
   s=$(grep -o 'total [0-9.]* s' "$WORK/floor.log" | cut -d' ' -f2)
   FLOOR_S+=("$s s"); log "floor $rep: $(grep '^floor:' "$WORK/floor.log")"
-  read -r user sys < <(sed -n 's/^floor cpu: user \([0-9.]*\) s, system \([0-9.]*\) s$/\1 \2/p' "$WORK/floor.log")
+  read -r user sys < <(sed -n 's/^floor cpu: user \([0-9.]*\) s, system \([0-9.]*\) s$/\1 \2/p' "$WORK/floor.log") || true
   FLOOR_CPU+=("$user + $sys s"); FLOOR_U+=("$user")
 done
 FLOOR_DETAIL=$(grep '^floor:' "$WORK/floor.log" 2>/dev/null || echo "not run (NO_FLOOR=1)")
@@ -122,7 +122,7 @@ done
   echo "| build, one post file touched | $(IFS=';'; echo "${ONE[*]}") |"
   echo
   echo "- floor detail (last run): $FLOOR_DETAIL"
-  echo "- by medians: wall $(ratio COLD FLOOR_S)×, user CPU $(ratio COLD_U FLOOR_U)× (system CPU is mostly the file system's: see the header)"
+  echo "- by medians: wall $(ratio COLD FLOOR_S), user CPU $(ratio COLD_U FLOOR_U) (system CPU is mostly the file system's: see the header)"
   echo "- nothing changed: $QUICK_DETAIL"
   echo "- one touched: $ONE_DETAIL"
   echo
