@@ -20,8 +20,9 @@
 # which put 12 % of a cold build's CPU time there when it ran right after the last run's rm -rf.
 # That cost falls on whichever run follows a deletion, so it is kept off all of them; this script's
 # own cleanup at the end puts it on anything run on that file system in the next few minutes (a
-# second run right after the first measured its cold builds 1.35x slower by medians, with two to three times the system CPU),
-# so leave five minutes between runs. User CPU, recorded beside the wall times, is not touched by it.
+# second run right after the first measured its cold builds 1.35x slower by medians, with two to
+# three times the system CPU), so leave five minutes between runs. User CPU, recorded beside the
+# wall times, is not touched by it.
 #
 #   REPS=3  SKIP_CARGO=1  CRIER_BENCH_DIR=/tmp/crier-bench  RESULTS=path
 #   POSTS_DIR=path  a corpus already generated (gen_corpus.py N DIR, without the Hugo twin)

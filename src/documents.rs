@@ -102,8 +102,8 @@ fn feed_doc<'a>(
 }
 
 /// The posts of `posts` that are rendered, as items.
-fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a Renderings) -> Vec<Item<'a>> {
-    posts.filter_map(|meta| rendered.get(&meta.path).map(|r| Item { meta, rendered: r })).collect()
+pub fn items<'a>(posts: impl Iterator<Item = &'a Arc<post::PostMeta>>, rendered: &'a Renderings) -> Vec<Item<'a>> {
+    posts.filter_map(|meta| rendered.item(meta)).collect()
 }
 
 /// Rendered bodies, by post file. Looked up once per post per page of each feed the post is in
@@ -158,6 +158,11 @@ impl Renderings {
 
     pub fn insert(&mut self, path: PathBuf, rendered: Arc<Rendered>) -> Option<Arc<Rendered>> {
         self.0.insert(PathKey(path), rendered)
+    }
+
+    /// `meta` as a feed item, if its body is rendered.
+    pub fn item<'a>(&'a self, meta: &'a post::PostMeta) -> Option<Item<'a>> {
+        self.get(&meta.path).map(|rendered| Item { meta, rendered })
     }
 
     pub fn remove(&mut self, path: &Path) -> Option<Arc<Rendered>> {
@@ -249,12 +254,8 @@ pub fn archive_page(
         current: Some(self_url(config, key, format)),
     };
     // The rendered posts as items, and where each is among the page's posts: one lookup each.
-    let (at, oldest_first): (Vec<usize>, Vec<Item<'_>>) = page
-        .posts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, meta)| rendered.get(&meta.path).map(|r| (i, Item { meta, rendered: r })))
-        .unzip();
+    let (at, oldest_first): (Vec<usize>, Vec<Item<'_>>) =
+        page.posts.iter().enumerate().filter_map(|(i, meta)| rendered.item(meta).map(|item| (i, item))).unzip();
     let newest_first = crate::site::Site::plan_of(key, page.posts.iter().rev().cloned().collect());
     let mut doc = feed_doc(config, &newest_first, link(page.number), history, oldest_first.clone(), &[]);
     doc.full_content = config.archive_content == ContentMode::Full;

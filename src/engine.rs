@@ -1234,11 +1234,7 @@ impl Engine {
     }
 
     fn summary(&self, plan: &FeedPlan) -> FeedSummary {
-        let items: Vec<feed::Item<'_>> = plan
-            .items
-            .iter()
-            .filter_map(|m| self.rendered.get(&m.path).map(|r| feed::Item { meta: m, rendered: r }))
-            .collect();
+        let items = documents::items(plan.items.iter(), &self.rendered);
         FeedSummary {
             key: plan.key.clone(),
             title: documents::feed_title(&self.config, plan),
